@@ -1,0 +1,94 @@
+"""Launch SecantusDB as its own process (it is GPL-2.0: we run it, we never import it)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """SecantusDB is not installed: `pip install 'syncjobs[embedded]'`, or set SYNCJOBS_MONGODB_URI."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_command() -> list[str]:
+    script = shutil.which("secantusd-py")
+    if script is None:
+        candidate = Path(sys.executable).with_name("secantusd-py")
+        if not candidate.exists():
+            raise EmbeddedUnavailable(EmbeddedUnavailable.__doc__ or "")
+        script = str(candidate)
+    return [script]
+
+
+@dataclass
+class EmbeddedServer:
+    """A running SecantusDB subprocess; `uri` connects to it directly."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    storage_path: str
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_embedded(
+    storage_path: str | Path,
+    port: int | None = None,
+    *,
+    log_file: Path | None = None,
+    startup_timeout: float = 60.0,
+) -> EmbeddedServer:
+    """Start `secantusd-py` and return once it answers a ping (or raise with its log tail)."""
+    port = port or free_port()
+    storage = str(storage_path)
+    if storage != ":memory:":
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    log_path = log_file or (Path(storage) / "secantusd.log" if storage != ":memory:" else None)
+    command = [*_server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
+               "--log-level", "WARNING"]
+    if log_path:
+        with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    else:
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = EmbeddedServer(process=process, port=port, storage_path=storage)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = Path(log_path).read_text(errors="replace")[-2000:] if log_path else ""
+            raise EmbeddedUnavailable(f"secantusd-py exited with {process.returncode}: {tail}")
+        try:
+            with MongoClient(server.uri, serverSelectionTimeoutMS=500) as client:
+                client.admin.command("ping")
+            return server
+        except PyMongoError:
+            time.sleep(0.2)
+    server.stop()
+    raise EmbeddedUnavailable(f"secantusd-py did not answer on port {port} within {startup_timeout}s")

@@ -1,0 +1,104 @@
+"""The database connection and the indexes every process relies on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
+
+Document = dict[str, Any]
+Database = AsyncDatabase[Document]
+
+
+def connect(uri: str, **options: Any) -> AsyncMongoClient[Document]:
+    """A client that hands back aware UTC datetimes, so no naive datetime leaks into the core."""
+    options.setdefault("tz_aware", True)
+    options.setdefault("serverSelectionTimeoutMS", 5000)
+    options.setdefault("appname", "syncjobs")
+    return AsyncMongoClient(uri, **options)
+
+
+@dataclass(frozen=True)
+class CollectionIndexes:
+    collection: str
+    indexes: tuple[IndexModel, ...]
+
+
+def _index(keys: list[tuple[str, int]], name: str, **options: Any) -> IndexModel:
+    return IndexModel(keys, name=name, **options)
+
+
+def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
+    """Every index of DESIGN.md; the unique ones are what makes duplicates impossible."""
+    return [
+        CollectionIndexes("api_tokens", (_index([("workspaceId", ASCENDING)], "workspace"),)),
+        CollectionIndexes(
+            "data_sources",
+            (_index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),),
+        ),
+        CollectionIndexes(
+            "destinations",
+            (_index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),),
+        ),
+        CollectionIndexes(
+            "syncjobs",
+            (
+                _index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),
+                _index([("enabled", ASCENDING), ("nextRunAt", ASCENDING)], "enabled_next_run"),
+                _index([("updatedAt", ASCENDING)], "updated_at"),
+            ),
+        ),
+        CollectionIndexes(
+            "job_runs",
+            (
+                _index(
+                    [("jobId", ASCENDING), ("scheduledFor", ASCENDING), ("trigger", ASCENDING),
+                     ("attempt", ASCENDING)],
+                    "fire_key",
+                    unique=True,
+                ),
+                _index(
+                    [("workspaceId", ASCENDING), ("jobId", ASCENDING), ("startedAt", DESCENDING)],
+                    "workspace_job_started",
+                ),
+                _index([("jobId", ASCENDING), ("createdAt", DESCENDING)], "job_created"),
+                _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
+                _index([("status", ASCENDING)], "status"),
+                _index(
+                    [("createdAt", ASCENDING)],
+                    "retention_ttl",
+                    expireAfterSeconds=run_retention_days * 86400,
+                ),
+            ),
+        ),
+        CollectionIndexes(
+            "job_execution_locks",
+            # Garbage collection only: correctness never waits for the TTL monitor.
+            (_index([("lockedUntil", ASCENDING)], "lapsed_ttl", expireAfterSeconds=3600),),
+        ),
+        CollectionIndexes("webhooks", (_index([("workspaceId", ASCENDING)], "workspace"),)),
+        CollectionIndexes(
+            "webhook_deliveries",
+            (_index([("webhookId", ASCENDING), ("createdAt", DESCENDING)], "webhook_created"),),
+        ),
+    ]
+
+
+async def ensure_indexes(db: Database, run_retention_days: int = 30) -> None:
+    """Create the indexes idempotently; a changed TTL is applied with collMod rather than failing."""
+    for plan in index_plan(run_retention_days):
+        collection = db[plan.collection]
+        for model in plan.indexes:
+            try:
+                await collection.create_indexes([model])
+            except OperationFailure as exc:
+                ttl = model.document.get("expireAfterSeconds")
+                if ttl is None or exc.code not in (85, 86):  # IndexOptionsConflict / IndexKeySpecsConflict
+                    raise
+                await db.command(
+                    {"collMod": plan.collection,
+                     "index": {"name": model.document["name"], "expireAfterSeconds": ttl}}
+                )

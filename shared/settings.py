@@ -1,0 +1,105 @@
+"""Settings from SYNCJOBS_* environment variables, read once at process start."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value of the wrong shape."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """When a job's recent runs open an alert (see the monitoring endpoint)."""
+
+    failure_rate: float = 0.5
+    min_executions: int = 5
+    consecutive_failures: int = 3
+    long_duration_ms: int = 5 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    mongodb_uri: str | None = None
+    database: str = "syncjobs"
+    api_host: str = "0.0.0.0"
+    api_port: int = 8080
+    admin_token: str | None = None
+    log_level: str = "info"
+    lease_ttl_seconds: int = 15
+    worker_id: str = field(default_factory=default_worker_id)
+    poll_seconds: float = 5.0
+    max_concurrent_runs: int = 4
+    shutdown_grace_seconds: float = 30.0
+    # argv prefix that runs one executor; the run id is appended as `--run-id ID`.
+    executor_command: tuple[str, ...] = ()
+    run_retention_days: int = 30
+    worker_metrics_port: int | None = None
+    alerts: AlertThresholds = field(default_factory=AlertThresholds)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        metrics_port = _int(env, "SYNCJOBS_WORKER_METRICS_PORT", 0)
+        executor_command = env.get("SYNCJOBS_EXECUTOR_COMMAND", "").split()
+        return cls(
+            mongodb_uri=env.get("SYNCJOBS_MONGODB_URI") or None,
+            database=env.get("SYNCJOBS_DATABASE") or "syncjobs",
+            api_host=env.get("SYNCJOBS_API_HOST") or "0.0.0.0",
+            api_port=_int(env, "SYNCJOBS_API_PORT", 8080),
+            admin_token=env.get("SYNCJOBS_ADMIN_TOKEN") or None,
+            log_level=(env.get("SYNCJOBS_LOG_LEVEL") or "info").lower(),
+            lease_ttl_seconds=_int(env, "SYNCJOBS_LEASE_TTL_SECONDS", 15, minimum=1),
+            worker_id=env.get("SYNCJOBS_WORKER_ID") or default_worker_id(),
+            poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", 5.0),
+            max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", 4, minimum=1),
+            shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", 30.0),
+            executor_command=tuple(executor_command),
+            run_retention_days=_int(env, "SYNCJOBS_RUN_RETENTION_DAYS", 30, minimum=1),
+            worker_metrics_port=metrics_port or None,
+            alerts=AlertThresholds(
+                failure_rate=_float(env, "SYNCJOBS_ALERT_FAILURE_RATE", 0.5),
+                min_executions=_int(env, "SYNCJOBS_ALERT_MIN_EXECUTIONS", 5),
+                consecutive_failures=_int(env, "SYNCJOBS_ALERT_CONSECUTIVE_FAILURES", 3, minimum=1),
+                long_duration_ms=_int(env, "SYNCJOBS_ALERT_LONG_DURATION_SECONDS", 300) * 1000,
+            ),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def require_mongodb_uri(self) -> str:
+        if not self.mongodb_uri:
+            raise SettingsError("SYNCJOBS_MONGODB_URI is not set")
+        return self.mongodb_uri

@@ -1,0 +1,52 @@
+"""One SecantusDB subprocess per test session; a fresh database name per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.embedded import EmbeddedServer, start_embedded
+from shared.mongo import Database, connect, ensure_indexes
+from shared.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    storage = tmp_path_factory.mktemp("secantus")
+    server = start_embedded(storage, log_file=Path(storage) / "server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(embedded_server: EmbeddedServer) -> str:
+    return embedded_server.uri
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(mongo_uri: str, db_name: str) -> Settings:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+    return Settings.from_env(env).with_overrides(mongodb_uri=mongo_uri, database=db_name)
+
+
+@pytest.fixture
+async def db(mongo_uri: str, db_name: str) -> AsyncIterator[Database]:
+    client = connect(mongo_uri)
+    database = client[db_name]
+    await ensure_indexes(database)
+    try:
+        yield database
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
