@@ -1,0 +1,246 @@
+"""Pydantic models at the edges: request bodies in, documents out (camelCase, `id` as a string)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from bson import ObjectId
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+REDACTED = "********"
+_SECRET_KEY = re.compile(
+    r"^(uri|auth|authorization|cookie|dsn)$|secret|password|passwd|token|api[_-]?key|credential|private[_-]?key",
+    re.IGNORECASE,
+)
+
+RunStatus = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]
+RunTrigger = Literal["schedule", "manual", "retry"]
+FINISHED_STATUSES: frozenset[str] = frozenset(
+    {"succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"}
+)
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
+
+
+class Camel(BaseModel):
+    """camelCase on the wire and in Mongo; unknown fields are an error, never silently dropped."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Output(Camel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+def _id_str(value: Any) -> Any:
+    return str(value) if isinstance(value, ObjectId) else value
+
+
+def from_document(model: type[Output], doc: dict[str, Any]) -> Any:
+    """Turn a Mongo document into an output model: `_id` becomes `id`, ObjectIds become strings."""
+    data = {key: _id_str(value) for key, value in doc.items() if key != "_id"}
+    data["id"] = str(doc["_id"])
+    return model.model_validate(data)
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def redact(config: Any) -> Any:
+    """Replace every value under a secret-looking key (uri, token, password, headers' auth...) by a marker."""
+    if isinstance(config, dict):
+        return {
+            k: (REDACTED if is_secret_key(k) and isinstance(v, str | int | float) else redact(v))
+            for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [redact(item) for item in config]
+    return config
+
+
+def keep_secrets(new: Any, stored: Any) -> Any:
+    """On a PUT, a redaction marker sent back means "keep what is stored", so GET-edit-PUT loses no secret."""
+    if new == REDACTED:
+        return stored
+    if isinstance(new, dict) and isinstance(stored, dict):
+        return {k: keep_secrets(v, stored.get(k)) for k, v in new.items()}
+    return new
+
+
+# --- workspaces and tokens ---
+
+
+class WorkspaceInput(Camel):
+    name: Name
+
+
+class Workspace(Output):
+    id: str
+    name: str
+    created_at: AwareDatetime | None = None
+
+
+# --- data sources and destinations ---
+
+
+class MongoSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    uri: str = Field(min_length=1)
+    database: str = Field(min_length=1)
+
+
+class HttpSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    base_url: str = Field(alias="baseUrl", pattern=r"^https?://")
+    entities: dict[str, dict[str, Any]] = Field(min_length=1)
+
+
+class CommandSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+
+
+_SOURCE_CONFIGS: dict[str, type[BaseModel]] = {
+    "mongodb": MongoSourceConfig,
+    "http": HttpSourceConfig,
+    "command": CommandSourceConfig,
+}
+
+
+class DataSourceInput(Camel):
+    name: Name
+    kind: Literal["mongodb", "http", "command"]
+    config: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _config_fits_kind(self) -> DataSourceInput:
+        _SOURCE_CONFIGS[self.kind].model_validate(self.config)
+        return self
+
+
+class DataSource(Output):
+    id: str
+    workspace_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body = super().to_json()
+        body["config"] = redact(self.config)
+        return body
+
+
+class DestinationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    uri: str = Field(min_length=1)
+    database: str = Field(min_length=1, max_length=63, pattern=r"^[^/\\. \"$]+$")
+
+
+class DestinationInput(Camel):
+    name: Name
+    kind: Literal["mongodb"] = "mongodb"
+    config: DestinationConfig
+
+
+class Destination(DataSource):
+    pass
+
+
+# --- sync jobs ---
+
+
+class Schedule(Camel):
+    cron: str = Field(min_length=1, max_length=200)
+    timezone: str = Field(default="UTC", min_length=1, max_length=64)
+
+
+class EntityFilter(Camel):
+    include: list[Annotated[str, Field(min_length=1)]] | None = None
+    exclude: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+
+class RetryPolicy(Camel):
+    max_attempts: int = Field(default=1, ge=1, le=20)
+    backoff_seconds: float = Field(default=30.0, ge=0, le=86400)
+
+
+class SyncJobInput(Camel):
+    """The editable fields of a job: what POST creates and PUT replaces."""
+
+    name: Name
+    data_source_id: str
+    destination_database_id: str
+    schedule: Schedule
+    sync_mode: Literal["full", "incremental"] = "full"
+    entities: EntityFilter = Field(default_factory=EntityFilter)
+    enabled: bool = True
+    overlap: Literal["skip", "queue", "allow"] = "skip"
+    timeout_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    catch_up_fires: int = Field(default=1, ge=0, le=1000)
+
+
+class SyncJob(Output):
+    id: str
+    workspace_id: str
+    name: str
+    data_source_id: str
+    destination_database_id: str
+    schedule: Schedule
+    sync_mode: Literal["full", "incremental"]
+    entities: EntityFilter
+    enabled: bool
+    overlap: Literal["skip", "queue", "allow"] = "skip"
+    timeout_seconds: int = 3600
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    catch_up_fires: int = 1
+    next_run_at: AwareDatetime | None = None
+    last_run_at: AwareDatetime | None = None
+    last_status: str | None = None
+    last_error: str | None = None
+    last_duration_ms: int | None = None
+    average_duration_ms: float | None = None
+    version: int = 1
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+
+
+# --- runs ---
+
+
+class JobRun(Output):
+    id: str
+    job_id: str
+    workspace_id: str
+    trigger: RunTrigger
+    scheduled_for: AwareDatetime
+    attempt: int = 1
+    status: RunStatus
+    worker_id: str | None = None
+    fencing_token: int | None = None
+    created_at: AwareDatetime | None = None
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    duration_ms: int | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    stats: dict[str, Any] | None = None
+    details: list[dict[str, Any]] | None = None
+    progress: dict[str, Any] | None = None
+
+
+class ToggleInput(Camel):
+    enabled: bool | None = None
+
+
+def parse_object_id(value: str) -> ObjectId | None:
+    """A malformed id is simply one that names nothing."""
+    return ObjectId(value) if ObjectId.is_valid(value) else None

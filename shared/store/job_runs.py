@@ -1,0 +1,76 @@
+"""The `job_runs` collection: one document per fire; (jobId, scheduledFor, trigger, attempt) is unique."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+
+from shared.clock import to_ms
+from shared.errors import NotFound
+from shared.models import JobRun, SyncJob, from_document
+from shared.mongo import Database, Document
+
+MAX_PAGE = 100
+
+
+def new_run_document(job: SyncJob | Document, *, trigger: str, scheduled_for: datetime, attempt: int = 1,
+                     status: str = "pending", now: datetime) -> Document:
+    """A run as first written; the fire key fields make a second insert of the same fire fail."""
+    job_id = job["_id"] if isinstance(job, dict) else ObjectId(job.id)
+    workspace_id = job["workspaceId"] if isinstance(job, dict) else ObjectId(job.workspace_id)
+    return {
+        "_id": ObjectId(), "jobId": job_id, "workspaceId": workspace_id, "trigger": trigger,
+        "scheduledFor": to_ms(scheduled_for), "attempt": attempt, "status": status,
+        "workerId": None, "fencingToken": None, "createdAt": to_ms(now), "startedAt": None,
+        "finishedAt": None, "durationMs": None, "exitCode": None, "error": None, "stats": None,
+        "details": None,
+    }
+
+
+async def create_manual_run(db: Database, job: SyncJob, now: datetime) -> JobRun:
+    """A pending run that the active worker picks up (through the change stream or its poll)."""
+    doc = new_run_document(job, trigger="manual", scheduled_for=now, now=now)
+    await db.job_runs.insert_one(doc)
+    return from_document(JobRun, doc)  # type: ignore[no-any-return]
+
+
+async def get_run(db: Database, run_id: ObjectId) -> JobRun:
+    doc = await db.job_runs.find_one({"_id": run_id})
+    if doc is None:
+        raise NotFound("run not found")
+    return from_document(JobRun, doc)  # type: ignore[no-any-return]
+
+
+async def list_runs(db: Database, job_id: ObjectId, limit: int = 20,
+                    before: ObjectId | None = None) -> tuple[list[JobRun], str | None]:
+    """Newest first; `before` is the `next` cursor of the previous page (a run id)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    query: dict[str, Any] = {"jobId": job_id}
+    if before is not None:
+        anchor = await db.job_runs.find_one({"_id": before, "jobId": job_id}, {"createdAt": 1})
+        if anchor is None:
+            raise NotFound("no run matches the `before` cursor")
+        query["$or"] = [
+            {"createdAt": {"$lt": anchor["createdAt"]}},
+            {"createdAt": anchor["createdAt"], "_id": {"$lt": before}},
+        ]
+    cursor = db.job_runs.find(query).sort([("createdAt", -1), ("_id", -1)]).limit(limit + 1)
+    docs = await cursor.to_list()
+    page = [from_document(JobRun, doc) for doc in docs[:limit]]
+    return page, (page[-1].id if len(docs) > limit else None)
+
+
+async def recent_runs(db: Database, job_id: ObjectId, count: int = 5) -> list[JobRun]:
+    runs, _ = await list_runs(db, job_id, limit=count)
+    return runs
+
+
+async def is_running(db: Database, job_id: ObjectId) -> bool:
+    return await db.job_runs.count_documents({"jobId": job_id, "status": "running"}, limit=1) > 0
+
+
+async def record_progress(db: Database, run_id: ObjectId, progress: dict[str, Any]) -> None:
+    """The executor's own progress note on its run; the worker owns status and result."""
+    await db.job_runs.update_one({"_id": run_id}, {"$set": {"progress": progress}})

@@ -1,0 +1,122 @@
+"""The `syncjobs` collection: what to sync, when, and how the last runs went."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.clock import to_ms
+from shared.cron import parse_schedule
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.models import SyncJob, SyncJobInput, from_document, parse_object_id
+from shared.mongo import Database, Document
+from shared.store import data_sources, destinations
+
+LIST_LIMIT = 1000
+
+
+def _conflict(name: str) -> Conflict:
+    return Conflict(f"a sync job named {name!r} already exists in this workspace",
+                    [{"field": "name", "message": "already exists"}])
+
+
+async def _reference(db: Database, workspace_id: ObjectId, field: str, value: str) -> ObjectId:
+    """An id in the body must name an object of this workspace: a 422 on the field otherwise."""
+    ref = parse_object_id(value)
+    exists = data_sources.source_exists if field == "dataSourceId" else destinations.destination_exists
+    if ref is None or not await exists(db, workspace_id, ref):
+        raise ValidationFailed(field, "no such object in this workspace")
+    return ref
+
+
+async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobInput,
+                           now: datetime) -> dict[str, Any]:
+    """Validate everything (cron, timezone, references) before any write, and compute nextRunAt."""
+    schedule = parse_schedule(body.schedule.cron, body.schedule.timezone)
+    fields = body.model_dump(by_alias=True)
+    fields["dataSourceId"] = await _reference(db, workspace_id, "dataSourceId", body.data_source_id)
+    fields["destinationDatabaseId"] = await _reference(
+        db, workspace_id, "destinationDatabaseId", body.destination_database_id
+    )
+    fields["nextRunAt"] = to_ms(schedule.next_after(now)) if body.enabled else None
+    return fields
+
+
+async def create_job(db: Database, workspace_id: ObjectId, body: SyncJobInput, now: datetime) -> SyncJob:
+    fields = await _editable_fields(db, workspace_id, body, now)
+    doc: Document = {
+        "_id": ObjectId(), "workspaceId": workspace_id, **fields,
+        "lastRunAt": None, "lastStatus": None, "lastError": None, "lastDurationMs": None,
+        "averageDurationMs": None, "runCount": 0, "version": 1,
+        "createdAt": to_ms(now), "updatedAt": to_ms(now),
+    }
+    try:
+        await db.syncjobs.insert_one(doc)
+    except DuplicateKeyError:
+        raise _conflict(body.name) from None
+    return from_document(SyncJob, doc)  # type: ignore[no-any-return]
+
+
+async def get_job_doc(db: Database, job_id: ObjectId, workspace_id: ObjectId | None = None) -> Document:
+    query: Document = {"_id": job_id}
+    if workspace_id is not None:
+        query["workspaceId"] = workspace_id
+    doc = await db.syncjobs.find_one(query)
+    if doc is None:
+        raise NotFound("sync job not found")
+    return doc
+
+
+async def get_job(db: Database, job_id: ObjectId, workspace_id: ObjectId | None = None) -> SyncJob:
+    return from_document(SyncJob, await get_job_doc(db, job_id, workspace_id))  # type: ignore[no-any-return]
+
+
+async def list_jobs(db: Database, workspace_id: ObjectId) -> list[SyncJob]:
+    cursor = db.syncjobs.find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
+    return [from_document(SyncJob, doc) for doc in await cursor.to_list()]
+
+
+async def replace_job(db: Database, workspace_id: ObjectId, job_id: ObjectId, body: SyncJobInput,
+                      now: datetime) -> SyncJob:
+    """Replace the editable fields; a new schedule (or any edit) recomputes nextRunAt from now."""
+    await get_job_doc(db, job_id, workspace_id)
+    fields = await _editable_fields(db, workspace_id, body, now)
+    try:
+        doc = await db.syncjobs.find_one_and_update(
+            {"_id": job_id, "workspaceId": workspace_id},
+            {"$set": {**fields, "updatedAt": to_ms(now)}, "$inc": {"version": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+    except DuplicateKeyError:
+        raise _conflict(body.name) from None
+    if doc is None:
+        raise NotFound("sync job not found")
+    return from_document(SyncJob, doc)  # type: ignore[no-any-return]
+
+
+async def set_enabled(db: Database, workspace_id: ObjectId, job_id: ObjectId, enabled: bool | None,
+                      now: datetime) -> SyncJob:
+    """Set `enabled` (or flip it when None); enabling schedules the next fire from now."""
+    current = await get_job(db, job_id, workspace_id)
+    target = (not current.enabled) if enabled is None else enabled
+    next_run = to_ms(parse_schedule(current.schedule.cron, current.schedule.timezone).next_after(now))
+    doc = await db.syncjobs.find_one_and_update(
+        {"_id": job_id, "workspaceId": workspace_id},
+        {"$set": {"enabled": target, "nextRunAt": next_run if target else None, "updatedAt": to_ms(now)},
+         "$inc": {"version": 1}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if doc is None:
+        raise NotFound("sync job not found")
+    return from_document(SyncJob, doc)  # type: ignore[no-any-return]
+
+
+async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> None:
+    """Delete the job; its run history stays until retention removes it."""
+    result = await db.syncjobs.delete_one({"_id": job_id, "workspaceId": workspace_id})
+    if result.deleted_count == 0:
+        raise NotFound("sync job not found")

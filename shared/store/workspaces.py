@@ -1,0 +1,36 @@
+"""The `workspaces` collection: the tenant every other document belongs to."""
+
+from __future__ import annotations
+
+from bson import ObjectId
+
+from shared.clock import utc_now
+from shared.errors import NotFound
+from shared.models import Workspace, from_document
+from shared.mongo import Database
+
+
+async def create_workspace(db: Database, name: str) -> Workspace:
+    doc = {"_id": ObjectId(), "name": name, "createdAt": utc_now()}
+    await db.workspaces.insert_one(doc)
+    return from_document(Workspace, doc)  # type: ignore[no-any-return]
+
+
+async def get_workspace(db: Database, workspace_id: ObjectId) -> Workspace:
+    doc = await db.workspaces.find_one({"_id": workspace_id})
+    if doc is None:
+        raise NotFound("workspace not found")
+    return from_document(Workspace, doc)  # type: ignore[no-any-return]
+
+
+async def find_workspace_by_name(db: Database, name: str) -> Workspace | None:
+    doc = await db.workspaces.find_one({"name": name}, sort=[("createdAt", 1)])
+    return from_document(Workspace, doc) if doc else None
+
+
+async def ensure_workspace(db: Database, name: str) -> tuple[Workspace, bool]:
+    """The named workspace, created on first start; returns (workspace, created)."""
+    existing = await find_workspace_by_name(db, name)
+    if existing is not None:
+        return existing, False
+    return await create_workspace(db, name), True
