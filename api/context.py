@@ -1,0 +1,104 @@
+"""Typed application state and the request helpers every handler uses (path ids, body, token grant).
+
+Routes under a workspace name their path parameter `{ws}`; object ids are named by the handler
+(`{id}`, ...). The auth middleware (api/app.py) stores the request's token grant under GRANT_KEY and has
+already checked that the grant may act in `{ws}` and that the workspace exists.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from bson import ObjectId
+from pydantic import BaseModel, ValidationError
+
+from shared.clock import Clock
+from shared.errors import NotFound, SyncjobsError, ValidationFailed
+from shared.models import parse_object_id
+from shared.mongo import Database
+from shared.settings import Settings
+from shared.store.api_tokens import TokenGrant
+
+M = TypeVar("M", bound=BaseModel)
+
+DB_KEY = web.AppKey("db", Database)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+CLOCK_KEY = web.AppKey("clock", Clock)
+GRANT_KEY = web.RequestKey("grant", TokenGrant)
+
+WORKSPACE_PARAM = "ws"
+
+
+class MalformedBody(SyncjobsError):
+    """The body is not JSON at all (400), as opposed to JSON that fails validation (422)."""
+
+    code = "malformed_json"
+
+
+def db(request: web.Request) -> Database:
+    return request.app[DB_KEY]
+
+
+def clock(request: web.Request) -> Clock:
+    return request.app[CLOCK_KEY]
+
+
+def grant(request: web.Request) -> TokenGrant:
+    return request[GRANT_KEY]
+
+
+def object_id(request: web.Request, name: str) -> ObjectId:
+    """A path id; a malformed one names nothing, so it is a 404 like an unknown one."""
+    value = parse_object_id(request.match_info.get(name, ""))
+    if value is None:
+        raise NotFound(f"no object with this {name}")
+    return value
+
+
+def workspace_id(request: web.Request) -> ObjectId:
+    """The `{ws}` of the path, if this request's token may act in it; a foreign workspace is a 404."""
+    value = parse_object_id(request.match_info.get(WORKSPACE_PARAM, ""))
+    if value is None or not grant(request).may_access(value):
+        raise NotFound("workspace not found")
+    return value
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's error location as the body's own dotted path (aliases are already camelCase)."""
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def validation_failed(exc: ValidationError) -> ValidationFailed:
+    """Every pydantic error, each naming its field; the first one heads the message."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    failure = ValidationFailed(field_path(first["loc"]), first["msg"])
+    failure.details = [{"field": field_path(err["loc"]), "message": err["msg"]} for err in errors]
+    return failure
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON; 400 if it is not JSON, 413 (from aiohttp) past client_max_size."""
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """Parse and validate the body as `model`: 400 for malformed JSON, 422 naming the field otherwise."""
+    data = await read_json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+
+
+async def read_optional_body(request: web.Request, model: type[M]) -> M | None:
+    """For actions whose body may be left out (toggle): no body at all is None."""
+    if not await request.read():
+        return None
+    return await read_body(request, model)
