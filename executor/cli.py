@@ -1,0 +1,235 @@
+"""`syncjobs exec --run-id ID`: run one sync, spawned by the worker or by hand for debugging.
+
+Events (NDJSON) go to stdout, logs to stderr. Exit 0 when every selected entity synced, 1 when the run
+or any entity failed, 2 for a bad invocation. The worker, not the executor, stores the result and status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from executor.destination import Destination
+from executor.events import EventWriter
+from executor.sources import Source, SourceError, build_source
+from executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
+from executor.sync_state import JobCursors
+from shared.clock import utc_now
+from shared.errors import SyncjobsError
+from shared.logging import configure_logging, get_logger
+from shared.mongo import Database, connect
+from shared.settings import Settings, SettingsError
+from shared.store import data_sources, destinations, job_runs, sync_jobs
+
+log = get_logger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+DEFAULT_BATCH_SIZE = 1000
+PROGRESS_WRITE_SECONDS = 1.0
+
+
+class RunFailed(Exception):
+    """The run cannot start (missing job, source or destination; bad selection)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncjobs exec",
+        description="Run one sync: move the run's job's entities from its data source to its destination.",
+    )
+    parser.add_argument("--run-id", required=True, help="the job_runs document to execute")
+    parser.add_argument("--dry-run", action="store_true", help="count what would change, write nothing")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="records per bulk write")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    events = EventWriter()
+    try:
+        settings = Settings.from_env()
+        uri = settings.require_mongodb_uri()
+    except SettingsError as exc:
+        configure_logging()
+        log.error("executor_misconfigured", error=str(exc))
+        events.emit("result", status="failed", error=str(exc), stats=empty_stats(0), details=[])
+        return EXIT_USAGE
+    configure_logging(settings.log_level)
+    if not ObjectId.is_valid(args.run_id) or args.batch_size < 1:
+        events.emit(
+            "result",
+            status="failed",
+            error="--run-id must be an ObjectId and --batch-size >= 1",
+            stats=empty_stats(0),
+            details=[],
+        )
+        return EXIT_USAGE
+    return asyncio.run(_main(uri, settings.database, ObjectId(args.run_id), args.dry_run, args.batch_size, events))
+
+
+async def _main(uri: str, database: str, run_id: ObjectId, dry_run: bool, batch_size: int, events: EventWriter) -> int:
+    client = connect(uri)
+    try:
+        return await execute_run(client[database], run_id, dry_run=dry_run, batch_size=batch_size, events=events)
+    finally:
+        await client.close()
+
+
+async def execute_run(
+    db: Database,
+    run_id: ObjectId,
+    *,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    events: EventWriter | None = None,
+) -> int:
+    """Sync every selected entity of the run's job; emits the events and returns the exit code."""
+    events = events or EventWriter()
+    started = time.monotonic()
+    results: list[EntityResult] = []
+    try:
+        results = await _sync_run(db, run_id, dry_run, batch_size, events)
+    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
+        error = getattr(exc, "message", None) or str(exc)
+        log.error("run_failed", run_id=str(run_id), error=error)
+        events.emit(
+            "result", status="failed", error=error, stats=empty_stats(_elapsed_ms(started)), details=[], dryRun=dry_run
+        )
+        return EXIT_FAILED
+    ok = all(r.status != "failed" for r in results)
+    events.emit(
+        "result",
+        status="succeeded" if ok else "failed",
+        stats=run_stats(results, _elapsed_ms(started)),
+        details=[r.detail() for r in results],
+        dryRun=dry_run,
+    )
+    log.info("run_finished", run_id=str(run_id), ok=ok, entities=len(results))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+async def _sync_run(
+    db: Database, run_id: ObjectId, dry_run: bool, batch_size: int, events: EventWriter
+) -> list[EntityResult]:
+    run = await job_runs.get_run(db, run_id)
+    job = await sync_jobs.get_job(db, ObjectId(run.job_id))
+    source_doc = await data_sources.get_source_raw(db, ObjectId(job.data_source_id))
+    destination_doc = await destinations.get_destination_raw(db, ObjectId(job.destination_database_id))
+    try:
+        dest_uri = str(destination_doc["config"]["uri"])
+        dest_database = str(destination_doc["config"]["database"])
+    except (KeyError, TypeError):
+        raise RunFailed("the destination config needs `uri` and `database`") from None
+    source = build_source(str(source_doc.get("kind")), source_doc.get("config") or {}, batch_size=batch_size)
+    dest_client = connect(dest_uri)
+    try:
+        selected = select_entities(await source.list_entities(), job.entities.include, job.entities.exclude)
+        log.info(
+            "run_started",
+            run_id=str(run_id),
+            job_id=job.id,
+            mode=job.sync_mode,
+            source_kind=source_doc.get("kind"),
+            entities=selected,
+            dry_run=dry_run,
+        )
+        destination = Destination(dest_client[dest_database], dry_run=dry_run)
+        progress = RunProgress(db, run_id, events, selected, record=not dry_run)
+        cursors = JobCursors(db, ObjectId(job.id))
+        results = []
+        for entity in selected:
+            entity_started = time.monotonic()
+            await progress.start(entity)
+            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch)
+            result.duration_ms = _elapsed_ms(entity_started)
+            await progress.finish(result)
+            events.emit(
+                "entity",
+                entity=entity,
+                status=result.status,
+                stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
+                **({"error": result.detail()["error"]} if result.status == "failed" else {}),
+            )
+            log.info("entity_synced", entity=entity, status=result.status, **result.stats.as_dict())
+            results.append(result)
+        return results
+    finally:
+        await _close(source)
+        await dest_client.close()
+
+
+async def _close(source: Source) -> None:
+    try:
+        await source.close()
+    except Exception as exc:  # closing must not hide the run's own outcome
+        log.warning("source_close_failed", error=str(exc))
+
+
+class RunProgress:
+    """Progress on stdout for every batch, and on the run document at most once a second."""
+
+    def __init__(
+        self, db: Database, run_id: ObjectId, events: EventWriter, entities: list[str], *, record: bool
+    ) -> None:
+        self._db = db
+        self._run_id = run_id
+        self._events = events
+        self._entities = entities
+        self._record = record
+        self._done: list[str] = []
+        self._last_write = 0.0
+
+    async def start(self, entity: str) -> None:
+        await self._write(entity, EntityStats(), force=True)
+
+    async def on_batch(self, entity: str, stats: EntityStats) -> None:
+        self._events.emit("progress", entity=entity, **stats.as_dict())
+        await self._write(entity, stats, force=False)
+
+    async def finish(self, result: EntityResult) -> None:
+        self._done.append(result.entity)
+        await self._write(result.entity, result.stats, force=True)
+
+    async def _write(self, entity: str, stats: EntityStats, *, force: bool) -> None:
+        now = time.monotonic()
+        if not self._record or (not force and now - self._last_write < PROGRESS_WRITE_SECONDS):
+            return
+        self._last_write = now
+        progress: dict[str, Any] = {
+            "entity": entity,
+            "entitiesDone": len(self._done),
+            "entitiesTotal": len(self._entities),
+            **stats.as_dict(),
+            "updatedAt": utc_now(),
+        }
+        try:
+            await job_runs.record_progress(self._db, self._run_id, progress)
+        except PyMongoError as exc:  # progress is a courtesy: never fail a sync over it
+            log.warning("progress_not_recorded", error=str(exc))
+
+
+def empty_stats(duration_ms: int) -> dict[str, Any]:
+    return run_stats([], duration_ms)
+
+
+def run_stats(results: list[EntityResult], duration_ms: int) -> dict[str, Any]:
+    """`stats` of the result event: per entity and totals, each with the counts and durationMs."""
+    totals = EntityStats()
+    for result in results:
+        totals.add(result.stats)
+    return {
+        "entities": {r.entity: {**r.stats.as_dict(), "durationMs": r.duration_ms} for r in results},
+        "totals": {**totals.as_dict(), "durationMs": duration_ms},
+        "durationMs": duration_ms,
+    }
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,206 @@
+"""The sync algorithm for one entity, full or incremental, written against the Source and Destination.
+
+`full` makes the destination collection equal the source: new ids are inserted, changed content
+(by hash) replaced, ids the source no longer has deleted once the whole source has been read.
+`incremental` upserts what the source returns past the saved cursor and saves each batch's cursor only
+after its writes are acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from contextlib import aclosing
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+from executor.destination import HASH_FIELD, Destination, DestinationError, content_hash, id_key
+from executor.sources import Record, Source, SourceError
+
+SyncMode = Literal["full", "incremental"]
+STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed")
+
+
+class EntitySelectionError(Exception):
+    """The job's `entities` selection names something the source does not offer."""
+
+
+@dataclass
+class EntityStats:
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: int = 0
+
+    def add(self, other: EntityStats) -> None:
+        for name in STAT_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class EntityResult:
+    """How one entity's sync ended; `error` set means it failed (the others still run)."""
+
+    entity: str
+    stats: EntityStats = field(default_factory=EntityStats)
+    error: str | None = None
+    duration_ms: int = 0
+
+    @property
+    def status(self) -> Literal["updated", "unchanged", "failed"]:
+        if self.error is not None or self.stats.failed:
+            return "failed"
+        changed = self.stats.inserted + self.stats.updated + self.stats.deleted
+        return "updated" if changed else "unchanged"
+
+    def detail(self) -> dict[str, Any]:
+        detail: dict[str, Any] = {"entity": self.entity, "status": self.status}
+        if self.status == "failed":
+            detail["error"] = self.error or f"{self.stats.failed} documents failed to write"
+        return detail
+
+
+class CursorStore(Protocol):
+    async def load(self, entity: str) -> Any | None: ...
+
+    async def save(self, entity: str, cursor: Any) -> None: ...
+
+
+ProgressCallback = Callable[[str, EntityStats], Awaitable[None]]
+
+
+def select_entities(
+    available: Sequence[str], include: Sequence[str] | None, exclude: Sequence[str] | None
+) -> list[str]:
+    """The entities a job syncs: `include` (all when None) minus `exclude`, in the order given."""
+    if include is None:
+        chosen = list(available)
+    else:
+        missing = [name for name in include if name not in available]
+        if missing:
+            raise EntitySelectionError(
+                f"entities not offered by the data source: {', '.join(missing)}"
+                f" (it offers: {', '.join(available) or 'none'})"
+            )
+        chosen = list(dict.fromkeys(include))
+    excluded = set(exclude or ())
+    return [name for name in chosen if name not in excluded]
+
+
+@dataclass
+class BatchPlan:
+    """What to write for one batch of source records, given the hashes the destination holds."""
+
+    keys: list[Hashable] = field(default_factory=list)
+    inserts: list[Record] = field(default_factory=list)
+    replaces: list[Record] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def plan_batch(records: Sequence[Record], known: dict[Hashable, str | None]) -> BatchPlan:
+    """Sort records into inserts, replacements and no-ops; `known` is updated to what will be stored."""
+    plan = BatchPlan()
+    for record in records:
+        if "_id" not in record:
+            raise SourceError("a source record has no _id")
+        digest = content_hash(record)
+        key = id_key(record["_id"])
+        plan.keys.append(key)
+        if key not in known:
+            plan.inserts.append({**record, HASH_FIELD: digest})
+        elif known[key] != digest:
+            plan.replaces.append({**record, HASH_FIELD: digest})
+        else:
+            plan.unchanged += 1
+        known[key] = digest
+    return plan
+
+
+async def _write_plan(destination: Destination, entity: str, plan: BatchPlan, stats: EntityStats) -> list[str]:
+    counts = await destination.write(entity, inserts=plan.inserts, replaces=plan.replaces)
+    stats.inserted += counts.inserted
+    stats.updated += counts.updated
+    stats.unchanged += plan.unchanged
+    stats.failed += counts.failed
+    return counts.errors
+
+
+async def sync_full(
+    source: Source,
+    destination: Destination,
+    entity: str,
+    stats: EntityStats,
+    on_progress: ProgressCallback,
+) -> list[str]:
+    """Make the destination entity equal the source; returns per-document write errors."""
+    stored = await destination.stored_hashes(entity)
+    known = {key: digest for key, (_, digest) in stored.items()}
+    seen: set[Hashable] = set()
+    errors: list[str] = []
+    async with aclosing(source.read(entity, incremental=False, cursor=None)) as batches:
+        async for batch in batches:
+            stats.read += len(batch.records)
+            plan = plan_batch(batch.records, known)
+            seen.update(plan.keys)
+            errors.extend(await _write_plan(destination, entity, plan, stats))
+            await on_progress(entity, stats)
+    gone = [doc_id for key, (doc_id, _) in stored.items() if key not in seen]
+    if gone:
+        stats.deleted += await destination.delete(entity, gone)
+        await on_progress(entity, stats)
+    return errors
+
+
+async def sync_incremental(
+    source: Source,
+    destination: Destination,
+    cursors: CursorStore,
+    entity: str,
+    stats: EntityStats,
+    on_progress: ProgressCallback,
+) -> list[str]:
+    """Upsert what the source returns past the saved cursor, saving the cursor behind the writes."""
+    cursor = await cursors.load(entity)
+    async with aclosing(source.read(entity, incremental=True, cursor=cursor)) as batches:
+        async for batch in batches:
+            stats.read += len(batch.records)
+            if batch.records:
+                ids = [r["_id"] for r in batch.records if "_id" in r]
+                known = await destination.hashes_of(entity, ids)
+                errors = await _write_plan(destination, entity, plan_batch(batch.records, known), stats)
+                if errors:
+                    # Stop before a later cursor could be saved past the documents that failed.
+                    return errors
+            if batch.cursor is not None and not destination.dry_run:
+                await cursors.save(entity, batch.cursor)
+            await on_progress(entity, stats)
+    return []
+
+
+async def sync_entity(
+    mode: SyncMode,
+    source: Source,
+    destination: Destination,
+    cursors: CursorStore,
+    entity: str,
+    on_progress: ProgressCallback,
+) -> EntityResult:
+    """Sync one entity, turning any source or destination failure into a failed result."""
+    result = EntityResult(entity)
+    try:
+        if mode == "full":
+            errors = await sync_full(source, destination, entity, result.stats, on_progress)
+        else:
+            errors = await sync_incremental(source, destination, cursors, entity, result.stats, on_progress)
+    except (SourceError, DestinationError, EntitySelectionError) as exc:
+        result.error = str(exc)
+    except Exception as exc:  # one entity's surprise must not stop the others
+        result.error = f"{type(exc).__name__}: {exc}"
+    else:
+        if errors:
+            result.error = f"{result.stats.failed} documents failed to write: " + "; ".join(errors)
+    return result
