@@ -1,0 +1,104 @@
+"""The `syncjobs` command: one entry point, a subcommand per process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from shared.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncjobs", description="A MongoDB-backed scheduler for data-sync jobs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser(
+        "up", help="run api + worker (+ an embedded database unless SYNCJOBS_MONGODB_URI is set)",
+        description="Run the whole stack in the foreground. Without SYNCJOBS_MONGODB_URI an embedded "
+                    "SecantusDB keeps its data in --data-dir. Ctrl-C stops everything.",
+    )
+    up.add_argument("--data-dir", default="./syncjobs-data", help="where the embedded database keeps its data")
+    up.add_argument("--port", type=int, default=None, help="API port (default: SYNCJOBS_API_PORT or 8080)")
+
+    commands.add_parser("api", help="run the REST API", description="Serve the REST API (SYNCJOBS_API_*).")
+    commands.add_parser("worker", help="run a scheduler worker replica",
+                        description="Run one worker replica; the one holding the lease schedules.")
+
+    execute = commands.add_parser("exec", help="run one sync run (what the worker spawns)",
+                                  description="Execute one run: read the source, write the destination.")
+    execute.add_argument("--run-id", required=True, help="the job_runs id to execute")
+    execute.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+
+    token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token and print it once",
+                                       description="Create an API token; it is printed once, stored hashed.")
+    scope = create.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--workspace", help="the workspace id the token may act in")
+    scope.add_argument("--admin", action="store_true", help="a token that may act in every workspace")
+    create.add_argument("--name", default="cli", help="a label for the token")
+    return parser
+
+
+async def _create_token(settings: Settings, workspace: str | None, name: str) -> str:
+    from shared.errors import NotFound
+    from shared.models import parse_object_id
+    from shared.mongo import connect, ensure_indexes
+    from shared.store import api_tokens, workspaces
+
+    client = connect(settings.require_mongodb_uri())
+    try:
+        db = client[settings.database]
+        await ensure_indexes(db, settings.run_retention_days)
+        workspace_id = None
+        if workspace is not None:
+            workspace_id = parse_object_id(workspace)
+            if workspace_id is None:
+                raise NotFound(f"workspace {workspace} not found")
+            await workspaces.get_workspace(db, workspace_id)
+        return await api_tokens.create_token(db, workspace_id, name)
+    finally:
+        await client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"syncjobs: {exc}", file=sys.stderr)
+        return 2
+    from shared.logging import configure_logging
+
+    if args.command == "exec":
+        from executor.cli import main as exec_main
+
+        return exec_main(["--run-id", args.run_id, *(["--dry-run"] if args.dry_run else [])])
+    configure_logging(settings.log_level)
+    if args.command == "up":
+        from shared.up import run_stack
+
+        return run_stack(settings, data_dir=args.data_dir, port=args.port)
+    if args.command == "api":
+        from api.app import run as run_api
+
+        run_api(settings)
+        return 0
+    if args.command == "worker":
+        from worker.main import main as run_worker
+
+        run_worker(settings)
+        return 0
+    try:
+        token = asyncio.run(_create_token(settings, args.workspace, args.name))
+    except Exception as exc:  # a CLI reports, it does not dump a traceback at the user
+        print(f"syncjobs: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
