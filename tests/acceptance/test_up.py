@@ -1,0 +1,127 @@
+"""`syncjobs up` as a user runs it: embedded database, api and worker, then inspection with mongosh."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.embedded import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[str]
+    api_url: str
+    workspace_id: str
+    token: str
+    database_uri: str
+
+    def request(self, method: str, path: str, body: object | None = None) -> tuple[int, dict[str, object]]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.api_url + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"{}")
+
+
+def _read_banner(process: subprocess.Popen[str], timeout: float = 120.0) -> dict[str, str]:
+    """Fields of the banner `up` prints once the api answers."""
+    assert process.stdout is not None
+    fields: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(f"syncjobs up exited early with {process.wait()}")
+        match = re.match(r"\s+(API|workspace id|admin token|database):\s+(\S+)", line)
+        if match:
+            fields[match.group(1)] = match.group(2)
+        if line.startswith("Press Ctrl-C"):
+            return fields
+    raise AssertionError("no banner from syncjobs up")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[RunningStack]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+    env["SYNCJOBS_LEASE_TTL_SECONDS"] = "3"
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        banner = _read_banner(process)
+        yield RunningStack(process, f"http://127.0.0.1:{port}", banner["workspace id"], banner["admin token"],
+                           banner["database"])
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp_path: Path) -> None:
+    ws = f"/api/workspaces/{stack.workspace_id}"
+    status, workspace = stack.request("GET", ws)
+    assert status == 200 and workspace["name"] == "default"
+    _, source = stack.request("POST", f"{ws}/data-sources", {
+        "name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}})
+    _, destination = stack.request("POST", f"{ws}/destinations", {
+        "name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}})
+    status, job = stack.request("POST", f"{ws}/sync-jobs", {
+        "name": "hourly-crm", "dataSourceId": source["id"], "destinationDatabaseId": destination["id"],
+        "schedule": {"cron": "0 * * * *", "timezone": "Asia/Kolkata"}, "syncMode": "incremental"})
+    assert status == 201
+    next_run = datetime.fromisoformat(str(job["nextRunAt"])).astimezone(ZoneInfo("Asia/Kolkata"))
+    assert (next_run.minute, next_run.second) == (0, 0)  # on the hour in a +05:30 zone: :30 in UTC
+    assert datetime.fromisoformat(str(job["nextRunAt"])).minute == 30
+
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(timeout=60) == 0
+    assert (tmp_path / "data" / "admin-token").read_text().strip() == stack.token
+
+
+@pytest.mark.skipif(shutil.which("mongosh") is None, reason="mongosh is not installed (./scripts/test installs it)")
+def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: RunningStack) -> None:
+    ws = f"/api/workspaces/{stack.workspace_id}"
+    stack.request("POST", f"{ws}/data-sources", {
+        "name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}})
+
+    def mongosh(expression: str) -> object:
+        result = subprocess.run(
+            ["mongosh", stack.database_uri, "--quiet", "--eval", f"EJSON.stringify({expression})"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        return json.loads(result.stdout)
+
+    deadline = time.monotonic() + 60
+    locks: object = []
+    while time.monotonic() < deadline:  # the worker takes the lease shortly after start
+        locks = mongosh('db.getSiblingDB("syncjobs").worker_locks.find().toArray()')
+        if locks:
+            break
+        time.sleep(0.5)
+    assert isinstance(locks, list) and len(locks) == 1
+    lease = locks[0]
+    assert lease["_id"] == "scheduler"
+    assert {"owner", "host", "pid", "fencingToken", "lockedUntil", "heartbeatAt"} <= set(lease)
+    sources = mongosh('db.getSiblingDB("syncjobs").data_sources.find({}, {name: 1}).toArray()')
+    assert [s["name"] for s in sources] == ["crm"]  # type: ignore[index,union-attr]
