@@ -91,9 +91,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_worker(settings)
         return 0
+    from pymongo.errors import PyMongoError
+
+    from shared.errors import SyncjobsError
+
     try:
         token = asyncio.run(_create_token(settings, args.workspace, args.name))
-    except Exception as exc:  # a CLI reports, it does not dump a traceback at the user
+    except (SyncjobsError, SettingsError, PyMongoError) as exc:
         print(f"syncjobs: {exc}", file=sys.stderr)
         return 1
     print(token)
