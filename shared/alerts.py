@@ -1,0 +1,88 @@
+"""Alert rules, pure: a job's run statistics and the thresholds in, the alerts that hold out.
+
+No clock and no database here: the monitoring endpoint and the worker's notifier both call these, so a
+job is alerting for exactly the same reasons wherever it is looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+from shared.settings import AlertThresholds
+from shared.store.run_stats import JobRunStats
+
+AlertKind = Literal["high_failure_rate", "consecutive_failures", "long_duration", "missed_runs"]
+ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
+
+
+@dataclass(frozen=True)
+class Alert:
+    job_id: str
+    kind: AlertKind
+    message: str
+    since: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jobId": self.job_id, "kind": self.kind, "message": self.message, "since": self.since.isoformat()}
+
+
+@dataclass(frozen=True)
+class AlertTransitions:
+    """What changed since the alerts last recorded as open: the ones to announce."""
+
+    opened: list[Alert]
+    resolved: list[str]
+
+
+def _minutes(ms: float) -> str:
+    return f"{ms / 60000:.1f} min"
+
+
+def evaluate_job(stats: JobRunStats, thresholds: AlertThresholds, now: datetime) -> list[Alert]:
+    """The alerts a job's statistics raise, in a fixed kind order; `now` only dates an alert with no start."""
+    alerts: list[Alert] = []
+    rate = stats.failure_rate
+    if rate is not None and stats.total_executions >= thresholds.min_executions and rate > thresholds.failure_rate:
+        alerts.append(Alert(
+            stats.job_id, "high_failure_rate",
+            f"{stats.failure_count} of {stats.total_executions} executions failed ({rate:.0%}, "
+            f"threshold {thresholds.failure_rate:.0%})",
+            stats.first_failure_at or now,
+        ))
+    if stats.consecutive_failures >= thresholds.consecutive_failures:
+        alerts.append(Alert(
+            stats.job_id, "consecutive_failures",
+            f"{stats.consecutive_failures} consecutive failures (threshold {thresholds.consecutive_failures})",
+            stats.failure_streak_since or now,
+        ))
+    average = stats.average_duration_ms
+    if average is not None and average > thresholds.long_duration_ms:
+        alerts.append(Alert(
+            stats.job_id, "long_duration",
+            f"average duration {_minutes(average)} exceeds {_minutes(thresholds.long_duration_ms)}",
+            stats.first_execution_at or now,
+        ))
+    not_run = stats.missed_count + stats.skipped_count
+    if not_run:
+        alerts.append(Alert(
+            stats.job_id, "missed_runs",
+            f"{not_run} fires not run ({stats.missed_count} missed, {stats.skipped_count} skipped)",
+            stats.first_missed_at or now,
+        ))
+    return alerts
+
+
+def evaluate(all_stats: Iterable[JobRunStats], thresholds: AlertThresholds, now: datetime) -> list[Alert]:
+    return [alert for stats in all_stats for alert in evaluate_job(stats, thresholds, now)]
+
+
+def alert_transitions(open_kinds: Collection[str], current: Sequence[Alert]) -> AlertTransitions:
+    """Alerts that hold now but were not open are opened; open ones that no longer hold are resolved."""
+    holding = {alert.kind for alert in current}
+    return AlertTransitions(
+        opened=[alert for alert in current if alert.kind not in open_kinds],
+        resolved=[kind for kind in ALERT_KINDS if kind in open_kinds and kind not in holding],
+    )

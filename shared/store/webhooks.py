@@ -1,0 +1,125 @@
+"""`webhooks`, `webhook_deliveries` and `alert_states`: where alert events go, how each went, what is open.
+
+A webhook's secret is write-only: stored (it must be, to sign), returned once by the create, never listed.
+`alert_states` holds one document per open (job, kind) alert; opening is an insert and resolving a delete, so
+when two finished runs re-evaluate the same job at once the database lets exactly one of them announce it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any, Literal
+
+from bson import ObjectId
+from pydantic import AwareDatetime, Field, HttpUrl
+from pymongo.errors import DuplicateKeyError
+
+from shared.alerts import ALERT_KINDS, Alert
+from shared.clock import to_ms
+from shared.errors import NotFound
+from shared.models import Camel, Output, from_document
+from shared.mongo import Database, Document
+
+WebhookEvent = Literal["alert.opened", "alert.resolved"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")
+LIST_LIMIT = 100
+
+
+class WebhookInput(Camel):
+    url: HttpUrl
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1)
+    secret: str | None = Field(default=None, min_length=16, max_length=256)
+
+
+class Webhook(Output):
+    id: str
+    workspace_id: str
+    url: str
+    events: list[str]
+    created_at: AwareDatetime | None = None
+
+
+class CreatedWebhook(Webhook):
+    """The create's answer: the only document that ever carries the secret."""
+
+    secret: str
+
+
+class WebhookDelivery(Output):
+    id: str
+    webhook_id: str
+    event: str
+    job_id: str
+    kind: str
+    outcome: Literal["delivered", "failed"]
+    attempts: int
+    response_status: int | None = None
+    error: str | None = None
+    created_at: AwareDatetime
+    finished_at: AwareDatetime
+
+
+async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput,
+                         now: datetime) -> CreatedWebhook:
+    doc = {
+        "_id": ObjectId(), "workspaceId": workspace_id, "url": str(body.url), "events": list(body.events),
+        "secret": body.secret or secrets.token_hex(32), "createdAt": to_ms(now),
+    }
+    await db.webhooks.insert_one(doc)
+    return from_document(CreatedWebhook, doc)  # type: ignore[no-any-return]
+
+
+async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:
+    cursor = db.webhooks.find({"workspaceId": workspace_id}, {"secret": 0}).sort("createdAt", 1).limit(LIST_LIMIT)
+    return [from_document(Webhook, doc) for doc in await cursor.to_list()]
+
+
+async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: ObjectId) -> None:
+    result = await db.webhooks.delete_one({"_id": webhook_id, "workspaceId": workspace_id})
+    if result.deleted_count == 0:
+        raise NotFound("webhook not found")
+
+
+async def webhook_targets(db: Database, workspace_id: ObjectId, event: str) -> list[Document]:
+    """The workspace's webhooks subscribed to `event`, secrets included: for signing, never for output."""
+    return await db.webhooks.find({"workspaceId": workspace_id, "events": event}).to_list(LIST_LIMIT)
+
+
+async def record_delivery(db: Database, delivery: Document) -> None:
+    await db.webhook_deliveries.insert_one(delivery)
+
+
+async def list_deliveries(db: Database, workspace_id: ObjectId, webhook_id: ObjectId,
+                          limit: int = 50) -> list[WebhookDelivery]:
+    if not await db.webhooks.count_documents({"_id": webhook_id, "workspaceId": workspace_id}, limit=1):
+        raise NotFound("webhook not found")
+    cursor = db.webhook_deliveries.find({"webhookId": webhook_id}).sort("createdAt", -1).limit(limit)
+    return [from_document(WebhookDelivery, doc) for doc in await cursor.to_list()]
+
+
+def _state_id(job_id: str, kind: str) -> str:
+    return f"{job_id}:{kind}"
+
+
+async def open_alert_kinds(db: Database, job_id: str) -> set[str]:
+    ids = [_state_id(job_id, kind) for kind in ALERT_KINDS]
+    return {doc["kind"] async for doc in db.alert_states.find({"_id": {"$in": ids}}, {"kind": 1})}
+
+
+async def open_alert(db: Database, workspace_id: ObjectId, alert: Alert, now: datetime) -> bool:
+    """Record the alert as open; False if it already was (another evaluation got there first)."""
+    doc: dict[str, Any] = {
+        "_id": _state_id(alert.job_id, alert.kind), "workspaceId": workspace_id, "jobId": alert.job_id,
+        "kind": alert.kind, "since": alert.since, "message": alert.message, "openedAt": to_ms(now),
+    }
+    try:
+        await db.alert_states.insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def resolve_alert(db: Database, job_id: str, kind: str) -> Document | None:
+    """Remove the open alert and return it; None if it was not open (or someone else resolved it)."""
+    return await db.alert_states.find_one_and_delete({"_id": _state_id(job_id, kind)})
