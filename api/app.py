@@ -1,0 +1,65 @@
+"""The API process: an aiohttp application over the shared store, stateless so it scales out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api import data_sources, destinations, sync_jobs, workspaces
+from api.auth import auth_middleware
+from api.context import CLOCK_KEY, DB_KEY, SETTINGS_KEY
+from api.errors import error_middleware
+from api.openapi import describe, openapi_document
+from shared.clock import Clock, SystemClock
+from shared.logging import get_logger
+from shared.mongo import connect, ensure_indexes
+from shared.settings import Settings
+from shared.store.api_tokens import store_token
+
+log = get_logger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
+
+ROUTE_TABLES = (workspaces.routes, data_sources.routes, destinations.routes, sync_jobs.routes)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    """Connect, make sure indexes exist and the configured admin token is registered; close on exit."""
+    settings = app[SETTINGS_KEY]
+    client = connect(settings.require_mongodb_uri())
+    db = client[settings.database]
+    try:
+        await ensure_indexes(db, settings.run_retention_days)
+        if settings.admin_token:
+            await store_token(db, settings.admin_token, None, ADMIN_TOKEN_NAME)
+        app[DB_KEY] = db
+        log.info("api_database_ready", database=settings.database)
+        yield
+    finally:
+        await client.close()
+
+
+@describe("Liveness and database reachability (no token)", tag="meta", errors=(503,))
+async def healthz(request: web.Request) -> web.Response:
+    await request.app[DB_KEY].command("ping")
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware])
+    app[SETTINGS_KEY] = settings
+    app[CLOCK_KEY] = clock or SystemClock()
+    app.cleanup_ctx.append(_database)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/openapi.json", openapi_document)
+    for table in ROUTE_TABLES:
+        app.add_routes(table)
+    return app
+
+
+def run(settings: Settings) -> None:
+    """`syncjobs api`: serve until SIGINT / SIGTERM."""
+    log.info("api_starting", host=settings.api_host, port=settings.api_port)
+    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, print=None)

@@ -1,0 +1,53 @@
+"""Bearer-token authentication, before any handler runs.
+
+Every route needs a token except the open ones (health, metrics, the dashboard page). For a route under
+`/api/workspaces/{ws}` the grant must cover that workspace, and the workspace must exist: a foreign or
+unknown workspace is a 404, so a token never learns whether another workspace's ids exist.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from api.context import DB_KEY, GRANT_KEY, WORKSPACE_PARAM, workspace_id
+from shared.errors import Forbidden, Unauthorized
+from shared.store.api_tokens import TokenGrant, resolve_token
+from shared.store.workspaces import get_workspace
+
+OPEN_PATHS = ("/healthz", "/metrics")
+OPEN_PREFIXES = ("/dashboard",)
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def bearer_token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    return token.strip()
+
+
+def require_admin(request: web.Request) -> TokenGrant:
+    grant = request[GRANT_KEY]
+    if not grant.is_admin:
+        raise Forbidden("an admin token is required")
+    return grant
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if is_open(request.path):
+        return await handler(request)
+    db = request.app[DB_KEY]
+    grant = await resolve_token(db, bearer_token(request))
+    if grant is None:
+        raise Unauthorized("unknown token")
+    request[GRANT_KEY] = grant
+    if WORKSPACE_PARAM in request.match_info:
+        ws = workspace_id(request)
+        if grant.is_admin:
+            await get_workspace(db, ws)
+    return await handler(request)

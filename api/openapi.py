@@ -1,0 +1,150 @@
+"""The OpenAPI 3.1 document, built from the live route table and the pydantic models' JSON schemas.
+
+Handlers declare what they take and answer with `@describe(...)`; a route without a declaration is still
+listed (with a generic answer), so the document never misses a route the server actually serves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from shared.models import Camel
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SCHEMA_REF = "#/components/schemas/{model}"
+OPEN_PATHS = ("/healthz", "/metrics", "/dashboard")
+
+
+class ErrorDetail(Camel):
+    field: str | None = None
+    message: str
+
+
+class ErrorInfo(Camel):
+    code: str
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorBody(Camel):
+    """Every error answer: `{"error": {code, message, details}}`."""
+
+    error: ErrorInfo
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    body_optional: bool = False
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+OPERATIONS: dict[Handler, Operation] = {}
+
+
+def describe(summary: str, *, tag: str, body: type[BaseModel] | None = None, body_optional: bool = False,
+             response: type[BaseModel] | None = None, status: int = 200, errors: tuple[int, ...] = (),
+             query: dict[str, dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
+    """Record a handler's contract for the OpenAPI document; the handler itself is unchanged."""
+
+    def register(handler: Handler) -> Handler:
+        OPERATIONS[handler] = Operation(summary, tag, body, body_optional, response, status, errors,
+                                        query or {})
+        return handler
+
+    return register
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed JSON", 401: "Missing or unknown token", 403: "The token may not do this",
+    404: "Unknown or malformed id, or an object of another workspace", 409: "Duplicate name, or in use",
+    413: "Body over 1 MiB", 422: "Invalid field (named in details)", 503: "Database unavailable",
+}
+
+
+class _Schemas:
+    """Collects component schemas, hoisting pydantic's `$defs` into `components.schemas`."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: str) -> dict[str, str]:
+        schema = model.model_json_schema(by_alias=True, ref_template=SCHEMA_REF, mode=mode)  # type: ignore[arg-type]
+        for name, definition in schema.pop("$defs", {}).items():
+            self.components.setdefault(name, definition)
+        self.components.setdefault(model.__name__, schema)
+        return {"$ref": SCHEMA_REF.format(model=model.__name__)}
+
+
+def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    if op is not None:
+        params += [{"name": name, "in": "query", "required": False, "schema": schema}
+                   for name, schema in op.query.items()]
+    return params
+
+
+def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": schemas.ref(ErrorBody, "serialization")}}}
+    if op is None:
+        return {"summary": f"{method} {path}", "responses": {"200": {"description": "OK"}}}
+    content = ({"content": {"application/json": {"schema": schemas.ref(op.response, "serialization")}}}
+               if op.response else {})
+    responses: dict[str, Any] = {str(op.status): {"description": op.summary, **content}}
+    is_open = path.startswith(OPEN_PATHS)
+    statuses = set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if is_open else {401})
+    for status in sorted(statuses):
+        responses[str(status)] = {"description": ERROR_DESCRIPTIONS.get(status, "Error"), **error}
+    spec: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "responses": responses}
+    if is_open:
+        spec["security"] = []
+    if params := _parameters(path, op):
+        spec["parameters"] = params
+    if op.body is not None:
+        spec["requestBody"] = {"required": not op.body_optional, "content": {
+            "application/json": {"schema": schemas.ref(op.body, "validation")}}}
+    return spec
+
+
+def build_openapi(app: web.Application) -> dict[str, Any]:
+    """One entry per (path, method) the router serves, HEAD excepted (aiohttp adds it to every GET)."""
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        method = route.method.upper()
+        if method in ("HEAD", "*") or route.resource is None:
+            continue
+        path = route.resource.canonical
+        op = OPERATIONS.get(route.handler)
+        paths.setdefault(path, {})[method.lower()] = _operation(path, method, op, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "syncjobs", "version": "0.1.0",
+                 "description": "Recurring data-sync jobs. Lists answer `{\"items\": [...]}`; run history "
+                                "answers `{\"runs\": [...], \"next\": cursor|null}`."},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": dict(sorted(schemas.components.items())),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
+
+
+@describe("This OpenAPI 3.1 document", tag="meta")
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi(request.app))

@@ -1,0 +1,31 @@
+"""Workspaces: the tenant every other object belongs to. Only an admin token creates one."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.auth import require_admin
+from api.context import db, read_body, workspace_id
+from api.openapi import describe
+from shared.models import Workspace, WorkspaceInput
+from shared.store import workspaces as store
+
+routes = web.RouteTableDef()
+TAG = "workspaces"
+
+
+@routes.post("/api/workspaces")
+@describe("Create a workspace (admin token)", tag=TAG, body=WorkspaceInput, response=Workspace, status=201,
+          errors=(403,))
+async def create_workspace(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await read_body(request, WorkspaceInput)
+    workspace = await store.create_workspace(db(request), body.name)
+    return web.json_response(workspace.to_json(), status=201)
+
+
+@routes.get("/api/workspaces/{ws}")
+@describe("Get a workspace", tag=TAG, response=Workspace, errors=(404,))
+async def get_workspace(request: web.Request) -> web.Response:
+    workspace = await store.get_workspace(db(request), workspace_id(request))
+    return web.json_response(workspace.to_json())

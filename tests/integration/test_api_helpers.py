@@ -1,0 +1,150 @@
+"""Fixtures and helpers shared by the API tests: a real aiohttp server on the session's SecantusDB.
+
+Imported by each tests/integration/test_api_*.py module (fixtures are plain imports, no conftest needed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from bson import ObjectId
+
+from api.app import create_app
+from shared.mongo import Database
+from shared.settings import Settings
+from shared.store.api_tokens import create_token
+
+ADMIN_TOKEN = "sjt_admin-token-for-tests"
+START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+SOURCE_URI = "mongodb://reader:s3cret@source.example:27017/?authSource=admin"
+DEST_URI = "mongodb://writer:pa55@dest.example:27017/"
+
+
+class ManualClock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self, instant: datetime) -> None:
+        self.instant = instant
+
+    def now(self) -> datetime:
+        return self.instant
+
+    async def sleep_until(self, deadline: datetime) -> None:
+        self.instant = max(self.instant, deadline)
+
+
+@dataclass
+class Api:
+    """A test client that answers (status, parsed JSON body or None)."""
+
+    client: TestClient[web.Request, web.Application]
+    token: str | None = ADMIN_TOKEN
+
+    async def call(self, method: str, path: str, *, json: Any = None, data: bytes | str | None = None,
+                   token: str | None = "default", headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        token = self.token if token == "default" else token
+        all_headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+        if data is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        async with self.client.request(method, path, json=json, data=data, headers=all_headers) as resp:
+            raw = await resp.read()
+            if raw and resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, (raw.decode() if raw else None)
+
+    def as_token(self, token: str | None) -> Api:
+        return Api(self.client, token)
+
+
+@dataclass
+class Tenant:
+    """A workspace with its own token, and an Api acting with that token."""
+
+    id: str
+    token: str
+    api: Api
+
+    def path(self, tail: str = "") -> str:
+        return f"/api/workspaces/{self.id}{tail}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    return settings.with_overrides(admin_token=ADMIN_TOKEN)
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, api_settings: Settings, clock: ManualClock, db: Database) -> Api:
+    client = await aiohttp_client(create_app(api_settings, clock=clock))
+    return Api(client)
+
+
+async def make_tenant(api: Api, db: Database, name: str) -> Tenant:
+    status, body = await api.call("POST", "/api/workspaces", json={"name": name})
+    assert status == 201, body
+    token = await create_token(db, ObjectId(body["id"]), f"{name} token")
+    return Tenant(body["id"], token, api.as_token(token))
+
+
+@pytest.fixture
+async def tenant(api: Api, db: Database) -> Tenant:
+    return await make_tenant(api, db, "acme")
+
+
+@pytest.fixture
+async def other_tenant(api: Api, db: Database) -> Tenant:
+    return await make_tenant(api, db, "globex")
+
+
+def source_body(name: str = "orders-db", **overrides: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "mongodb", "config": {"uri": SOURCE_URI, "database": "shop"}, **overrides}
+
+
+def destination_body(name: str = "warehouse", **overrides: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "mongodb", "config": {"uri": DEST_URI, "database": "dw"}, **overrides}
+
+
+def job_body(source_id: str, destination_id: str, name: str = "orders-hourly", **overrides: Any) -> dict[str, Any]:
+    return {
+        "name": name, "dataSourceId": source_id, "destinationDatabaseId": destination_id,
+        "schedule": {"cron": "0 * * * *", "timezone": "UTC"}, "syncMode": "incremental",
+        "entities": {"include": ["orders"], "exclude": []}, "enabled": True, "overlap": "skip",
+        "timeoutSeconds": 600, "retry": {"maxAttempts": 3, "backoffSeconds": 10},
+        **overrides,
+    }
+
+
+async def create(api: Api, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, created = await api.call("POST", path, json=body)
+    assert status == 201, created
+    return created  # type: ignore[no-any-return]
+
+
+@dataclass
+class JobSetup:
+    source: dict[str, Any]
+    destination: dict[str, Any]
+    job: dict[str, Any]
+
+
+async def make_job(tenant: Tenant, **overrides: Any) -> JobSetup:
+    source = await create(tenant.api, tenant.path("/data-sources"), source_body())
+    destination = await create(tenant.api, tenant.path("/destinations"), destination_body())
+    job = await create(tenant.api, tenant.path("/sync-jobs"), job_body(source["id"], destination["id"], **overrides))
+    return JobSetup(source, destination, job)
+
+
+async def snapshot(db: Database) -> dict[str, list[dict[str, Any]]]:
+    """Every document of every collection: compared before and after a rejected request."""
+    names = sorted(await db.list_collection_names())
+    return {name: await db[name].find().sort("_id", 1).to_list() for name in names}
