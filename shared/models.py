@@ -6,8 +6,9 @@ import re
 from typing import Annotated, Any, Literal
 
 from bson import ObjectId
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails
 
 REDACTED = "********"
 _SECRET_KEY = re.compile(
@@ -119,7 +120,15 @@ class DataSourceInput(Camel):
 
     @model_validator(mode="after")
     def _config_fits_kind(self) -> DataSourceInput:
-        _SOURCE_CONFIGS[self.kind].model_validate(self.config)
+        try:
+            _SOURCE_CONFIGS[self.kind].model_validate(self.config)
+        except ValidationError as exc:
+            # Re-raised under `config`, so a 422 names `config.uri` rather than a bare `uri`.
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type=err["type"], loc=("config", *err["loc"]), input=err["input"],
+                                 ctx=err.get("ctx", {}))
+                for err in exc.errors(include_url=False)
+            ]) from None
         return self
 
 
