@@ -80,10 +80,10 @@ def validation_failed(exc: ValidationError) -> ValidationFailed:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON; 400 if it is not JSON, 413 (from aiohttp) past client_max_size."""
+    """The body as JSON; 400 if it is not JSON (an empty body is not), 413 (aiohttp) past client_max_size."""
     raw = await request.read()
     try:
-        return json.loads(raw) if raw.strip() else None
+        return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
 
