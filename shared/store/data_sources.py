@@ -43,6 +43,6 @@ async def replace_source(db: Database, workspace_id: ObjectId, source_id: Object
 
 
 async def delete_source(db: Database, workspace_id: ObjectId, source_id: ObjectId) -> None:
-    if await db.syncjobs.count_documents({"dataSourceId": source_id}, limit=1):
+    if await db.syncjobs.count_documents({"workspaceId": workspace_id, "dataSourceId": source_id}, limit=1):
         raise Conflict("the data source is used by a sync job", [{"field": "id", "message": "in use"}])
     await _sources.delete(db, workspace_id, source_id)

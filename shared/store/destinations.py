@@ -45,6 +45,7 @@ async def replace_destination(db: Database, workspace_id: ObjectId, destination_
 
 
 async def delete_destination(db: Database, workspace_id: ObjectId, destination_id: ObjectId) -> None:
-    if await db.syncjobs.count_documents({"destinationDatabaseId": destination_id}, limit=1):
+    if await db.syncjobs.count_documents({"workspaceId": workspace_id, "destinationDatabaseId": destination_id},
+                                         limit=1):
         raise Conflict("the destination is used by a sync job", [{"field": "id", "message": "in use"}])
     await _destinations.delete(db, workspace_id, destination_id)
