@@ -81,9 +81,9 @@ async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: Objec
         raise NotFound("webhook not found")
 
 
-async def webhook_targets(db: Database, workspace_id: ObjectId, event: str) -> list[Document]:
-    """The workspace's webhooks subscribed to `event`, secrets included: for signing, never for output."""
-    return await db.webhooks.find({"workspaceId": workspace_id, "events": event}).to_list(LIST_LIMIT)
+async def webhook_targets(db: Database, workspace_id: ObjectId, events: list[str]) -> list[Document]:
+    """The workspace's webhooks subscribed to any of `events`, secrets included: for signing, never output."""
+    return await db.webhooks.find({"workspaceId": workspace_id, "events": {"$in": events}}).to_list(LIST_LIMIT)
 
 
 async def record_delivery(db: Database, delivery: Document) -> None:

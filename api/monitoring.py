@@ -1,0 +1,94 @@
+"""Monitoring: per-job run statistics and alerts over a time range, run-history cleanup, and `/metrics`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+
+from api.context import SETTINGS_KEY, clock, db, read_body, workspace_id
+from api.openapi import describe
+from shared import metrics
+from shared.alerts import evaluate
+from shared.clock import to_ms
+from shared.errors import ValidationFailed
+from shared.models import Camel, Output
+from shared.store import run_stats
+
+routes = web.RouteTableDef()
+TAG = "monitoring"
+DEFAULT_HOURS = 24
+MAX_HOURS = 168
+
+
+class CleanupInput(Camel):
+    retention_days: int = Field(ge=1, le=3650)
+
+
+class CleanupResult(Output):
+    deleted_count: int
+    retention_days: int
+    before: str
+
+
+class MonitoringReport(Output):
+    """`{stats, alerts, recentExecutions, timeRange}` (documented shape; built as plain JSON)."""
+
+    stats: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    recent_executions: dict[str, list[dict[str, Any]]]
+    time_range: dict[str, Any]
+
+
+def time_range_hours(request: web.Request) -> int:
+    raw = request.query.get("timeRange")
+    if raw is None or raw == "":
+        return DEFAULT_HOURS
+    try:
+        hours = int(raw)
+    except ValueError:
+        raise ValidationFailed("timeRange", "must be a whole number of hours") from None
+    if not 1 <= hours <= MAX_HOURS:
+        raise ValidationFailed("timeRange", f"must be between 1 and {MAX_HOURS} hours")
+    return hours
+
+
+@routes.get("/api/workspaces/{ws}/monitoring")
+@describe("Run statistics, alerts and recent runs per job over the last `timeRange` hours", tag=TAG,
+          response=MonitoringReport, errors=(404, 422),
+          query={"timeRange": {"type": "integer", "minimum": 1, "maximum": MAX_HOURS, "default": DEFAULT_HOURS}})
+async def get_monitoring(request: web.Request) -> web.Response:
+    ws = workspace_id(request)
+    hours = time_range_hours(request)
+    now = clock(request).now()
+    since = to_ms(now - timedelta(hours=hours))
+    stats = await run_stats.job_run_stats(db(request), ws, since)
+    alerts = evaluate(stats, request.app[SETTINGS_KEY].alerts, now)
+    return web.json_response({
+        "stats": [entry.to_json() for entry in stats],
+        "alerts": [alert.to_json() for alert in alerts],
+        "recentExecutions": {entry.job_id: [run.to_json() for run in entry.recent_runs] for entry in stats},
+        "timeRange": {"hours": hours, "since": since.isoformat()},
+    })
+
+
+@routes.post("/api/workspaces/{ws}/monitoring/cleanup")
+@describe("Delete this workspace's finished runs older than `retentionDays` now", tag=TAG, body=CleanupInput,
+          response=CleanupResult, errors=(404,))
+async def cleanup_runs(request: web.Request) -> web.Response:
+    ws = workspace_id(request)
+    body = await read_body(request, CleanupInput)
+    before = to_ms(clock(request).now() - timedelta(days=body.retention_days))
+    deleted = await run_stats.delete_runs_before(db(request), ws, before)
+    return web.json_response({"deletedCount": deleted, "retentionDays": body.retention_days,
+                              "before": before.isoformat()})
+
+
+@routes.get("/metrics")
+@describe("Prometheus metrics (no token; no job names or secrets in labels)", tag="meta")
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    metrics.set_stored_runs(await run_stats.count_runs_by_status(db(request)))
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -1,0 +1,44 @@
+"""Webhooks: where a workspace's alert events are POSTed, signed with the webhook's write-only secret."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.context import clock, db, object_id, read_body, workspace_id
+from api.openapi import describe
+from shared.store import webhooks as store
+from shared.store.webhooks import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput
+
+routes = web.RouteTableDef()
+TAG = "webhooks"
+
+
+@routes.get("/api/workspaces/{ws}/webhooks")
+@describe("List the workspace's webhooks (secrets are never shown)", tag=TAG, response=Webhook, errors=(404,))
+async def list_webhooks(request: web.Request) -> web.Response:
+    items = await store.list_webhooks(db(request), workspace_id(request))
+    return web.json_response({"items": [hook.to_json() for hook in items]})
+
+
+@routes.post("/api/workspaces/{ws}/webhooks")
+@describe("Register a webhook; the answer carries its signing secret, the only time it is shown", tag=TAG,
+          body=WebhookInput, response=CreatedWebhook, status=201, errors=(404,))
+async def create_webhook(request: web.Request) -> web.Response:
+    ws = workspace_id(request)
+    body = await read_body(request, WebhookInput)
+    hook = await store.create_webhook(db(request), ws, body, clock(request).now())
+    return web.json_response(hook.to_json(), status=201)
+
+
+@routes.delete("/api/workspaces/{ws}/webhooks/{id}")
+@describe("Delete a webhook", tag=TAG, status=204, errors=(404,))
+async def delete_webhook(request: web.Request) -> web.Response:
+    await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"))
+    return web.Response(status=204)
+
+
+@routes.get("/api/workspaces/{ws}/webhooks/{id}/deliveries")
+@describe("The webhook's latest deliveries, newest first", tag=TAG, response=WebhookDelivery, errors=(404,))
+async def list_deliveries(request: web.Request) -> web.Response:
+    items = await store.list_deliveries(db(request), workspace_id(request), object_id(request, "id"))
+    return web.json_response({"items": [delivery.to_json() for delivery in items]})
