@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
 
 from shared.clock import to_ms
 from shared.errors import NotFound
@@ -74,3 +75,65 @@ async def is_running(db: Database, job_id: ObjectId) -> bool:
 async def record_progress(db: Database, run_id: ObjectId, progress: dict[str, Any]) -> None:
     """The executor's own progress note on its run; the worker owns status and result."""
     await db.job_runs.update_one({"_id": run_id}, {"$set": {"progress": progress}})
+
+
+# --- worker operations ---
+# Fenced writes: one lands only on a run that no later leader has touched (its fencingToken <= ours)
+# and stamps our token on it, so a stale leader's late write cannot overwrite the new leader's.
+
+
+def _fenced(run_id: ObjectId, token: int, **conditions: Any) -> Document:
+    return {"_id": run_id, "$or": [{"fencingToken": None}, {"fencingToken": {"$lte": token}}], **conditions}
+
+
+async def insert_fire(db: Database, job: Document, *, trigger: str, scheduled_for: datetime, attempt: int,
+                      status: str, worker_id: str, token: int, now: datetime,
+                      due_at: datetime | None = None, error: str | None = None) -> Document | None:
+    """Claim one fire: None when its (jobId, scheduledFor, trigger, attempt) is already taken."""
+    doc = new_run_document(job, trigger=trigger, scheduled_for=scheduled_for, attempt=attempt,
+                           status=status, now=now)
+    doc.update(workerId=worker_id, fencingToken=token, error=error,
+               dueAt=to_ms(due_at) if due_at else None)
+    if status in ("skipped", "missed"):
+        doc["finishedAt"] = to_ms(now)
+    try:
+        await db.job_runs.insert_one(doc)
+    except DuplicateKeyError:
+        return None
+    return doc
+
+
+async def start_run(db: Database, run_id: ObjectId, *, worker_id: str, token: int, now: datetime) -> bool:
+    """pending -> running; False when the run is gone, already started, or fenced off."""
+    result = await db.job_runs.update_one(
+        _fenced(run_id, token, status="pending"),
+        {"$set": {"status": "running", "startedAt": to_ms(now), "workerId": worker_id, "fencingToken": token}},
+    )
+    return result.modified_count == 1
+
+
+async def finish_run(db: Database, run_id: ObjectId, *, token: int, status: str, now: datetime,
+                     fields: dict[str, Any] | None = None) -> bool:
+    """pending/running -> a final status with its outcome fields; False when fenced off."""
+    result = await db.job_runs.update_one(
+        _fenced(run_id, token, status={"$in": ["pending", "running"]}),
+        {"$set": {"status": status, "finishedAt": to_ms(now), "fencingToken": token, **(fields or {})}},
+    )
+    return result.modified_count == 1
+
+
+async def pending_runs(db: Database, job_id: ObjectId | None = None) -> list[Document]:
+    """Runs waiting for a worker (manual, retry, queued), oldest first."""
+    query: Document = {"status": "pending"}
+    if job_id is not None:
+        query["jobId"] = job_id
+    return await db.job_runs.find(query).sort([("createdAt", 1), ("_id", 1)]).to_list()
+
+
+async def count_waiting(db: Database, job_id: ObjectId, besides: ObjectId) -> int:
+    return await db.job_runs.count_documents({"jobId": job_id, "status": "pending", "_id": {"$ne": besides}})
+
+
+async def runs_of_earlier_leaders(db: Database, token: int) -> list[Document]:
+    """Runs still `running` under a lower fencing token: their leader is gone, and so is its lock."""
+    return await db.job_runs.find({"status": "running", "fencingToken": {"$lt": token}}).to_list()

@@ -120,3 +120,51 @@ async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> 
     result = await db.syncjobs.delete_one({"_id": job_id, "workspaceId": workspace_id})
     if result.deleted_count == 0:
         raise NotFound("sync job not found")
+
+
+# --- worker operations ---
+# The worker's writes carry its fencing token in `workerFencingToken` and never bump `version`, which
+# is the API's edit counter: an edit that lands between the worker's read and write wins.
+
+
+def _fenced(job_id: ObjectId, token: int) -> Document:
+    return {"_id": job_id, "$or": [{"workerFencingToken": None}, {"workerFencingToken": {"$lte": token}}]}
+
+
+async def find_job_doc(db: Database, job_id: ObjectId) -> Document | None:
+    return await db.syncjobs.find_one({"_id": job_id})
+
+
+async def enabled_job_docs(db: Database) -> list[Document]:
+    return await db.syncjobs.find({"enabled": True}).to_list()
+
+
+async def enabled_job_versions(db: Database) -> dict[ObjectId, int]:
+    """Id -> version of every enabled job: what the polling fallback compares to find edits."""
+    cursor = db.syncjobs.find({"enabled": True}, {"version": 1})
+    return {doc["_id"]: int(doc.get("version", 1)) async for doc in cursor}
+
+
+async def advance_next_run(db: Database, job_id: ObjectId, version: int, next_run_at: datetime,
+                           token: int) -> None:
+    """Move nextRunAt past a fire the worker took, unless the job was edited since it was read."""
+    query = {**_fenced(job_id, token), "version": version}
+    await db.syncjobs.update_one(query, {"$set": {"nextRunAt": to_ms(next_run_at), "workerFencingToken": token}})
+
+
+async def record_run_outcome(db: Database, job_id: ObjectId, token: int, *, status: str, finished_at: datetime,
+                             error: str | None, duration_ms: int | None) -> None:
+    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs."""
+    fields: Document = {
+        "lastRunAt": to_ms(finished_at), "lastStatus": {"$literal": status}, "lastError": {"$literal": error},
+        "workerFencingToken": token,
+    }
+    if duration_ms is not None:
+        count = {"$add": [{"$ifNull": ["$runCount", 0]}, 1]}
+        mean = {"$ifNull": ["$averageDurationMs", duration_ms]}
+        fields |= {
+            "lastDurationMs": duration_ms,
+            "runCount": count,
+            "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
+        }
+    await db.syncjobs.update_one(_fenced(job_id, token), [{"$set": fields}])

@@ -1,0 +1,138 @@
+"""Feed the leader every job edit, toggle and delete, and every new manual run, as it happens.
+
+A change stream on the database (resumed from its token after a reconnect); where the server has no
+change streams (a standalone mongod), a poll every SYNCJOBS_POLL_SECONDS that compares job versions.
+The stream is opened before the leader loads its jobs, so no change between the two is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.errors import OperationFailure, PyMongoError
+
+from shared import metrics
+from shared.logging import get_logger
+from shared.mongo import Database, Document
+from shared.store import job_runs, sync_jobs
+from worker.health import DatabaseHealth
+from worker.leadership import Leadership
+
+log = get_logger(__name__)
+
+# Edits bump `version`; the worker's own writes (nextRunAt, lastRunAt...) do not and are filtered out.
+# A pipeline update shows as `replace` on some servers: it carries its document, so it costs no read.
+PIPELINE = [
+    {
+        "$match": {
+            "$or": [
+                {"ns.coll": "syncjobs", "operationType": {"$in": ["insert", "replace", "delete"]}},
+                {"ns.coll": "syncjobs", "updateDescription.updatedFields.version": {"$exists": True}},
+                {"ns.coll": "job_runs", "operationType": "insert", "fullDocument.trigger": "manual"},
+            ]
+        }
+    }
+]
+RECONNECT_SECONDS = 1.0
+
+
+class ChangeFeed:
+    def __init__(self, db: Database, leadership: Leadership, poll_seconds: float, health: DatabaseHealth) -> None:
+        self.db = db
+        self.leadership = leadership
+        self.poll_seconds = poll_seconds
+        self.health = health
+        self.polling = False
+        self._stream: AsyncChangeStream[Document] | None = None
+        self._resume_token: Any = None
+
+    async def open(self) -> None:
+        """Open the change stream, or settle for polling when the server has none."""
+        try:
+            self._stream = await self.db.watch(PIPELINE)
+            self._resume_token = self._stream.resume_token
+            log.info("change_feed_started", mode="change_stream")
+        except OperationFailure as error:
+            self.polling = True
+            log.warning("change_feed_started", mode="polling", poll_seconds=self.poll_seconds, reason=str(error)[:200])
+
+    async def run(self) -> None:
+        try:
+            if self.polling:
+                await self._poll_forever()
+            else:
+                await self._stream_forever()
+        finally:
+            if self._stream is not None:
+                await self._stream.close()
+
+    async def _stream_forever(self) -> None:
+        while True:
+            try:
+                if self._stream is None:
+                    self._stream = await self.db.watch(PIPELINE, resume_after=self._resume_token)
+                    self.health.succeeded()
+                    metrics.change_stream_reconnects_total.inc()
+                    log.info("change_feed_resumed")
+                async for change in self._stream:
+                    await self._apply(change)
+                    self._resume_token = self._stream.resume_token
+            except OperationFailure as error:
+                log.warning("change_feed_resume_failed", error=str(error)[:200])
+                await self._drop_stream()
+                self._resume_token = None
+                await self.resync()
+            except PyMongoError as error:
+                self.health.failed(error)
+                await self._drop_stream()
+                await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _drop_stream(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            try:
+                await stream.close()
+            except PyMongoError:
+                pass
+
+    async def _apply(self, change: Document) -> None:
+        collection = change["ns"]["coll"]
+        operation = change["operationType"]
+        if collection == "job_runs":
+            self.leadership.run_requested(change["fullDocument"])
+            return
+        job_id = change["documentKey"]["_id"]
+        if operation == "delete":
+            self.leadership.job_removed(job_id)
+            return
+        doc = change.get("fullDocument") or await sync_jobs.find_job_doc(self.db, job_id)
+        if doc is None:
+            self.leadership.job_removed(job_id)
+        else:
+            self.leadership.job_changed(doc)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await self.resync()
+                self.health.succeeded()
+            except PyMongoError as error:
+                self.health.failed(error)
+
+    async def resync(self) -> None:
+        """Compare every enabled job's version with the leader's, and pick up unknown pending runs."""
+        versions = await sync_jobs.enabled_job_versions(self.db)
+        known = self.leadership.jobs
+        for job_id in [job_id for job_id in known if job_id not in versions]:
+            self.leadership.job_removed(job_id)
+        for job_id, version in versions.items():
+            if job_id not in known or int(known[job_id].get("version", 1)) != version:
+                doc = await sync_jobs.find_job_doc(self.db, job_id)
+                if doc is not None:
+                    self.leadership.job_changed(doc)
+        for run in await job_runs.pending_runs(self.db):
+            if run["trigger"] == "manual":
+                self.leadership.run_requested(run)

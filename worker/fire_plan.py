@@ -1,0 +1,139 @@
+"""The pure scheduling core: what is due when, and what to do with each fire. No I/O, no clock.
+
+Everything here is a function of (job, now) or a data structure fed by the worker loop, so tests can
+drive it over any dates without sleeping.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from shared.cron import CronSchedule
+
+# A fire processed this late is still on time: it runs even when the job asks for no catch-up.
+ON_TIME_GRACE = timedelta(seconds=60)
+# At most this many `missed` runs are written per job and decision; older missed fires are only counted.
+MAX_MISSED_RECORDS = 100
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+OverlapPolicy = Literal["skip", "queue", "allow"]
+OverlapDecision = Literal["start", "skip", "queue"]
+
+
+@dataclass(frozen=True)
+class FireDecision:
+    """What to do with the fires that are due: run some, record others as missed."""
+
+    run: list[datetime]
+    missed: list[datetime]
+    missed_unrecorded: int
+    next_fire: datetime
+
+
+def decide_due_fires(schedule: CronSchedule, next_run_at: datetime, now: datetime, catch_up_fires: int) -> FireDecision:
+    """Fires in [next_run_at, now]: the latest `catch_up_fires` run, an on-time fire always runs,
+    the rest are missed. `next_fire` is the first fire after `now`."""
+    due = [next_run_at] if next_run_at <= now else []
+    if due:
+        due += schedule.fires_between(next_run_at, now)
+    run = due[-catch_up_fires:] if catch_up_fires > 0 else []
+    if due and not run and now - due[-1] <= ON_TIME_GRACE:
+        run = [due[-1]]
+    missed = due[: len(due) - len(run)]
+    recorded = missed[-MAX_MISSED_RECORDS:]
+    return FireDecision(
+        run=run,
+        missed=recorded,
+        missed_unrecorded=len(missed) - len(recorded),
+        next_fire=schedule.next_after(max(now, next_run_at)),
+    )
+
+
+def decide_overlap(policy: str, running: int, queued: int) -> OverlapDecision:
+    """`skip`: a fire that finds a run going is skipped; `queue`: one waits, more are skipped;
+    `allow`: runs side by side."""
+    if running == 0 or policy == "allow":
+        return "start"
+    if policy == "queue" and queued == 0:
+        return "queue"
+    return "skip"
+
+
+def should_retry(status: str, attempt: int, max_attempts: int) -> bool:
+    """A failed or timed-out attempt is retried while attempts remain; a cancelled one never."""
+    return status in ("failed", "timed_out") and attempt < max_attempts
+
+
+def retry_delay(attempt: int, backoff_seconds: float, random: Callable[[], float]) -> timedelta:
+    """Delay before attempt `attempt + 1`: backoff * 2^(attempt-1), capped, with "equal jitter"
+    (half fixed, half random) so that retries of many jobs that failed together spread out."""
+    base = min(timedelta(seconds=backoff_seconds * 2 ** (attempt - 1)), MAX_RETRY_DELAY)
+    return base / 2 + base / 2 * random()
+
+
+@dataclass(frozen=True, order=True)
+class _Entry:
+    due: datetime
+    sequence: int
+    key: str
+    version: int
+
+
+class FirePlan:
+    """The next due time of every planned thing (a job's next fire, a pending run), earliest first.
+
+    Keyed by id with a version: re-planning or removing a key invalidates its older heap entries
+    lazily, so an edit costs O(log n) and never a heap rebuild.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[_Entry] = []
+        self._planned: dict[str, tuple[datetime, int]] = {}
+        self._sequence = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._planned)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._planned
+
+    def plan(self, key: str, due: datetime, version: int = 0) -> None:
+        """Plan `key` at `due`, replacing whatever was planned for it."""
+        if self._planned.get(key) == (due, version):
+            return
+        self._planned[key] = (due, version)
+        heapq.heappush(self._heap, _Entry(due, next(self._sequence), key, version))
+
+    def due_of(self, key: str) -> datetime | None:
+        planned = self._planned.get(key)
+        return planned[0] if planned else None
+
+    def remove(self, key: str) -> None:
+        self._planned.pop(key, None)
+
+    def keys(self) -> list[str]:
+        return list(self._planned)
+
+    def next_due(self) -> datetime | None:
+        self._drop_stale()
+        return self._heap[0].due if self._heap else None
+
+    def pop_due(self, now: datetime) -> list[str]:
+        """Every key due at or before `now`, earliest first; they leave the plan."""
+        keys: list[str] = []
+        while True:
+            self._drop_stale()
+            if not self._heap or self._heap[0].due > now:
+                return keys
+            entry = heapq.heappop(self._heap)
+            del self._planned[entry.key]
+            keys.append(entry.key)
+
+    def _drop_stale(self) -> None:
+        while self._heap and self._planned.get(self._heap[0].key) != (self._heap[0].due, self._heap[0].version):
+            heapq.heappop(self._heap)

@@ -1,0 +1,143 @@
+"""The scheduler lease in `worker_locks`: one active worker, a fencing token per leadership.
+
+Acquire and renew are one atomic find_one_and_update whose filter only matches a lapsed lease or our
+own; lease arithmetic runs on the server's clock ($$NOW), so worker clocks may drift. Locally the
+holder trusts its lease only until (send time of the last successful renewal + TTL), measured on the
+monotonic clock: the server set lockedUntil after we sent, so the real lease lasts at least that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from shared.logging import get_logger
+from shared.mongo import Database, Document
+
+log = get_logger(__name__)
+
+LEASE_ID = "scheduler"
+
+
+def _lapsed_or_owned_by(owner: str) -> dict[str, Any]:
+    return {"$or": [{"$lt": ["$lockedUntil", "$$NOW"]}, {"$eq": ["$owner", owner]}]}
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """A held lease: the token to fence writes with and until when (monotonic) we may act on it."""
+
+    fencing_token: int
+    valid_until: float
+
+
+class Lease:
+    """Acquire, renew and release the scheduler lease for one owner."""
+
+    def __init__(self, db: Database, owner: str, ttl_seconds: float, lease_id: str = LEASE_ID) -> None:
+        self._collection = db.worker_locks
+        self.owner = owner
+        self.ttl_seconds = ttl_seconds
+        self.lease_id = lease_id
+        self.state: LeaseState | None = None
+
+    @property
+    def renew_interval(self) -> float:
+        return self.ttl_seconds / 3
+
+    def is_held(self) -> bool:
+        return self.state is not None and time.monotonic() < self.state.valid_until
+
+    @property
+    def fencing_token(self) -> int:
+        if self.state is None:
+            raise RuntimeError("lease not held")
+        return self.state.fencing_token
+
+    async def acquire(self) -> bool:
+        """Take the lease if it lapsed, or renew it if ours; False when another owner holds it."""
+        sent_at = time.monotonic()
+        # A renewal (ours and not lapsed) keeps the token; any new leadership term gets the next one,
+        # even for the same owner after a lapse: its old term's runs and locks then count as lost.
+        owned = {"$and": [{"$eq": ["$owner", self.owner]}, {"$gte": ["$lockedUntil", "$$NOW"]}]}
+        update = [
+            {
+                "$set": {
+                    "fencingToken": {
+                        "$cond": [owned, "$fencingToken", {"$add": [{"$ifNull": ["$fencingToken", 0]}, 1]}]
+                    },
+                    "acquiredAt": {"$cond": [owned, "$acquiredAt", "$$NOW"]},
+                    "owner": self.owner,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "lockedUntil": {"$dateAdd": {"startDate": "$$NOW", "unit": "millisecond", "amount": self._ttl_ms}},
+                    "heartbeatAt": "$$NOW",
+                }
+            }
+        ]
+        try:
+            doc = await self._collection.find_one_and_update(
+                {"_id": self.lease_id, "$expr": _lapsed_or_owned_by(self.owner)},
+                update,
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            doc = None
+        if doc is None or doc.get("owner") != self.owner:
+            self.state = None
+            return False
+        self.state = LeaseState(fencing_token=int(doc["fencingToken"]), valid_until=sent_at + self.ttl_seconds)
+        return True
+
+    async def hold(self) -> None:
+        """Renew every TTL/3 and return when the lease is lost: taken by another owner, or no renewal
+        could land before it would lapse. The caller must stop acting as leader at once."""
+        next_renewal = time.monotonic() + self.renew_interval
+        failing = False
+        while True:
+            await asyncio.sleep(max(0.0, next_renewal - time.monotonic()))
+            remaining = self.state.valid_until - time.monotonic() if self.state else 0.0
+            if remaining <= 0:
+                log.warning("lease_lapsed", owner=self.owner)
+                self.state = None
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    held = await self.acquire()
+            except (PyMongoError, TimeoutError) as error:
+                if not failing:
+                    log.warning("lease_renewal_failed", owner=self.owner, error=str(error)[:200])
+                failing = True
+                next_renewal = time.monotonic() + min(1.0, self.renew_interval / 3)
+                continue
+            if not held:
+                log.warning("lease_taken", owner=self.owner)
+                return
+            if failing:
+                log.info("lease_renewed", owner=self.owner, fencing_token=self.fencing_token)
+            failing = False
+            next_renewal = time.monotonic() + self.renew_interval
+
+    async def release(self) -> None:
+        """Let a standby take over at once: lockedUntil = now, only if the lease is still ours."""
+        self.state = None
+        await self._collection.update_one(
+            {"_id": self.lease_id, "owner": self.owner},
+            [{"$set": {"lockedUntil": "$$NOW", "heartbeatAt": "$$NOW"}}],
+        )
+
+    async def current(self) -> Document | None:
+        """The lease document as stored: who leads, with which token, until when."""
+        return await self._collection.find_one({"_id": self.lease_id})
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self.ttl_seconds * 1000)

@@ -1,0 +1,158 @@
+"""`syncjobs worker`: one replica. It stands by until it holds the lease, then leads until SIGTERM
+or until the lease is lost, and stands by again. A database outage never stops the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from shared import metrics
+from shared.clock import Clock, SystemClock
+from shared.logging import get_logger
+from shared.mongo import Database, connect, ensure_indexes
+from shared.settings import Settings
+from worker import notifier
+from worker.change_feed import ChangeFeed
+from worker.execution import default_executor_command
+from worker.health import DatabaseHealth
+from worker.leadership import Leadership, executor_environment
+from worker.lease import Lease
+
+log = get_logger(__name__)
+
+STANDBY_RETRY_SECONDS = 1.0
+
+
+def main(settings: Settings) -> None:
+    if settings.worker_metrics_port:
+        metrics.start_metrics_server(settings.worker_metrics_port)
+    asyncio.run(run_worker(settings))
+
+
+async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (SIGTERM/SIGINT set it when it is not given)."""
+    clock = clock or SystemClock()
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+    client = connect(settings.require_mongodb_uri())
+    db = client[settings.database]
+    lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)
+    worker = _Worker(db, settings, lease, clock, stop)
+    log.info("worker_started", worker_id=settings.worker_id, lease_ttl_seconds=settings.lease_ttl_seconds)
+    try:
+        await worker.run()
+    finally:
+        await client.close()
+        log.info("worker_stopped", worker_id=settings.worker_id)
+
+
+class _Worker:
+    def __init__(self, db: Database, settings: Settings, lease: Lease, clock: Clock, stop: asyncio.Event) -> None:
+        self.db = db
+        self.settings = settings
+        self.lease = lease
+        self.clock = clock
+        self.stop = stop
+        self.health = DatabaseHealth()
+        self._background: set[asyncio.Task[object]] = set()
+
+    async def run(self) -> None:
+        await self._ensure_indexes()
+        standing_by = False
+        while not self.stop.is_set():
+            try:
+                held = await self.lease.acquire()
+                self.health.succeeded()
+            except PyMongoError as error:
+                self.health.failed(error)
+                held = False
+            if not held:
+                if not standing_by:
+                    log.info("standing_by", worker_id=self.lease.owner)
+                standing_by = True
+                await self._pause(STANDBY_RETRY_SECONDS)
+                continue
+            standing_by = False
+            await self._lead()
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+
+    async def _lead(self) -> None:
+        log.info("lease_acquired", owner=self.lease.owner, fencing_token=self.lease.fencing_token)
+        metrics.lease_held.set(1)
+        leadership = Leadership(
+            self.db,
+            self.lease,
+            self.clock,
+            executor_argv=self.settings.executor_command or default_executor_command(),
+            executor_env=executor_environment(self.settings.require_mongodb_uri(), self.settings.database),
+            max_concurrent_runs=self.settings.max_concurrent_runs,
+            health=self.health,
+            on_run_finished=self._notify,
+        )
+        feed = ChangeFeed(self.db, leadership, self.settings.poll_seconds, self.health)
+        holding = asyncio.create_task(self.lease.hold())
+        working: list[asyncio.Task[None]] = []
+        try:
+            await feed.open()
+            await leadership.recover()
+            working = [asyncio.create_task(leadership.fire_due()), asyncio.create_task(feed.run())]
+            stopping = asyncio.create_task(self.stop.wait())
+            done, _ = await asyncio.wait([holding, stopping, *working], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            for task in working:
+                if task in done and task.exception() is not None:
+                    log.error("leader_failed", error=repr(task.exception()))
+        except PyMongoError as error:
+            self.health.failed(error)
+            log.warning("leader_start_failed", error=str(error)[:200])
+        finally:
+            for task in working:
+                task.cancel()
+            await asyncio.gather(*working, return_exceptions=True)
+            if holding.done():
+                log.warning("stepped_down", owner=self.lease.owner)
+                leadership.cancel_runs.set()
+            await leadership.finish_runs(self.settings.shutdown_grace_seconds)
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
+            metrics.lease_held.set(0)
+            if self.lease.state is not None:
+                await self._release()
+        if not self.stop.is_set():
+            await self._pause(STANDBY_RETRY_SECONDS)
+
+    async def _release(self) -> None:
+        try:
+            await self.lease.release()
+            log.info("lease_released", owner=self.lease.owner)
+        except PyMongoError as error:
+            log.warning("lease_release_failed", error=str(error)[:200])
+
+    async def _notify(self, job_id: ObjectId, run_id: ObjectId) -> None:
+        """Alerts and webhooks run beside the worker, so a slow webhook never holds a job's lock."""
+        task = asyncio.create_task(notifier.on_run_finished(self.db, self.settings, job_id, run_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _ensure_indexes(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await ensure_indexes(self.db, self.settings.run_retention_days)
+                self.health.succeeded()
+                return
+            except PyMongoError as error:
+                self.health.failed(error)
+                await self._pause(STANDBY_RETRY_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
