@@ -1,0 +1,195 @@
+"""The executor against real SecantusDB databases: a `mongodb` source, full and incremental."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bson import ObjectId
+
+from shared.mongo import Database
+from tests.fixtures.executor_world import contents, make_job, result_of, run_job, scratch_databases
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+async def test_full_sync_copies_selected_collections_then_only_the_edits(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.users.insert_many([{"_id": i, "name": f"u{i}", "updatedAt": at(i)} for i in range(10)])
+        await source.orders.insert_many([{"_id": ObjectId(), "total": n} for n in range(5)])
+        await source.audit.insert_one({"_id": 1, "ignored": True})
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+            include=["users", "orders"],
+        )
+
+        code, events = await run_job(db, job_id, batch_size=3)
+        assert code == 0
+        result = result_of(events)
+        assert result["status"] == "succeeded"
+        assert result["stats"]["entities"]["users"] | {"durationMs": 0} == {
+            "read": 10,
+            "inserted": 10,
+            "updated": 0,
+            "deleted": 0,
+            "unchanged": 0,
+            "failed": 0,
+            "durationMs": 0,
+        }
+        assert result["stats"]["totals"]["inserted"] == 15
+        assert {d["entity"]: d["status"] for d in result["details"]} == {"users": "updated", "orders": "updated"}
+        assert await contents(dest, "users") == await contents(source, "users")
+        assert await contents(dest, "orders") == await contents(source, "orders")
+        assert "audit" not in await dest.list_collection_names()
+
+        await source.users.update_one({"_id": 3}, {"$set": {"name": "renamed"}})
+        await source.users.update_one({"_id": 4}, {"$set": {"name": "u4"}})  # no actual change
+        await source.users.delete_many({"_id": {"$in": [7, 8]}})
+        await source.users.insert_one({"_id": 100, "name": "new"})
+        code, events = await run_job(db, job_id, batch_size=3)
+        assert code == 0
+        stats = result_of(events)["stats"]
+        assert {k: stats["entities"]["users"][k] for k in ("read", "inserted", "updated", "deleted", "unchanged")} == {
+            "read": 9,
+            "inserted": 1,
+            "updated": 1,
+            "deleted": 2,
+            "unchanged": 7,
+        }
+        assert stats["entities"]["orders"]["unchanged"] == 5
+        assert {d["entity"]: d["status"] for d in result_of(events)["details"]} == {
+            "users": "updated",
+            "orders": "unchanged",
+        }
+        assert await contents(dest, "users") == await contents(source, "users")
+
+        run_docs = await db.job_runs.find({"jobId": job_id}).to_list()
+        assert all(doc["progress"]["entitiesDone"] == 2 for doc in run_docs)
+
+
+async def test_incremental_moves_only_what_changed_and_keeps_equal_timestamps(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        # Seven documents share one timestamp across batch boundaries (batch size 2).
+        await source.items.insert_many([{"_id": i, "v": 0, "updatedAt": at(5)} for i in range(7)])
+        await source.items.insert_many([{"_id": i, "v": 0, "updatedAt": at(i)} for i in range(10, 13)])
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+            mode="incremental",
+        )
+        code, events = await run_job(db, job_id, batch_size=2)
+        assert code == 0
+        assert result_of(events)["stats"]["entities"]["items"]["inserted"] == 10
+        cursor = (await db.sync_state.find_one({"_id": {"jobId": job_id, "entity": "items"}}))["cursor"]
+        assert cursor == {"field": "updatedAt", "value": at(12), "id": 12}
+
+        await source.items.update_one({"_id": 11}, {"$set": {"v": 1, "updatedAt": at(60)}})
+        await source.items.insert_many(
+            [{"_id": 20, "v": 0, "updatedAt": at(60)}, {"_id": 21, "v": 0, "updatedAt": at(60)}]
+        )
+        await source.items.update_one({"_id": 2}, {"$set": {"v": 9}})  # timestamp not bumped: not seen
+        code, events = await run_job(db, job_id, batch_size=2)
+        assert code == 0
+        stats = result_of(events)["stats"]["entities"]["items"]
+        assert (stats["read"], stats["inserted"], stats["updated"], stats["unchanged"]) == (3, 2, 1, 0)
+        synced = await contents(dest, "items")
+        assert synced[11]["v"] == 1 and 20 in synced and 21 in synced
+        assert synced[2]["v"] == 0
+
+        code, events = await run_job(db, job_id, batch_size=2)
+        assert result_of(events)["stats"]["entities"]["items"]["read"] == 0
+
+
+async def test_include_of_an_entity_the_source_lacks_fails_the_run(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.users.insert_one({"_id": 1})
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+            include=["users", "invoices"],
+        )
+        code, events = await run_job(db, job_id)
+        assert code == 1
+        result = result_of(events)
+        assert result["status"] == "failed"
+        assert "invoices" in result["error"]
+        assert await dest.list_collection_names() == []
+
+
+async def test_one_entity_failing_does_not_stop_the_others(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.a.insert_many([{"_id": i, "email": "same@x"} for i in range(3)])
+        await source.b.insert_many([{"_id": i} for i in range(4)])
+        await dest.a.create_index("email", unique=True)
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+        )
+        code, events = await run_job(db, job_id)
+        assert code == 1
+        result = result_of(events)
+        assert result["status"] == "failed"
+        assert result["stats"]["entities"]["a"]["inserted"] == 1
+        assert result["stats"]["entities"]["a"]["failed"] == 2
+        details = {d["entity"]: d for d in result["details"]}
+        assert details["a"]["status"] == "failed" and "duplicate" in details["a"]["error"].lower()
+        assert details["b"]["status"] == "updated"
+        assert len(await contents(dest, "b")) == 4
+        entity_events = [e["entity"] for e in events if e["event"] == "entity"]
+        assert entity_events == ["a", "b"]
+
+
+async def test_dry_run_counts_without_writing(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.items.insert_many([{"_id": i, "updatedAt": at(i)} for i in range(4)])
+        await dest.items.insert_one({"_id": 99})
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+        )
+        code, events = await run_job(db, job_id, dry_run=True)
+        assert code == 0
+        stats = result_of(events)["stats"]["entities"]["items"]
+        assert (stats["inserted"], stats["deleted"]) == (4, 1)
+        assert result_of(events)["dryRun"] is True
+        assert list(await contents(dest, "items")) == [99]
+        assert await db.job_runs.count_documents({"progress": {"$exists": True}}) == 0
+
+
+async def test_custom_cursor_field(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.items.insert_many([{"_id": i, "version": i} for i in range(5)])
+        config = {"uri": mongo_uri, "database": source.name, "entities": {"items": {"cursorField": "version"}}}
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config=config,
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+            mode="incremental",
+        )
+        await run_job(db, job_id)
+        await source.items.update_one({"_id": 1}, {"$set": {"version": 10, "x": 1}})
+        code, events = await run_job(db, job_id)
+        stats = result_of(events)["stats"]["entities"]["items"]
+        assert (code, stats["read"], stats["updated"]) == (0, 1, 1)
+        assert (await contents(dest, "items"))[1]["x"] == 1
