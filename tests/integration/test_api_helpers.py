@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from aiohttp import web
@@ -45,7 +45,7 @@ class Api:
     client: TestClient[web.Request, web.Application]
     token: str | None = ADMIN_TOKEN
 
-    async def call(self, method: str, path: str, *, json: Any = None, data: bytes | str | None = None,
+    async def call(self, method: str, path: str, *, json: Any = None, data: bytes | str | IO[bytes] | None = None,
                    token: str | None = "default", headers: dict[str, str] | None = None) -> tuple[int, Any]:
         token = self.token if token == "default" else token
         all_headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
