@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import data_sources, destinations, sync_jobs, workspaces
+from api import data_sources, destinations, monitoring, sync_jobs, webhooks, workspaces
 from api.auth import auth_middleware
 from api.context import CLOCK_KEY, DB_KEY, SETTINGS_KEY
 from api.errors import error_middleware
@@ -22,7 +22,10 @@ log = get_logger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
-ROUTE_TABLES = (workspaces.routes, data_sources.routes, destinations.routes, sync_jobs.routes)
+ROUTE_TABLES = (
+    workspaces.routes, data_sources.routes, destinations.routes, sync_jobs.routes, monitoring.routes,
+    webhooks.routes,
+)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
