@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from api.auth import is_open
 from shared.models import Camel
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SCHEMA_REF = "#/components/schemas/{model}"
-OPEN_PATHS = ("/healthz", "/metrics", "/dashboard")
 
 
 class ErrorDetail(Camel):
@@ -105,12 +105,12 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
     content = ({"content": {"application/json": {"schema": schemas.ref(op.response, "serialization")}}}
                if op.response else {})
     responses: dict[str, Any] = {str(op.status): {"description": op.summary, **content}}
-    is_open = path.startswith(OPEN_PATHS)
-    statuses = set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if is_open else {401})
+    open_path = is_open(path)
+    statuses = set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if open_path else {401})
     for status in sorted(statuses):
         responses[str(status)] = {"description": ERROR_DESCRIPTIONS.get(status, "Error"), **error}
     spec: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "responses": responses}
-    if is_open:
+    if open_path:
         spec["security"] = []
     if params := _parameters(path, op):
         spec["parameters"] = params
