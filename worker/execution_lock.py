@@ -10,6 +10,7 @@ from __future__ import annotations
 from pymongo.errors import DuplicateKeyError
 
 from shared.mongo import Database, Document
+from worker.lease import LAPSED
 
 # Beyond the job's timeout: time to kill the executor and record its outcome.
 LOCK_MARGIN_SECONDS = 60
@@ -19,7 +20,7 @@ async def acquire(db: Database, job_id: object, run_id: object, *, owner: str, t
     """Take (or extend, for the same run) the job's lock for `seconds`; False if another run holds it."""
     takeable = {
         "$or": [
-            {"$lt": ["$lockedUntil", "$$NOW"]},
+            LAPSED,
             {"$lt": ["$fencingToken", token]},
             {"$eq": ["$runId", run_id]},
         ]

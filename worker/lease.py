@@ -26,8 +26,14 @@ log = get_logger(__name__)
 LEASE_ID = "scheduler"
 
 
+# lockedUntil <= the server's now, compared as epoch milliseconds: a plain {"lockedUntil": {"$lt": "$$NOW"}}
+# compares with the string "$$NOW", and SecantusDB mis-compares a date field with $$NOW inside $expr.
+LAPSED = {"$lte": [{"$toLong": "$lockedUntil"}, {"$toLong": "$$NOW"}]}
+LIVE = {"$gt": [{"$toLong": "$lockedUntil"}, {"$toLong": "$$NOW"}]}
+
+
 def _lapsed_or_owned_by(owner: str) -> dict[str, Any]:
-    return {"$or": [{"$lt": ["$lockedUntil", "$$NOW"]}, {"$eq": ["$owner", owner]}]}
+    return {"$or": [LAPSED, {"$eq": ["$owner", owner]}]}
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class Lease:
         sent_at = time.monotonic()
         # A renewal (ours and not lapsed) keeps the token; any new leadership term gets the next one,
         # even for the same owner after a lapse: its old term's runs and locks then count as lost.
-        owned = {"$and": [{"$eq": ["$owner", self.owner]}, {"$gte": ["$lockedUntil", "$$NOW"]}]}
+        owned = {"$and": [{"$eq": ["$owner", self.owner]}, LIVE]}
         update = [
             {
                 "$set": {

@@ -1,0 +1,92 @@
+"""The scheduler lease and the per-job lock against a real server: races, tokens, lapse, release."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bson import ObjectId
+
+from shared.mongo import Database
+from tests.fixtures.worker_jobs import eventually
+from worker import execution_lock
+from worker.lease import LAPSED, Lease
+
+
+async def test_concurrent_claims_exactly_one_wins(db: Database) -> None:
+    leases = [Lease(db, f"w{i}", ttl_seconds=30) for i in range(5)]
+    results = await asyncio.gather(*(lease.acquire() for lease in leases))
+    assert sorted(results) == [False, False, False, False, True]
+    winner = leases[results.index(True)]
+    doc = await winner.current()
+    assert doc is not None
+    assert doc["owner"] == winner.owner
+    assert doc["fencingToken"] == 1
+    assert {"host", "pid", "lockedUntil", "heartbeatAt"} <= doc.keys()
+
+
+async def test_renewal_keeps_the_token_and_a_new_owner_gets_the_next_one(db: Database) -> None:
+    first, second = Lease(db, "first", ttl_seconds=30), Lease(db, "second", ttl_seconds=30)
+    assert await first.acquire()
+    assert await first.acquire()
+    assert first.fencing_token == 1
+    assert not await second.acquire()
+    await first.release()
+    assert not first.is_held()
+    assert await second.acquire()
+    assert second.fencing_token == 2
+    assert not await first.acquire()
+
+
+async def test_a_lapsed_lease_goes_to_a_standby_and_the_old_owner_steps_down(db: Database) -> None:
+    first, second = Lease(db, "first", ttl_seconds=0.6), Lease(db, "second", ttl_seconds=30)
+    assert await first.acquire()
+    await db.worker_locks.update_one({"_id": "scheduler"}, {"$set": {"owner": "intruder"}})
+    await asyncio.wait_for(first.hold(), 5)  # its next renewal finds the lease is no longer its own
+    assert not first.is_held()
+    assert await eventually(second.acquire, within=10)
+    assert second.fencing_token == 2
+
+
+async def test_the_same_owner_gets_a_new_token_after_its_lease_lapsed(db: Database) -> None:
+    lease = Lease(db, "solo", ttl_seconds=0.3)
+    assert await lease.acquire()
+    await eventually(lambda: _lapsed(db), within=10)
+    assert await lease.acquire()
+    assert lease.fencing_token == 2
+
+
+async def _lapsed(db: Database) -> bool:
+    return await db.worker_locks.count_documents({"_id": "scheduler", "$expr": LAPSED}) == 1
+
+
+async def test_hold_renews_while_the_lease_is_ours(db: Database) -> None:
+    lease = Lease(db, "holder", ttl_seconds=0.9)
+    assert await lease.acquire()
+    holding = asyncio.create_task(lease.hold())
+    first_heartbeat = (await lease.current() or {})["heartbeatAt"]
+    await eventually(lambda: _heartbeat_after(lease, first_heartbeat), within=10)
+    assert not holding.done()
+    assert lease.is_held()
+    holding.cancel()
+
+
+async def _heartbeat_after(lease: Lease, instant: object) -> bool:
+    doc = await lease.current()
+    return doc is not None and doc["heartbeatAt"] > instant
+
+
+async def test_execution_lock_one_run_at_a_time_and_earlier_terms_lose_it(db: Database) -> None:
+    job, run_a, run_b = ObjectId(), ObjectId(), ObjectId()
+    claims = await asyncio.gather(
+        *(execution_lock.acquire(db, job, run, owner="w", token=3, seconds=60) for run in (run_a, run_b))
+    )
+    assert sorted(claims) == [False, True]
+    holder = (await execution_lock.holder(db, job) or {})["runId"]
+    other = run_b if holder == run_a else run_a
+    assert await execution_lock.acquire(db, job, holder, owner="w", token=3, seconds=60)  # renewal
+    assert not await execution_lock.acquire(db, job, other, owner="w", token=3, seconds=60)
+    assert await execution_lock.acquire(db, job, other, owner="next", token=4, seconds=60)  # a new term
+    await execution_lock.release(db, job, holder)  # the old run no longer holds it: no effect
+    assert (await execution_lock.holder(db, job) or {})["runId"] == other
+    await execution_lock.release(db, job, other)
+    assert await execution_lock.holder(db, job) is None
