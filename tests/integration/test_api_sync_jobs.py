@@ -188,3 +188,11 @@ async def test_runs_of_another_job_are_not_a_cursor(tenant: Tenant, api: Api) ->
     assert body["error"]["code"] == "not_found"
     _, first_runs = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{first.job['id']}/runs"))
     assert first_runs == {"runs": [], "next": None}
+
+
+async def test_two_runs_asked_in_the_same_millisecond_are_two_runs(tenant: Tenant, db: Database) -> None:
+    setup = await make_job(tenant)
+    answers = [await tenant.api.call("POST", tenant.path(f"/sync-jobs/{setup.job['id']}/run")) for _ in range(3)]
+    assert [status for status, _ in answers] == [202, 202, 202]
+    assert len({body["runId"] for _, body in answers}) == 3
+    assert await db.job_runs.count_documents({"jobId": ObjectId(setup.job["id"]), "trigger": "manual"}) == 3
