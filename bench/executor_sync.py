@@ -1,0 +1,126 @@
+"""Executor throughput: a full sync of N documents and a no-change re-sync, beside raw `insert_many` of
+the same documents on the same server.
+
+    python bench/executor_sync.py --docs 100000            # starts its own SecantusDB (in memory)
+    python bench/executor_sync.py --docs 100000 --uri mongodb://127.0.0.1:27017/?directConnection=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from executor.destination import Destination  # noqa: E402
+from executor.sources.mongodb import MongoSource  # noqa: E402
+from executor.sync import EntityStats, SyncMode, sync_entity  # noqa: E402
+from shared.embedded import start_embedded  # noqa: E402
+from shared.mongo import connect  # noqa: E402
+
+ENTITY = "customers"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def make_docs(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "_id": i,
+            "name": f"customer {i}",
+            "email": f"c{i}@example.test",
+            "balance": rng.randint(0, 10**6) / 100,
+            "tags": rng.sample(["a", "b", "c", "d", "e"], 2),
+            "address": {"city": rng.choice(["Lyon", "Oslo", "Lima"]), "zip": f"{rng.randint(0, 99999):05d}"},
+            "updatedAt": T0 + timedelta(seconds=i),
+        }
+        for i in range(count)
+    ]
+
+
+class NoCursors:
+    async def load(self, entity: str) -> Any | None:
+        return None
+
+    async def save(self, entity: str, cursor: Any) -> None:
+        return None
+
+
+async def _no_progress(entity: str, stats: EntityStats) -> None:
+    return None
+
+
+async def timed_sync(uri: str, source_db: str, dest: Any, mode: SyncMode, batch: int) -> tuple[float, EntityStats]:
+    source = MongoSource({"uri": uri, "database": source_db}, batch_size=batch)
+    started = time.perf_counter()
+    result = await sync_entity(mode, source, Destination(dest), NoCursors(), ENTITY, _no_progress)
+    elapsed = time.perf_counter() - started
+    await source.close()
+    assert result.error is None, result.error
+    return elapsed, result.stats
+
+
+async def bench(uri: str, count: int, batch: int) -> None:
+    client = connect(uri)
+    names = {k: f"bench_{k}_{uuid.uuid4().hex[:8]}" for k in ("source", "raw", "dest")}
+    try:
+        docs = make_docs(count)
+        source, raw, dest = (client[names[k]] for k in ("source", "raw", "dest"))
+        await source[ENTITY].insert_many([dict(d) for d in docs], ordered=False)
+
+        started = time.perf_counter()
+        await raw[ENTITY].insert_many([dict(d) for d in docs], ordered=False)
+        raw_seconds = time.perf_counter() - started
+
+        full_seconds, full = await timed_sync(uri, names["source"], dest, "full", batch)
+        assert full.inserted == count
+        again_seconds, again = await timed_sync(uri, names["source"], dest, "full", batch)
+        assert again.unchanged == count and again.inserted == again.updated == again.deleted == 0
+
+        edits = max(1, count // 100)
+        for i in random.Random(1).sample(range(count), edits):
+            await source[ENTITY].update_one({"_id": i}, {"$set": {"balance": -1.0}})
+        edit_seconds, edited = await timed_sync(uri, names["source"], dest, "full", batch)
+        assert edited.updated == edits
+
+        rows = [
+            ("raw insert_many (same docs)", raw_seconds, count),
+            ("full sync into empty destination", full_seconds, count),
+            ("full re-sync, no change", again_seconds, count),
+            (f"full re-sync, {edits} docs edited", edit_seconds, count),
+        ]
+        print(f"documents: {count}, batch size: {batch}, server: {uri}")
+        print(f"{'case':38} {'seconds':>8} {'docs/s':>9} {'x insert_many':>14}")
+        for label, seconds, n in rows:
+            print(f"{label:38} {seconds:8.2f} {n / seconds:9.0f} {seconds / raw_seconds:14.2f}")
+    finally:
+        for name in names.values():
+            await client.drop_database(name)
+        await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--uri", help="an existing server; default: start SecantusDB in memory")
+    args = parser.parse_args()
+    if args.uri:
+        asyncio.run(bench(args.uri, args.docs, args.batch_size))
+        return
+    server = start_embedded(":memory:")
+    try:
+        asyncio.run(bench(server.uri, args.docs, args.batch_size))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
