@@ -8,7 +8,7 @@ from aiohttp import web
 
 from api import data_sources, destinations, monitoring, sync_jobs, webhooks, workspaces
 from api.auth import auth_middleware
-from api.context import CLOCK_KEY, DB_KEY, SETTINGS_KEY
+from api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
 from api.errors import error_middleware
 from api.openapi import describe, openapi_document
 from shared.clock import Clock, SystemClock
@@ -19,7 +19,6 @@ from shared.store.api_tokens import store_token
 
 log = get_logger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
 ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
 ROUTE_TABLES = (

@@ -15,12 +15,12 @@ from shared.errors import Forbidden, Unauthorized
 from shared.store.api_tokens import TokenGrant, resolve_token
 from shared.store.workspaces import get_workspace
 
-OPEN_PATHS = ("/healthz", "/metrics")
-OPEN_PREFIXES = ("/dashboard",)
+OPEN_PATHS = ("/healthz", "/metrics", "/dashboard")
 
 
 def is_open(path: str) -> bool:
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+    """The dashboard's page and assets are open: it signs in with a token and then calls the API."""
+    return path in OPEN_PATHS or path.startswith("/dashboard/")
 
 
 def bearer_token(request: web.Request) -> str:

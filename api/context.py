@@ -29,6 +29,7 @@ CLOCK_KEY = web.AppKey("clock", Clock)
 GRANT_KEY = web.RequestKey("grant", TokenGrant)
 
 WORKSPACE_PARAM = "ws"
+MAX_BODY_BYTES = 1024 * 1024  # a larger body is a 413
 
 
 class MalformedBody(SyncjobsError):

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pymongo.errors import ConnectionFailure
 
-from api.context import MalformedBody
+from api.context import MAX_BODY_BYTES, MalformedBody
 from shared import errors
 from shared.logging import get_logger
 
@@ -70,7 +70,8 @@ def _from_http(exc: web.HTTPException) -> web.StreamResponse:
     if isinstance(exc, web.HTTPMethodNotAllowed):
         headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         details = [{"field": "method", "message": f"allowed: {headers['Allow']}"}]
-    return error_response(exc.status, code, exc.reason, details, headers or None)
+    message = f"the body is larger than the {MAX_BODY_BYTES} byte limit" if exc.status == 413 else exc.reason
+    return error_response(exc.status, code, message, details, headers or None)
 
 
 @web.middleware

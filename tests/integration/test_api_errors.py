@@ -240,3 +240,13 @@ async def test_wrong_method_is_405_and_unknown_route_404(tenant: Tenant, setup: 
     assert "PUT" in error["details"][0]["message"]
     await rejected(tenant, db, "GET", "/api/nothing-here", 404, "not_found")
     await rejected(tenant, db, "GET", "/sync-jobs/x/y/z", 404, "not_found")
+
+
+async def test_an_unexpected_failure_is_a_json_500_that_reveals_nothing(tenant: Tenant, setup: JobSetup,
+                                                                        db: Database) -> None:
+    # A document the API cannot read (written by hand, bypassing validation) must not crash the server.
+    await db.syncjobs.update_one({"_id": ObjectId(setup.job["id"])}, {"$set": {"syncMode": "s3cret-mode"}})
+    status, body = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{setup.job['id']}"))
+    assert_error(status, body, 500, "internal_error")
+    assert "s3cret-mode" not in json.dumps(body)
+    assert (await tenant.api.call("GET", tenant.path()))[0] == 200
