@@ -30,7 +30,7 @@ function el(tag, attrs, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -185,14 +185,18 @@ function renderJobList(jobs, statsById) {
   }));
 }
 
-function entityTable(stats) {
+// Per-entity counts from the executor's result (`stats.entities`), with each failed entity's own error.
+function entityTable(stats, details) {
   const entities = stats && stats.entities ? Object.entries(stats.entities) : [];
   if (!entities.length) return null;
+  const errors = Object.fromEntries((details || []).filter((d) => d.error).map((d) => [d.entity, d.error]));
   const columns = ["read", "inserted", "updated", "deleted", "unchanged", "failed"];
   return el("table", { class: "entities" },
     el("thead", {}, el("tr", {}, el("th", {}, "entity"), columns.map((c) => el("th", {}, c)))),
-    el("tbody", {}, entities.map(([name, counts]) =>
-      el("tr", { "data-entity": name }, el("td", {}, name), columns.map((c) => el("td", {}, counts[c] ?? 0))))));
+    el("tbody", {}, entities.map(([name, counts]) => [
+      el("tr", { "data-entity": name }, el("td", {}, name), columns.map((c) => el("td", {}, counts[c] ?? 0))),
+      errors[name] ? el("tr", { class: "entity-error" }, el("td", { colspan: columns.length + 1, class: "error" }, errors[name])) : null,
+    ])));
 }
 
 function renderRun(run) {
@@ -201,7 +205,7 @@ function renderRun(run) {
       el("span", { class: "muted" }, run.startedAt ? "started " : "created ", timeEl(run.startedAt || run.createdAt)),
       run.durationMs !== null && run.durationMs !== undefined ? el("span", { class: "muted" }, duration(run.durationMs)) : null),
     run.error ? el("div", { class: "error" }, run.error) : null,
-    entityTable(run.stats));
+    entityTable(run.stats, run.details));
 }
 
 async function showJobList(report) {

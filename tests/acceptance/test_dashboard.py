@@ -142,6 +142,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=90)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _metric(text: str, name: str) -> float:
@@ -157,6 +159,7 @@ def test_a_job_whose_source_is_down_alerts_turns_red_and_recovers(stack: Stack, 
         _drive(stack, receiver, hook_server.server_address[1], source_port)
     finally:
         hook_server.shutdown()
+        hook_server.server_close()
 
 
 def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -> None:
@@ -224,6 +227,9 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             expect(page.locator("article.run:has-text('manual')")).to_have_count(manual_before + 1)
             expect(page.locator("article.run:has-text('manual')").first).to_have_attribute(
                 "data-status", "failed", timeout=WAIT_SECONDS * 1000)
+            failed_manual = page.locator("article.run:has-text('manual')").first
+            expect(failed_manual.locator("tr[data-entity='orders']")).to_be_visible()
+            expect(failed_manual.locator("tr.entity-error")).to_contain_text(str(source_port))
             page.screenshot(path=str(ARTIFACTS / "dashboard-job.png"), full_page=True)
 
             # 3. The source comes back: the next run succeeds, the alert resolves, the badge turns green.
@@ -236,6 +242,7 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
                 expect(read).to_have_text("1")
             finally:
                 source_server.shutdown()
+                source_server.server_close()
             eventually(lambda: any(json.loads(b)["event"] == "alert.resolved" for _, b in receiver.events()),
                        "the alert.resolved event")
 
