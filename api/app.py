@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from api import data_sources, destinations, monitoring, sync_jobs, webhooks, workspaces
+from api import dashboard, data_sources, destinations, monitoring, sync_jobs, webhooks, workspaces
 from api.auth import auth_middleware
 from api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
 from api.errors import error_middleware
@@ -23,7 +23,7 @@ ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
 ROUTE_TABLES = (
     workspaces.routes, data_sources.routes, destinations.routes, sync_jobs.routes, monitoring.routes,
-    webhooks.routes,
+    webhooks.routes, dashboard.routes,
 )
 
 

@@ -100,8 +100,13 @@ def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
 
 def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": schemas.ref(ErrorBody, "serialization")}}}
-    if op is None:
-        return {"summary": f"{method} {path}", "responses": {"200": {"description": "OK"}}}
+    if op is None:  # a route whose handler declares nothing (the dashboard's static files)
+        spec: dict[str, Any] = {"summary": f"{method} {path}", "responses": {"default": {"description": "as served"}}}
+        if is_open(path):
+            spec["security"] = []
+        if params := _parameters(path, None):
+            spec["parameters"] = params
+        return spec
     content = ({"content": {"application/json": {"schema": schemas.ref(op.response, "serialization")}}}
                if op.response else {})
     responses: dict[str, Any] = {str(op.status): {"description": op.summary, **content}}
@@ -109,7 +114,7 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
     statuses = set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if open_path else {401})
     for status in sorted(statuses):
         responses[str(status)] = {"description": ERROR_DESCRIPTIONS.get(status, "Error"), **error}
-    spec: dict[str, Any] = {"summary": op.summary, "tags": [op.tag], "responses": responses}
+    spec = {"summary": op.summary, "tags": [op.tag], "responses": responses}
     if open_path:
         spec["security"] = []
     if params := _parameters(path, op):

@@ -130,3 +130,11 @@ async def test_lists_show_only_the_own_workspace(tenant: Tenant, other_tenant: T
         status, body = await tenant.api.call("GET", tenant.path(tail))
         assert status == 200
         assert len(body["items"]) == 1
+
+
+async def test_metrics_and_the_dashboard_page_need_no_token(api: Api) -> None:
+    for path in ("/metrics", "/dashboard/"):
+        status, _ = await api.call("GET", path, token=None)
+        assert status == 200, path
+    status, body = await api.call("GET", "/dashboard-but-not-really", token=None)
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
