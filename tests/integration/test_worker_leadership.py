@@ -1,0 +1,281 @@
+"""The active worker against a real server, with the fake executor and a clock the test moves."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+from pymongo.errors import OperationFailure
+
+from shared.models import SyncJob, SyncJobInput, from_document
+from shared.mongo import Database, Document
+from shared.settings import Settings
+from shared.store import job_runs, sync_jobs
+from tests.fixtures.worker_clock import FakeClock
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, runs_of
+from worker.change_feed import ChangeFeed
+from worker.health import DatabaseHealth
+from worker.leadership import Leadership, executor_environment
+from worker.lease import Lease
+
+# In the future, so the runs' retention TTL index never deletes what a test just wrote.
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+ONCE_AT_T0_PLUS_5S = "5 0 0 1 1 *"
+
+
+class Harness:
+    """One leadership term, started after the test has made its jobs."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.clock = FakeClock(T0)
+        self.lease = Lease(db, "test-worker", ttl_seconds=60)
+        self.settings = settings
+        self.tasks: list[asyncio.Task[None]] = []
+        self.leadership: Leadership
+        self.feed: ChangeFeed
+
+    async def start(self, poll_seconds: float = 5.0) -> None:
+        assert await self.lease.acquire()
+        health = DatabaseHealth()
+        self.leadership = Leadership(
+            self.db,
+            self.lease,
+            self.clock,
+            executor_argv=FAKE_EXECUTOR,
+            executor_env=executor_environment(self.settings.require_mongodb_uri(), self.settings.database),
+            max_concurrent_runs=4,
+            health=health,
+            random_fraction=lambda: 0.0,
+        )
+        self.feed = ChangeFeed(self.db, self.leadership, poll_seconds, health)
+        await self.feed.open()
+        await self.leadership.recover()
+        self.tasks = [asyncio.create_task(self.leadership.fire_due()), asyncio.create_task(self.feed.run())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.tasks:
+            await self.leadership.finish_runs(0)
+
+    async def run_with(self, job_id: ObjectId, **query: object) -> Document | None:
+        runs = await runs_of(self.db, job_id, **query)
+        return runs[0] if len(runs) == 1 else None
+
+
+@pytest.fixture
+async def harness(db: Database, settings: Settings) -> AsyncIterator[Harness]:
+    running = Harness(db, settings)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+async def test_a_due_job_fires_once_and_its_outcome_lands_on_run_and_job(harness: Harness, db: Database) -> None:
+    job = await make_job(db, "ok", "*/5 * * * * *", T0)
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    run = await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
+    assert run["scheduledFor"] == T0 + timedelta(seconds=5)
+    assert (run["trigger"], run["attempt"], run["exitCode"]) == ("schedule", 1, 0)
+    assert run["stats"] == {"read": 1}
+    assert run["details"] == [{"entity": "users"}]
+    assert run["fencingToken"] == harness.lease.fencing_token
+    assert run["workerId"] == "test-worker"
+    stored = await sync_jobs.get_job_doc(db, job["_id"])
+    assert stored["lastStatus"] == "succeeded"
+    assert stored["lastError"] is None
+    assert stored["lastDurationMs"] == run["durationMs"]
+    assert stored["averageDurationMs"] == run["durationMs"]
+    assert stored["nextRunAt"] == T0 + timedelta(seconds=10)
+    assert len(await runs_of(db, job["_id"])) == 1
+
+
+async def test_concurrent_claims_of_one_fire_create_one_run(db: Database) -> None:
+    job = await make_job(db, "ok", "* * * * *", T0)
+    claims = await asyncio.gather(
+        *(
+            job_runs.insert_fire(
+                db,
+                job,
+                trigger="schedule",
+                scheduled_for=T0,
+                attempt=1,
+                status="pending",
+                worker_id=f"w{i}",
+                token=1,
+                now=T0,
+            )
+            for i in range(5)
+        )
+    )
+    assert sum(claim is not None for claim in claims) == 1
+    assert len(await runs_of(db, job["_id"])) == 1
+
+
+async def test_a_new_leader_fails_lost_runs_and_catches_up_the_last_missed_fire(harness: Harness, db: Database) -> None:
+    job = await make_job(db, "ok", "*/5 * * * * *", T0)
+    await db.syncjobs.update_one({"_id": job["_id"]}, {"$set": {"nextRunAt": T0 - timedelta(seconds=50)}})
+    lost = job_runs.new_run_document(job, trigger="schedule", scheduled_for=T0 - timedelta(hours=1), now=T0)
+    lost |= {"status": "running", "fencingToken": 0, "startedAt": T0 - timedelta(hours=1)}
+    await db.job_runs.insert_one(lost)
+    await harness.start()
+    assert (await eventually(lambda: harness.run_with(job["_id"], status="succeeded")))["scheduledFor"] == T0
+    failed = await job_runs.get_run(db, lost["_id"])
+    assert (failed.status, failed.error) == ("failed", "worker lost")
+    missed = await runs_of(db, job["_id"], status="missed")
+    assert [run["scheduledFor"] for run in missed] == [T0 - timedelta(seconds=s) for s in range(50, 0, -5)]
+
+
+async def test_overlap_skip_records_a_skipped_fire_while_the_previous_run_goes(
+    harness: Harness, db: Database, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    job = await make_job(db, f"wait:{release}", "*/5 * * * * *", T0)
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    await eventually(lambda: harness.run_with(job["_id"], status="running"))
+    harness.clock.set(T0 + timedelta(seconds=10))
+    skipped = await eventually(lambda: harness.run_with(job["_id"], status="skipped"))
+    assert skipped["scheduledFor"] == T0 + timedelta(seconds=10)
+    release.touch()
+    done = await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
+    assert done["scheduledFor"] == T0 + timedelta(seconds=5)
+
+
+async def test_overlap_queue_keeps_one_fire_waiting_and_runs_it_next(
+    harness: Harness, db: Database, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    job = await make_job(db, f"wait:{release}", "*/5 * * * * *", T0, overlap="queue")
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    await eventually(lambda: harness.run_with(job["_id"], status="running"))
+    harness.clock.set(T0 + timedelta(seconds=10))
+    await eventually(lambda: harness.run_with(job["_id"], status="pending"))
+    harness.clock.set(T0 + timedelta(seconds=15))
+    skipped = await eventually(lambda: harness.run_with(job["_id"], status="skipped"))
+    assert skipped["scheduledFor"] == T0 + timedelta(seconds=15)
+    release.touch()
+    await eventually(lambda: _statuses_are(db, job["_id"], ["succeeded", "succeeded", "skipped"]))
+
+
+async def _statuses_are(db: Database, job_id: ObjectId, expected: list[str]) -> bool:
+    return [run["status"] for run in await runs_of(db, job_id)] == expected
+
+
+async def test_timeout_kills_the_executor_process_group(harness: Harness, db: Database, tmp_path: Path) -> None:
+    pids_file = tmp_path / "pids"
+    job = await make_job(db, f"hang:{pids_file}", ONCE_AT_T0_PLUS_5S, T0, timeoutSeconds=1)
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    run = await eventually(lambda: harness.run_with(job["_id"], status="timed_out"))
+    assert run["error"] == "timed out after 1s"
+    executor_pid, grandchild_pid = (int(pid) for pid in pids_file.read_text().split())
+    await eventually(lambda: _gone(executor_pid))
+    await eventually(lambda: _gone(grandchild_pid))
+    assert (await sync_jobs.get_job_doc(db, job["_id"]))["lastStatus"] == "timed_out"
+
+
+async def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as stat:  # noqa: ASYNC230 - a tiny procfs read
+        return stat.read().split(") ")[1].startswith("Z")  # a zombie is dead too
+
+
+async def test_a_failure_keeps_the_stderr_tail_and_retries_after_backoff(harness: Harness, db: Database) -> None:
+    job = await make_job(db, "fail-once", ONCE_AT_T0_PLUS_5S, T0, retry={"maxAttempts": 2, "backoffSeconds": 10})
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    failed = await eventually(lambda: harness.run_with(job["_id"], status="failed"))
+    assert failed["error"] == "source refused: boom"
+    assert "connecting to source" in failed["stderrTail"]
+    retry = await eventually(lambda: harness.run_with(job["_id"], trigger="retry"))
+    assert (retry["status"], retry["attempt"], retry["scheduledFor"]) == ("pending", 2, failed["scheduledFor"])
+    assert retry["dueAt"] == T0 + timedelta(seconds=10)  # half of 10 s with zero jitter
+    assert await eventually(lambda: _sleeps_until(harness, retry["dueAt"]))
+    harness.clock.set(retry["dueAt"])
+    await eventually(lambda: harness.run_with(job["_id"], trigger="retry", status="succeeded"))
+    assert (await sync_jobs.get_job_doc(db, job["_id"]))["lastStatus"] == "succeeded"
+
+
+async def _sleeps_until(harness: Harness, instant: datetime) -> bool:
+    return instant in harness.clock.sleeping_until
+
+
+async def test_an_edit_moves_the_next_fire_without_a_restart(harness: Harness, db: Database) -> None:
+    job = await make_job(db, "ok", "0 * * * *", T0)
+    key = f"job:{job['_id']}"
+    await harness.start()
+    assert harness.leadership.plan.due_of(key) == T0 + timedelta(hours=1)
+    edited = SyncJobInput.model_validate({**_editable(job), "schedule": {"cron": "*/5 * * * * *", "timezone": "UTC"}})
+    await sync_jobs.replace_job(db, job["workspaceId"], job["_id"], edited, T0)
+    assert await eventually(lambda: _planned_at(harness, key, T0 + timedelta(seconds=5)))
+    harness.clock.set(T0 + timedelta(seconds=5))
+    await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
+    await sync_jobs.set_enabled(db, job["workspaceId"], job["_id"], False, T0)
+    assert await eventually(lambda: _planned_at(harness, key, None))
+
+
+async def _planned_at(harness: Harness, key: str, instant: datetime | None) -> bool:
+    return harness.leadership.plan.due_of(key) == instant
+
+
+def _editable(job: Document) -> dict[str, object]:
+    model: SyncJob = from_document(SyncJob, job)
+    return model.model_dump(by_alias=True, include=set(SyncJobInput.model_fields))
+
+
+async def test_a_deleted_job_leaves_the_plan(harness: Harness, db: Database) -> None:
+    job = await make_job(db, "ok", "0 * * * *", T0)
+    await harness.start()
+    await sync_jobs.delete_job(db, job["workspaceId"], job["_id"])
+    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", None))
+
+
+async def test_a_manual_run_is_picked_up_at_once(harness: Harness, db: Database) -> None:
+    job = await make_job(db, "ok", "0 0 1 1 *", T0)
+    await harness.start()
+    run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
+    done = await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
+    assert (done["_id"], done["trigger"]) == (ObjectId(run.id), "manual")
+
+
+async def test_without_change_streams_the_worker_polls(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_change_streams(*args: object, **kwargs: object) -> None:
+        raise OperationFailure("The $changeStream stage is only supported on replica sets", 40573)
+
+    monkeypatch.setattr(type(db), "watch", no_change_streams)
+    job = await make_job(db, "ok", "0 * * * *", T0)
+    await harness.start(poll_seconds=0.1)
+    assert harness.feed.polling
+    await sync_jobs.set_enabled(db, job["workspaceId"], job["_id"], False, T0)
+    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", None))
+    await sync_jobs.set_enabled(db, job["workspaceId"], job["_id"], True, T0)
+    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", T0 + timedelta(hours=1)))
+
+
+async def test_end_of_term_kills_what_outlives_the_grace_as_cancelled(
+    harness: Harness, db: Database, tmp_path: Path
+) -> None:
+    job = await make_job(db, f"wait:{tmp_path / 'never'}", ONCE_AT_T0_PLUS_5S, T0)
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    await eventually(lambda: harness.run_with(job["_id"], status="running"))
+    await harness.leadership.finish_runs(grace_seconds=0.2)
+    run = await harness.run_with(job["_id"])
+    assert run is not None
+    assert (run["status"], run["error"]) == ("cancelled", "cancelled")
