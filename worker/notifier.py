@@ -67,6 +67,12 @@ def is_slack(url: str) -> bool:
     return (urlsplit(url).hostname or "") in SLACK_HOSTS
 
 
+def request_body(url: str, event: AlertEvent) -> bytes:
+    """The bytes POSTed (and signed): the whole event, or just its `text` for a Slack incoming webhook."""
+    payload = {"text": event.payload["text"]} if is_slack(url) else event.payload
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 def _event(name: str, alert: dict[str, Any], job: Document, run_id: str, now: datetime) -> AlertEvent:
     verb = "opened" if name == "alert.opened" else "resolved"
     icon = ":red_circle:" if verb == "opened" else ":white_check_mark:"
@@ -100,8 +106,7 @@ async def deliver(session: aiohttp.ClientSession, hook: Document, event: AlertEv
                   policy: DeliveryPolicy) -> Document:
     """POST one event to one webhook until it answers 2xx, a permanent 4xx, or the attempts run out."""
     delivery_id = ObjectId()
-    payload = {"text": event.payload["text"]} if is_slack(hook["url"]) else event.payload
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = request_body(hook["url"], event)
     headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(hook["secret"], body),
                "X-Syncjobs-Event": event.name, "X-Syncjobs-Delivery": str(delivery_id)}
     started = to_ms(datetime.now(UTC))
