@@ -19,11 +19,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executor.destination import Destination  # noqa: E402
-from executor.sources.mongodb import MongoSource  # noqa: E402
-from executor.sync import EntityStats, SyncMode, sync_entity  # noqa: E402
-from shared.embedded import start_embedded  # noqa: E402
-from shared.mongo import connect  # noqa: E402
+from executor.destination import Destination
+from executor.sources.mongodb import MongoSource
+from executor.sync import EntityStats, SyncMode, sync_entity
+from shared.embedded import start_embedded
+from shared.mongo import connect
 
 ENTITY = "customers"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,6 +79,12 @@ async def bench(uri: str, count: int, batch: int) -> None:
         await raw[ENTITY].insert_many([dict(d) for d in docs], ordered=False)
         raw_seconds = time.perf_counter() - started
 
+        # The floor for any copy: read the source with find, write with insert_many, nothing else.
+        await raw[ENTITY].drop()
+        started = time.perf_counter()
+        await raw[ENTITY].insert_many(await source[ENTITY].find({}).to_list(), ordered=False)
+        copy_seconds = time.perf_counter() - started
+
         full_seconds, full = await timed_sync(uri, names["source"], dest, "full", batch)
         assert full.inserted == count
         again_seconds, again = await timed_sync(uri, names["source"], dest, "full", batch)
@@ -92,6 +98,7 @@ async def bench(uri: str, count: int, batch: int) -> None:
 
         rows = [
             ("raw insert_many (same docs)", raw_seconds, count),
+            ("raw find + insert_many (naive copy)", copy_seconds, count),
             ("full sync into empty destination", full_seconds, count),
             ("full re-sync, no change", again_seconds, count),
             (f"full re-sync, {edits} docs edited", edit_seconds, count),

@@ -128,8 +128,9 @@ async def _sync_run(
     except (KeyError, TypeError):
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source = build_source(str(source_doc.get("kind")), source_doc.get("config") or {}, batch_size=batch_size)
-    dest_client = connect(dest_uri)
+    dest_client = None
     try:
+        dest_client = connect(dest_uri)
         selected = select_entities(await source.list_entities(), job.entities.include, job.entities.exclude)
         log.info(
             "run_started",
@@ -162,7 +163,8 @@ async def _sync_run(
         return results
     finally:
         await _close(source)
-        await dest_client.close()
+        if dest_client is not None:
+            await dest_client.close()
 
 
 async def _close(source: Source) -> None:
