@@ -1,0 +1,162 @@
+"""Real `syncjobs worker` processes: one active of two, failover on SIGKILL, hand-over on SIGTERM,
+and a database restart in the middle of a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+
+from shared.embedded import EmbeddedServer, free_port, start_embedded
+from shared.models import SyncJob, from_document
+from shared.mongo import Database, Document, connect, ensure_indexes
+from shared.store import job_runs
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, runs_of
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Workers:
+    """`syncjobs worker` replicas against one database; each logs to its own file."""
+
+    def __init__(self, uri: str, database: str, logs: Path, ttl_seconds: int) -> None:
+        self.uri, self.database, self.logs, self.ttl_seconds = uri, database, logs, ttl_seconds
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, worker_id: str) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+        env |= {
+            "SYNCJOBS_MONGODB_URI": self.uri,
+            "SYNCJOBS_DATABASE": self.database,
+            "SYNCJOBS_WORKER_ID": worker_id,
+            "SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl_seconds),
+            "SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR),
+            "PYTHONPATH": str(ROOT),
+        }
+        with open(self.logs / f"{worker_id}.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log
+            )
+        self.processes[worker_id] = process
+        return process
+
+    def log(self, worker_id: str) -> str:
+        return (self.logs / f"{worker_id}.log").read_text()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def workers(mongo_uri: str, db_name: str, tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(mongo_uri, db_name, tmp_path, ttl_seconds=2)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+async def _leader(db: Database) -> Document | None:
+    return await db.worker_locks.find_one({"_id": "scheduler"})
+
+
+async def _led_by(db: Database, worker_id: str) -> Document | None:
+    lease = await _leader(db)
+    return lease if lease is not None and lease["owner"] == worker_id else None
+
+
+async def test_sigkill_of_the_active_worker_loses_no_fire_and_doubles_none(workers: Workers, db: Database) -> None:
+    job = await make_job(db, "ok", "*/2 * * * * *", datetime.now(UTC))
+    workers.start("w1")
+    first_term = await eventually(lambda: _led_by(db, "w1"))
+    workers.start("w2")
+    await eventually(lambda: _has_runs(db, job["_id"], 3, status="succeeded"))
+    assert "standing_by" in workers.log("w2")
+    assert (await _leader(db) or {})["owner"] == "w1"
+
+    workers.processes["w1"].send_signal(signal.SIGKILL)
+    workers.processes["w1"].wait()
+    killed_at = datetime.now(UTC)
+    second_term = await eventually(lambda: _led_by(db, "w2"))
+    assert second_term["fencingToken"] == first_term["fencingToken"] + 1
+    await eventually(lambda: _has_runs(db, job["_id"], 2, status="succeeded", started_after=killed_at))
+
+    fires = [run for run in await runs_of(db, job["_id"]) if run["trigger"] == "schedule"]
+    scheduled = [run["scheduledFor"] for run in fires]
+    assert len(scheduled) == len(set(scheduled)), "a fire has two runs"
+    expected = [scheduled[0] + timedelta(seconds=2 * i) for i in range(len(scheduled))]
+    assert scheduled == expected, "a fire between the first and the last has no run"
+    assert {run["status"] for run in fires} <= {"succeeded", "missed", "skipped", "failed", "running", "pending"}
+    assert not [run for run in fires if run["status"] == "failed" and run["error"] != "worker lost"]
+
+
+async def _has_runs(
+    db: Database, job_id: ObjectId, count: int, *, status: str, started_after: datetime | None = None
+) -> bool:
+    query: dict[str, object] = {"jobId": job_id, "status": status}
+    if started_after is not None:
+        query["startedAt"] = {"$gt": started_after}
+    return await db.job_runs.count_documents(query) >= count
+
+
+async def test_sigterm_hands_the_lease_to_the_standby(workers: Workers, db: Database) -> None:
+    workers.start("w1")
+    first_term = await eventually(lambda: _led_by(db, "w1"))
+    workers.start("w2")
+    await eventually(lambda: _logged(workers, "w2", "standing_by"))
+    workers.processes["w1"].send_signal(signal.SIGTERM)
+    assert workers.processes["w1"].wait(timeout=30) == 0
+    assert "lease_released" in workers.log("w1")
+    second_term = await eventually(lambda: _led_by(db, "w2"))
+    assert second_term["fencingToken"] == first_term["fencingToken"] + 1
+
+
+async def _logged(workers: Workers, worker_id: str, event: str) -> bool:
+    return event in workers.log(worker_id)
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[list[EmbeddedServer]]:
+    """A server this test may stop and restart on the same port and storage."""
+    servers = [start_embedded(tmp_path / "data", port=free_port())]
+    try:
+        yield servers
+    finally:
+        servers[-1].stop()
+
+
+async def test_a_run_survives_a_database_restart(own_server: list[EmbeddedServer], tmp_path: Path) -> None:
+    server = own_server[0]
+    client = connect(server.uri)
+    db = client["restart"]
+    await ensure_indexes(db)
+    job = await make_job(db, "sleep:2", "0 0 1 1 *", datetime.now(UTC))
+    runner = Workers(server.uri, "restart", tmp_path, ttl_seconds=60)
+    try:
+        runner.start("w1")
+        await eventually(lambda: _led_by(db, "w1"))
+        run = await job_runs.create_manual_run(db, from_document(SyncJob, job), datetime.now(UTC))
+        await eventually(lambda: _has_runs(db, job["_id"], 1, status="running"))
+        server.stop()
+        await eventually(lambda: _logged(runner, "w1", "database_unavailable"), within=60)
+        own_server.append(start_embedded(server.storage_path, port=server.port))
+        await eventually(lambda: _has_runs(db, job["_id"], 1, status="succeeded"), within=60)
+        stored = await job_runs.get_run(db, ObjectId(run.id))
+        assert (stored.status, stored.stats) == ("succeeded", {"read": 1})
+        await eventually(lambda: _logged(runner, "w1", "database_available"))
+        assert runner.log("w1").count("database_unavailable") == 1
+        assert runner.processes["w1"].poll() is None
+    finally:
+        runner.stop_all()
+        await client.close()
