@@ -193,3 +193,27 @@ async def test_custom_cursor_field(db: Database, mongo_uri: str) -> None:
         stats = result_of(events)["stats"]["entities"]["items"]
         assert (code, stats["read"], stats["updated"]) == (0, 1, 1)
         assert (await contents(dest, "items"))[1]["x"] == 1
+
+
+async def test_unchanged_documents_are_not_rewritten(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.items.insert_many([{"_id": i, "v": i} for i in range(4)])
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+        )
+        await run_job(db, job_id)
+        # A mark the source never had: only a rewrite of the document would remove it.
+        await dest.items.update_many({}, {"$set": {"marked": True}})
+        await source.items.update_one({"_id": 2}, {"$set": {"v": 20}})
+        code, events = await run_job(db, job_id)
+        assert code == 0
+        assert result_of(events)["stats"]["entities"]["items"]["unchanged"] == 3
+        marked = {doc["_id"] for doc in await dest.items.find({"marked": True}).to_list()}
+        assert marked == {0, 1, 3}
+        rewritten = await dest.items.find_one({"_id": 2})
+        assert rewritten is not None and len(rewritten.pop("_syncjobsHash")) == 32
+        assert rewritten == {"_id": 2, "v": 20}
