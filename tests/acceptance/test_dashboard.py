@@ -43,6 +43,19 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SECRET = "acceptance-secret-0123456789"
 WAIT_SECONDS = 120.0
 T = TypeVar("T")
+SCHEDULE_WORDS = {
+    ("*/5 * * * *", "UTC"): "every 5 minutes",
+    ("* * * * *", "UTC"): "every minute",
+    ("0 * * * *", "UTC"): "every hour",
+    ("15 */2 * * *", "UTC"): "every 2 hours at :15",
+    ("0 2 * * *", "Europe/London"): "at 02:00 Europe/London",
+    ("@daily", "Asia/Kolkata"): "at 00:00 Asia/Kolkata",
+    ("30 9 * * 1-5", "UTC"): "at 09:30 UTC on weekdays",
+    ("0 6 1 * *", "UTC"): "at 06:00 UTC on day 1 of the month",
+    ("*/3 * * * * *", "UTC"): "every 3 seconds",
+    ("0 0 1 1 *", "UTC"): "cron 0 0 1 1 * (UTC)",
+}
+RELATIVE_WORDS = {-120: "2 minutes ago", -3 * 3600: "3 hours ago", 180: "in 3 minutes", -5: "just now"}
 
 
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = WAIT_SECONDS) -> T:
@@ -218,6 +231,11 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             expect(card.locator(".last-sync")).to_contain_text(re.compile(r"ago|just now"))
             expect(page.locator(".alert[data-kind='consecutive_failures']")).to_contain_text("orders-sync")
             page.screenshot(path=str(ARTIFACTS / "dashboard-failing.png"), full_page=True)
+            for (cron, zone), words in SCHEDULE_WORDS.items():
+                assert page.evaluate("([c, z]) => describeSchedule(c, z)", [cron, zone]) == words
+            for offset_seconds, words in RELATIVE_WORDS.items():
+                assert page.evaluate("(s) => relativeTime(new Date(Date.now() + s * 1000).toISOString())",
+                                     offset_seconds) == words
 
             card.locator("a").first.click()
             runs = page.locator("article.run")
