@@ -217,3 +217,21 @@ async def test_unchanged_documents_are_not_rewritten(db: Database, mongo_uri: st
         rewritten = await dest.items.find_one({"_id": 2})
         assert rewritten is not None and len(rewritten.pop("_syncjobsHash")) == 32
         assert rewritten == {"_id": 2, "v": 20}
+
+
+async def test_incremental_without_the_cursor_field_follows_ids(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.items.insert_many([{"_id": i} for i in range(3)])
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": source.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+            mode="incremental",
+        )
+        await run_job(db, job_id, batch_size=2)
+        await source.items.insert_many([{"_id": 3}, {"_id": -1, "updatedAt": at(1)}])
+        code, events = await run_job(db, job_id, batch_size=2)
+        assert (code, result_of(events)["stats"]["entities"]["items"]["inserted"]) == (0, 2)
+        assert sorted(await contents(dest, "items")) == [-1, 0, 1, 2, 3]
