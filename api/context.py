@@ -1,7 +1,7 @@
 """Typed application state and the request helpers every handler uses (path ids, body, token grant).
 
 Routes under a workspace name their path parameter `{ws}`; object ids are named by the handler
-(`{id}`, ...). The auth middleware (api/app.py) stores the request's token grant under GRANT_KEY and has
+(`{id}`, ...). The auth middleware (api/auth.py) stores the request's token grant under GRANT_KEY and has
 already checked that the grant may act in `{ws}` and that the workspace exists.
 """
 
