@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from bson import ObjectId
@@ -123,3 +124,10 @@ async def test_a_source_or_destination_in_use_cannot_be_deleted(tenant: Tenant, 
     assert await snapshot(db) == before
     assert (await tenant.api.call("DELETE", tenant.path(f"/sync-jobs/{setup.job['id']}")))[0] == 204
     assert (await tenant.api.call("DELETE", tenant.path(f"/data-sources/{setup.source['id']}")))[0] == 204
+
+
+async def test_concurrent_creates_of_one_name_make_exactly_one(tenant: Tenant, db: Database) -> None:
+    answers = await asyncio.gather(*[
+        tenant.api.call("POST", tenant.path("/destinations"), json=destination_body("same")) for _ in range(5)])
+    assert sorted(status for status, _ in answers) == [201, 409, 409, 409, 409]
+    assert await db.destinations.count_documents({"name": "same"}) == 1
