@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from api import dashboard, data_sources, destinations, monitoring, sync_jobs, webhooks, workspaces
 from api.auth import auth_middleware
@@ -43,6 +45,25 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await client.close()
 
 
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One event per request, by route template (no ids in it); health checks only at debug level."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects, which the error middleware lets through
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        emit = log.debug if request.path == "/healthz" else log.info
+        emit("http_request", method=request.method, route=resource.canonical if resource else request.path,
+             status=status, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+
+
 @describe("Liveness and database reachability (no token)", tag="meta", errors=(503,))
 async def healthz(request: web.Request) -> web.Response:
     await request.app[DB_KEY].command("ping")
@@ -50,7 +71,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, auth_middleware])
+    middlewares = [access_log_middleware, error_middleware, auth_middleware]
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SETTINGS_KEY] = settings
     app[CLOCK_KEY] = clock or SystemClock()
     app.cleanup_ctx.append(_database)
@@ -64,4 +86,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 def run(settings: Settings) -> None:
     """`syncjobs api`: serve until SIGINT / SIGTERM."""
     log.info("api_starting", host=settings.api_host, port=settings.api_port)
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, print=None)
+    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, print=None,
+                access_log=None)
