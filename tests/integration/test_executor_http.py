@@ -55,6 +55,12 @@ class FakeApi:
         token = str(start + 4) if start + 4 < len(self.users) else None
         return web.json_response({"rows": rows, "meta": {"next": token}})
 
+    async def by_link_header(self, request: web.Request) -> web.Response:
+        self.authorised(request)
+        offset = int(request.query.get("offset", 0))
+        headers = {"Link": f'<{request.path}?offset={offset + 5}>; rel="next"'} if offset + 5 < len(self.users) else {}
+        return web.json_response(self.users[offset : offset + 5], headers=headers)
+
     async def broken(self, request: web.Request) -> web.Response:
         self.authorised(request)
         return web.json_response({"error": "nope"}, status=404)
@@ -67,6 +73,7 @@ async def api() -> AsyncIterator[tuple[FakeApi, str]]:
     app.router.add_get("/users", fake.by_page)
     app.router.add_get("/orders", fake.by_next_link)
     app.router.add_get("/events", fake.by_token)
+    app.router.add_get("/links", fake.by_link_header)
     app.router.add_get("/broken", fake.broken)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -177,3 +184,17 @@ async def test_http_gives_up_with_a_clear_error_and_no_secret(api: tuple[FakeApi
     finally:
         await source.close()
     assert "s3cret" not in str(caught.value)
+
+
+async def test_http_next_link_from_the_link_header_and_a_bare_list_body(api: tuple[FakeApi, str]) -> None:
+    fake, base_url = api
+    config = source_config(base_url)
+    config["entities"] = {"links": {"path": "links", "pagination": {"type": "next"}}}
+    source = HttpSource(config)
+    try:
+        batches = [b async for b in source.read("links", incremental=False, cursor=None)]
+    finally:
+        await source.close()
+    assert [len(b.records) for b in batches] == [5, 2]
+    assert [r["_id"] for b in batches for r in b.records] == list(range(7))
+    assert [r.get("offset") for r in fake.requests] == [None, "5"]
