@@ -25,13 +25,14 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
 class Camel(BaseModel):
-    """camelCase on the wire and in Mongo; unknown fields are an error, never silently dropped."""
+    """camelCase on the wire and in Mongo; unknown fields are an error, never silently dropped, and types
+    are strict: `"off"` is not a boolean and `"600"` is not a number."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
 
 
 class Output(Camel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", strict=False)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")

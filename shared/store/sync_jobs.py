@@ -82,9 +82,13 @@ async def list_jobs(db: Database, workspace_id: ObjectId) -> list[SyncJob]:
 
 async def replace_job(db: Database, workspace_id: ObjectId, job_id: ObjectId, body: SyncJobInput,
                       now: datetime) -> SyncJob:
-    """Replace the editable fields; a new schedule (or any edit) recomputes nextRunAt from now."""
-    await get_job_doc(db, job_id, workspace_id)
+    """Replace the editable fields; only a new schedule (or enabling) recomputes nextRunAt, so an edit of
+    anything else never pushes a fire that is due but not yet taken into the future."""
+    current = await get_job_doc(db, job_id, workspace_id)
     fields = await _editable_fields(db, workspace_id, body, now)
+    same_schedule = current.get("schedule") == fields["schedule"]
+    if same_schedule and current.get("enabled") and body.enabled and current.get("nextRunAt") is not None:
+        fields["nextRunAt"] = current["nextRunAt"]
     try:
         doc = await db.syncjobs.find_one_and_update(
             {"_id": job_id, "workspaceId": workspace_id},

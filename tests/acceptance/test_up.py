@@ -76,6 +76,8 @@ def stack(tmp_path: Path) -> Iterator[RunningStack]:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp_path: Path) -> None:

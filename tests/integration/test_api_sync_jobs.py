@@ -94,6 +94,26 @@ async def test_put_replaces_fields_and_a_new_schedule_recomputes_next_run(tenant
     assert await tenant.api.call("GET", item) == (200, job)
 
 
+async def test_put_that_keeps_the_schedule_keeps_a_due_fire(tenant: Tenant, clock: ManualClock) -> None:
+    setup = await make_job(tenant)
+    assert setup.job["nextRunAt"] == "2026-01-15T13:00:00Z"
+    clock.instant += timedelta(hours=1, seconds=1)  # the 13:00 fire is due, the worker has not taken it yet
+    body = job_body(setup.source["id"], setup.destination["id"], name="renamed")
+    status, job = await tenant.api.call("PUT", tenant.path(f"/sync-jobs/{setup.job['id']}"), json=body)
+    assert status == 200, job
+    assert (job["name"], job["nextRunAt"]) == ("renamed", "2026-01-15T13:00:00Z")
+
+
+async def test_loosely_typed_values_are_refused_naming_the_field(tenant: Tenant, db: Database) -> None:
+    setup = await make_job(tenant)
+    for field, value in (("enabled", "off"), ("timeoutSeconds", "600")):
+        body = job_body(setup.source["id"], setup.destination["id"], name=f"loose-{field}", **{field: value})
+        status, error = await tenant.api.call("POST", tenant.path("/sync-jobs"), json=body)
+        assert status == 422, error
+        assert error["error"]["details"][0]["field"] == field
+    assert await db.syncjobs.count_documents({}) == 1
+
+
 async def test_toggle_flips_and_sets_enabled(tenant: Tenant, clock: ManualClock) -> None:
     setup = await make_job(tenant)
     toggle = tenant.path(f"/sync-jobs/{setup.job['id']}/toggle")
