@@ -98,15 +98,12 @@ async def test_exec_fails_cleanly_for_an_unknown_run(db: Database, mongo_uri: st
     assert code == 2 and events[-1]["status"] == "failed"
 
 
-async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(
-    db: Database, mongo_uri: str, tmp_path: Path
-) -> None:
+async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(db: Database, mongo_uri: str) -> None:
     records = [{"id": i, "seq": i, "name": f"r{i}"} for i in range(10)]
     tap_config: dict[str, Any] = {
         "streams": {"rows": records},
         "stateEvery": 100,
-        "waitAfter": 4,
-        "waitFile": str(tmp_path / "never-created"),
+        "hangAfter": 4,
     }
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_job(
@@ -133,7 +130,7 @@ async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(
         assert state["cursor"]["bookmarks"]["rows"] == {"seq": 3}
         assert sorted(await contents(dest, "rows")) == [0, 1, 2, 3]
 
-        del tap_config["waitFile"]
+        del tap_config["hangAfter"]
         await db.data_sources.update_one({}, {"$set": {"config.config": tap_config}})
         code, events, stderr = await run_cli(
             [sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env
