@@ -1,7 +1,8 @@
 """Aggregations over `job_runs`: per-job statistics for a time range, run counts, and retention.
 
-The database does the counting: one aggregation on `syncjobs` whose `$lookup` sub-pipelines walk each job's
-runs through the (jobId, createdAt) index; no run is loaded into Python except the last few per job.
+The database does the counting: one aggregation over the range's runs (one indexed scan, grouped by job),
+then one over the failures after each job's last success (its current streak). Python receives a summary
+per job with its last few runs, never the history itself.
 """
 
 from __future__ import annotations
@@ -71,78 +72,78 @@ def _created_if(statuses: tuple[str, ...]) -> Document:
     return {"$cond": [{"$in": ["$status", list(statuses)]}, "$createdAt", None]}
 
 
-def _runs_of_job_since(since: datetime, extra: Document | None = None) -> Document:
-    """A sub-pipeline `$match` on the (jobId, createdAt) index for the job bound to `$$jobId`."""
-    return {"$match": {"$expr": {"$eq": ["$jobId", "$$jobId"]}, "createdAt": {"$gte": since}, **(extra or {})}}
-
-
-def stats_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None) -> list[Document]:
-    job_filter: Document = {"workspaceId": workspace_id}
+def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None) -> list[Document]:
+    """One pass over the workspace's runs in the range, on the (workspaceId, createdAt) index, grouped by job."""
+    runs_filter: Document = {"workspaceId": workspace_id, "createdAt": {"$gte": since}}
     if job_id is not None:
-        job_filter["_id"] = job_id
-    summary = {
-        "_id": None,
-        "total": _count_if(EXECUTED_STATUSES),
-        "succeeded": _count_if((SUCCEEDED,)),
-        "failed": _count_if(FAILED_STATUSES),
-        "skipped": _count_if(("skipped",)),
-        "missed": _count_if(("missed",)),
-        "averageDurationMs": {"$avg": {"$cond": [{"$in": ["$status", list(EXECUTED_STATUSES)]},
-                                                 "$durationMs", None]}},
-        "last": {"$first": {"status": "$status", "at": {"$ifNull": ["$startedAt", "$createdAt"]}}},
-        "firstExecutionAt": {"$min": _created_if(EXECUTED_STATUSES)},
-        "firstFailureAt": {"$min": _created_if(FAILED_STATUSES)},
-        "firstMissedAt": {"$min": _created_if(("skipped", "missed"))},
-        "lastSuccessAt": {"$max": _created_if((SUCCEEDED,))},
-    }
+        runs_filter["jobId"] = job_id
     return [
-        {"$match": job_filter},
-        {"$sort": {"name": 1}},
-        {"$project": {"name": 1}},
-        {"$lookup": {"from": "job_runs", "let": {"jobId": "$_id"}, "as": "summary", "pipeline": [
-            _runs_of_job_since(since), {"$sort": {"createdAt": -1}}, {"$group": summary},
-        ]}},
-        {"$set": {"summary": {"$arrayElemAt": ["$summary", 0]}}},
-        # The failure streak: failures after the last success (or since the range began).
-        {"$lookup": {
-            "from": "job_runs", "as": "streak",
-            "let": {"jobId": "$_id",
-                    "after": {"$ifNull": ["$summary.lastSuccessAt", None]}},
-            "pipeline": [
-                _runs_of_job_since(since, {"status": {"$in": list(FAILED_STATUSES)}}),
-                {"$match": {"$expr": {"$or": [{"$eq": ["$$after", None]}, {"$gt": ["$createdAt", "$$after"]}]}}},
-                {"$group": {"_id": None, "count": {"$sum": 1}, "since": {"$min": "$createdAt"}}},
-            ],
+        {"$match": runs_filter},
+        {"$group": {
+            "_id": "$jobId",
+            "total": _count_if(EXECUTED_STATUSES),
+            "succeeded": _count_if((SUCCEEDED,)),
+            "failed": _count_if(FAILED_STATUSES),
+            "skipped": _count_if(("skipped",)),
+            "missed": _count_if(("missed",)),
+            "averageDurationMs": {"$avg": {"$cond": [{"$in": ["$status", list(EXECUTED_STATUSES)]},
+                                                     "$durationMs", None]}},
+            "firstExecutionAt": {"$min": _created_if(EXECUTED_STATUSES)},
+            "firstFailureAt": {"$min": _created_if(FAILED_STATUSES)},
+            "firstMissedAt": {"$min": _created_if(("skipped", "missed"))},
+            "lastSuccessAt": {"$max": _created_if((SUCCEEDED,))},
+            "recent": {"$topN": {"n": RECENT_RUNS, "sortBy": {"createdAt": -1, "_id": -1}, "output": "$$ROOT"}},
         }},
-        {"$lookup": {"from": "job_runs", "let": {"jobId": "$_id"}, "as": "recent", "pipeline": [
-            _runs_of_job_since(since), {"$sort": {"createdAt": -1, "_id": -1}}, {"$limit": RECENT_RUNS},
-            {"$project": {"details": 0, "progress": 0}},
-        ]}},
     ]
 
 
-def _stats_from(doc: Document) -> JobRunStats:
-    summary: Document = doc.get("summary") or {}
-    streak: Document = doc["streak"][0] if doc["streak"] else {}
-    last: Document = summary.get("last") or {}
+def streak_pipeline(workspace_id: ObjectId, since: datetime, summaries: list[Document]) -> list[Document] | None:
+    """Each job's current failure streak: its failures after its last success in the range (None: no failures)."""
+    after_last_success = [
+        {"jobId": s["_id"], "createdAt": {"$gt": s["lastSuccessAt"]}} if s.get("lastSuccessAt") else {"jobId": s["_id"]}
+        for s in summaries if s["failed"]
+    ]
+    if not after_last_success:
+        return None
+    return [
+        {"$match": {"workspaceId": workspace_id, "createdAt": {"$gte": since},
+                    "status": {"$in": list(FAILED_STATUSES)}, "$or": after_last_success}},
+        {"$group": {"_id": "$jobId", "count": {"$sum": 1}, "since": {"$min": "$createdAt"}}},
+    ]
+
+
+def _stats_from(job: Document, summary: Document, streak: Document) -> JobRunStats:
+    recent = summary.get("recent") or []
+    last: Document = recent[0] if recent else {}
     return JobRunStats(
-        job_id=str(doc["_id"]), job_name=doc.get("name", ""),
+        job_id=str(job["_id"]), job_name=job.get("name", ""),
         total_executions=summary.get("total", 0), success_count=summary.get("succeeded", 0),
         failure_count=summary.get("failed", 0), skipped_count=summary.get("skipped", 0),
         missed_count=summary.get("missed", 0), average_duration_ms=summary.get("averageDurationMs"),
-        last_execution=last.get("at"), last_status=last.get("status"),
+        last_execution=last.get("startedAt") or last.get("createdAt"), last_status=last.get("status"),
         consecutive_failures=streak.get("count", 0), first_execution_at=summary.get("firstExecutionAt"),
         first_failure_at=summary.get("firstFailureAt"), failure_streak_since=streak.get("since"),
         first_missed_at=summary.get("firstMissedAt"),
-        recent_runs=[from_document(JobRun, run) for run in doc["recent"]],
+        recent_runs=[from_document(JobRun, run) for run in recent],
     )
+
+
+async def _aggregate(db: Database, pipeline: list[Document]) -> dict[Any, Document]:
+    cursor = await db.job_runs.aggregate(pipeline)
+    return {doc["_id"]: doc for doc in await cursor.to_list()}
 
 
 async def job_run_stats(db: Database, workspace_id: ObjectId, since: datetime,
                         job_id: ObjectId | None = None) -> list[JobRunStats]:
     """One entry per job of the workspace (or just `job_id`), jobs without runs included, by name."""
-    cursor = await db.syncjobs.aggregate(stats_pipeline(workspace_id, since, job_id))
-    return [_stats_from(doc) for doc in await cursor.to_list()]
+    job_filter: Document = {"workspaceId": workspace_id}
+    if job_id is not None:
+        job_filter["_id"] = job_id
+    jobs = await db.syncjobs.find(job_filter, {"name": 1}).sort("name", 1).to_list()
+    summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id))
+    streak_query = streak_pipeline(workspace_id, since, list(summaries.values()))
+    streaks = await _aggregate(db, streak_query) if streak_query else {}
+    return [_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs]
 
 
 async def count_runs_by_status(db: Database) -> dict[str, int]:
