@@ -78,8 +78,13 @@ def _event(name: str, alert: dict[str, Any], job: Document, run_id: str, now: da
     icon = ":red_circle:" if verb == "opened" else ":white_check_mark:"
     text = f"{icon} syncjobs alert {verb} on job '{job.get('name', '')}' ({alert['kind']}): {alert['message']}"
     payload = {
-        "event": name, "workspaceId": str(job["workspaceId"]), "job": {"id": str(job["_id"]), "name": job.get("name")},
-        "alert": alert, "runId": run_id, "occurredAt": now.isoformat(), "text": text,
+        "event": name,
+        "workspaceId": str(job["workspaceId"]),
+        "job": {"id": str(job["_id"]), "name": job.get("name")},
+        "alert": alert,
+        "runId": run_id,
+        "occurredAt": now.isoformat(),
+        "text": text,
     }
     return AlertEvent(name, alert["kind"], str(job["_id"]), payload)
 
@@ -102,19 +107,25 @@ async def _changes(db: Database, settings: Settings, job: Document, run_id: str,
     return events
 
 
-async def deliver(session: aiohttp.ClientSession, hook: Document, event: AlertEvent,
-                  policy: DeliveryPolicy) -> Document:
+async def deliver(
+    session: aiohttp.ClientSession, hook: Document, event: AlertEvent, policy: DeliveryPolicy
+) -> Document:
     """POST one event to one webhook until it answers 2xx, a permanent 4xx, or the attempts run out."""
     delivery_id = ObjectId()
     body = request_body(hook["url"], event)
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(hook["secret"], body),
-               "X-Syncjobs-Event": event.name, "X-Syncjobs-Delivery": str(delivery_id)}
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(hook["secret"], body),
+        "X-Syncjobs-Event": event.name,
+        "X-Syncjobs-Delivery": str(delivery_id),
+    }
     started = to_ms(datetime.now(UTC))
     outcome, status, error, attempt = "failed", None, None, 0
     for attempt in range(1, policy.attempts + 1):
         try:
-            async with session.post(hook["url"], data=body, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=policy.timeout_seconds)) as response:
+            async with session.post(
+                hook["url"], data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=policy.timeout_seconds)
+            ) as response:
                 status, error = response.status, None
             if 200 <= status < 300:
                 outcome = "delivered"
@@ -127,25 +138,41 @@ async def deliver(session: aiohttp.ClientSession, hook: Document, event: AlertEv
         if attempt < policy.attempts:
             await asyncio.sleep(policy.backoff(attempt))
     metrics.webhook_deliveries_total.labels(outcome=outcome).inc()
-    log.info("webhook_delivery", webhook_id=str(hook["_id"]), event_name=event.name, kind=event.kind,
-             outcome=outcome, attempts=attempt, status=status)
+    log.info(
+        "webhook_delivery",
+        webhook_id=str(hook["_id"]),
+        event_name=event.name,
+        kind=event.kind,
+        outcome=outcome,
+        attempts=attempt,
+        status=status,
+    )
     return {
-        "_id": delivery_id, "webhookId": hook["_id"], "workspaceId": hook["workspaceId"], "event": event.name,
-        "jobId": event.job_id, "kind": event.kind, "outcome": outcome, "attempts": attempt,
-        "responseStatus": status, "error": error, "createdAt": started, "finishedAt": to_ms(datetime.now(UTC)),
+        "_id": delivery_id,
+        "webhookId": hook["_id"],
+        "workspaceId": hook["workspaceId"],
+        "event": event.name,
+        "jobId": event.job_id,
+        "kind": event.kind,
+        "outcome": outcome,
+        "attempts": attempt,
+        "responseStatus": status,
+        "error": error,
+        "createdAt": started,
+        "finishedAt": to_ms(datetime.now(UTC)),
     }
 
 
-async def _deliver_in_order(db: Database, session: aiohttp.ClientSession, hook: Document,
-                            events: list[AlertEvent], policy: DeliveryPolicy) -> None:
+async def _deliver_in_order(
+    db: Database, session: aiohttp.ClientSession, hook: Document, events: list[AlertEvent], policy: DeliveryPolicy
+) -> None:
     """One webhook's events one after the other, so a receiver sees an open before its resolve."""
     for event in events:
         if event.name in hook.get("events", ()):
             await webhooks.record_delivery(db, await deliver(session, hook, event, policy))
 
 
-async def announce(db: Database, workspace_id: ObjectId, events: list[AlertEvent],
-                   policy: DeliveryPolicy) -> None:
+async def announce(db: Database, workspace_id: ObjectId, events: list[AlertEvent], policy: DeliveryPolicy) -> None:
     hooks = await webhooks.webhook_targets(db, workspace_id, [event.name for event in events])
     if not hooks:
         return
@@ -154,8 +181,15 @@ async def announce(db: Database, workspace_id: ObjectId, events: list[AlertEvent
             group.create_task(_deliver_in_order(db, session, hook, events, policy))
 
 
-async def on_run_finished(db: Database, settings: Settings, job_id: ObjectId | str, run_id: ObjectId | str, *,
-                          policy: DeliveryPolicy | None = None, now: datetime | None = None) -> list[AlertEvent]:
+async def on_run_finished(
+    db: Database,
+    settings: Settings,
+    job_id: ObjectId | str,
+    run_id: ObjectId | str,
+    *,
+    policy: DeliveryPolicy | None = None,
+    now: datetime | None = None,
+) -> list[AlertEvent]:
     """Re-evaluate `job_id`'s alerts after run `run_id` and deliver what changed; never raises into the worker.
 
     Returns the events announced (delivered or not), for the caller's logs and the tests.
