@@ -120,8 +120,8 @@ class _Worker:
             await asyncio.gather(*working, return_exceptions=True)
             if holding.done():
                 log.warning("stepped_down", owner=self.lease.owner)
-                leadership.cancel_runs.set()
-            await leadership.finish_runs(self.settings.shutdown_grace_seconds)
+                leadership.executions.cancel.set()
+            await leadership.executions.finish(self.settings.shutdown_grace_seconds)
             holding.cancel()
             await asyncio.gather(holding, return_exceptions=True)
             metrics.lease_held.set(0)

@@ -63,7 +63,7 @@ class Harness:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.tasks:
-            await self.leadership.finish_runs(0)
+            await self.leadership.executions.finish(0)
 
     async def run_with(self, job_id: ObjectId, **query: object) -> Document | None:
         runs = await runs_of(self.db, job_id, **query)
@@ -90,13 +90,18 @@ async def test_a_due_job_fires_once_and_its_outcome_lands_on_run_and_job(harness
     assert run["details"] == [{"entity": "users"}]
     assert run["fencingToken"] == harness.lease.fencing_token
     assert run["workerId"] == "test-worker"
-    stored = await sync_jobs.get_job_doc(db, job["_id"])
-    assert stored["lastStatus"] == "succeeded"
+    stored = await eventually(lambda: _job_if_last(db, job["_id"], "succeeded"))
     assert stored["lastError"] is None
     assert stored["lastDurationMs"] == run["durationMs"]
     assert stored["averageDurationMs"] == run["durationMs"]
     assert stored["nextRunAt"] == T0 + timedelta(seconds=10)
     assert len(await runs_of(db, job["_id"])) == 1
+
+
+async def _job_if_last(db: Database, job_id: ObjectId, status: str) -> Document | None:
+    """The job once its lastStatus is `status`: the job is written just after the run."""
+    job = await sync_jobs.get_job_doc(db, job_id)
+    return job if job["lastStatus"] == status else None
 
 
 async def test_concurrent_claims_of_one_fire_create_one_run(db: Database) -> None:
@@ -182,7 +187,7 @@ async def test_timeout_kills_the_executor_process_group(harness: Harness, db: Da
     executor_pid, grandchild_pid = (int(pid) for pid in pids_file.read_text().split())
     await eventually(lambda: _gone(executor_pid))
     await eventually(lambda: _gone(grandchild_pid))
-    assert (await sync_jobs.get_job_doc(db, job["_id"]))["lastStatus"] == "timed_out"
+    assert await eventually(lambda: _job_if_last(db, job["_id"], "timed_out"))
 
 
 async def _gone(pid: int) -> bool:
@@ -207,7 +212,7 @@ async def test_a_failure_keeps_the_stderr_tail_and_retries_after_backoff(harness
     assert await eventually(lambda: _sleeps_until(harness, retry["dueAt"]))
     harness.clock.set(retry["dueAt"])
     await eventually(lambda: harness.run_with(job["_id"], trigger="retry", status="succeeded"))
-    assert (await sync_jobs.get_job_doc(db, job["_id"]))["lastStatus"] == "succeeded"
+    assert await eventually(lambda: _job_if_last(db, job["_id"], "succeeded"))
 
 
 async def _sleeps_until(harness: Harness, instant: datetime) -> bool:
@@ -275,7 +280,7 @@ async def test_end_of_term_kills_what_outlives_the_grace_as_cancelled(
     await harness.start()
     harness.clock.set(T0 + timedelta(seconds=5))
     await eventually(lambda: harness.run_with(job["_id"], status="running"))
-    await harness.leadership.finish_runs(grace_seconds=0.2)
+    await harness.leadership.executions.finish(grace_seconds=0.2)
     run = await harness.run_with(job["_id"])
     assert run is not None
     assert (run["status"], run["error"]) == ("cancelled", "cancelled")

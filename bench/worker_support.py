@@ -1,0 +1,126 @@
+"""Shared set-up for the worker benchmarks: a throwaway SecantusDB, jobs inserted in bulk, worker
+processes whose JSON logs are read back. Benchmarks print figures; they assert nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from pymongo import MongoClient
+
+from shared.embedded import EmbeddedServer, start_embedded
+
+ROOT = Path(__file__).resolve().parents[1]
+DATABASE = "bench"
+
+
+@contextmanager
+def server() -> Iterator[EmbeddedServer]:
+    with tempfile.TemporaryDirectory() as storage:
+        running = start_embedded(Path(storage) / "data")
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def job_docs(count: int, cron: str, next_run_at: datetime, **fields: Any) -> list[dict[str, Any]]:
+    """Job documents shaped as the API stores them (references are not needed by the worker)."""
+    now = datetime.now(UTC)
+    workspace = ObjectId()
+    return [
+        {
+            "_id": ObjectId(), "workspaceId": workspace, "name": f"bench-{i}", "dataSourceId": ObjectId(),
+            "destinationDatabaseId": ObjectId(), "schedule": {"cron": cron, "timezone": "UTC"},
+            "syncMode": "full", "entities": {"include": None, "exclude": []}, "enabled": True,
+            "overlap": "skip", "timeoutSeconds": 600, "retry": {"maxAttempts": 1, "backoffSeconds": 30},
+            "catchUpFires": 1, "nextRunAt": next_run_at, "lastRunAt": None, "lastStatus": None,
+            "lastError": None, "lastDurationMs": None, "averageDurationMs": None, "runCount": 0,
+            "version": 1, "createdAt": now, "updatedAt": now, **fields,
+        }
+        for i in range(count)
+    ]
+
+
+def client(uri: str) -> MongoClient[dict[str, Any]]:
+    return MongoClient(uri, tz_aware=True)
+
+
+class WorkerProcess:
+    """`syncjobs worker` with JSON logs in a file, which the benchmark reads back."""
+
+    def __init__(self, uri: str, worker_id: str, log_dir: Path, **env: str) -> None:
+        self.worker_id = worker_id
+        self.log_path = log_dir / f"{worker_id}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+        full_env |= {
+            "SYNCJOBS_MONGODB_URI": uri, "SYNCJOBS_DATABASE": DATABASE, "SYNCJOBS_WORKER_ID": worker_id,
+            "PYTHONPATH": str(ROOT), **env,
+        }
+        self.started_at = time.time()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "worker"], env=full_env, cwd=ROOT, stdout=log, stderr=log
+            )
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == name:
+                found.append(event)
+        return found
+
+    def wait_for(self, name: str, timeout: float = 120.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if found := self.events(name):
+                return found[0]
+            time.sleep(0.02)
+        raise TimeoutError(f"{self.worker_id} never logged {name}")
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def log_time(event: dict[str, Any]) -> float:
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return f"p50 {statistics.median(ordered):.3f}s  p99 {p99:.3f}s  max {ordered[-1]:.3f}s  (n={len(ordered)})"
+
+
+def next_whole_second(after: datetime, lead: timedelta) -> datetime:
+    instant = after + lead
+    return instant.replace(microsecond=0) + timedelta(seconds=1)

@@ -1,0 +1,246 @@
+"""The runs the leader is executing: per-job lock by overlap policy, a bounded number of executor
+processes, the outcome on the run and the job, retries, and the runs that wait for a job's lock.
+Every write carries the term's fencing token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+
+from shared import metrics
+from shared.clock import Clock
+from shared.logging import get_logger
+from shared.mongo import Database, Document
+from shared.store import job_runs, sync_jobs
+from worker import execution_lock
+from worker.execution import ExecutionOutcome, run_executor
+from worker.fire_plan import decide_overlap, retry_delay, should_retry
+from worker.health import DatabaseHealth
+from worker.lease import Lease
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
+
+
+class Executions:
+    def __init__(
+        self,
+        db: Database,
+        lease: Lease,
+        clock: Clock,
+        *,
+        executor_argv: tuple[str, ...],
+        executor_env: Mapping[str, str],
+        max_concurrent_runs: int,
+        health: DatabaseHealth,
+        plan_run: Callable[[Document], None],
+        on_run_finished: RunCallback | None = None,
+        random_fraction: Callable[[], float] = random.random,
+    ) -> None:
+        self.db = db
+        self.lease = lease
+        self.token = lease.fencing_token
+        self.clock = clock
+        self.health = health
+        self._argv = executor_argv
+        self._env = executor_env
+        self._plan_run = plan_run
+        self._on_run_finished = on_run_finished
+        self._random = random_fraction
+        self.tasks: dict[ObjectId, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._jobs_with_waiters: set[ObjectId] = set()
+        self.cancel = asyncio.Event()
+        self.stopping = False
+
+    def dispatch(self, run: Document, job: Document | None = None) -> None:
+        """Execute a pending run in the background (`job` when the caller has it at hand)."""
+        task = asyncio.create_task(self._execute(run, job))
+        self.tasks[run["_id"]] = task
+        task.add_done_callback(lambda _: self.tasks.pop(run["_id"], None))
+
+    async def finish(self, grace_seconds: float) -> None:
+        """Start nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
+        self.stopping = True
+        running = list(self.tasks.values())
+        if running:
+            log.info("waiting_for_runs", count=len(running), grace_seconds=grace_seconds)
+            _, pending = await asyncio.wait(running, timeout=grace_seconds)
+            if pending:
+                self.cancel.set()
+                await asyncio.wait(pending)
+
+    async def _execute(self, run: Document, job: Document | None) -> None:
+        try:
+            await self._execute_run(run, job)
+        except PyMongoError as error:
+            self.health.failed(error)
+            log.warning("run_not_recorded", run_id=str(run["_id"]), error=str(error)[:200])
+
+    async def _execute_run(self, run: Document, job: Document | None) -> None:
+        run_id, job_id = run["_id"], run["jobId"]
+        job = job or await sync_jobs.find_job_doc(self.db, job_id)
+        if job is None:
+            await job_runs.finish_run(
+                self.db,
+                run_id,
+                token=self.token,
+                status="cancelled",
+                now=self.clock.now(),
+                fields={"error": "job deleted"},
+            )
+            return
+        overlap = job.get("overlap", "skip")
+        run_seconds = float(job.get("timeoutSeconds", 3600))
+        locked = overlap != "allow"
+        if locked and not await self._lock(job_id, run_id, run_seconds):
+            await self._on_overlap(run, overlap)
+            return
+        try:
+            waited = self._slots.locked()
+            async with self._slots:
+                if self.stopping:
+                    return  # never started: it stays pending for the next term
+                if locked and waited:
+                    await self._lock(job_id, run_id, run_seconds)  # the wait ate into the lock's time
+                outcome = await self._run_executor(run, run_seconds)
+            if outcome is not None:
+                await self._record(run, job, outcome)
+        finally:
+            if locked:
+                await self._persist(lambda: execution_lock.release(self.db, job_id, run_id))
+                if job_id in self._jobs_with_waiters:
+                    self._jobs_with_waiters.discard(job_id)
+                    await self._start_next_waiting(job_id)
+
+    async def _lock(self, job_id: ObjectId, run_id: ObjectId, run_seconds: float) -> bool:
+        return await execution_lock.acquire(
+            self.db,
+            job_id,
+            run_id,
+            owner=self.lease.owner,
+            token=self.token,
+            seconds=run_seconds + execution_lock.LOCK_MARGIN_SECONDS,
+        )
+
+    async def _run_executor(self, run: Document, run_seconds: float) -> ExecutionOutcome | None:
+        run_id = run["_id"]
+        started_at = self.clock.now()
+        if not await job_runs.start_run(self.db, run_id, worker_id=self.lease.owner, token=self.token, now=started_at):
+            return None
+        log.info("run_started", run_id=str(run_id), job_id=str(run["jobId"]), trigger=run["trigger"])
+        if run["trigger"] == "schedule":
+            metrics.fire_lag_seconds.observe(max(0.0, (started_at - run["scheduledFor"]).total_seconds()))
+        env = {**self._env, "SYNCJOBS_RUN_ID": str(run_id)}
+        metrics.executors_running.inc()
+        try:
+            return await run_executor([*self._argv, "--run-id", str(run_id)], env, run_seconds, self.cancel)
+        finally:
+            metrics.executors_running.dec()
+
+    async def _on_overlap(self, run: Document, overlap: str) -> None:
+        """The job's previous run still holds the lock: skip this fire, or let it wait its turn.
+        Manual and retry runs always wait."""
+        if run["trigger"] == "schedule":
+            waiting = await job_runs.count_waiting(self.db, run["jobId"], besides=run["_id"])
+            if decide_overlap(overlap, running=1, queued=waiting) == "skip":
+                await job_runs.finish_run(
+                    self.db,
+                    run["_id"],
+                    token=self.token,
+                    status="skipped",
+                    now=self.clock.now(),
+                    fields={"error": "skipped: the previous run is still going"},
+                )
+                log.info("fire_skipped", run_id=str(run["_id"]), job_id=str(run["jobId"]))
+                return
+        self._jobs_with_waiters.add(run["jobId"])
+        if await execution_lock.holder(self.db, run["jobId"]) is None:  # released while we looked away
+            self._jobs_with_waiters.discard(run["jobId"])
+            await self._start_next_waiting(run["jobId"])
+
+    async def _record(self, run: Document, job: Document, outcome: ExecutionOutcome) -> None:
+        now = self.clock.now()
+        run_id, job_id = run["_id"], run["jobId"]
+        await self._persist(
+            lambda: job_runs.finish_run(
+                self.db, run_id, token=self.token, status=outcome.status, now=now, fields=outcome.run_fields()
+            )
+        )
+        await self._persist(
+            lambda: sync_jobs.record_run_outcome(
+                self.db,
+                job_id,
+                self.token,
+                status=outcome.status,
+                finished_at=now,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+        log.info(
+            "run_finished",
+            run_id=str(run_id),
+            job_id=str(job_id),
+            status=outcome.status,
+            duration_ms=outcome.duration_ms,
+        )
+        metrics.observe_run_finished(outcome.status, outcome.duration_ms)
+        if self._on_run_finished is not None:
+            await self._on_run_finished(job_id, run_id)
+        retry = job.get("retry") or {}
+        attempt = int(run.get("attempt", 1))
+        if not should_retry(outcome.status, attempt, int(retry.get("maxAttempts", 1))):
+            return
+        due_at = now + retry_delay(attempt, float(retry.get("backoffSeconds", 30.0)), self._random)
+        doc = await self._persist(
+            lambda: job_runs.insert_fire(
+                self.db,
+                job,
+                trigger="retry",
+                scheduled_for=run["scheduledFor"],
+                attempt=attempt + 1,
+                status="pending",
+                worker_id=self.lease.owner,
+                token=self.token,
+                now=now,
+                due_at=due_at,
+            )
+        )
+        if doc is not None:
+            log.info("retry_planned", run_id=str(doc["_id"]), attempt=attempt + 1, due_at=due_at.isoformat())
+            self._plan_run(doc)
+
+    async def _start_next_waiting(self, job_id: ObjectId) -> None:
+        """The job's lock is free: start the oldest of its runs that wait for it."""
+        if self.stopping:
+            return
+        now = self.clock.now()
+        for run in await job_runs.pending_runs(self.db, job_id):
+            if run["_id"] not in self.tasks and (run.get("dueAt") is None or run["dueAt"] <= now):
+                self.dispatch(run)
+                return
+
+    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T | None:
+        """Retry a write through a database outage while the lease holds; one try once it is lost."""
+        delay = 0.2
+        while True:
+            try:
+                result = await write()
+            except PyMongoError as error:
+                self.health.failed(error)
+                if not self.lease.is_held():
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.health.succeeded()
+            return result
