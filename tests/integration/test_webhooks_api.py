@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import timedelta
+
+from bson import ObjectId
 
 from shared.mongo import Database
+from shared.store.webhooks import record_delivery
 from tests.integration.test_api_helpers import (
+    START,
     Tenant,
 )
 
@@ -61,3 +67,21 @@ async def test_delete_and_isolation(tenant: Tenant, other_tenant: Tenant) -> Non
     assert (await tenant.api.call("DELETE", item))[0] == 204
     assert (await tenant.api.call("DELETE", item))[0] == 404
     assert (await tenant.api.call("GET", tenant.path("/webhooks"))) == (200, {"items": []})
+
+
+async def test_deliveries_are_listed_newest_first(tenant: Tenant, db: Database) -> None:
+    _, created = await tenant.api.call("POST", tenant.path("/webhooks"), json={"url": HOOK_URL})
+    hook_id = ObjectId(created["id"])
+    for minute, outcome, attempts, http_status in ((1, "failed", 5, 503), (2, "delivered", 1, 200)):
+        at = START + timedelta(minutes=minute)
+        await record_delivery(db, {
+            "_id": ObjectId(), "webhookId": hook_id, "workspaceId": ObjectId(tenant.id), "event": "alert.opened",
+            "jobId": "j1", "kind": "consecutive_failures", "outcome": outcome, "attempts": attempts,
+            "responseStatus": http_status, "error": None if http_status == 200 else f"HTTP {http_status}",
+            "createdAt": at, "finishedAt": at,
+        })
+    status, body = await tenant.api.call("GET", tenant.path(f"/webhooks/{created['id']}/deliveries"))
+    assert status == 200
+    assert [(d["outcome"], d["attempts"], d["responseStatus"], d["webhookId"]) for d in body["items"]] == [
+        ("delivered", 1, 200, created["id"]), ("failed", 5, 503, created["id"])]
+    assert "secret" not in json.dumps(body) and created["secret"] not in json.dumps(body)
