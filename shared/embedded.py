@@ -85,6 +85,7 @@ def start_embedded(
             tail = Path(log_path).read_text(errors="replace")[-2000:] if log_path else ""
             raise EmbeddedUnavailable(f"secantusd-py exited with {process.returncode}: {tail}")
         try:
+            client: MongoClient[dict[str, object]]
             with MongoClient(server.uri, serverSelectionTimeoutMS=500) as client:
                 client.admin.command("ping")
             return server
