@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.destination import Destination
+from executor.destination import Destination, DestinationError, WriteCounts
 from executor.sources import Batch, SourceError
 from executor.sources.mongodb import MongoSource
 from executor.sync import EntityStats, SyncMode, sync_entity
@@ -26,6 +26,8 @@ ids = st.integers(min_value=0, max_value=15)
 puts = st.tuples(st.just("put"), ids, st.integers(min_value=0, max_value=3), st.sampled_from([False, False, True]))
 # Where a run dies (None: it does not); 1 and 2 weigh more, they cut a read between saved cursors.
 crash_points = st.one_of(st.none(), st.integers(0, 3), st.integers(1, 2))
+# Which bulk write of a run loses its connection halfway (None: none does).
+write_failures = st.one_of(st.none(), st.integers(1, 3))
 deletes = st.tuples(st.just("del"), ids, st.just(0), st.just(False))
 
 
@@ -49,6 +51,23 @@ class DiesAfter:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class WritesFailAt(Destination):
+    """A destination whose `fails_at`-th bulk write lands half its documents, then loses the connection."""
+
+    def __init__(self, db: Any, fails_at: int | None) -> None:
+        super().__init__(db)
+        self.fails_at = fails_at
+        self.calls = 0
+
+    async def write(self, entity: str, *, inserts: Any = (), replaces: Any = ()) -> WriteCounts:
+        self.calls += 1
+        if self.calls != self.fails_at:
+            return await super().write(entity, inserts=inserts, replaces=replaces)
+        inserts, replaces = list(inserts), list(replaces)
+        await super().write(entity, inserts=inserts[: len(inserts) // 2], replaces=replaces[: len(replaces) // 2])
+        raise DestinationError("connection lost during a bulk write")
 
 
 class MemoryCursors:
@@ -84,15 +103,18 @@ class World:
                 {"_id": doc_id}, {"v": value, "updatedAt": T0 + timedelta(seconds=self.tick)}, upsert=True
             )
 
-    async def sync(self, mode: SyncMode, dies_after: int | None = None) -> EntityStats:
+    async def sync(
+        self, mode: SyncMode, dies_after: int | None = None, write_fails_at: int | None = None
+    ) -> EntityStats:
         source = DiesAfter(
             MongoSource({"uri": self.uri, "database": self.source.name}, batch_size=self.batch_size), dies_after
         )
         try:
-            result = await sync_entity(mode, source, Destination(self.dest), self.cursors, ENTITY, _ignore_progress)
+            destination = WritesFailAt(self.dest, write_fails_at)
+            result = await sync_entity(mode, source, destination, self.cursors, ENTITY, _ignore_progress)
         finally:
             await source.close()
-        if dies_after is None:
+        if dies_after is None and write_fails_at is None:
             assert result.error is None, result.error
         self.tick += 1  # time moves on between runs
         return result.stats
@@ -104,15 +126,21 @@ class World:
     second=st.lists(st.one_of(puts, deletes), max_size=12),
     batch_size=st.integers(min_value=1, max_value=4),
     dies_after=crash_points,
+    write_fails_at=write_failures,
 )
 def test_full_sync_makes_destination_equal_source(
-    mongo_uri: str, first: list[Any], second: list[Any], batch_size: int, dies_after: int | None
+    mongo_uri: str,
+    first: list[Any],
+    second: list[Any],
+    batch_size: int,
+    dies_after: int | None,
+    write_fails_at: int | None,
 ) -> None:
     async def scenario() -> None:
         async with scratch_databases(mongo_uri, 2) as (source, dest):
             world = World(mongo_uri, source, dest, batch_size)
             await world.apply(first)
-            await world.sync("full", dies_after)
+            await world.sync("full", dies_after, write_fails_at)
             await world.sync("full")
             assert await contents(dest, ENTITY) == await contents(source, ENTITY)
 
@@ -136,24 +164,30 @@ def test_full_sync_makes_destination_equal_source(
     second=st.lists(puts, max_size=12),
     batch_size=st.integers(min_value=1, max_value=4),
     dies_after=crash_points,
+    write_fails_at=write_failures,
 )
 def test_incremental_sync_loses_nothing_across_crashes_and_equal_timestamps(
-    mongo_uri: str, first: list[Any], second: list[Any], batch_size: int, dies_after: int | None
+    mongo_uri: str,
+    first: list[Any],
+    second: list[Any],
+    batch_size: int,
+    dies_after: int | None,
+    write_fails_at: int | None,
 ) -> None:
     async def scenario() -> None:
         async with scratch_databases(mongo_uri, 2) as (source, dest):
             world = World(mongo_uri, source, dest, batch_size)
             await world.apply(first)
-            await world.sync("incremental", dies_after)
+            await world.sync("incremental", dies_after, write_fails_at)
             await world.sync("incremental")
             assert await contents(dest, ENTITY) == await contents(source, ENTITY)
 
             await world.apply(second)
             touched = {doc_id for _, doc_id, _, _ in second}
-            await world.sync("incremental", dies_after)
+            await world.sync("incremental", dies_after, write_fails_at)
             stats = await world.sync("incremental")
             assert await contents(dest, ENTITY) == await contents(source, ENTITY)
-            if dies_after is None:
+            if dies_after is None and write_fails_at is None:
                 assert stats.read == 0
             assert stats.read <= len(touched)
             assert (await world.sync("incremental")).read == 0
