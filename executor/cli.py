@@ -33,6 +33,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 DEFAULT_BATCH_SIZE = 1000
 PROGRESS_WRITE_SECONDS = 1.0
+MAX_ERROR_CHARS = 2000
 
 
 class RunFailed(Exception):
@@ -103,13 +104,18 @@ async def execute_run(
             "result", status="failed", error=error, stats=empty_stats(_elapsed_ms(started)), details=[], dryRun=dry_run
         )
         return EXIT_FAILED
-    ok = all(r.status != "failed" for r in results)
+    details = [r.detail() for r in results]
+    failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
+    ok = not failed
+    summary = f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed)
+    error = {} if ok else {"error": summary[:MAX_ERROR_CHARS]}
     events.emit(
         "result",
         status="succeeded" if ok else "failed",
         stats=run_stats(results, _elapsed_ms(started)),
-        details=[r.detail() for r in results],
+        details=details,
         dryRun=dry_run,
+        **error,
     )
     log.info("run_finished", run_id=str(run_id), ok=ok, entities=len(results))
     return EXIT_OK if ok else EXIT_FAILED

@@ -150,6 +150,7 @@ async def test_one_entity_failing_does_not_stop_the_others(db: Database, mongo_u
         details = {d["entity"]: d for d in result["details"]}
         assert details["a"]["status"] == "failed" and "duplicate" in details["a"]["error"].lower()
         assert details["b"]["status"] == "updated"
+        assert result["error"].startswith("1 of 2 entities failed: a: 2 documents failed to write")
         assert len(await contents(dest, "b")) == 4
         entity_events = [e["entity"] for e in events if e["event"] == "entity"]
         assert entity_events == ["a", "b"]
