@@ -22,8 +22,13 @@ def measure(uri: str, count: int, concurrency: int, log_dir: Path) -> list[float
         due = next_whole_second(datetime.now(UTC), timedelta(seconds=6 + count / 200))
         cron = f"{due.second} {due.minute} {due.hour} {due.day} {due.month} *"
         mongo[DATABASE].syncjobs.insert_many(job_docs(count, cron, due))
-        worker = WorkerProcess(uri, f"lag-{count}-{concurrency}", log_dir, SYNCJOBS_EXECUTOR_COMMAND="true",
-                               SYNCJOBS_MAX_CONCURRENT_RUNS=str(concurrency))
+        worker = WorkerProcess(
+            uri,
+            f"lag-{count}-{concurrency}",
+            log_dir,
+            SYNCJOBS_EXECUTOR_COMMAND="true",
+            SYNCJOBS_MAX_CONCURRENT_RUNS=str(concurrency),
+        )
         try:
             ready = worker.wait_for("leader_ready")
             if datetime.fromisoformat(ready["timestamp"].replace("Z", "+00:00")) > due:

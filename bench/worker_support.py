@@ -41,13 +41,30 @@ def job_docs(count: int, cron: str, next_run_at: datetime, **fields: Any) -> lis
     workspace = ObjectId()
     return [
         {
-            "_id": ObjectId(), "workspaceId": workspace, "name": f"bench-{i}", "dataSourceId": ObjectId(),
-            "destinationDatabaseId": ObjectId(), "schedule": {"cron": cron, "timezone": "UTC"},
-            "syncMode": "full", "entities": {"include": None, "exclude": []}, "enabled": True,
-            "overlap": "skip", "timeoutSeconds": 600, "retry": {"maxAttempts": 1, "backoffSeconds": 30},
-            "catchUpFires": 1, "nextRunAt": next_run_at, "lastRunAt": None, "lastStatus": None,
-            "lastError": None, "lastDurationMs": None, "averageDurationMs": None, "runCount": 0,
-            "version": 1, "createdAt": now, "updatedAt": now, **fields,
+            "_id": ObjectId(),
+            "workspaceId": workspace,
+            "name": f"bench-{i}",
+            "dataSourceId": ObjectId(),
+            "destinationDatabaseId": ObjectId(),
+            "schedule": {"cron": cron, "timezone": "UTC"},
+            "syncMode": "full",
+            "entities": {"include": None, "exclude": []},
+            "enabled": True,
+            "overlap": "skip",
+            "timeoutSeconds": 600,
+            "retry": {"maxAttempts": 1, "backoffSeconds": 30},
+            "catchUpFires": 1,
+            "nextRunAt": next_run_at,
+            "lastRunAt": None,
+            "lastStatus": None,
+            "lastError": None,
+            "lastDurationMs": None,
+            "averageDurationMs": None,
+            "runCount": 0,
+            "version": 1,
+            "createdAt": now,
+            "updatedAt": now,
+            **fields,
         }
         for i in range(count)
     ]
@@ -65,8 +82,11 @@ class WorkerProcess:
         self.log_path = log_dir / f"{worker_id}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
         full_env |= {
-            "SYNCJOBS_MONGODB_URI": uri, "SYNCJOBS_DATABASE": DATABASE, "SYNCJOBS_WORKER_ID": worker_id,
-            "PYTHONPATH": str(ROOT), **env,
+            "SYNCJOBS_MONGODB_URI": uri,
+            "SYNCJOBS_DATABASE": DATABASE,
+            "SYNCJOBS_WORKER_ID": worker_id,
+            "PYTHONPATH": str(ROOT),
+            **env,
         }
         self.started_at = time.time()
         with open(self.log_path, "ab") as log:
@@ -117,7 +137,7 @@ def percentiles(values: list[float]) -> str:
     if not values:
         return "n/a"
     ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return f"p50 {statistics.median(ordered):.3f}s  p99 {p99:.3f}s  max {ordered[-1]:.3f}s  (n={len(ordered)})"
 
 

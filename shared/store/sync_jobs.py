@@ -132,7 +132,7 @@ async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> 
 
 
 def _fenced(job_id: ObjectId, token: int) -> Document:
-    return {"_id": job_id, "$or": [{"workerFencingToken": None}, {"workerFencingToken": {"$lte": token}}]}
+    return {"_id": job_id, "workerFencingToken": {"$not": {"$gt": token}}}
 
 
 async def find_job_doc(db: Database, job_id: ObjectId) -> Document | None:

@@ -126,6 +126,22 @@ async def test_concurrent_claims_of_one_fire_create_one_run(db: Database) -> Non
     assert len(await runs_of(db, job["_id"])) == 1
 
 
+async def test_a_stale_leader_cannot_write_a_run_a_newer_leader_touched(db: Database) -> None:
+    job = await make_job(db, "ok", "* * * * *", T0)
+    run = await job_runs.insert_fire(
+        db, job, trigger="schedule", scheduled_for=T0, attempt=1, status="pending", worker_id="new", token=5, now=T0
+    )
+    assert run is not None
+    assert not await job_runs.start_run(db, run["_id"], worker_id="old", token=4, now=T0)
+    assert await job_runs.start_run(db, run["_id"], worker_id="new", token=5, now=T0)
+    assert not await job_runs.finish_run(db, run["_id"], token=4, status="succeeded", now=T0)
+    assert await job_runs.finish_run(db, run["_id"], token=6, status="failed", now=T0, fields={"error": "worker lost"})
+    assert (await job_runs.get_run(db, run["_id"])).fencing_token == 6
+    await sync_jobs.record_run_outcome(db, job["_id"], 6, status="failed", finished_at=T0, error="x", duration_ms=10)
+    await sync_jobs.record_run_outcome(db, job["_id"], 5, status="succeeded", finished_at=T0, error=None, duration_ms=1)
+    assert (await sync_jobs.get_job_doc(db, job["_id"]))["lastStatus"] == "failed"
+
+
 async def test_a_new_leader_fails_lost_runs_and_catches_up_the_last_missed_fire(harness: Harness, db: Database) -> None:
     job = await make_job(db, "ok", "*/5 * * * * *", T0)
     await db.syncjobs.update_one({"_id": job["_id"]}, {"$set": {"nextRunAt": T0 - timedelta(seconds=50)}})
