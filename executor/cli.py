@@ -37,7 +37,7 @@ MAX_ERROR_CHARS = 2000
 
 
 class RunFailed(Exception):
-    """The run cannot start (missing job, source or destination; bad selection)."""
+    """The run cannot start for a reason the store does not report itself (a destination config unusable)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
