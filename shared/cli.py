@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
                                   description="Execute one run: read the source, write the destination.")
     execute.add_argument("--run-id", required=True, help="the job_runs id to execute")
     execute.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
+    execute.add_argument("--batch-size", type=int, default=None, help="records per bulk write")
 
     token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -75,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "exec":
         from executor.cli import main as exec_main
 
-        return exec_main(["--run-id", args.run_id, *(["--dry-run"] if args.dry_run else [])])
+        forwarded = ["--run-id", args.run_id, *(["--dry-run"] if args.dry_run else [])]
+        if args.batch_size is not None:
+            forwarded += ["--batch-size", str(args.batch_size)]
+        return exec_main(forwarded)
     configure_logging(settings.log_level)
     if args.command == "up":
         from shared.up import run_stack
