@@ -28,6 +28,7 @@ log = get_logger(__name__)
 T = TypeVar("T")
 
 RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
+START_RETRY_SECONDS = 1.0
 
 
 class Executions:
@@ -58,6 +59,7 @@ class Executions:
         self.tasks: dict[ObjectId, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._jobs_with_waiters: set[ObjectId] = set()
+        self._started: set[ObjectId] = set()
         self.cancel = asyncio.Event()
         self.stopping = False
 
@@ -66,6 +68,10 @@ class Executions:
         task = asyncio.create_task(self._execute(run, job))
         self.tasks[run["_id"]] = task
         task.add_done_callback(lambda _: self.tasks.pop(run["_id"], None))
+
+    def _dispatch_again(self, run: Document) -> None:
+        if not self.stopping and run["_id"] not in self.tasks:
+            self.dispatch(run)
 
     async def finish(self, grace_seconds: float) -> None:
         """Start nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
@@ -83,7 +89,12 @@ class Executions:
             await self._execute_run(run, job)
         except PyMongoError as error:
             self.health.failed(error)
-            log.warning("run_not_recorded", run_id=str(run["_id"]), error=str(error)[:200])
+            if run["_id"] in self._started:
+                log.warning("run_not_recorded", run_id=str(run["_id"]), error=str(error)[:200])
+            elif not self.stopping:  # still pending: try again shortly rather than leave it to the next term
+                asyncio.get_running_loop().call_later(START_RETRY_SECONDS, self._dispatch_again, run)
+        finally:
+            self._started.discard(run["_id"])
 
     async def _execute_run(self, run: Document, job: Document | None) -> None:
         run_id, job_id = run["_id"], run["jobId"]
@@ -136,6 +147,7 @@ class Executions:
         started_at = self.clock.now()
         if not await job_runs.start_run(self.db, run_id, worker_id=self.lease.owner, token=self.token, now=started_at):
             return None
+        self._started.add(run_id)
         log.info("run_started", run_id=str(run_id), job_id=str(run["jobId"]), trigger=run["trigger"])
         if run["trigger"] == "schedule":
             metrics.fire_lag_seconds.observe(max(0.0, (started_at - run["scheduledFor"]).total_seconds()))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
-from pymongo.errors import OperationFailure
+from pymongo.errors import AutoReconnect, OperationFailure
 
 from shared.models import SyncJob, SyncJobInput, from_document
 from shared.mongo import Database, Document
@@ -18,6 +18,7 @@ from shared.settings import Settings
 from shared.store import job_runs, sync_jobs
 from tests.fixtures.worker_clock import FakeClock
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, runs_of
+from worker import execution_lock
 from worker.change_feed import ChangeFeed
 from worker.health import DatabaseHealth
 from worker.leadership import Leadership, executor_environment
@@ -300,3 +301,40 @@ async def test_end_of_term_kills_what_outlives_the_grace_as_cancelled(
     run = await harness.run_with(job["_id"])
     assert run is not None
     assert (run["status"], run["error"]) == ("cancelled", "cancelled")
+
+
+def _fail_once(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> None:
+    """The first call of module.name raises as if the database had gone away."""
+    real = getattr(module, name)
+    calls = []
+
+    async def flaky(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AutoReconnect("connection reset")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, flaky)
+
+
+async def test_a_fire_that_cannot_be_written_is_tried_again(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await make_job(db, "ok", ONCE_AT_T0_PLUS_5S, T0)
+    _fail_once(monkeypatch, job_runs, "insert_fire")
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", T0 + timedelta(seconds=6)))
+    harness.clock.set(T0 + timedelta(seconds=6))
+    run = await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
+    assert run["scheduledFor"] == T0 + timedelta(seconds=5)
+
+
+async def test_a_run_whose_lock_cannot_be_taken_is_tried_again(
+    harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await make_job(db, "ok", "0 0 1 1 *", T0)
+    _fail_once(monkeypatch, execution_lock, "acquire")
+    await harness.start()
+    await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
+    await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
