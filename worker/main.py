@@ -26,6 +26,7 @@ from worker.lease import Lease
 log = get_logger(__name__)
 
 STANDBY_RETRY_SECONDS = 1.0
+NOTIFY_CONCURRENCY = 2
 
 
 def main(settings: Settings) -> None:
@@ -63,6 +64,8 @@ class _Worker:
         self.stop = stop
         self.health = DatabaseHealth()
         self._background: set[asyncio.Task[object]] = set()
+        self._notify_latest: dict[ObjectId, ObjectId] = {}
+        self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
 
     async def run(self) -> None:
         await self._ensure_indexes()
@@ -138,10 +141,24 @@ class _Worker:
             log.warning("lease_release_failed", error=str(error)[:200])
 
     async def _notify(self, job_id: ObjectId, run_id: ObjectId) -> None:
-        """Alerts and webhooks run beside the worker, so a slow webhook never holds a job's lock."""
-        task = asyncio.create_task(notifier.on_run_finished(self.db, self.settings, job_id, run_id))
+        """Alerts and webhooks run beside the worker, so a slow webhook never holds a job's lock.
+
+        At most NOTIFY_CONCURRENCY evaluations run at once and a job waits in line once: its evaluation
+        reads the job's latest state, so a burst of runs costs the database one evaluation per job, and
+        the fire path keeps its share of the database.
+        """
+        queued = job_id in self._notify_latest
+        self._notify_latest[job_id] = run_id
+        if queued:
+            return
+        task = asyncio.create_task(self._evaluate_alerts(job_id))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _evaluate_alerts(self, job_id: ObjectId) -> None:
+        async with self._notify_slots:
+            run_id = self._notify_latest.pop(job_id)
+            await notifier.on_run_finished(self.db, self.settings, job_id, run_id)
 
     async def _ensure_indexes(self) -> None:
         while not self.stop.is_set():

@@ -338,3 +338,23 @@ async def test_a_run_whose_lock_cannot_be_taken_is_tried_again(
     await harness.start()
     await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
     await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
+
+
+async def test_the_loop_fires_a_gap_time_once_at_the_end_of_the_gap(db: Database, settings: Settings) -> None:
+    """02:30 New York does not exist on 2027-03-14: the worker fires at 03:00 EDT (07:00Z), then 02:30 EDT."""
+    before = datetime(2027, 3, 13, 12, tzinfo=UTC)
+    running = Harness(db, settings)
+    running.clock.set(before)
+    job = await make_job(
+        db, "ok", "30 2 * * *", before, schedule={"cron": "30 2 * * *", "timezone": "America/New_York"}
+    )
+    assert job["nextRunAt"] == datetime(2027, 3, 14, 7, tzinfo=UTC)
+    try:
+        await running.start()
+        key = f"job:{job['_id']}"
+        running.clock.set(datetime(2027, 3, 14, 7, tzinfo=UTC))
+        run = await eventually(lambda: running.run_with(job["_id"], status="succeeded"))
+        assert run["scheduledFor"] == datetime(2027, 3, 14, 7, tzinfo=UTC)
+        assert await eventually(lambda: _planned_at(running, key, datetime(2027, 3, 15, 6, 30, tzinfo=UTC)))
+    finally:
+        await running.stop()
