@@ -3,7 +3,7 @@
 The worker runs with debug logs; the figure is the gap between the edit's write and the worker's
 `job_planned` log line for the new version (same machine, same clock).
 
-    PYTHONPATH=. python bench/worker_edit_latency.py [--edits 30]
+    python -m bench.worker_edit_latency [--edits 30]
 """
 
 from __future__ import annotations

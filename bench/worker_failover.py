@@ -1,7 +1,7 @@
 """Failover: two workers, the active one SIGKILLed (or SIGTERMed); how long until the standby leads and
 until it starts the next run of a job due every second.
 
-    PYTHONPATH=. python bench/worker_failover.py [--ttl 15] [--rounds 3]
+    python -m bench.worker_failover [--ttl 15] [--rounds 3]
 """
 
 from __future__ import annotations

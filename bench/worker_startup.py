@@ -1,7 +1,7 @@
 """Start-up with many enabled jobs: time from process start to `leader_ready` (jobs loaded and planned)
 and the worker's RSS then.
 
-    PYTHONPATH=. python bench/worker_startup.py [--jobs 0,10000]
+    python -m bench.worker_startup [--jobs 0,10000]
 """
 
 from __future__ import annotations

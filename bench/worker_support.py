@@ -35,14 +35,17 @@ def server() -> Iterator[EmbeddedServer]:
             running.stop()
 
 
-def job_docs(count: int, cron: str, next_run_at: datetime, **fields: Any) -> list[dict[str, Any]]:
-    """Job documents shaped as the API stores them (references are not needed by the worker)."""
+def job_docs(
+    count: int, cron: str, next_run_at: datetime, *, workspaces: int = 1, **fields: Any
+) -> list[dict[str, Any]]:
+    """Job documents shaped as the API stores them (references are not needed by the worker), spread
+    round-robin over `workspaces` workspaces."""
     now = datetime.now(UTC)
-    workspace = ObjectId()
+    workspace_ids = [ObjectId() for _ in range(workspaces)]
     return [
         {
             "_id": ObjectId(),
-            "workspaceId": workspace,
+            "workspaceId": workspace_ids[i % workspaces],
             "name": f"bench-{i}",
             "dataSourceId": ObjectId(),
             "destinationDatabaseId": ObjectId(),

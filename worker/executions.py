@@ -58,6 +58,7 @@ class Executions:
         self._random = random_fraction
         self.tasks: dict[ObjectId, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._running_jobs: set[ObjectId] = set()
         self._jobs_with_waiters: set[ObjectId] = set()
         self._started: set[ObjectId] = set()
         self.cancel = asyncio.Event()
@@ -111,23 +112,31 @@ class Executions:
             return
         overlap = job.get("overlap", "skip")
         run_seconds = float(job.get("timeoutSeconds", 3600))
-        locked = overlap != "allow"
-        if locked and not await self._lock(job_id, run_id, run_seconds):
+        exclusive = overlap != "allow"
+        if exclusive and job_id in self._running_jobs:
             await self._on_overlap(run, overlap)
             return
+        if exclusive:
+            self._running_jobs.add(job_id)  # claimed before any await: this term's overlap is decided here
+        locked = False
         try:
-            waited = self._slots.locked()
             async with self._slots:
                 if self.stopping:
                     return  # never started: it stays pending for the next term
-                if locked and waited:
-                    await self._lock(job_id, run_id, run_seconds)  # the wait ate into the lock's time
+                # The lock is taken only once a slot is ours, so at most max_concurrent_runs are held.
+                if exclusive:
+                    locked = await self._lock(job_id, run_id, run_seconds)
+                    if not locked:
+                        await self._on_overlap(run, overlap)
+                        return
                 outcome = await self._run_executor(run, run_seconds)
             if outcome is not None:
                 await self._record(run, job, outcome)
         finally:
-            if locked:
-                await self._persist(lambda: execution_lock.release(self.db, job_id, run_id))
+            if exclusive:
+                self._running_jobs.discard(job_id)
+                if locked:
+                    await self._persist(lambda: execution_lock.release(self.db, job_id, run_id))
                 if job_id in self._jobs_with_waiters:
                     self._jobs_with_waiters.discard(job_id)
                     await self._start_next_waiting(job_id)
@@ -159,8 +168,8 @@ class Executions:
             metrics.executors_running.dec()
 
     async def _on_overlap(self, run: Document, overlap: str) -> None:
-        """The job's previous run still holds the lock: skip this fire, or let it wait its turn.
-        Manual and retry runs always wait."""
+        """The job's previous run still goes (or holds the lock): skip this fire, or let it wait its
+        turn. Manual and retry runs always wait."""
         if run["trigger"] == "schedule":
             waiting = await job_runs.count_waiting(self.db, run["jobId"], besides=run["_id"])
             if decide_overlap(overlap, running=1, queued=waiting) == "skip":
@@ -175,7 +184,7 @@ class Executions:
                 log.info("fire_skipped", run_id=str(run["_id"]), job_id=str(run["jobId"]))
                 return
         self._jobs_with_waiters.add(run["jobId"])
-        if await execution_lock.holder(self.db, run["jobId"]) is None:  # released while we looked away
+        if run["jobId"] not in self._running_jobs:  # the holder finished while we looked away
             self._jobs_with_waiters.discard(run["jobId"])
             await self._start_next_waiting(run["jobId"])
 
