@@ -115,7 +115,10 @@ class Leadership:
             self.job_removed(job_id)
             return
         try:
-            schedule = parse_schedule(doc["schedule"]["cron"], doc["schedule"].get("timezone", "UTC"))
+            cron, timezone = doc["schedule"]["cron"], doc["schedule"].get("timezone", "UTC")
+            schedule = self._schedules.get(job_id)
+            if schedule is None or (schedule.cron, schedule.timezone) != (cron, timezone):
+                schedule = parse_schedule(cron, timezone)
         except (ValidationFailed, KeyError, TypeError):
             log.warning("job_schedule_invalid", job_id=str(job_id))
             self.job_removed(job_id)
