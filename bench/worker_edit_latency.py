@@ -39,7 +39,7 @@ def main() -> None:
                     {"_id": job["_id"]},
                     {
                         "$set": {
-                            "schedule.cron": f"0 {edit % 60} * * *",
+                            "schedule.cron": f"{edit % 60} 3 * * *",
                             "nextRunAt": next_run,
                             "updatedAt": datetime.now(UTC),
                         },
