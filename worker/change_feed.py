@@ -8,6 +8,7 @@ The stream is opened before the leader loads its jobs, so no change between the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from pymongo.asynchronous.change_stream import AsyncChangeStream
@@ -69,13 +70,17 @@ class ChangeFeed:
                 await self._stream.close()
 
     async def _stream_forever(self) -> None:
+        needs_resync = False
         while True:
             try:
                 if self._stream is None:
                     self._stream = await self.db.watch(PIPELINE, resume_after=self._resume_token)
                     self.health.succeeded()
                     metrics.change_stream_reconnects_total.inc()
-                    log.info("change_feed_resumed")
+                    log.info("change_feed_resumed", resynced=needs_resync)
+                if needs_resync:  # the stream could not resume: changes may have been lost meanwhile
+                    await self.resync()
+                    needs_resync = False
                 async for change in self._stream:
                     await self._apply(change)
                     self._resume_token = self._stream.resume_token
@@ -83,7 +88,8 @@ class ChangeFeed:
                 log.warning("change_feed_resume_failed", error=str(error)[:200])
                 await self._drop_stream()
                 self._resume_token = None
-                await self.resync()
+                needs_resync = True
+                await asyncio.sleep(RECONNECT_SECONDS)
             except PyMongoError as error:
                 self.health.failed(error)
                 await self._drop_stream()
@@ -92,10 +98,9 @@ class ChangeFeed:
     async def _drop_stream(self) -> None:
         if self._stream is not None:
             stream, self._stream = self._stream, None
-            try:
+            self._resume_token = stream.resume_token or self._resume_token
+            with contextlib.suppress(PyMongoError):
                 await stream.close()
-            except PyMongoError:
-                pass
 
     async def _apply(self, change: Document) -> None:
         collection = change["ns"]["coll"]

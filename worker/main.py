@@ -113,7 +113,7 @@ class _Worker:
             stopping.cancel()
             for task in working:
                 if task in done and task.exception() is not None:
-                    log.error("leader_failed", error=repr(task.exception()))
+                    log.error("leader_failed", exc_info=task.exception())
         except PyMongoError as error:
             self.health.failed(error)
             log.warning("leader_start_failed", error=str(error)[:200])
