@@ -59,7 +59,7 @@ class Executions:
         self.tasks: dict[ObjectId, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._running_jobs: set[ObjectId] = set()
-        self._jobs_with_waiters: set[ObjectId] = set()
+        self.jobs_with_waiters: set[ObjectId] = set()
         self._started: set[ObjectId] = set()
         self.cancel = asyncio.Event()
         self.stopping = False
@@ -114,7 +114,8 @@ class Executions:
         run_seconds = float(job.get("timeoutSeconds", 3600))
         exclusive = overlap != "allow"
         if exclusive and job_id in self._running_jobs:
-            await self._on_overlap(run, overlap)
+            if not await self._skipped(run, overlap):
+                await self._wait_for_job(job_id)
             return
         if exclusive:
             self._running_jobs.add(job_id)  # claimed before any await: this term's overlap is decided here
@@ -126,8 +127,8 @@ class Executions:
                 # The lock is taken only once a slot is ours, so at most max_concurrent_runs are held.
                 if exclusive:
                     locked = await self._lock(job_id, run_id, run_seconds)
-                    if not locked:
-                        await self._on_overlap(run, overlap)
+                    if not locked:  # held under a newer lease: we are stale, the newer leader will see to it
+                        await self._skipped(run, overlap)
                         return
                 outcome = await self._run_executor(run, run_seconds)
             if outcome is not None:
@@ -137,8 +138,8 @@ class Executions:
                 self._running_jobs.discard(job_id)
                 if locked:
                     await self._persist(lambda: execution_lock.release(self.db, job_id, run_id))
-                if job_id in self._jobs_with_waiters:
-                    self._jobs_with_waiters.discard(job_id)
+                if job_id in self.jobs_with_waiters:
+                    self.jobs_with_waiters.discard(job_id)
                     await self._start_next_waiting(job_id)
 
     async def _lock(self, job_id: ObjectId, run_id: ObjectId, run_seconds: float) -> bool:
@@ -167,26 +168,31 @@ class Executions:
         finally:
             metrics.executors_running.dec()
 
-    async def _on_overlap(self, run: Document, overlap: str) -> None:
-        """The job's previous run still goes (or holds the lock): skip this fire, or let it wait its
-        turn. Manual and retry runs always wait."""
-        if run["trigger"] == "schedule":
-            waiting = await job_runs.count_waiting(self.db, run["jobId"], besides=run["_id"])
-            if decide_overlap(overlap, running=1, queued=waiting) == "skip":
-                await job_runs.finish_run(
-                    self.db,
-                    run["_id"],
-                    token=self.token,
-                    status="skipped",
-                    now=self.clock.now(),
-                    fields={"error": "skipped: the previous run is still going"},
-                )
-                log.info("fire_skipped", run_id=str(run["_id"]), job_id=str(run["jobId"]))
-                return
-        self._jobs_with_waiters.add(run["jobId"])
-        if run["jobId"] not in self._running_jobs:  # the holder finished while we looked away
-            self._jobs_with_waiters.discard(run["jobId"])
-            await self._start_next_waiting(run["jobId"])
+    async def _skipped(self, run: Document, overlap: str) -> bool:
+        """The job's previous run still goes: skip this fire if its policy says so (True). Manual and
+        retry runs are never skipped."""
+        if run["trigger"] != "schedule":
+            return False
+        waiting = await job_runs.count_waiting(self.db, run["jobId"], besides=run["_id"])
+        if decide_overlap(overlap, running=1, queued=waiting) != "skip":
+            return False
+        await job_runs.finish_run(
+            self.db,
+            run["_id"],
+            token=self.token,
+            status="skipped",
+            now=self.clock.now(),
+            fields={"error": "skipped: the previous run is still going"},
+        )
+        log.info("fire_skipped", run_id=str(run["_id"]), job_id=str(run["jobId"]))
+        return True
+
+    async def _wait_for_job(self, job_id: ObjectId) -> None:
+        """The run stays pending; the job's running run starts the oldest waiting one when it ends."""
+        if job_id in self._running_jobs:
+            self.jobs_with_waiters.add(job_id)
+        else:  # it ended while we were deciding
+            await self._start_next_waiting(job_id)
 
     async def _record(self, run: Document, job: Document, outcome: ExecutionOutcome) -> None:
         now = self.clock.now()

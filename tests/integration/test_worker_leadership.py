@@ -358,3 +358,22 @@ async def test_the_loop_fires_a_gap_time_once_at_the_end_of_the_gap(db: Database
         assert await eventually(lambda: _planned_at(running, key, datetime(2027, 3, 15, 6, 30, tzinfo=UTC)))
     finally:
         await running.stop()
+
+
+async def test_a_manual_run_waits_for_the_running_one_and_is_never_skipped(
+    harness: Harness, db: Database, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    job = await make_job(db, f"wait:{release}", ONCE_AT_T0_PLUS_5S, T0)
+    await harness.start()
+    harness.clock.set(T0 + timedelta(seconds=5))
+    await eventually(lambda: harness.run_with(job["_id"], status="running"))
+    manual = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0 + timedelta(seconds=5))
+    await eventually(lambda: _waiting(harness, job["_id"]))
+    assert (await job_runs.get_run(db, ObjectId(manual.id))).status == "pending"
+    release.touch()
+    await eventually(lambda: _statuses_are(db, job["_id"], ["succeeded", "succeeded"]))
+
+
+async def _waiting(harness: Harness, job_id: ObjectId) -> bool:
+    return job_id in harness.leadership.executions.jobs_with_waiters
