@@ -116,9 +116,6 @@ class FirePlan:
     def remove(self, key: str) -> None:
         self._planned.pop(key, None)
 
-    def keys(self) -> list[str]:
-        return list(self._planned)
-
     def next_due(self) -> datetime | None:
         self._drop_stale()
         return self._heap[0].due if self._heap else None
