@@ -128,8 +128,8 @@ def _stats_from(job: Document, summary: Document, streak: Document) -> JobRunSta
     )
 
 
-async def _aggregate(db: Database, pipeline: list[Document]) -> dict[Any, Document]:
-    cursor = await db.job_runs.aggregate(pipeline)
+async def _aggregate(db: Database, pipeline: list[Document], hint: str | None = None) -> dict[Any, Document]:
+    cursor = await (db.job_runs.aggregate(pipeline, hint=hint) if hint else db.job_runs.aggregate(pipeline))
     return {doc["_id"]: doc for doc in await cursor.to_list()}
 
 
@@ -140,9 +140,11 @@ async def job_run_stats(db: Database, workspace_id: ObjectId, since: datetime,
     if job_id is not None:
         job_filter["_id"] = job_id
     jobs = await db.syncjobs.find(job_filter, {"name": 1}).sort("name", 1).to_list()
-    summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id))
+    # One job (the worker's check after each run): read that job's runs only, not the whole workspace's.
+    hint = "job_created" if job_id is not None else None
+    summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id), hint)
     streak_query = streak_pipeline(workspace_id, since, list(summaries.values()))
-    streaks = await _aggregate(db, streak_query) if streak_query else {}
+    streaks = await _aggregate(db, streak_query, hint) if streak_query else {}
     return [_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs]
 
 
