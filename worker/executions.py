@@ -6,8 +6,10 @@ Every write carries the term's fencing token.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from bson import ObjectId
@@ -17,9 +19,10 @@ from shared import metrics
 from shared.clock import Clock
 from shared.logging import get_logger
 from shared.mongo import Database, Document
+from shared.settings import Settings
 from shared.store import job_runs, sync_jobs
 from worker import execution_lock
-from worker.execution import ExecutionOutcome, run_executor
+from worker.execution import ExecutionOutcome, default_executor_command, run_executor
 from worker.fire_plan import decide_overlap, retry_delay, should_retry
 from worker.health import DatabaseHealth
 from worker.lease import Lease
@@ -31,6 +34,25 @@ RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
 START_RETRY_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """How runs are executed: the executor's argv prefix and environment, and how many run at once."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    max_concurrent_runs: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExecutorSpec:
+        """The executor finds the database through the same settings as the worker."""
+        env = {
+            **os.environ,
+            "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(),
+            "SYNCJOBS_DATABASE": settings.database,
+        }
+        return cls(settings.executor_command or default_executor_command(), env, settings.max_concurrent_runs)
+
+
 class Executions:
     def __init__(
         self,
@@ -38,9 +60,7 @@ class Executions:
         lease: Lease,
         clock: Clock,
         *,
-        executor_argv: tuple[str, ...],
-        executor_env: Mapping[str, str],
-        max_concurrent_runs: int,
+        executor: ExecutorSpec,
         health: DatabaseHealth,
         plan_run: Callable[[Document], None],
         on_run_finished: RunCallback | None = None,
@@ -51,13 +71,13 @@ class Executions:
         self.token = lease.fencing_token
         self.clock = clock
         self.health = health
-        self._argv = executor_argv
-        self._env = executor_env
+        self._argv = executor.argv
+        self._env = executor.env
         self._plan_run = plan_run
         self._on_run_finished = on_run_finished
         self._random = random_fraction
         self.tasks: dict[ObjectId, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(max_concurrent_runs)
+        self._slots = asyncio.Semaphore(executor.max_concurrent_runs)
         self._running_jobs: set[ObjectId] = set()
         self.jobs_with_waiters: set[ObjectId] = set()
         self._started: set[ObjectId] = set()

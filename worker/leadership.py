@@ -8,9 +8,8 @@ lease is lost. Every run and job write carries the term's fencing token.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bson import ObjectId
@@ -23,7 +22,7 @@ from shared.logging import get_logger
 from shared.mongo import Database, Document
 from shared.store import job_runs, sync_jobs
 from worker import execution_lock
-from worker.executions import Executions, RunCallback
+from worker.executions import Executions, ExecutorSpec, RunCallback
 from worker.fire_plan import FirePlan, decide_due_fires
 from worker.health import DatabaseHealth
 from worker.lease import Lease
@@ -41,9 +40,7 @@ class Leadership:
         lease: Lease,
         clock: Clock,
         *,
-        executor_argv: tuple[str, ...],
-        executor_env: Mapping[str, str],
-        max_concurrent_runs: int,
+        executor: ExecutorSpec,
         health: DatabaseHealth,
         on_run_finished: RunCallback | None = None,
         random_fraction: Callable[[], float] = random.random,
@@ -64,9 +61,7 @@ class Leadership:
             db,
             lease,
             clock,
-            executor_argv=executor_argv,
-            executor_env=executor_env,
-            max_concurrent_runs=max_concurrent_runs,
+            executor=executor,
             health=health,
             plan_run=self.run_requested,
             on_run_finished=on_run_finished,
@@ -251,7 +246,3 @@ def _job_key(job_id: ObjectId) -> str:
 
 def _run_key(run_id: ObjectId) -> str:
     return f"run:{run_id}"
-
-
-def executor_environment(mongodb_uri: str, database: str) -> dict[str, str]:
-    return {**os.environ, "SYNCJOBS_MONGODB_URI": mongodb_uri, "SYNCJOBS_DATABASE": database}

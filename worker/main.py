@@ -18,9 +18,9 @@ from shared.mongo import Database, connect, ensure_indexes
 from shared.settings import Settings
 from worker import notifier
 from worker.change_feed import ChangeFeed
-from worker.execution import default_executor_command
+from worker.executions import ExecutorSpec
 from worker.health import DatabaseHealth
-from worker.leadership import Leadership, executor_environment
+from worker.leadership import Leadership
 from worker.lease import Lease
 
 log = get_logger(__name__)
@@ -95,9 +95,7 @@ class _Worker:
             self.db,
             self.lease,
             self.clock,
-            executor_argv=self.settings.executor_command or default_executor_command(),
-            executor_env=executor_environment(self.settings.require_mongodb_uri(), self.settings.database),
-            max_concurrent_runs=self.settings.max_concurrent_runs,
+            executor=ExecutorSpec.from_settings(self.settings),
             health=self.health,
             on_run_finished=self._notify,
         )

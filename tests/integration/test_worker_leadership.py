@@ -20,8 +20,9 @@ from tests.fixtures.worker_clock import FakeClock
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, runs_of
 from worker import execution_lock
 from worker.change_feed import ChangeFeed
+from worker.executions import ExecutorSpec
 from worker.health import DatabaseHealth
-from worker.leadership import Leadership, executor_environment
+from worker.leadership import Leadership
 from worker.lease import Lease
 
 # In the future, so the runs' retention TTL index never deletes what a test just wrote.
@@ -48,9 +49,7 @@ class Harness:
             self.db,
             self.lease,
             self.clock,
-            executor_argv=FAKE_EXECUTOR,
-            executor_env=executor_environment(self.settings.require_mongodb_uri(), self.settings.database),
-            max_concurrent_runs=4,
+            executor=ExecutorSpec.from_settings(self.settings.with_overrides(executor_command=FAKE_EXECUTOR)),
             health=health,
             random_fraction=lambda: 0.0,
         )
