@@ -245,6 +245,8 @@ class JobRun(Output):
     stats: dict[str, Any] | None = None
     details: list[dict[str, Any]] | None = None
     progress: dict[str, Any] | None = None
+    stderr_tail: str | None = None  # the executor's last 4 KiB of stderr, kept when a run did not succeed
+    due_at: AwareDatetime | None = None  # a retry's earliest start
 
 
 class ToggleInput(Camel):
