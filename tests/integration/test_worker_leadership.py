@@ -222,6 +222,7 @@ async def test_a_failure_keeps_the_stderr_tail_and_retries_after_backoff(harness
     failed = await eventually(lambda: harness.run_with(job["_id"], status="failed"))
     assert failed["error"] == "source refused: boom"
     assert "connecting to source" in failed["stderrTail"]
+    assert "source refused: boom" in ((await job_runs.get_run(db, failed["_id"])).stderr_tail or "")
     retry = await eventually(lambda: harness.run_with(job["_id"], trigger="retry"))
     assert (retry["status"], retry["attempt"], retry["scheduledFor"]) == ("pending", 2, failed["scheduledFor"])
     assert retry["dueAt"] == T0 + timedelta(seconds=10)  # half of 10 s with zero jitter
