@@ -18,7 +18,7 @@ from shared.embedded import EmbeddedServer, free_port, start_embedded
 from shared.models import SyncJob, from_document
 from shared.mongo import Database, Document, connect, ensure_indexes
 from shared.store import job_runs
-from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, runs_of
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, file_written, make_job, process_gone, runs_of
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,3 +160,23 @@ async def test_a_run_survives_a_database_restart(own_server: list[EmbeddedServer
     finally:
         runner.stop_all()
         await client.close()
+
+
+async def test_the_executor_dies_with_a_sigkilled_worker_and_its_run_is_marked_lost(
+    workers: Workers, db: Database, tmp_path: Path
+) -> None:
+    pids_file = tmp_path / "pids"
+    job = await make_job(db, f"hang:{pids_file}", "0 0 1 1 *", datetime.now(UTC))
+    workers.start("w1")
+    await eventually(lambda: _led_by(db, "w1"))
+    await job_runs.create_manual_run(db, from_document(SyncJob, job), datetime.now(UTC))
+    await eventually(lambda: _has_runs(db, job["_id"], 1, status="running"))
+    await eventually(lambda: file_written(pids_file))
+    executor_pid = int(pids_file.read_text().split()[0])
+    workers.processes["w1"].send_signal(signal.SIGKILL)
+    workers.processes["w1"].wait()
+    await eventually(lambda: process_gone(executor_pid))
+    workers.start("w2")
+    await eventually(lambda: _led_by(db, "w2"))
+    [lost] = await eventually(lambda: runs_of(db, job["_id"], status="failed"))
+    assert lost["error"] == "worker lost"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ from shared.mongo import Database, Document
 from shared.settings import Settings
 from shared.store import job_runs, sync_jobs
 from tests.fixtures.worker_clock import FakeClock
-from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, runs_of
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, process_gone, runs_of
 from worker import execution_lock
 from worker.change_feed import ChangeFeed
 from worker.executions import ExecutorSpec
@@ -201,18 +200,9 @@ async def test_timeout_kills_the_executor_process_group(harness: Harness, db: Da
     run = await eventually(lambda: harness.run_with(job["_id"], status="timed_out"))
     assert run["error"] == "timed out after 1s"
     executor_pid, grandchild_pid = (int(pid) for pid in pids_file.read_text().split())
-    await eventually(lambda: _gone(executor_pid))
-    await eventually(lambda: _gone(grandchild_pid))
+    await eventually(lambda: process_gone(executor_pid))
+    await eventually(lambda: process_gone(grandchild_pid))
     assert await eventually(lambda: _job_if_last(db, job["_id"], "timed_out"))
-
-
-async def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with open(f"/proc/{pid}/stat") as stat:  # noqa: ASYNC230 - a tiny procfs read
-        return stat.read().split(") ")[1].startswith("Z")  # a zombie is dead too
 
 
 async def test_a_failure_keeps_the_stderr_tail_and_retries_after_backoff(harness: Harness, db: Database) -> None:
