@@ -175,6 +175,8 @@ class Executions:
     async def _run_executor(self, run: Document, run_seconds: float) -> ExecutionOutcome | None:
         run_id = run["_id"]
         started_at = self.clock.now()
+        if not self.lease.is_held():
+            return None  # the term is ending: the run stays pending for the next leader
         if not await job_runs.start_run(self.db, run_id, worker_id=self.lease.owner, token=self.token, now=started_at):
             return None
         self._started.add(run_id)

@@ -181,7 +181,7 @@ class Leadership:
             return
         job_id = ObjectId(raw_id)
         job = self.jobs.get(job_id)
-        if job is None:
+        if job is None or not self.lease.is_held():  # a lapsed term fires nothing: the next leader will
             return
         previous = self._next_fire[job_id], self._decided_through.get(job_id)
         now = self.clock.now()

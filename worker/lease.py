@@ -2,7 +2,7 @@
 
 Acquire and renew are one atomic find_one_and_update whose filter only matches a lapsed lease or our
 own; lease arithmetic runs on the server's clock ($$NOW), so worker clocks may drift. Locally the
-holder trusts its lease only until (send time of the last successful renewal + TTL), measured on the
+holder trusts its lease only until (send time of the last successful renewal + TTL - a margin), on the
 monotonic clock: the server set lockedUntil after we sent, so the real lease lasts at least that long.
 """
 
@@ -100,7 +100,7 @@ class Lease:
         if doc is None or doc.get("owner") != self.owner:
             self.state = None
             return False
-        self.state = LeaseState(fencing_token=int(doc["fencingToken"]), valid_until=sent_at + self.ttl_seconds)
+        self.state = LeaseState(fencing_token=int(doc["fencingToken"]), valid_until=sent_at + self._trusted_seconds)
         return True
 
     async def hold(self) -> None:
@@ -109,8 +109,9 @@ class Lease:
         next_renewal = time.monotonic() + self.renew_interval
         failing = False
         while True:
-            await asyncio.sleep(max(0.0, next_renewal - time.monotonic()))
-            remaining = self.state.valid_until - time.monotonic() if self.state else 0.0
+            valid_until = self.state.valid_until if self.state else 0.0
+            await asyncio.sleep(max(0.0, min(next_renewal, valid_until) - time.monotonic()))
+            remaining = valid_until - time.monotonic()
             if remaining <= 0:
                 log.warning("lease_lapsed", owner=self.owner)
                 self.state = None
@@ -143,6 +144,11 @@ class Lease:
     async def current(self) -> Document | None:
         """The lease document as stored: who leads, with which token, until when."""
         return await self._collection.find_one({"_id": self.lease_id})
+
+    @property
+    def _trusted_seconds(self) -> float:
+        """We act on a lease a little less long than it lasts, for the event loop's latency."""
+        return self.ttl_seconds - min(1.0, self.ttl_seconds / 10)
 
     @property
     def _ttl_ms(self) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from bson import ObjectId
+from pymongo.errors import AutoReconnect
 
 from shared.mongo import Database
 from tests.fixtures.worker_jobs import eventually
@@ -90,3 +92,20 @@ async def test_execution_lock_one_run_at_a_time_and_earlier_terms_lose_it(db: Da
     assert (await execution_lock.holder(db, job) or {})["runId"] == other
     await execution_lock.release(db, job, other)
     assert await execution_lock.holder(db, job) is None
+
+
+async def test_a_holder_that_cannot_renew_steps_down_before_its_lease_lapses(db: Database) -> None:
+    lease = Lease(db, "cut-off", ttl_seconds=1.0)
+    assert await lease.acquire()
+    assert lease.state is not None
+    trusted_until = lease.state.valid_until
+
+    async def unreachable() -> bool:
+        raise AutoReconnect("no route to the database")
+
+    lease.acquire = unreachable  # type: ignore[method-assign]
+    await asyncio.wait_for(lease.hold(), 5)
+    assert not lease.is_held()
+    assert time.monotonic() >= trusted_until
+    stored = await Lease(db, "reader", ttl_seconds=1.0).current()
+    assert stored is not None and stored["owner"] == "cut-off"  # it stepped down on its own clock
