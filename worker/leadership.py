@@ -176,16 +176,17 @@ class Leadership:
         kind, _, raw_id = key.partition(":")
         if kind == "run":
             run = self._waiting_runs.pop(ObjectId(raw_id), None)
-            if run is not None:
+            if run is not None and run["_id"] not in self.executions.tasks:
                 self.executions.dispatch(run)
             return
         job_id = ObjectId(raw_id)
         job = self.jobs.get(job_id)
         if job is None or not self.lease.is_held():  # a lapsed term fires nothing: the next leader will
             return
-        previous = self._next_fire[job_id], self._decided_through.get(job_id)
+        due, decided_before = self._next_fire[job_id], self._decided_through.get(job_id)
         now = self.clock.now()
-        decision = decide_due_fires(self._schedules[job_id], previous[0], now, int(job.get("catchUpFires", 1)))
+        decision = decide_due_fires(self._schedules[job_id], due, now, int(job.get("catchUpFires", 1)))
+        # Set before the writes: a change event arriving meanwhile must not plan these fires again.
         self._decided_through[job_id] = now
         self._next_fire[job_id] = decision.next_fire
         self.plan.plan(key, decision.next_fire, int(job.get("version", 1)))
@@ -195,13 +196,12 @@ class Leadership:
                 self.db, job_id, int(job.get("version", 1)), decision.next_fire, self.token
             )
             self.health.succeeded()
-        except PyMongoError as error:
+        except PyMongoError as error:  # undo, and decide the same fires again in a moment
             self.health.failed(error)
-            self._next_fire[job_id] = previous[0]
-            if previous[1] is None:
-                self._decided_through.pop(job_id, None)
-            else:
-                self._decided_through[job_id] = previous[1]
+            self._next_fire[job_id] = due
+            self._decided_through.pop(job_id, None)
+            if decided_before is not None:
+                self._decided_through[job_id] = decided_before
             self.plan.plan(key, now + timedelta(seconds=DB_RETRY_SECONDS), -1)
             return
         if decision.missed_unrecorded:
