@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,8 +33,10 @@ LAPSED = {"$lte": [{"$toLong": "$lockedUntil"}, {"$toLong": "$$NOW"}]}
 LIVE = {"$gt": [{"$toLong": "$lockedUntil"}, {"$toLong": "$$NOW"}]}
 
 
-def _lapsed_or_owned_by(owner: str) -> dict[str, Any]:
-    return {"$or": [LAPSED, {"$eq": ["$owner", owner]}]}
+def _held_by(owner: str, instance: str) -> dict[str, Any]:
+    # The instance (one per process) keeps two replicas misconfigured with one SYNCJOBS_WORKER_ID from
+    # both renewing the same lease.
+    return {"$and": [{"$eq": ["$owner", owner]}, {"$eq": ["$instance", instance]}]}
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Lease:
     def __init__(self, db: Database, owner: str, ttl_seconds: float, lease_id: str = LEASE_ID) -> None:
         self._collection = db.worker_locks
         self.owner = owner
+        self.instance = uuid.uuid4().hex
         self.ttl_seconds = ttl_seconds
         self.lease_id = lease_id
         self.state: LeaseState | None = None
@@ -72,7 +76,7 @@ class Lease:
         sent_at = time.monotonic()
         # A renewal (ours and not lapsed) keeps the token; any new leadership term gets the next one,
         # even for the same owner after a lapse: its old term's runs and locks then count as lost.
-        owned = {"$and": [{"$eq": ["$owner", self.owner]}, LIVE]}
+        owned = {"$and": [_held_by(self.owner, self.instance), LIVE]}
         update = [
             {
                 "$set": {
@@ -81,6 +85,7 @@ class Lease:
                     },
                     "acquiredAt": {"$cond": [owned, "$acquiredAt", "$$NOW"]},
                     "owner": self.owner,
+                    "instance": self.instance,
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
                     "lockedUntil": {"$dateAdd": {"startDate": "$$NOW", "unit": "millisecond", "amount": self._ttl_ms}},
@@ -90,14 +95,14 @@ class Lease:
         ]
         try:
             doc = await self._collection.find_one_and_update(
-                {"_id": self.lease_id, "$expr": _lapsed_or_owned_by(self.owner)},
+                {"_id": self.lease_id, "$expr": {"$or": [LAPSED, _held_by(self.owner, self.instance)]}},
                 update,
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
             doc = None
-        if doc is None or doc.get("owner") != self.owner:
+        if doc is None or doc.get("instance") != self.instance:
             self.state = None
             return False
         self.state = LeaseState(fencing_token=int(doc["fencingToken"]), valid_until=sent_at + self._trusted_seconds)
@@ -137,7 +142,7 @@ class Lease:
         """Let a standby take over at once: lockedUntil = now, only if the lease is still ours."""
         self.state = None
         await self._collection.update_one(
-            {"_id": self.lease_id, "owner": self.owner},
+            {"_id": self.lease_id, "owner": self.owner, "instance": self.instance},
             [{"$set": {"lockedUntil": "$$NOW", "heartbeatAt": "$$NOW"}}],
         )
 

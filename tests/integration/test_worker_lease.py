@@ -109,3 +109,10 @@ async def test_a_holder_that_cannot_renew_steps_down_before_its_lease_lapses(db:
     assert time.monotonic() >= trusted_until
     stored = await Lease(db, "reader", ttl_seconds=1.0).current()
     assert stored is not None and stored["owner"] == "cut-off"  # it stepped down on its own clock
+
+
+async def test_two_replicas_given_the_same_worker_id_never_both_hold_the_lease(db: Database) -> None:
+    first, twin = Lease(db, "same-id", ttl_seconds=30), Lease(db, "same-id", ttl_seconds=30)
+    assert await first.acquire()
+    assert not await twin.acquire()
+    assert await first.acquire()
