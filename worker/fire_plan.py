@@ -17,7 +17,7 @@ from shared.cron import CronSchedule
 
 # A fire processed this late is still on time: it runs even when the job asks for no catch-up.
 ON_TIME_GRACE = timedelta(seconds=60)
-# At most this many `missed` runs are written per job and decision; older missed fires are only counted.
+# At most this many `missed` runs are written per job and decision; older missed fires are not looked at.
 MAX_MISSED_RECORDS = 100
 MAX_RETRY_DELAY = timedelta(hours=1)
 
@@ -31,16 +31,16 @@ class FireDecision:
 
     run: list[datetime]
     missed: list[datetime]
-    missed_unrecorded: int
+    older_missed_left_out: bool
     next_fire: datetime
 
 
 def decide_due_fires(schedule: CronSchedule, next_run_at: datetime, now: datetime, catch_up_fires: int) -> FireDecision:
     """Fires in [next_run_at, now]: the latest `catch_up_fires` run, an on-time fire always runs,
-    the rest are missed. `next_fire` is the first fire after `now`."""
-    due = [next_run_at] if next_run_at <= now else []
-    if due:
-        due += schedule.fires_between(next_run_at, now)
+    the rest are missed (the latest MAX_MISSED_RECORDS of them recorded). `next_fire` is the first
+    fire after `now`."""
+    wanted = max(catch_up_fires, 1) + MAX_MISSED_RECORDS
+    due, left_out = _latest_fires(schedule, next_run_at, now, wanted)
     run = due[-catch_up_fires:] if catch_up_fires > 0 else []
     if due and not run and now - due[-1] <= ON_TIME_GRACE:
         run = [due[-1]]
@@ -49,9 +49,29 @@ def decide_due_fires(schedule: CronSchedule, next_run_at: datetime, now: datetim
     return FireDecision(
         run=run,
         missed=recorded,
-        missed_unrecorded=len(missed) - len(recorded),
+        older_missed_left_out=left_out or len(recorded) < len(missed),
         next_fire=schedule.next_after(max(now, next_run_at)),
     )
+
+
+def _latest_fires(schedule: CronSchedule, since: datetime, now: datetime, count: int) -> tuple[list[datetime], bool]:
+    """Up to `count` latest fires in [since, now] (`since` is a fire), and whether older ones exist.
+
+    Walks back from `now` in growing spans instead of forward from `since`, so a per-second job that
+    missed a week costs a few hundred steps, not 600,000 (which would stall the loop and the lease).
+    """
+    if since > now:
+        return [], False
+    span = timedelta(minutes=1)
+    while True:
+        start = now - span
+        if start <= since:
+            fires = [since, *schedule.fires_between(since, now)]
+            return fires[-count:], len(fires) > count
+        fires = schedule.fires_between(start, now)
+        if len(fires) >= count:
+            return fires[-count:], True
+        span *= 4
 
 
 def decide_overlap(policy: str, running: int, queued: int) -> OverlapDecision:

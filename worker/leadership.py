@@ -204,8 +204,8 @@ class Leadership:
                 self._decided_through[job_id] = decided_before
             self.plan.plan(key, now + timedelta(seconds=DB_RETRY_SECONDS), -1)
             return
-        if decision.missed_unrecorded:
-            log.warning("missed_fires_not_recorded", job_id=str(job_id), count=decision.missed_unrecorded)
+        if decision.older_missed_left_out:
+            log.warning("older_missed_fires_not_recorded", job_id=str(job_id), recorded=len(decision.missed))
 
     async def _take_fires(self, job: Document, run: list[datetime], missed: list[datetime], now: datetime) -> None:
         """Claim each fire through the unique fire key; a fire already claimed is left alone."""

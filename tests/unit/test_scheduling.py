@@ -61,12 +61,28 @@ def test_no_catch_up_still_runs_an_on_time_fire_but_never_a_late_one() -> None:
     assert late.missed == [utc(2026, 5, 1, 10)]
 
 
-def test_missed_records_are_capped_and_the_rest_counted() -> None:
+def test_missed_records_are_capped_to_the_latest() -> None:
     now = utc(2026, 5, 1, 10) + timedelta(minutes=MAX_MISSED_RECORDS + 50)
     decision = decide_due_fires(EVERY_MINUTE, utc(2026, 5, 1, 10), now, catch_up_fires=1)
-    assert len(decision.missed) == MAX_MISSED_RECORDS
-    assert decision.missed_unrecorded == 50
-    assert decision.missed[-1] == now - timedelta(minutes=1)
+    assert decision.run == [now]
+    assert decision.missed == [now - timedelta(minutes=m) for m in range(MAX_MISSED_RECORDS, 0, -1)]
+    assert decision.older_missed_left_out
+
+
+def test_a_week_of_missed_seconds_is_decided_from_the_latest_fires() -> None:
+    every_second = parse_schedule("* * * * * *", "UTC")
+    now = utc(2026, 5, 8, 10)
+    decision = decide_due_fires(every_second, utc(2026, 5, 1, 10), now, catch_up_fires=2)
+    assert decision.run == [now - timedelta(seconds=1), now]
+    assert decision.missed == [now - timedelta(seconds=s) for s in range(MAX_MISSED_RECORDS + 1, 1, -1)]
+    assert decision.older_missed_left_out
+    assert decision.next_fire == now + timedelta(seconds=1)
+
+
+def test_a_short_outage_records_every_missed_fire() -> None:
+    decision = decide_due_fires(EVERY_MINUTE, utc(2026, 5, 1, 10), utc(2026, 5, 1, 10, 3, 30), catch_up_fires=1)
+    assert not decision.older_missed_left_out
+    assert len(decision.missed) == 3
 
 
 def test_fall_back_night_fires_a_daily_0130_once() -> None:
