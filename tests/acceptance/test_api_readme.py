@@ -33,7 +33,7 @@ BANNER_FIELD = re.compile(r"\s+(API|workspace id|admin token|database):\s+(\S+)"
 
 
 def readme_api_script() -> str:
-    section = README.read_text().split("<!-- API-SECTION -->", 1)[1].split("<!--", 1)[0]
+    section = README.read_text().split("\n## The REST API\n", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
     assert match, "no ```sh block in the README's API section"
     return match.group(1)

@@ -18,24 +18,12 @@ from api.app import create_app
 from shared.mongo import Database
 from shared.settings import Settings
 from shared.store.api_tokens import create_token
+from tests.fixtures.fake_clock import FakeClock
 
 ADMIN_TOKEN = "sjt_admin-token-for-tests"
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 SOURCE_URI = "mongodb://reader:s3cret@source.example:27017/?authSource=admin"
 DEST_URI = "mongodb://writer:pa55@dest.example:27017/"
-
-
-class ManualClock:
-    """Time that moves only when a test says so."""
-
-    def __init__(self, instant: datetime) -> None:
-        self.instant = instant
-
-    def now(self) -> datetime:
-        return self.instant
-
-    async def sleep_until(self, deadline: datetime) -> None:
-        self.instant = max(self.instant, deadline)
 
 
 @dataclass
@@ -74,8 +62,8 @@ class Tenant:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
+def clock() -> FakeClock:
+    return FakeClock(START)
 
 
 @pytest.fixture
@@ -84,7 +72,7 @@ def api_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def api(aiohttp_client: Any, api_settings: Settings, clock: ManualClock, db: Database) -> Api:
+async def api(aiohttp_client: Any, api_settings: Settings, clock: FakeClock, db: Database) -> Api:
     client = await aiohttp_client(create_app(api_settings, clock=clock))
     return Api(client)
 

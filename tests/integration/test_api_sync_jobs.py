@@ -8,9 +8,9 @@ from bson import ObjectId
 
 from shared.mongo import Database
 from shared.store.job_runs import new_run_document
+from tests.fixtures.fake_clock import FakeClock
 from tests.integration.test_api_helpers import (
     Api,
-    ManualClock,
     Tenant,
     job_body,
     make_job,
@@ -65,8 +65,8 @@ async def test_next_run_at_follows_the_job_timezone(tenant: Tenant) -> None:
     assert status["nextRuns"] == [f"2026-01-{day}T09:00:00-05:00" for day in (15, 16, 17, 18, 19)]
 
 
-async def test_next_runs_carry_the_offset_across_a_dst_change(tenant: Tenant, clock: ManualClock) -> None:
-    clock.instant = datetime(2026, 3, 6, 12, 0, tzinfo=UTC)  # New York springs forward on 8 March 2026
+async def test_next_runs_carry_the_offset_across_a_dst_change(tenant: Tenant, clock: FakeClock) -> None:
+    clock.set(datetime(2026, 3, 6, 12, 0, tzinfo=UTC))  # New York springs forward on 8 March 2026
     setup = await make_job(tenant, schedule=NEW_YORK_9AM)
     _, status = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{setup.job['id']}/status"))
     assert status["nextRuns"] == ["2026-03-06T09:00:00-05:00", "2026-03-07T09:00:00-05:00",
@@ -76,10 +76,10 @@ async def test_next_runs_carry_the_offset_across_a_dst_change(tenant: Tenant, cl
 
 
 async def test_put_replaces_fields_and_a_new_schedule_recomputes_next_run(tenant: Tenant,
-                                                                         clock: ManualClock) -> None:
+                                                                         clock: FakeClock) -> None:
     setup = await make_job(tenant)
     item = tenant.path(f"/sync-jobs/{setup.job['id']}")
-    clock.instant += timedelta(hours=2, minutes=30)  # 14:30 UTC
+    clock.advance(timedelta(hours=2, minutes=30))  # 14:30 UTC
     body = job_body(setup.source["id"], setup.destination["id"], name="renamed",
                     schedule={"cron": "0 9 * * *", "timezone": "Europe/Paris"}, syncMode="full",
                     overlap="queue", timeoutSeconds=60, entities={"exclude": ["audit"]})
@@ -94,10 +94,10 @@ async def test_put_replaces_fields_and_a_new_schedule_recomputes_next_run(tenant
     assert await tenant.api.call("GET", item) == (200, job)
 
 
-async def test_put_that_keeps_the_schedule_keeps_a_due_fire(tenant: Tenant, clock: ManualClock) -> None:
+async def test_put_that_keeps_the_schedule_keeps_a_due_fire(tenant: Tenant, clock: FakeClock) -> None:
     setup = await make_job(tenant)
     assert setup.job["nextRunAt"] == "2026-01-15T13:00:00Z"
-    clock.instant += timedelta(hours=1, seconds=1)  # the 13:00 fire is due, the worker has not taken it yet
+    clock.advance(timedelta(hours=1, seconds=1))  # the 13:00 fire is due, the worker has not taken it yet
     body = job_body(setup.source["id"], setup.destination["id"], name="renamed")
     status, job = await tenant.api.call("PUT", tenant.path(f"/sync-jobs/{setup.job['id']}"), json=body)
     assert status == 200, job
@@ -114,12 +114,12 @@ async def test_loosely_typed_values_are_refused_naming_the_field(tenant: Tenant,
     assert await db.syncjobs.count_documents({}) == 1
 
 
-async def test_toggle_flips_and_sets_enabled(tenant: Tenant, clock: ManualClock) -> None:
+async def test_toggle_flips_and_sets_enabled(tenant: Tenant, clock: FakeClock) -> None:
     setup = await make_job(tenant)
     toggle = tenant.path(f"/sync-jobs/{setup.job['id']}/toggle")
     status, job = await tenant.api.call("POST", toggle)
     assert (status, job["enabled"], job["nextRunAt"]) == (200, False, None)
-    clock.instant += timedelta(hours=5)
+    clock.advance(timedelta(hours=5))
     status, job = await tenant.api.call("POST", toggle)
     assert (status, job["enabled"], job["nextRunAt"]) == (200, True, "2026-01-15T18:00:00Z")
     for _ in range(2):
@@ -141,7 +141,7 @@ async def test_run_records_a_pending_manual_run(tenant: Tenant, db: Database) ->
     assert (run["trigger"], run["status"], run["attempt"]) == ("manual", "pending", 1)
 
 
-async def test_status(tenant: Tenant, db: Database, clock: ManualClock) -> None:
+async def test_status(tenant: Tenant, db: Database, clock: FakeClock) -> None:
     setup = await make_job(tenant)
     job_id = setup.job["id"]
     status_path = tenant.path(f"/sync-jobs/{job_id}/status")
@@ -155,11 +155,11 @@ async def test_status(tenant: Tenant, db: Database, clock: ManualClock) -> None:
     }
     run_ids = []
     for _ in range(6):
-        clock.instant += timedelta(seconds=1)
+        clock.advance(timedelta(seconds=1))
         run_ids.append((await tenant.api.call("POST", tenant.path(f"/sync-jobs/{job_id}/run")))[1]["runId"])
     job_doc = await db.syncjobs.find_one({"_id": ObjectId(job_id)})
-    running = new_run_document(job_doc, trigger="schedule", scheduled_for=clock.instant, status="running",
-                               now=clock.instant + timedelta(seconds=1))
+    running = new_run_document(job_doc, trigger="schedule", scheduled_for=clock.now(), status="running",
+                               now=clock.now() + timedelta(seconds=1))
     await db.job_runs.insert_one(running)
     _, busy = await tenant.api.call("GET", status_path)
     assert busy["running"] is True
@@ -169,12 +169,12 @@ async def test_status(tenant: Tenant, db: Database, clock: ManualClock) -> None:
     assert (disabled["enabled"], disabled["nextRunAt"], disabled["nextRuns"]) == (False, None, [])
 
 
-async def test_runs_are_paginated_newest_first(tenant: Tenant, clock: ManualClock) -> None:
+async def test_runs_are_paginated_newest_first(tenant: Tenant, clock: FakeClock) -> None:
     setup = await make_job(tenant)
     job_path = tenant.path(f"/sync-jobs/{setup.job['id']}")
     created = []
     for _ in range(7):
-        clock.instant += timedelta(seconds=1)
+        clock.advance(timedelta(seconds=1))
         created.append((await tenant.api.call("POST", job_path + "/run"))[1]["runId"])
     seen: list[str] = []
     query = "?limit=3"
