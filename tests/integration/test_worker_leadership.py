@@ -15,7 +15,7 @@ from shared.models import SyncJob, SyncJobInput, from_document
 from shared.mongo import Database, Document
 from shared.settings import Settings
 from shared.store import job_runs, sync_jobs
-from tests.fixtures.worker_clock import FakeClock
+from tests.fixtures.fake_clock import FakeClock
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, process_gone, runs_of
 from worker import execution_lock
 from worker.change_feed import ChangeFeed
