@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 
 from shared.mongo import Database
-from tests.fixtures.executor_world import contents, make_job, result_of, run_job, scratch_databases
+from tests.fixtures.executor_world import contents, make_job, make_mongodb_job, result_of, run_job, scratch_databases
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -21,14 +21,7 @@ async def test_full_sync_copies_selected_collections_then_only_the_edits(db: Dat
         await source.users.insert_many([{"_id": i, "name": f"u{i}", "updatedAt": at(i)} for i in range(10)])
         await source.orders.insert_many([{"_id": ObjectId(), "total": n} for n in range(5)])
         await source.audit.insert_one({"_id": 1, "ignored": True})
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            include=["users", "orders"],
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, include=["users", "orders"])
 
         code, events = await run_job(db, job_id, batch_size=3)
         assert code == 0
@@ -79,14 +72,7 @@ async def test_incremental_moves_only_what_changed_and_keeps_equal_timestamps(db
         # Seven documents share one timestamp across batch boundaries (batch size 2).
         await source.items.insert_many([{"_id": i, "v": 0, "updatedAt": at(5)} for i in range(7)])
         await source.items.insert_many([{"_id": i, "v": 0, "updatedAt": at(i)} for i in range(10, 13)])
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            mode="incremental",
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, mode="incremental")
         code, events = await run_job(db, job_id, batch_size=2)
         assert code == 0
         assert result_of(events)["stats"]["entities"]["items"]["inserted"] == 10
@@ -113,14 +99,7 @@ async def test_incremental_moves_only_what_changed_and_keeps_equal_timestamps(db
 async def test_include_of_an_entity_the_source_lacks_fails_the_run(db: Database, mongo_uri: str) -> None:
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.users.insert_one({"_id": 1})
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            include=["users", "invoices"],
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, include=["users", "invoices"])
         code, events = await run_job(db, job_id)
         assert code == 1
         result = result_of(events)
@@ -134,13 +113,7 @@ async def test_one_entity_failing_does_not_stop_the_others(db: Database, mongo_u
         await source.a.insert_many([{"_id": i, "email": "same@x"} for i in range(3)])
         await source.b.insert_many([{"_id": i} for i in range(4)])
         await dest.a.create_index("email", unique=True)
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
         code, events = await run_job(db, job_id)
         assert code == 1
         result = result_of(events)
@@ -160,13 +133,7 @@ async def test_dry_run_counts_without_writing(db: Database, mongo_uri: str) -> N
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.items.insert_many([{"_id": i, "updatedAt": at(i)} for i in range(4)])
         await dest.items.insert_one({"_id": 99})
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
         code, events = await run_job(db, job_id, dry_run=True)
         assert code == 0
         stats = result_of(events)["stats"]["entities"]["items"]
@@ -199,13 +166,7 @@ async def test_custom_cursor_field(db: Database, mongo_uri: str) -> None:
 async def test_unchanged_documents_are_not_rewritten(db: Database, mongo_uri: str) -> None:
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.items.insert_many([{"_id": i, "v": i} for i in range(4)])
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
         await run_job(db, job_id)
         # A mark the source never had: only a rewrite of the document would remove it.
         await dest.items.update_many({}, {"$set": {"marked": True}})
@@ -223,14 +184,7 @@ async def test_unchanged_documents_are_not_rewritten(db: Database, mongo_uri: st
 async def test_incremental_without_the_cursor_field_follows_ids(db: Database, mongo_uri: str) -> None:
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.items.insert_many([{"_id": i} for i in range(3)])
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            mode="incremental",
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, mode="incremental")
         await run_job(db, job_id, batch_size=2)
         await source.items.insert_many([{"_id": 3}, {"_id": -1, "updatedAt": at(1)}])
         code, events = await run_job(db, job_id, batch_size=2)
