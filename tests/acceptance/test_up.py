@@ -12,12 +12,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from pymongo import MongoClient
 
 from shared.embedded import free_port
 
@@ -59,10 +61,10 @@ def _read_banner(process: subprocess.Popen[str], timeout: float = 120.0) -> dict
     raise AssertionError("no banner from syncjobs up")
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[RunningStack]:
+@contextmanager
+def running_stack(tmp_path: Path, **environment: str) -> Iterator[RunningStack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    env["SYNCJOBS_LEASE_TTL_SECONDS"] = "3"
+    env.update(SYNCJOBS_LEASE_TTL_SECONDS="3", **environment)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
@@ -78,6 +80,12 @@ def stack(tmp_path: Path) -> Iterator[RunningStack]:
             process.wait(timeout=60)
         assert process.stdout is not None
         process.stdout.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[RunningStack]:
+    with running_stack(tmp_path) as running:
+        yield running
 
 
 def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp_path: Path) -> None:
@@ -99,6 +107,23 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp
     stack.process.send_signal(signal.SIGTERM)
     assert stack.process.wait(timeout=60) == 0
     assert (tmp_path / "data" / "admin-token").read_text().strip() == stack.token
+
+
+def test_up_with_a_database_uri_embeds_nothing_and_uses_that_database(
+    tmp_path: Path, mongo_uri: str, db_name: str
+) -> None:
+    with running_stack(tmp_path, SYNCJOBS_MONGODB_URI=mongo_uri, SYNCJOBS_DATABASE=db_name,
+                       SYNCJOBS_ADMIN_TOKEN="sjt_given-admin-token") as stack:
+        assert (stack.database_uri, stack.token) == (mongo_uri, "sjt_given-admin-token")
+        status, _ = stack.request("POST", "/api/workspaces", {"name": "second"})
+        assert status == 201
+    assert not (tmp_path / "data" / "db").exists()  # no embedded storage was made
+    client = MongoClient(mongo_uri)
+    try:
+        names = sorted(w["name"] for w in client[db_name].workspaces.find())
+    finally:
+        client.close()
+    assert names == ["default", "second"]
 
 
 @pytest.mark.skipif(shutil.which("mongosh") is None, reason="mongosh is not installed (./scripts/test installs it)")
