@@ -11,11 +11,11 @@ from pydantic import Field
 from api.context import SETTINGS_KEY, clock, db, read_body, workspace_id
 from api.openapi import describe
 from shared import metrics
-from shared.alerts import evaluate
+from shared.alerts import ALERT_KINDS, evaluate
 from shared.clock import to_ms
 from shared.errors import ValidationFailed
 from shared.models import Camel, Output
-from shared.store import run_stats
+from shared.store import run_stats, webhooks
 
 routes = web.RouteTableDef()
 TAG = "monitoring"
@@ -87,8 +87,10 @@ async def cleanup_runs(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-@describe("Prometheus metrics (no token; no job names or secrets in labels)", tag="meta")
+@describe("The api's Prometheus metrics: stored runs and open alerts (no token; no job names or secrets)",
+          tag="meta")
 async def prometheus_metrics(request: web.Request) -> web.Response:
     metrics.set_stored_runs(await run_stats.count_runs_by_status(db(request)))
-    body, content_type = metrics.render()
+    metrics.set_open_alerts(await webhooks.count_open_alerts_by_kind(db(request)), ALERT_KINDS)
+    body, content_type = metrics.render("api")
     return web.Response(body=body, headers={"Content-Type": content_type})

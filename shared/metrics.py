@@ -1,12 +1,16 @@
-"""Prometheus collectors, one registry per process; labels never carry job names, ids or secrets.
+"""Prometheus collectors, one registry per process kind; labels never carry job names, ids or secrets.
 
-The worker updates the run, lease and executor metrics as things happen; the api serves the same registry
-at `/metrics` and adds the stored run counts, read from the database at scrape time.
+A process shows only what is true of it: the worker's registry holds what a worker does (its runs, its
+lease, its change stream, its executors, its webhook deliveries) and is served on
+SYNCJOBS_WORKER_METRICS_PORT; the api's holds what the database stores, read at scrape time, and is served
+at the api's `/metrics`. An api never reports `syncjobs_lease_held 0` for a lease it could never hold.
+Both carry the standard `process_*` and `python_info` series of their own process.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Literal
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -15,41 +19,57 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
     start_http_server,
 )
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessKind = Literal["api", "worker"]
+
+WORKER_REGISTRY = CollectorRegistry(auto_describe=True)
+API_REGISTRY = CollectorRegistry(auto_describe=True)
+_REGISTRIES: dict[ProcessKind, CollectorRegistry] = {"api": API_REGISTRY, "worker": WORKER_REGISTRY}
+for _registry in _REGISTRIES.values():
+    ProcessCollector(registry=_registry)
+    PlatformCollector(registry=_registry)
 
 _DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+# The worker's own series: updated as things happen in the worker process.
 runs_total = Counter(
-    "syncjobs_runs", "Runs finished by this worker, by final status.", ["status"], registry=REGISTRY
+    "syncjobs_runs", "Runs finished by this worker, by final status.", ["status"], registry=WORKER_REGISTRY
 )
 run_duration_seconds = Histogram(
     "syncjobs_run_duration_seconds", "Wall time of executed runs, by final status.", ["status"],
-    buckets=_DURATION_BUCKETS, registry=REGISTRY,
+    buckets=_DURATION_BUCKETS, registry=WORKER_REGISTRY,
 )
 fire_lag_seconds = Histogram(
     "syncjobs_fire_lag_seconds", "Delay between a fire's scheduled time and its run starting.",
-    buckets=_LAG_BUCKETS, registry=REGISTRY,
+    buckets=_LAG_BUCKETS, registry=WORKER_REGISTRY,
 )
 lease_held = Gauge("syncjobs_lease_held", "1 while this worker holds the scheduler lease, else 0.",
-                   registry=REGISTRY)
+                   registry=WORKER_REGISTRY)
 change_stream_reconnects_total = Counter(
     "syncjobs_change_stream_reconnects", "Times the worker reopened its change stream on syncjobs.",
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
 )
 executors_running = Gauge("syncjobs_executors_running", "Executor processes this worker is running now.",
-                          registry=REGISTRY)
-stored_runs = Gauge(
-    "syncjobs_stored_runs", "Runs kept in the database (within retention), by status; set by the api at scrape.",
-    ["status"], registry=REGISTRY,
-)
+                          registry=WORKER_REGISTRY)
 webhook_deliveries_total = Counter(
     "syncjobs_webhook_deliveries", "Alert webhook deliveries, by outcome (delivered or failed).", ["outcome"],
-    registry=REGISTRY,
+    registry=WORKER_REGISTRY,
+)
+
+# The api's series: what the database holds, set at each scrape of the api's `/metrics`.
+stored_runs = Gauge(
+    "syncjobs_stored_runs", "Runs kept in the database (within retention), by status; set by the api at scrape.",
+    ["status"], registry=API_REGISTRY,
+)
+open_alerts = Gauge(
+    "syncjobs_open_alerts", "Alerts open now (announced and not yet resolved), by kind; set by the api at scrape.",
+    ["kind"], registry=API_REGISTRY,
 )
 
 RUN_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed")
@@ -68,11 +88,17 @@ def set_stored_runs(counts: dict[str, int]) -> None:
         stored_runs.labels(status=status).set(counts.get(status, 0))
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition body and its content type."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+def set_open_alerts(counts: dict[str, int], kinds: tuple[str, ...]) -> None:
+    """Like `set_stored_runs`: every alert kind gets a sample, 0 when none is open."""
+    for kind in sorted({*kinds, *counts}):
+        open_alerts.labels(kind=kind).set(counts.get(kind, 0))
+
+
+def render(process: ProcessKind) -> tuple[bytes, str]:
+    """The exposition body of that process kind's registry, and its content type."""
+    return generate_latest(_REGISTRIES[process]), CONTENT_TYPE_LATEST
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, threading.Thread]:
-    """Serve this process's registry on its own port (a daemon thread); `server.shutdown()` stops it."""
-    return start_http_server(port, addr=addr, registry=REGISTRY)
+    """Serve the worker's registry on its own port (a daemon thread); `server.shutdown()` stops it."""
+    return start_http_server(port, addr=addr, registry=WORKER_REGISTRY)

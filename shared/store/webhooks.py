@@ -123,3 +123,9 @@ async def open_alert(db: Database, workspace_id: ObjectId, alert: Alert, now: da
 async def resolve_alert(db: Database, job_id: str, kind: str) -> Document | None:
     """Remove the open alert and return it; None if it was not open (or someone else resolved it)."""
     return await db.alert_states.find_one_and_delete({"_id": _state_id(job_id, kind)})
+
+
+async def count_open_alerts_by_kind(db: Database) -> dict[str, int]:
+    """Open alerts per kind across all workspaces, for the api's `/metrics`."""
+    cursor = await db.alert_states.aggregate([{"$group": {"_id": "$kind", "count": {"$sum": 1}}}])
+    return {str(doc["_id"]): int(doc["count"]) for doc in await cursor.to_list()}

@@ -208,6 +208,11 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
     assert _metric(api_metrics, 'syncjobs_stored_runs{status="failed"}') >= 3
     worker_metrics = urllib.request.urlopen(stack.worker_metrics_url, timeout=10).read().decode()
     assert _metric(worker_metrics, 'syncjobs_runs_total{status="failed"}') >= 3
+    assert _metric(worker_metrics, "syncjobs_lease_held") == 1  # the only worker leads
+    assert _metric(api_metrics, 'syncjobs_open_alerts{kind="consecutive_failures"}') >= 1
+    # Each process shows only what is true of it: no lease or executor series on the api, no stored runs on a worker.
+    assert "syncjobs_lease_held" not in api_metrics and "syncjobs_executors_running" not in api_metrics
+    assert "syncjobs_executors_running" in worker_metrics and "syncjobs_stored_runs" not in worker_metrics
     assert "orders-sync" not in api_metrics + worker_metrics
 
     # 2. The dashboard shows it red; "Run now" adds a run; the page fits a phone.

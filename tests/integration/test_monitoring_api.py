@@ -6,7 +6,9 @@ from datetime import timedelta
 
 from bson import ObjectId
 
+from shared.alerts import Alert
 from shared.mongo import Database
+from shared.store.webhooks import open_alert
 from tests.integration.monitoring_helpers import insert_runs
 from tests.integration.test_api_helpers import (
     START,
@@ -80,18 +82,33 @@ async def test_cleanup_deletes_this_workspaces_older_runs_and_says_how_many(
     assert status == 422 and body["error"]["details"][0]["field"] == "retentionDays"
 
 
-async def test_metrics_are_open_and_count_stored_runs_by_status_without_job_names(
+WORKER_ONLY_SERIES = ("syncjobs_lease_held", "syncjobs_executors_running", "syncjobs_runs_total",
+                      "syncjobs_run_duration_seconds", "syncjobs_fire_lag_seconds",
+                      "syncjobs_change_stream_reconnects", "syncjobs_webhook_deliveries")
+
+
+async def test_metrics_are_open_and_count_stored_runs_and_open_alerts_without_job_names(
     api: Api, tenant: Tenant, db: Database
 ) -> None:
     job = await db.syncjobs.find_one({"_id": ObjectId((await make_job(tenant)).job["id"])})
     assert job is not None
     await insert_runs(db, job, ["failed", "failed", "succeeded"], START - timedelta(hours=1))
+    await open_alert(db, job["workspaceId"], Alert(str(job["_id"]), "missed_runs", "1 fire not run", START), START)
 
     status, text = await api.call("GET", "/metrics", token=None)
     assert status == 200
     assert 'syncjobs_stored_runs{status="failed"} 2.0' in text
     assert 'syncjobs_stored_runs{status="succeeded"} 1.0' in text
     assert 'syncjobs_stored_runs{status="missed"} 0.0' in text
-    assert "# TYPE syncjobs_runs_total counter" in text
-    assert "# TYPE syncjobs_run_duration_seconds histogram" in text
+    assert 'syncjobs_open_alerts{kind="missed_runs"} 1.0' in text
+    assert 'syncjobs_open_alerts{kind="consecutive_failures"} 0.0' in text
+    assert "process_resident_memory_bytes" in text
     assert "orders-hourly" not in text and job["name"] not in text and tenant.id not in text
+    assert str(job["_id"]) not in text
+
+
+async def test_the_api_metrics_show_no_worker_series(api: Api) -> None:
+    """An api holds no lease and runs no executor: it must not report `syncjobs_lease_held 0`."""
+    status, text = await api.call("GET", "/metrics", token=None)
+    assert status == 200 and "syncjobs_stored_runs" in text
+    assert [name for name in WORKER_ONLY_SERIES if name in text] == []
