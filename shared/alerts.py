@@ -29,6 +29,10 @@ class Alert:
         return {"jobId": self.job_id, "kind": self.kind, "message": self.message, "since": self.since.isoformat()}
 
 
+JOB_DELETED = "job was deleted"
+NO_LONGER_HOLDS = "no longer holds"
+
+
 @dataclass(frozen=True)
 class AlertTransitions:
     """What changed since the alerts last recorded as open: the ones to announce."""
@@ -86,3 +90,22 @@ def alert_transitions(open_kinds: Collection[str], current: Sequence[Alert]) -> 
         opened=[alert for alert in current if alert.kind not in open_kinds],
         resolved=[kind for kind in ALERT_KINDS if kind in open_kinds and kind not in holding],
     )
+
+
+@dataclass(frozen=True)
+class StaleAlerts:
+    """What a periodic sweep resolves for one job, and why (the reason goes into the resolve event)."""
+
+    kinds: list[str]
+    reason: str
+
+
+def stale_alerts(open_kinds: Collection[str], current: Sequence[Alert] | None) -> StaleAlerts:
+    """The open alerts a sweep resolves: all of a deleted job's (`current` None), else those no longer holding.
+
+    A sweep never opens: between runs nothing new can happen to a job's statistics except runs ageing out of
+    the window, which only ever removes reasons to alert. Opening stays with the run that raises the alert.
+    """
+    if current is None:
+        return StaleAlerts([kind for kind in ALERT_KINDS if kind in open_kinds], JOB_DELETED)
+    return StaleAlerts(alert_transitions(open_kinds, current).resolved, NO_LONGER_HOLDS)

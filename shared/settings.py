@@ -66,6 +66,8 @@ class Settings:
     executor_command: tuple[str, ...] = ()
     run_retention_days: int = 30
     worker_metrics_port: int | None = None
+    # How often the leading worker re-evaluates jobs with open alerts (resolving those that stopped holding).
+    alert_sweep_seconds: int = 60
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
 
     @classmethod
@@ -88,6 +90,7 @@ class Settings:
             executor_command=tuple(executor_command),
             run_retention_days=_int(env, "SYNCJOBS_RUN_RETENTION_DAYS", 30, minimum=1),
             worker_metrics_port=metrics_port or None,
+            alert_sweep_seconds=_int(env, "SYNCJOBS_ALERT_SWEEP_SECONDS", 60, minimum=1),
             alerts=AlertThresholds(
                 failure_rate=_float(env, "SYNCJOBS_ALERT_FAILURE_RATE", 0.5),
                 min_executions=_int(env, "SYNCJOBS_ALERT_MIN_EXECUTIONS", 5),

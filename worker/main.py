@@ -105,7 +105,8 @@ class _Worker:
         try:
             await feed.open()
             await leadership.recover()
-            working = [asyncio.create_task(leadership.fire_due()), asyncio.create_task(feed.run())]
+            working = [asyncio.create_task(leadership.fire_due()), asyncio.create_task(feed.run()),
+                       asyncio.create_task(notifier.sweep_alerts_forever(self.db, self.settings, self.clock))]
             stopping = asyncio.create_task(self.stop.wait())
             done, _ = await asyncio.wait([holding, stopping, *working], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()

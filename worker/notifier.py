@@ -1,10 +1,12 @@
-"""After each finished run: re-evaluate that job's alerts and announce what opened or resolved to webhooks.
+"""After each finished run, and periodically: re-evaluate alerts and announce what opened or resolved.
 
-The worker calls `on_run_finished` once a run's outcome is recorded. The alert rules are the monitoring
-endpoint's (`shared.alerts`) over the last ALERT_WINDOW; `alert_states` decides, atomically, which
-evaluation announces a change, so concurrent runs of one job never send an event twice. Each delivery is
-signed (`X-Syncjobs-Signature: sha256=<hex HMAC-SHA256 of the raw body>`), retried with exponential
-backoff on network errors, 429 and 5xx, and recorded in `webhook_deliveries`.
+The worker calls `on_run_finished` once a run's outcome is recorded; the leader also runs
+`sweep_alerts_forever`, which resolves open alerts that stopped holding without a run (their failures aged
+out, or the job was deleted). The alert rules are the monitoring endpoint's (`shared.alerts`) over the last
+ALERT_WINDOW; `alert_states` decides, atomically, which evaluation announces a change, so concurrent runs
+of one job (or a run and the sweep) never send an event twice. Each delivery is signed
+(`X-Syncjobs-Signature: sha256=<hex HMAC-SHA256 of the raw body>`), retried with exponential backoff on
+network errors, 429 and 5xx, and recorded in `webhook_deliveries`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import aiohttp
 from bson import ObjectId
 
 from shared import metrics
-from shared.alerts import Alert, alert_transitions, evaluate_job
-from shared.clock import to_ms
+from shared.alerts import NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
+from shared.clock import Clock, to_ms
 from shared.logging import get_logger
 from shared.mongo import Database, Document
 from shared.settings import Settings
@@ -73,10 +75,17 @@ def request_body(url: str, event: AlertEvent) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-def _event(name: str, alert: dict[str, Any], job: Document, run_id: str, now: datetime) -> AlertEvent:
-    verb = "opened" if name == "alert.opened" else "resolved"
-    icon = ":red_circle:" if verb == "opened" else ":white_check_mark:"
-    text = f"{icon} syncjobs alert {verb} on job '{job.get('name', '')}' ({alert['kind']}): {alert['message']}"
+def _job_label(job: Document) -> str:
+    name = job.get("name")
+    return f"job '{name}'" if name else f"job {job['_id']}"
+
+
+def _event(name: str, alert: dict[str, Any], job: Document, run_id: str | None, now: datetime) -> AlertEvent:
+    if name == "alert.opened":
+        text = f":red_circle: syncjobs alert opened on {_job_label(job)} ({alert['kind']}): {alert['message']}"
+    else:
+        text = (f":white_check_mark: syncjobs alert resolved on {_job_label(job)} ({alert['kind']}): "
+                f"{alert['resolution']} (was: {alert['message']})")
     payload = {
         "event": name,
         "workspaceId": str(job["workspaceId"]),
@@ -89,22 +98,36 @@ def _event(name: str, alert: dict[str, Any], job: Document, run_id: str, now: da
     return AlertEvent(name, alert["kind"], str(job["_id"]), payload)
 
 
+async def _current_alerts(db: Database, settings: Settings, job: Document, now: datetime) -> list[Alert]:
+    """The job's alerts over the last ALERT_WINDOW, by the same rules as the monitoring endpoint."""
+    [stats] = await run_stats.job_run_stats(db, job["workspaceId"], to_ms(now - ALERT_WINDOW), job["_id"])
+    return evaluate_job(stats, settings.alerts, now)
+
+
+async def _resolve(db: Database, job: Document, kinds: list[str], reason: str, run_id: str | None,
+                   now: datetime) -> list[AlertEvent]:
+    """Claim each resolve in `alert_states` (a delete); only the evaluation that deleted it announces it."""
+    job_id = str(job["_id"])
+    events: list[AlertEvent] = []
+    for kind in kinds:
+        state = await webhooks.resolve_alert(db, job_id, kind)
+        if state is not None:
+            resolved = Alert(job_id, state["kind"], state["message"], state["since"]).to_json()
+            alert = {**resolved, "resolvedAt": now.isoformat(), "resolution": reason}
+            events.append(_event("alert.resolved", alert, job, run_id, now))
+    return events
+
+
 async def _changes(db: Database, settings: Settings, job: Document, run_id: str, now: datetime) -> list[AlertEvent]:
     """Evaluate the job's alerts and claim each transition in `alert_states`; only claimed ones are sent."""
     job_id = str(job["_id"])
-    [stats] = await run_stats.job_run_stats(db, job["workspaceId"], to_ms(now - ALERT_WINDOW), job["_id"])
-    current = evaluate_job(stats, settings.alerts, now)
-    transitions = alert_transitions(await webhooks.open_alert_kinds(db, job_id), current)
+    transitions = alert_transitions(await webhooks.open_alert_kinds(db, job_id),
+                                    await _current_alerts(db, settings, job, now))
     events: list[AlertEvent] = []
     for alert in transitions.opened:
         if await webhooks.open_alert(db, job["workspaceId"], alert, now):
             events.append(_event("alert.opened", alert.to_json(), job, run_id, now))
-    for kind in transitions.resolved:
-        state = await webhooks.resolve_alert(db, job_id, kind)
-        if state is not None:
-            resolved = Alert(job_id, state["kind"], state["message"], state["since"]).to_json()
-            events.append(_event("alert.resolved", {**resolved, "resolvedAt": now.isoformat()}, job, run_id, now))
-    return events
+    return events + await _resolve(db, job, transitions.resolved, NO_LONGER_HOLDS, run_id, now)
 
 
 async def deliver(
@@ -207,3 +230,53 @@ async def on_run_finished(
     except Exception:
         log.exception("notifier_failed", job_id=str(job_id), run_id=str(run_id))
         return []
+
+
+async def _sweep_job(db: Database, settings: Settings, target: Document, policy: DeliveryPolicy,
+                     now: datetime) -> list[AlertEvent]:
+    job_id = str(target["jobId"])
+    try:
+        job = await db.syncjobs.find_one({"_id": ObjectId(job_id)}, {"name": 1, "workspaceId": 1})
+        current = None if job is None else await _current_alerts(db, settings, job, now)
+        stale = stale_alerts(await webhooks.open_alert_kinds(db, job_id), current)
+        subject = job or {"_id": ObjectId(job_id), "workspaceId": target["workspaceId"]}
+        events = await _resolve(db, subject, stale.kinds, stale.reason, None, now)
+        if events:
+            log.info("alerts_swept", job_id=job_id, reason=stale.reason, events=[e.kind for e in events])
+            await announce(db, subject["workspaceId"], events, policy)
+        return events
+    except Exception:
+        log.exception("alert_sweep_failed", job_id=job_id)
+        return []
+
+
+async def sweep_alerts(
+    db: Database, settings: Settings, *, policy: DeliveryPolicy | None = None, now: datetime | None = None
+) -> list[AlertEvent]:
+    """One pass over the jobs with open alerts: resolve and announce what stopped holding; never raises.
+
+    Runs finishing re-evaluate a job, but a job that stops running does not: its failures age out of the
+    window, or it is deleted, and nothing would ever resolve its alerts without this pass. A resolve it
+    announces has `runId` null; a deleted job's says `"resolution": "job was deleted"`.
+    """
+    now = to_ms(now or datetime.now(UTC))
+    try:
+        targets = await webhooks.jobs_with_open_alerts(db)
+    except Exception:
+        log.exception("alert_sweep_failed")
+        return []
+    events: list[AlertEvent] = []
+    for target in targets:
+        events += await _sweep_job(db, settings, target, policy or DeliveryPolicy(), now)
+    return events
+
+
+async def sweep_alerts_forever(
+    db: Database, settings: Settings, clock: Clock, *, policy: DeliveryPolicy | None = None
+) -> None:
+    """The leader's sweep: one pass at once, then one every `alert_sweep_seconds` of `clock` time, until cancelled."""
+    interval = timedelta(seconds=settings.alert_sweep_seconds)
+    while True:
+        started = clock.now()
+        await sweep_alerts(db, settings, policy=policy, now=started)
+        await clock.sleep_until(started + interval)

@@ -129,3 +129,12 @@ async def count_open_alerts_by_kind(db: Database) -> dict[str, int]:
     """Open alerts per kind across all workspaces, for the api's `/metrics`."""
     cursor = await db.alert_states.aggregate([{"$group": {"_id": "$kind", "count": {"$sum": 1}}}])
     return {str(doc["_id"]): int(doc["count"]) for doc in await cursor.to_list()}
+
+
+async def jobs_with_open_alerts(db: Database) -> list[Document]:
+    """`{jobId, workspaceId}` once per job with an open alert: what the worker's periodic sweep re-evaluates."""
+    cursor = await db.alert_states.aggregate([
+        {"$group": {"_id": "$jobId", "workspaceId": {"$first": "$workspaceId"}}},
+        {"$sort": {"_id": 1}},
+    ])
+    return [{"jobId": doc["_id"], "workspaceId": doc["workspaceId"]} for doc in await cursor.to_list()]

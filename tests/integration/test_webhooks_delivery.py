@@ -34,8 +34,17 @@ class Receiver:
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
 
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(body) for _, body in self.received]
+
+    async def wait_for(self, count: int) -> list[dict[str, Any]]:
+        """Until `count` requests have arrived (a process under test sends them in its own time)."""
+        while len(self.received) < count:
+            self.arrived.clear()
+            await self.arrived.wait()
+        return self.events()
 
 
 @pytest.fixture
@@ -44,6 +53,7 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     async def hook(request: web.Request) -> web.Response:
         state.received.append((dict(request.headers), await request.read()))
+        state.arrived.set()
         return web.Response(status=state.answers.pop(0) if state.answers else 200)
 
     app = web.Application()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.alerts import Alert, alert_transitions, evaluate_job
+from shared.alerts import JOB_DELETED, NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
 from shared.settings import AlertThresholds, Settings
 from shared.store.run_stats import JobRunStats
 
@@ -73,3 +73,18 @@ def test_transitions_open_new_alerts_and_resolve_the_ones_that_stopped_holding()
     assert (steady.opened, steady.resolved) == ([], [])
     changed = alert_transitions({"consecutive_failures", "long_duration"}, [missed])
     assert (changed.opened, changed.resolved) == ([missed], ["consecutive_failures", "long_duration"])
+
+
+def test_a_sweep_resolves_what_stopped_holding_and_never_opens() -> None:
+    streak = Alert("j1", "consecutive_failures", "3 consecutive failures", EARLIER)
+    missed = Alert("j1", "missed_runs", "1 fire not run", EARLIER)
+    aged_out = stale_alerts({"consecutive_failures", "high_failure_rate"}, [streak, missed])
+    assert (aged_out.kinds, aged_out.reason) == (["high_failure_rate"], NO_LONGER_HOLDS)
+    assert stale_alerts({"consecutive_failures"}, [streak]).kinds == []
+    assert stale_alerts(set(), [missed]).kinds == []
+
+
+def test_a_sweep_resolves_every_open_alert_of_a_deleted_job_saying_so() -> None:
+    gone = stale_alerts({"missed_runs", "consecutive_failures"}, None)
+    assert (gone.kinds, gone.reason) == (["consecutive_failures", "missed_runs"], JOB_DELETED)
+    assert stale_alerts(set(), None).kinds == []
