@@ -15,67 +15,15 @@ from shared.models import SyncJob, SyncJobInput, from_document
 from shared.mongo import Database, Document
 from shared.settings import Settings
 from shared.store import job_runs, sync_jobs
-from tests.fixtures.fake_clock import FakeClock
-from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, make_job, process_gone, runs_of
+from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
+from tests.fixtures.worker_jobs import eventually, make_job, process_gone, runs_of
 from worker import execution_lock
-from worker.change_feed import ChangeFeed
-from worker.executions import ExecutorSpec
-from worker.health import DatabaseHealth
-from worker.leadership import Leadership
-from worker.lease import Lease
-
-# In the future, so the runs' retention TTL index never deletes what a test just wrote.
-T0 = datetime(2030, 1, 1, tzinfo=UTC)
-ONCE_AT_T0_PLUS_5S = "5 0 0 1 1 *"
-
-
-class Harness:
-    """One leadership term, started after the test has made its jobs."""
-
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.clock = FakeClock(T0)
-        self.lease = Lease(db, "test-worker", ttl_seconds=60)
-        self.settings = settings
-        self.tasks: list[asyncio.Task[None]] = []
-        self.leadership: Leadership
-        self.feed: ChangeFeed
-
-    async def start(self, poll_seconds: float = 5.0) -> None:
-        assert await self.lease.acquire()
-        health = DatabaseHealth()
-        self.leadership = Leadership(
-            self.db,
-            self.lease,
-            self.clock,
-            executor=ExecutorSpec.from_settings(self.settings.with_overrides(executor_command=FAKE_EXECUTOR)),
-            health=health,
-            random_fraction=lambda: 0.0,
-        )
-        self.feed = ChangeFeed(self.db, self.leadership, poll_seconds, health)
-        await self.feed.open()
-        await self.leadership.recover()
-        self.tasks = [asyncio.create_task(self.leadership.fire_due()), asyncio.create_task(self.feed.run())]
-
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self.tasks:
-            await self.leadership.executions.finish(0)
-
-    async def run_with(self, job_id: ObjectId, **query: object) -> Document | None:
-        runs = await runs_of(self.db, job_id, **query)
-        return runs[0] if len(runs) == 1 else None
 
 
 @pytest.fixture
 async def harness(db: Database, settings: Settings) -> AsyncIterator[Harness]:
-    running = Harness(db, settings)
-    try:
+    async with leadership_harness(db, settings) as running:
         yield running
-    finally:
-        await running.stop()
 
 
 async def test_a_due_job_fires_once_and_its_outcome_lands_on_run_and_job(harness: Harness, db: Database) -> None:
