@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -19,10 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.process import die_with_this_process
+
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
 MAX_EVENT_LINE_BYTES = 16 * 1024 * 1024
-_PR_SET_PDEATHSIG = 1
 
 
 def default_executor_command() -> tuple[str, ...]:
@@ -60,11 +60,6 @@ class _Output:
     stderr: bytearray = field(default_factory=bytearray)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 async def run_executor(
     argv: Sequence[str], env: Mapping[str, str], timeout_seconds: float, cancel: asyncio.Event
 ) -> ExecutionOutcome:
@@ -77,7 +72,7 @@ async def run_executor(
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_this_process(),
         limit=MAX_EVENT_LINE_BYTES,
     )
     output = _Output()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.sources import Batch, Record, SourceError
+from shared.process import die_with_this_process
 
 STDERR_TAIL_LINES = 20
 LINE_LIMIT = 64 * 1024 * 1024
@@ -56,6 +57,7 @@ class CommandSource:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 limit=LINE_LIMIT,
+                preexec_fn=die_with_this_process(),  # a SIGKILLed executor leaves no tap running
             )
         except OSError as exc:
             raise SourceError(f"cannot start tap {self._argv[0]!r}: {exc.strerror}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from bson import ObjectId
 
 from shared.mongo import Database
 from tests.fixtures.executor_world import contents, make_job, new_run, scratch_databases
+from tests.fixtures.worker_jobs import eventually, process_gone
 
 pytestmark = pytest.mark.slow
 
@@ -139,3 +141,30 @@ async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(db: D
         assert events[-1]["stats"]["entities"]["rows"]["read"] == 6
         assert await contents(dest, "rows") == {r["id"]: {"_id": r["id"], **r} for r in records}
         assert await dest.rows.count_documents({}) == 10
+
+
+async def test_the_tap_dies_with_a_sigkilled_executor(db: Database, mongo_uri: str, tmp_path: Path) -> None:
+    pid_file = tmp_path / "tap.pid"
+    tap_config = {"streams": {"rows": [{"id": 0, "seq": 0}]}, "hangAfter": 1, "pidFile": str(pid_file)}
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_job(
+            db,
+            source_kind="command",
+            source_config={"command": TAP, "config": tap_config},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+            mode="incremental",
+        )
+        env = executor_env(mongo_uri, db.name)
+        process = await start([sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env)
+        assert process.stdout is not None
+        try:
+            assert json.loads(await process.stdout.readline())["event"] == "progress"  # the tap now blocks
+            tap_pid = int(pid_file.read_text())
+            process.kill()  # the executor alone, not its process group: only the death signal reaches the tap
+            await process.communicate()
+            assert process.returncode == -signal.SIGKILL
+            await eventually(lambda: process_gone(tap_pid), within=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # a test that failed leaves no tap behind
