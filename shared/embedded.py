@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def start_embedded(
     *,
     log_file: Path | None = None,
     startup_timeout: float = 60.0,
+    extra_args: Sequence[str] = (),
 ) -> EmbeddedServer:
     """Start `secantusd-py` and return once it answers a ping (or raise with its log tail)."""
     port = port or free_port()
@@ -71,6 +73,7 @@ def start_embedded(
     log_path = log_file or (Path(storage) / "secantusd.log" if storage != ":memory:" else None)
     command = [*_server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
                "--log-level", "WARNING"]
+    command += extra_args  # e.g. a test server's `--enable-test-commands`, `--oplog-max-entries N`
     if log_path:
         with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -59,6 +59,11 @@ class ChangeFeed:
             self.polling = True
             log.warning("change_feed_started", mode="polling", poll_seconds=self.poll_seconds, reason=str(error)[:200])
 
+    @property
+    def streaming(self) -> bool:
+        """A change stream is open: False while the feed reconnects (and when it polls)."""
+        return self._stream is not None
+
     async def run(self) -> None:
         try:
             if self.polling:
