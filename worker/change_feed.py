@@ -89,6 +89,13 @@ class ChangeFeed:
                 async for change in self._stream:
                     await self._apply(change)
                     self._resume_token = self._stream.resume_token
+                # The stream ended without an error (invalidated, e.g. the database was dropped): its token
+                # cannot resume it, so open a fresh one and re-read the jobs instead of spinning on a dead cursor.
+                log.warning("change_feed_ended")
+                await self._drop_stream()
+                self._resume_token = None
+                needs_resync = True
+                await asyncio.sleep(RECONNECT_SECONDS)
             except OperationFailure as error:
                 log.warning("change_feed_resume_failed", error=str(error)[:200])
                 await self._drop_stream()

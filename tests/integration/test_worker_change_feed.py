@@ -115,3 +115,19 @@ async def _streaming(harness: Harness) -> bool:
 
 async def _not_streaming(harness: Harness) -> bool:
     return not harness.feed.streaming
+
+
+async def test_an_invalidated_stream_is_reopened_and_the_jobs_reread(db: Database, settings: Settings) -> None:
+    """Dropping the database invalidates the feed's stream; it ends without an error and its token cannot
+    resume it. The feed must open a new stream, forget the dropped jobs and see jobs made afterwards."""
+    async with leadership_harness(db, settings) as harness:
+        dropped = await make_job(db, "ok", "0 * * * *", T0)
+        await harness.start()
+        dropped_key = f"job:{dropped['_id']}"
+        assert await harness.planned_at(dropped_key, T0 + timedelta(hours=1))
+        await db.client.drop_database(db.name)
+        assert await eventually(lambda: harness.planned_at(dropped_key, None))
+        await ensure_indexes(db)
+        made_after = await make_job(db, "ok", "*/5 * * * * *", T0)
+        assert await eventually(lambda: harness.planned_at(f"job:{made_after['_id']}", T0 + timedelta(seconds=5)))
+        assert await eventually(lambda: _streaming(harness))
