@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from api import dashboard, data_sources, destinations, monitoring, sync_jobs, webhooks, workspaces
+from api import connections, dashboard, monitoring, sync_jobs, webhooks, workspaces
 from api.auth import auth_middleware
 from api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
 from api.errors import error_middleware
@@ -24,8 +24,8 @@ log = get_logger(__name__)
 ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
 ROUTE_TABLES = (
-    workspaces.routes, data_sources.routes, destinations.routes, sync_jobs.routes, monitoring.routes,
-    webhooks.routes, dashboard.routes,
+    workspaces.routes, connections.data_source_routes, connections.destination_routes, sync_jobs.routes,
+    monitoring.routes, webhooks.routes, dashboard.routes,
 )
 
 

@@ -126,8 +126,8 @@ async def _sync_run(
 ) -> list[EntityResult]:
     run = await job_runs.get_run(db, run_id)
     job = await sync_jobs.get_job(db, ObjectId(run.job_id))
-    source_doc = await data_sources.get_source_raw(db, ObjectId(job.data_source_id))
-    destination_doc = await destinations.get_destination_raw(db, ObjectId(job.destination_database_id))
+    source_doc = await data_sources.store.get_raw(db, ObjectId(job.data_source_id))
+    destination_doc = await destinations.store.get_raw(db, ObjectId(job.destination_database_id))
     try:
         dest_uri = str(destination_doc["config"]["uri"])
         dest_database = str(destination_doc["config"]["database"])

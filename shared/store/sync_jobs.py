@@ -27,8 +27,8 @@ def _conflict(name: str) -> Conflict:
 async def _reference(db: Database, workspace_id: ObjectId, field: str, value: str) -> ObjectId:
     """An id in the body must name an object of this workspace: a 422 on the field otherwise."""
     ref = parse_object_id(value)
-    exists = data_sources.source_exists if field == "dataSourceId" else destinations.destination_exists
-    if ref is None or not await exists(db, workspace_id, ref):
+    store = data_sources.store if field == "dataSourceId" else destinations.store
+    if ref is None or not await store.exists(db, workspace_id, ref):
         raise ValidationFailed(field, "no such object in this workspace")
     return ref
 

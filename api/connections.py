@@ -1,0 +1,69 @@
+"""Data sources and destinations: the same five routes over two collections. Secrets in `config` are
+write-only (redacted on the way out; a redacted value sent back keeps the stored one)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from api.context import db, object_id, read_body, workspace_id
+from api.openapi import describe
+from api.schemas import DataSourceList, DestinationList
+from shared.models import DataSource, DataSourceInput, Destination, DestinationInput, Output
+from shared.store import data_sources, destinations
+from shared.store.connections import ConnectionStore, InputT, OutputT
+
+
+def connection_routes(
+    segment: str, noun: str, *, body: type[InputT], document: type[OutputT], listing: type[Output],
+    store: ConnectionStore[InputT, OutputT],
+) -> web.RouteTableDef:
+    """List, create, get, replace and delete under `/api/workspaces/{ws}/<segment>`."""
+    routes = web.RouteTableDef()
+    tag = f"{noun}s"
+    collection = f"/api/workspaces/{{ws}}/{segment}"
+    item = collection + "/{id}"
+
+    @routes.get(collection)
+    @describe(f"List the workspace's {noun}s", tag=tag, response=listing, errors=(404,))
+    async def list_connections(request: web.Request) -> web.Response:
+        found = await store.list(db(request), workspace_id(request))
+        return web.json_response({"items": [connection.to_json() for connection in found]})
+
+    @routes.post(collection)
+    @describe(f"Create a {noun}", tag=tag, body=body, response=document, status=201, errors=(404, 409))
+    async def create_connection(request: web.Request) -> web.Response:
+        ws = workspace_id(request)
+        created = await store.create(db(request), ws, await read_body(request, body))
+        return web.json_response(created.to_json(), status=201)
+
+    @routes.get(item)
+    @describe(f"Get a {noun} (secrets redacted)", tag=tag, response=document, errors=(404,))
+    async def get_connection(request: web.Request) -> web.Response:
+        found = await store.get(db(request), workspace_id(request), object_id(request, "id"))
+        return web.json_response(found.to_json())
+
+    @routes.put(item)
+    @describe(f"Replace a {noun}; a redacted value sent back keeps the stored secret", tag=tag,
+              body=body, response=document, errors=(404, 409))
+    async def replace_connection(request: web.Request) -> web.Response:
+        ws, connection_id = workspace_id(request), object_id(request, "id")
+        replaced = await store.replace(db(request), ws, connection_id, await read_body(request, body))
+        return web.json_response(replaced.to_json())
+
+    @routes.delete(item)
+    @describe(f"Delete a {noun} (409 while a job uses it)", tag=tag, status=204, errors=(404, 409))
+    async def delete_connection(request: web.Request) -> web.Response:
+        await store.delete(db(request), workspace_id(request), object_id(request, "id"))
+        return web.Response(status=204)
+
+    return routes
+
+
+data_source_routes = connection_routes(
+    "data-sources", "data source", body=DataSourceInput, document=DataSource, listing=DataSourceList,
+    store=data_sources.store,
+)
+destination_routes = connection_routes(
+    "destinations", "destination", body=DestinationInput, document=Destination, listing=DestinationList,
+    store=destinations.store,
+)

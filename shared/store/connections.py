@@ -1,0 +1,100 @@
+"""What `data_sources` and `destinations` share: connections named uniquely in a workspace, whose config
+holds write-only secrets, and which jobs refer to by id."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from bson import ObjectId
+from pydantic import BaseModel
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.clock import utc_now
+from shared.errors import Conflict, NotFound
+from shared.models import Output, from_document, keep_secrets
+from shared.mongo import Database, Document
+
+LIST_LIMIT = 1000
+
+InputT = TypeVar("InputT", bound=BaseModel)
+OutputT = TypeVar("OutputT", bound=Output)
+
+
+class ConnectionStore(Generic[InputT, OutputT]):
+    """Workspace-scoped CRUD for one connection collection: a foreign workspace's document is simply not
+    found, and one still named by a job (`used_by` field of `syncjobs`) cannot be deleted."""
+
+    def __init__(self, collection: str, noun: str, document: type[OutputT], *, used_by: str) -> None:
+        self.collection = collection
+        self.noun = noun
+        self.document = document
+        self.used_by = used_by
+
+    def _out(self, doc: Document) -> OutputT:
+        return from_document(self.document, doc)  # type: ignore[no-any-return]
+
+    def _not_found(self) -> NotFound:
+        return NotFound(f"{self.noun} not found")
+
+    def _conflict(self, name: str) -> Conflict:
+        return Conflict(f"a {self.noun} named {name!r} already exists in this workspace",
+                        [{"field": "name", "message": "already exists"}])
+
+    async def _stored(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> Document:
+        doc = await db[self.collection].find_one({"_id": doc_id, "workspaceId": workspace_id})
+        if doc is None:
+            raise self._not_found()
+        return doc
+
+    async def create(self, db: Database, workspace_id: ObjectId, body: InputT) -> OutputT:
+        now = utc_now()
+        fields: dict[str, Any] = body.model_dump(by_alias=True)
+        doc = {"_id": ObjectId(), "workspaceId": workspace_id, **fields, "createdAt": now, "updatedAt": now}
+        try:
+            await db[self.collection].insert_one(doc)
+        except DuplicateKeyError:
+            raise self._conflict(fields["name"]) from None
+        return self._out(doc)
+
+    async def get(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> OutputT:
+        return self._out(await self._stored(db, workspace_id, doc_id))
+
+    async def get_raw(self, db: Database, doc_id: ObjectId) -> Document:
+        """The document with its secrets, for the executor only (it is handed ids by a run and belongs to
+        no workspace); never serialise it."""
+        doc = await db[self.collection].find_one({"_id": doc_id})
+        if doc is None:
+            raise self._not_found()
+        return doc
+
+    async def exists(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> bool:
+        return await db[self.collection].count_documents({"_id": doc_id, "workspaceId": workspace_id}) > 0
+
+    async def list(self, db: Database, workspace_id: ObjectId) -> list[OutputT]:
+        cursor = db[self.collection].find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
+        return [self._out(doc) for doc in await cursor.to_list()]
+
+    async def replace(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId, body: InputT) -> OutputT:
+        """Replace name, kind and config; a redaction marker sent back keeps the stored secret."""
+        stored = await self._stored(db, workspace_id, doc_id)
+        fields: dict[str, Any] = body.model_dump(by_alias=True)
+        fields["config"] = keep_secrets(fields["config"], stored.get("config"))
+        try:
+            doc = await db[self.collection].find_one_and_update(
+                {"_id": doc_id, "workspaceId": workspace_id},
+                {"$set": {**fields, "updatedAt": utc_now()}},
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            raise self._conflict(fields["name"]) from None
+        if doc is None:
+            raise self._not_found()
+        return self._out(doc)
+
+    async def delete(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> None:
+        if await db.syncjobs.count_documents({"workspaceId": workspace_id, self.used_by: doc_id}, limit=1):
+            raise Conflict(f"the {self.noun} is used by a sync job", [{"field": "id", "message": "in use"}])
+        result = await db[self.collection].delete_one({"_id": doc_id, "workspaceId": workspace_id})
+        if result.deleted_count == 0:
+            raise self._not_found()
