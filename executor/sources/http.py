@@ -102,11 +102,11 @@ class HttpSource:
                     return await response.json(content_type=None), response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt >= self._max_attempts:
-                    raise SourceError(f"GET {shown}: {type(exc).__name__} after {attempt} attempts") from None
+                    raise SourceError(f"GET {shown}: {type(exc).__name__} after {_attempts(attempt)}") from None
                 await self._sleep(min(wait, MAX_WAIT_SECONDS))
             except ValueError:
                 raise SourceError(f"GET {shown}: the answer is not JSON") from None
-        raise SourceError(f"GET {shown}: still failing after {self._max_attempts} attempts")
+        raise SourceError(f"GET {shown}: still failing after {_attempts(self._max_attempts)}")
 
     async def read(self, entity: str, *, incremental: bool, cursor: Any | None) -> AsyncGenerator[Batch, None]:
         spec = self._entities.get(entity)
@@ -203,3 +203,7 @@ def _newest(current: Any, records: list[Record], field: str, entity: str) -> Any
         return max(values) if values else current
     except TypeError:
         raise SourceError(f"{entity}: cursorField {field!r} mixes types") from None
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
