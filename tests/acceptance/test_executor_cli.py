@@ -15,13 +15,12 @@ import pytest
 from bson import ObjectId
 
 from shared.mongo import Database
-from tests.fixtures.executor_world import contents, make_job, new_run, scratch_databases
+from tests.fixtures.executor_world import contents, make_job, make_tap_job, new_run, scratch_databases
 from tests.fixtures.worker_jobs import eventually, process_gone
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
-TAP = [sys.executable, str(ROOT / "tests" / "fixtures" / "singer_tap.py")]
 SYNCJOBS_CLI = [sys.executable, "-c", "from shared.cli import main; raise SystemExit(main())"]
 
 
@@ -108,14 +107,7 @@ async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(db: D
         "hangAfter": 4,
     }
     async with scratch_databases(mongo_uri, 1) as (dest,):
-        _, job_id = await make_job(
-            db,
-            source_kind="command",
-            source_config={"command": TAP, "config": tap_config},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            mode="incremental",
-        )
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         env = executor_env(mongo_uri, db.name)
         process = await start([sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env)
         assert process.stdout is not None
@@ -147,14 +139,7 @@ async def test_the_tap_dies_with_a_sigkilled_executor(db: Database, mongo_uri: s
     pid_file = tmp_path / "tap.pid"
     tap_config = {"streams": {"rows": [{"id": 0, "seq": 0}]}, "hangAfter": 1, "pidFile": str(pid_file)}
     async with scratch_databases(mongo_uri, 1) as (dest,):
-        _, job_id = await make_job(
-            db,
-            source_kind="command",
-            source_config={"command": TAP, "config": tap_config},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            mode="incremental",
-        )
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         env = executor_env(mongo_uri, db.name)
         process = await start([sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env)
         assert process.stdout is not None

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from shared.mongo import Database
-from tests.fixtures.executor_world import contents, make_job, result_of, run_job, scratch_databases
-
-TAP = [sys.executable, str(Path(__file__).parents[1] / "fixtures" / "singer_tap.py")]
+from tests.fixtures.executor_world import contents, make_tap_job, result_of, run_job, scratch_databases
 
 
 def people(first: int, last: int) -> list[dict[str, Any]]:
@@ -23,14 +19,7 @@ async def test_singer_tap_full_and_incremental(db: Database, mongo_uri: str) -> 
         "stateEvery": 2,
     }
     async with scratch_databases(mongo_uri, 1) as (dest,):
-        _, job_id = await make_job(
-            db,
-            source_kind="command",
-            source_config={"command": TAP, "config": tap_config},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            mode="incremental",
-        )
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         code, events = await run_job(db, job_id, batch_size=3)
         assert code == 0, result_of(events)
         assert await contents(dest, "people") == {p["id"]: {"_id": p["id"], **p} for p in people(0, 5)}
@@ -51,14 +40,7 @@ async def test_singer_tap_full_and_incremental(db: Database, mongo_uri: str) -> 
 async def test_a_failing_tap_keeps_what_its_last_state_covered(db: Database, mongo_uri: str) -> None:
     tap_config: dict[str, Any] = {"streams": {"people": people(0, 9)}, "stateEvery": 2, "failAfter": 5}
     async with scratch_databases(mongo_uri, 1) as (dest,):
-        _, job_id = await make_job(
-            db,
-            source_kind="command",
-            source_config={"command": TAP, "config": tap_config},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            mode="incremental",
-        )
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         code, events = await run_job(db, job_id, batch_size=100)
         assert code == 1
         detail = result_of(events)["details"][0]
@@ -78,14 +60,7 @@ async def test_a_failing_tap_keeps_what_its_last_state_covered(db: Database, mon
 async def test_streams_come_from_discovery_and_a_missing_one_fails_the_run(db: Database, mongo_uri: str) -> None:
     tap_config = {"streams": {"people": people(0, 1)}}
     async with scratch_databases(mongo_uri, 1) as (dest,):
-        _, job_id = await make_job(
-            db,
-            source_kind="command",
-            source_config={"command": TAP, "config": tap_config},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            include=["people", "planets"],
-        )
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, include=["people", "planets"])
         code, events = await run_job(db, job_id)
         assert code == 1
         assert "planets" in result_of(events)["error"] and "offers: people" in result_of(events)["error"]
@@ -94,13 +69,7 @@ async def test_streams_come_from_discovery_and_a_missing_one_fails_the_run(db: D
 async def test_full_mode_deletes_what_the_tap_no_longer_sends(db: Database, mongo_uri: str) -> None:
     tap_config = {"streams": {"people": people(0, 4)}}
     async with scratch_databases(mongo_uri, 1) as (dest,):
-        _, job_id = await make_job(
-            db,
-            source_kind="command",
-            source_config={"command": TAP, "config": tap_config},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-        )
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config)
         await run_job(db, job_id)
         tap_config["streams"]["people"] = people(1, 4)
         await db.data_sources.update_one({}, {"$set": {"config.config": tap_config}})
