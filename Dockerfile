@@ -1,5 +1,5 @@
 # One image for every syncjobs process: the compose file picks `syncjobs api` or `syncjobs worker`;
-# the worker spawns the executor (`python -m executor`) from the same image.
+# the worker spawns the executor (`python -P -m syncjobs.executor`) from the same image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY syncjobs ./syncjobs
 COPY shared ./shared
 COPY api ./api
 COPY worker ./worker

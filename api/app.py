@@ -7,25 +7,29 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-
-from api import connections, dashboard, monitoring, sync_jobs, webhooks, workspaces
-from api.auth import auth_middleware
-from api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
-from api.errors import error_middleware
-from api.openapi import describe, openapi_document
-from shared.clock import Clock, SystemClock
-from shared.logging import get_logger
-from shared.mongo import connect, ensure_indexes
-from shared.settings import Settings
-from shared.store.api_tokens import store_token
+from syncjobs.api import connections, dashboard, monitoring, sync_jobs, webhooks, workspaces
+from syncjobs.api.auth import auth_middleware
+from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
+from syncjobs.api.errors import error_middleware
+from syncjobs.api.openapi import describe, openapi_document
+from syncjobs.shared.clock import Clock, SystemClock
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store.api_tokens import store_token
 
 log = get_logger(__name__)
 
 ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
 ROUTE_TABLES = (
-    workspaces.routes, connections.data_source_routes, connections.destination_routes, sync_jobs.routes,
-    monitoring.routes, webhooks.routes, dashboard.routes,
+    workspaces.routes,
+    connections.data_source_routes,
+    connections.destination_routes,
+    sync_jobs.routes,
+    monitoring.routes,
+    webhooks.routes,
+    dashboard.routes,
 )
 
 
@@ -60,8 +64,13 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
     finally:
         resource = request.match_info.route.resource
         emit = log.debug if request.path == "/healthz" else log.info
-        emit("http_request", method=request.method, route=resource.canonical if resource else request.path,
-             status=status, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+        emit(
+            "http_request",
+            method=request.method,
+            route=resource.canonical if resource else request.path,
+            status=status,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
 
 
 @describe("Liveness and database reachability (no token)", tag="meta", errors=(503,))
@@ -86,5 +95,4 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 def run(settings: Settings) -> None:
     """`syncjobs api`: serve until SIGINT / SIGTERM."""
     log.info("api_starting", host=settings.api_host, port=settings.api_port)
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, print=None,
-                access_log=None)
+    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, print=None, access_log=None)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-
-from api.context import DB_KEY, GRANT_KEY, WORKSPACE_PARAM, workspace_id
-from shared.errors import Forbidden, Unauthorized
-from shared.store.api_tokens import TokenGrant, resolve_token
-from shared.store.workspaces import get_workspace
+from syncjobs.api.context import DB_KEY, GRANT_KEY, WORKSPACE_PARAM, workspace_id
+from syncjobs.shared.errors import Forbidden, Unauthorized
+from syncjobs.shared.store.api_tokens import TokenGrant, resolve_token
+from syncjobs.shared.store.workspaces import get_workspace
 
 OPEN_PATHS = ("/healthz", "/metrics", "/dashboard")
 

@@ -4,17 +4,21 @@ write-only (redacted on the way out; a redacted value sent back keeps the stored
 from __future__ import annotations
 
 from aiohttp import web
-
-from api.context import db, object_id, read_body, workspace_id
-from api.openapi import describe
-from api.schemas import DataSourceList, DestinationList
-from shared.models import DataSource, DataSourceInput, Destination, DestinationInput, Output
-from shared.store import data_sources, destinations
-from shared.store.connections import ConnectionStore, InputT, OutputT
+from syncjobs.api.context import db, object_id, read_body, workspace_id
+from syncjobs.api.openapi import describe
+from syncjobs.api.schemas import DataSourceList, DestinationList
+from syncjobs.shared.models import DataSource, DataSourceInput, Destination, DestinationInput, Output
+from syncjobs.shared.store import data_sources, destinations
+from syncjobs.shared.store.connections import ConnectionStore, InputT, OutputT
 
 
 def connection_routes(
-    segment: str, noun: str, *, body: type[InputT], document: type[OutputT], listing: type[Output],
+    segment: str,
+    noun: str,
+    *,
+    body: type[InputT],
+    document: type[OutputT],
+    listing: type[Output],
     store: ConnectionStore[InputT, OutputT],
 ) -> web.RouteTableDef:
     """List, create, get, replace and delete under `/api/workspaces/{ws}/<segment>`."""
@@ -43,8 +47,13 @@ def connection_routes(
         return web.json_response(found.to_json())
 
     @routes.put(item)
-    @describe(f"Replace a {noun}; a redacted value sent back keeps the stored secret", tag=tag,
-              body=body, response=document, errors=(404, 409))
+    @describe(
+        f"Replace a {noun}; a redacted value sent back keeps the stored secret",
+        tag=tag,
+        body=body,
+        response=document,
+        errors=(404, 409),
+    )
     async def replace_connection(request: web.Request) -> web.Response:
         ws, connection_id = workspace_id(request), object_id(request, "id")
         replaced = await store.replace(db(request), ws, connection_id, await read_body(request, body))
@@ -60,10 +69,18 @@ def connection_routes(
 
 
 data_source_routes = connection_routes(
-    "data-sources", "data source", body=DataSourceInput, document=DataSource, listing=DataSourceList,
+    "data-sources",
+    "data source",
+    body=DataSourceInput,
+    document=DataSource,
+    listing=DataSourceList,
     store=data_sources.store,
 )
 destination_routes = connection_routes(
-    "destinations", "destination", body=DestinationInput, document=Destination, listing=DestinationList,
+    "destinations",
+    "destination",
+    body=DestinationInput,
+    document=Destination,
+    listing=DestinationList,
     store=destinations.store,
 )

@@ -13,13 +13,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from bson import ObjectId
 from pydantic import BaseModel, ValidationError
-
-from shared.clock import Clock
-from shared.errors import NotFound, SyncjobsError, ValidationFailed
-from shared.models import parse_object_id
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.store.api_tokens import TokenGrant
+from syncjobs.shared.clock import Clock
+from syncjobs.shared.errors import NotFound, SyncjobsError, ValidationFailed
+from syncjobs.shared.models import parse_object_id
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store.api_tokens import TokenGrant
 
 M = TypeVar("M", bound=BaseModel)
 

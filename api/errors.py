@@ -11,10 +11,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pymongo.errors import ConnectionFailure
-
-from api.context import MAX_BODY_BYTES, MalformedBody
-from shared import errors
-from shared.logging import get_logger
+from syncjobs.api.context import MAX_BODY_BYTES, MalformedBody
+from syncjobs.shared import errors
+from syncjobs.shared.logging import get_logger
 
 log = get_logger(__name__)
 
@@ -46,8 +45,13 @@ def status_of(exc: errors.SyncjobsError) -> int:
     return next(status for cls, status in STATUS_BY_ERROR if isinstance(exc, cls))
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body = {"error": {"code": code, "message": message, "details": details or []}}
     return web.json_response(body, status=status, headers=headers)
 

@@ -13,9 +13,8 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
-
-from api.auth import is_open
-from shared.models import Camel
+from syncjobs.api.auth import is_open
+from syncjobs.shared.models import Camel
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -53,23 +52,35 @@ class Operation:
 OPERATIONS: dict[Handler, Operation] = {}
 
 
-def describe(summary: str, *, tag: str, body: type[BaseModel] | None = None, body_optional: bool = False,
-             response: type[BaseModel] | None = None, status: int = 200, errors: tuple[int, ...] = (),
-             query: dict[str, dict[str, Any]] | None = None) -> Callable[[Handler], Handler]:
+def describe(
+    summary: str,
+    *,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    body_optional: bool = False,
+    response: type[BaseModel] | None = None,
+    status: int = 200,
+    errors: tuple[int, ...] = (),
+    query: dict[str, dict[str, Any]] | None = None,
+) -> Callable[[Handler], Handler]:
     """Record a handler's contract for the OpenAPI document; the handler itself is unchanged."""
 
     def register(handler: Handler) -> Handler:
-        OPERATIONS[handler] = Operation(summary, tag, body, body_optional, response, status, errors,
-                                        query or {})
+        OPERATIONS[handler] = Operation(summary, tag, body, body_optional, response, status, errors, query or {})
         return handler
 
     return register
 
 
 ERROR_DESCRIPTIONS = {
-    400: "Malformed JSON", 401: "Missing or unknown token", 403: "The token may not do this",
-    404: "Unknown or malformed id, or an object of another workspace", 409: "Duplicate name, or in use",
-    413: "Body over 1 MiB", 422: "Invalid field (named in details)", 503: "Database unavailable",
+    400: "Malformed JSON",
+    401: "Missing or unknown token",
+    403: "The token may not do this",
+    404: "Unknown or malformed id, or an object of another workspace",
+    409: "Duplicate name, or in use",
+    413: "Body over 1 MiB",
+    422: "Invalid field (named in details)",
+    503: "Database unavailable",
 }
 
 
@@ -93,8 +104,9 @@ def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
         for name in re.findall(r"{(\w+)}", path)
     ]
     if op is not None:
-        params += [{"name": name, "in": "query", "required": False, "schema": schema}
-                   for name, schema in op.query.items()]
+        params += [
+            {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in op.query.items()
+        ]
     return params
 
 
@@ -107,8 +119,9 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
         if params := _parameters(path, None):
             spec["parameters"] = params
         return spec
-    content = ({"content": {"application/json": {"schema": schemas.ref(op.response, "serialization")}}}
-               if op.response else {})
+    content = (
+        {"content": {"application/json": {"schema": schemas.ref(op.response, "serialization")}}} if op.response else {}
+    )
     responses: dict[str, Any] = {str(op.status): {"description": op.summary, **content}}
     open_path = is_open(path)
     statuses = set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if open_path else {401})
@@ -120,8 +133,10 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
     if params := _parameters(path, op):
         spec["parameters"] = params
     if op.body is not None:
-        spec["requestBody"] = {"required": not op.body_optional, "content": {
-            "application/json": {"schema": schemas.ref(op.body, "validation")}}}
+        spec["requestBody"] = {
+            "required": not op.body_optional,
+            "content": {"application/json": {"schema": schemas.ref(op.body, "validation")}},
+        }
     return spec
 
 
@@ -138,9 +153,12 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         paths.setdefault(path, {})[method.lower()] = _operation(path, method, op, schemas)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "syncjobs", "version": "0.1.0",
-                 "description": "Recurring data-sync jobs. Lists answer `{\"items\": [...]}`; run history "
-                                "answers `{\"runs\": [...], \"next\": cursor|null}`."},
+        "info": {
+            "title": "syncjobs",
+            "version": "0.1.0",
+            "description": 'Recurring data-sync jobs. Lists answer `{"items": [...]}`; run history '
+            'answers `{"runs": [...], "next": cursor|null}`.',
+        },
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.components.items())),

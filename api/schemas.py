@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from pydantic import AwareDatetime
-
-from shared.models import DataSource, Destination, JobRun, Output, SyncJob
+from syncjobs.shared.models import DataSource, Destination, JobRun, Output, SyncJob
 
 
 class DataSourceList(Output):

@@ -5,14 +5,13 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-
-from api.context import clock, db, object_id, read_body, read_optional_body, workspace_id
-from api.openapi import describe
-from api.schemas import JobStatus, RunAccepted, RunPage, SyncJobList
-from shared.cron import parse_schedule
-from shared.errors import NotFound, ValidationFailed
-from shared.models import SyncJob, SyncJobInput, ToggleInput, parse_object_id
-from shared.store import job_runs, sync_jobs
+from syncjobs.api.context import clock, db, object_id, read_body, read_optional_body, workspace_id
+from syncjobs.api.openapi import describe
+from syncjobs.api.schemas import JobStatus, RunAccepted, RunPage, SyncJobList
+from syncjobs.shared.cron import parse_schedule
+from syncjobs.shared.errors import NotFound, ValidationFailed
+from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput, parse_object_id
+from syncjobs.shared.store import job_runs, sync_jobs
 
 routes = web.RouteTableDef()
 TAG = "sync jobs"
@@ -31,8 +30,14 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 @routes.post(COLLECTION)
-@describe("Create a sync job; nextRunAt is computed in the job's timezone", tag=TAG, body=SyncJobInput,
-          response=SyncJob, status=201, errors=(404, 409))
+@describe(
+    "Create a sync job; nextRunAt is computed in the job's timezone",
+    tag=TAG,
+    body=SyncJobInput,
+    response=SyncJob,
+    status=201,
+    errors=(404, 409),
+)
 async def create_job(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, SyncJobInput)
@@ -48,8 +53,13 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 @routes.put(ITEM)
-@describe("Replace a sync job's editable fields; nextRunAt is recomputed", tag=TAG, body=SyncJobInput,
-          response=SyncJob, errors=(404, 409))
+@describe(
+    "Replace a sync job's editable fields; nextRunAt is recomputed",
+    tag=TAG,
+    body=SyncJobInput,
+    response=SyncJob,
+    errors=(404, 409),
+)
 async def replace_job(request: web.Request) -> web.Response:
     ws, job_id = workspace_id(request), object_id(request, "id")
     body = await read_body(request, SyncJobInput)
@@ -65,8 +75,14 @@ async def delete_job(request: web.Request) -> web.Response:
 
 
 @routes.post(ITEM + "/toggle")
-@describe("Flip `enabled`, or set it with {\"enabled\": bool}", tag=TAG, body=ToggleInput, body_optional=True,
-          response=SyncJob, errors=(404,))
+@describe(
+    'Flip `enabled`, or set it with {"enabled": bool}',
+    tag=TAG,
+    body=ToggleInput,
+    body_optional=True,
+    response=SyncJob,
+    errors=(404,),
+)
 async def toggle_job(request: web.Request) -> web.Response:
     ws, job_id = workspace_id(request), object_id(request, "id")
     body = await read_optional_body(request, ToggleInput)
@@ -76,8 +92,7 @@ async def toggle_job(request: web.Request) -> web.Response:
 
 
 @routes.post(ITEM + "/run")
-@describe("Record a pending manual run for the worker", tag=TAG, response=RunAccepted, status=202,
-          errors=(404,))
+@describe("Record a pending manual run for the worker", tag=TAG, response=RunAccepted, status=202, errors=(404,))
 async def run_job(request: web.Request) -> web.Response:
     job = await sync_jobs.get_job(db(request), object_id(request, "id"), workspace_id(request))
     run = await job_runs.create_manual_run(db(request), job, clock(request).now())
@@ -85,18 +100,30 @@ async def run_job(request: web.Request) -> web.Response:
 
 
 @routes.get(ITEM + "/status")
-@describe("Where the job stands: running, last outcome, the next 5 fire times, the last 5 runs", tag=TAG,
-          response=JobStatus, errors=(404,))
+@describe(
+    "Where the job stands: running, last outcome, the next 5 fire times, the last 5 runs",
+    tag=TAG,
+    response=JobStatus,
+    errors=(404,),
+)
 async def job_status(request: web.Request) -> web.Response:
     job_id = object_id(request, "id")
     job = await sync_jobs.get_job(db(request), job_id, workspace_id(request))
     zone = ZoneInfo(job.schedule.timezone)
-    fires = (parse_schedule(job.schedule.cron, job.schedule.timezone).next_n(clock(request).now(), NEXT_RUNS)
-             if job.enabled else [])
+    fires = (
+        parse_schedule(job.schedule.cron, job.schedule.timezone).next_n(clock(request).now(), NEXT_RUNS)
+        if job.enabled
+        else []
+    )
     status = JobStatus(
-        job_id=job.id, enabled=job.enabled, running=await job_runs.is_running(db(request), job_id),
-        last_run_at=job.last_run_at, last_status=job.last_status, last_error=job.last_error,
-        next_run_at=job.next_run_at, next_runs=[fire.astimezone(zone).isoformat() for fire in fires],
+        job_id=job.id,
+        enabled=job.enabled,
+        running=await job_runs.is_running(db(request), job_id),
+        last_run_at=job.last_run_at,
+        last_status=job.last_status,
+        last_error=job.last_error,
+        next_run_at=job.next_run_at,
+        next_runs=[fire.astimezone(zone).isoformat() for fire in fires],
         average_duration_ms=job.average_duration_ms,
         recent_runs=await job_runs.recent_runs(db(request), job_id, RECENT_RUNS),
     )
@@ -111,10 +138,16 @@ def _page_size(request: web.Request) -> int:
 
 
 @routes.get(ITEM + "/runs")
-@describe("Run history, newest first; pass `next` back as `before` for the next page", tag=TAG,
-          response=RunPage, errors=(404, 422),
-          query={"limit": {"type": "integer", "minimum": 1, "maximum": job_runs.MAX_PAGE, "default": DEFAULT_PAGE},
-                 "before": {"type": "string", "description": "the `next` of the previous page"}})
+@describe(
+    "Run history, newest first; pass `next` back as `before` for the next page",
+    tag=TAG,
+    response=RunPage,
+    errors=(404, 422),
+    query={
+        "limit": {"type": "integer", "minimum": 1, "maximum": job_runs.MAX_PAGE, "default": DEFAULT_PAGE},
+        "before": {"type": "string", "description": "the `next` of the previous page"},
+    },
+)
 async def list_runs(request: web.Request) -> web.Response:
     job_id = object_id(request, "id")
     await sync_jobs.get_job(db(request), job_id, workspace_id(request))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-
-from api.context import clock, db, object_id, read_body, workspace_id
-from api.openapi import describe
-from shared.store import webhooks as store
-from shared.store.webhooks import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput
+from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
+from syncjobs.api.openapi import describe
+from syncjobs.shared.store import webhooks as store
+from syncjobs.shared.store.webhooks import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput
 
 routes = web.RouteTableDef()
 TAG = "webhooks"
@@ -21,8 +20,14 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/workspaces/{ws}/webhooks")
-@describe("Register a webhook; the answer carries its signing secret, the only time it is shown", tag=TAG,
-          body=WebhookInput, response=CreatedWebhook, status=201, errors=(404,))
+@describe(
+    "Register a webhook; the answer carries its signing secret, the only time it is shown",
+    tag=TAG,
+    body=WebhookInput,
+    response=CreatedWebhook,
+    status=201,
+    errors=(404,),
+)
 async def create_webhook(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, WebhookInput)

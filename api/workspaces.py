@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from aiohttp import web
-
-from api.auth import require_admin
-from api.context import db, read_body, workspace_id
-from api.openapi import describe
-from shared.models import Workspace, WorkspaceInput
-from shared.store import workspaces as store
+from syncjobs.api.auth import require_admin
+from syncjobs.api.context import db, read_body, workspace_id
+from syncjobs.api.openapi import describe
+from syncjobs.shared.models import Workspace, WorkspaceInput
+from syncjobs.shared.store import workspaces as store
 
 routes = web.RouteTableDef()
 TAG = "workspaces"
 
 
 @routes.post("/api/workspaces")
-@describe("Create a workspace (admin token)", tag=TAG, body=WorkspaceInput, response=Workspace, status=201,
-          errors=(403,))
+@describe(
+    "Create a workspace (admin token)", tag=TAG, body=WorkspaceInput, response=Workspace, status=201, errors=(403,)
+)
 async def create_workspace(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_body(request, WorkspaceInput)

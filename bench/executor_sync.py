@@ -19,11 +19,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executor.destination import Destination
-from executor.sources.mongodb import MongoSource
-from executor.sync import EntityStats, SyncMode, sync_entity
-from shared.embedded import start_embedded
-from shared.mongo import connect
+from syncjobs.executor.destination import Destination
+from syncjobs.executor.sources.mongodb import MongoSource
+from syncjobs.executor.sync import EntityStats, SyncMode, sync_entity
+from syncjobs.shared.embedded import start_embedded
+from syncjobs.shared.mongo import connect
 
 ENTITY = "customers"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -16,17 +16,17 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
-
-from shared.embedded import start_embedded
-from shared.mongo import Database, connect, ensure_indexes
-from shared.store.job_runs import new_run_document
-from shared.store.run_stats import job_run_stats
+from syncjobs.shared.embedded import start_embedded
+from syncjobs.shared.mongo import Database, connect, ensure_indexes
+from syncjobs.shared.store.job_runs import new_run_document
+from syncjobs.shared.store.run_stats import job_run_stats
 
 NOW = datetime.now(UTC)
 
 
-async def fill(db: Database, workspace_id: ObjectId, jobs: list[dict[str, object]], runs_per_job: int,
-               already: int) -> None:
+async def fill(
+    db: Database, workspace_id: ObjectId, jobs: list[dict[str, object]], runs_per_job: int, already: int
+) -> None:
     for job in jobs:
         docs = []
         for index in range(already, runs_per_job):
@@ -44,8 +44,9 @@ async def bench(uri: str, job_count: int, sizes: list[int]) -> None:
     await client.drop_database("bench_monitoring")
     await ensure_indexes(db)
     workspace_id = ObjectId()
-    jobs: list[dict[str, object]] = [{"_id": ObjectId(), "workspaceId": workspace_id, "name": f"job-{i:03d}"}
-                                     for i in range(job_count)]
+    jobs: list[dict[str, object]] = [
+        {"_id": ObjectId(), "workspaceId": workspace_id, "name": f"job-{i:03d}"} for i in range(job_count)
+    ]
     await db.syncjobs.insert_many(jobs)
     filled = 0
     print(f"{'runs':>8} {'median ms':>10} {'min ms':>8}")

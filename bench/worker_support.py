@@ -18,8 +18,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import MongoClient
-
-from shared.embedded import EmbeddedServer, start_embedded
+from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench"
@@ -88,13 +87,12 @@ class WorkerProcess:
             "SYNCJOBS_MONGODB_URI": uri,
             "SYNCJOBS_DATABASE": DATABASE,
             "SYNCJOBS_WORKER_ID": worker_id,
-            "PYTHONPATH": str(ROOT),
             **env,
         }
         self.started_at = time.time()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "worker"], env=full_env, cwd=ROOT, stdout=log, stderr=log
+                [sys.executable, "-P", "-m", "syncjobs", "worker"], env=full_env, cwd=ROOT, stdout=log, stderr=log
             )
 
     def events(self, name: str) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""`python -m executor --run-id ID`: the same as `syncjobs exec`."""
+"""`python -P -m syncjobs.executor --run-id ID`: the same as `syncjobs exec`."""
 
-from executor.cli import main
+from syncjobs.executor.cli import main
 
 raise SystemExit(main())

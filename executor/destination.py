@@ -15,8 +15,7 @@ import bson
 from pymongo import DeleteMany, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
-
-from executor.sources import Record
+from syncjobs.executor.sources import Record
 
 HASH_FIELD = "_syncjobsHash"
 DELETE_CHUNK = 1000

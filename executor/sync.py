@@ -13,8 +13,8 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from executor.destination import HASH_FIELD, Destination, DestinationError, content_hash, id_key
-from executor.sources import Record, Source, SourceError
+from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash, id_key
+from syncjobs.executor.sources import Record, Source, SourceError
 
 SyncMode = Literal["full", "incremental"]
 STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed")

@@ -11,8 +11,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
-
-from shared.clock import to_ms
+from syncjobs.shared.clock import to_ms
 
 COLLECTION = "sync_state"
 

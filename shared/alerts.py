@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from shared.settings import AlertThresholds
-from shared.store.run_stats import JobRunStats
+from syncjobs.shared.settings import AlertThresholds
+from syncjobs.shared.store.run_stats import JobRunStats
 
 AlertKind = Literal["high_failure_rate", "consecutive_failures", "long_duration", "missed_runs"]
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
@@ -50,32 +50,44 @@ def evaluate_job(stats: JobRunStats, thresholds: AlertThresholds, now: datetime)
     alerts: list[Alert] = []
     rate = stats.failure_rate
     if rate is not None and stats.total_executions >= thresholds.min_executions and rate > thresholds.failure_rate:
-        alerts.append(Alert(
-            stats.job_id, "high_failure_rate",
-            f"{stats.failure_count} of {stats.total_executions} executions failed ({rate:.0%}, "
-            f"threshold {thresholds.failure_rate:.0%})",
-            stats.first_failure_at or now,
-        ))
+        alerts.append(
+            Alert(
+                stats.job_id,
+                "high_failure_rate",
+                f"{stats.failure_count} of {stats.total_executions} executions failed ({rate:.0%}, "
+                f"threshold {thresholds.failure_rate:.0%})",
+                stats.first_failure_at or now,
+            )
+        )
     if stats.consecutive_failures >= thresholds.consecutive_failures:
-        alerts.append(Alert(
-            stats.job_id, "consecutive_failures",
-            f"{stats.consecutive_failures} consecutive failures (threshold {thresholds.consecutive_failures})",
-            stats.failure_streak_since or now,
-        ))
+        alerts.append(
+            Alert(
+                stats.job_id,
+                "consecutive_failures",
+                f"{stats.consecutive_failures} consecutive failures (threshold {thresholds.consecutive_failures})",
+                stats.failure_streak_since or now,
+            )
+        )
     average = stats.average_duration_ms
     if average is not None and average > thresholds.long_duration_ms:
-        alerts.append(Alert(
-            stats.job_id, "long_duration",
-            f"average duration {_minutes(average)} exceeds {_minutes(thresholds.long_duration_ms)}",
-            stats.first_execution_at or now,
-        ))
+        alerts.append(
+            Alert(
+                stats.job_id,
+                "long_duration",
+                f"average duration {_minutes(average)} exceeds {_minutes(thresholds.long_duration_ms)}",
+                stats.first_execution_at or now,
+            )
+        )
     not_run = stats.missed_count + stats.skipped_count
     if not_run:
-        alerts.append(Alert(
-            stats.job_id, "missed_runs",
-            f"{not_run} fires not run ({stats.missed_count} missed, {stats.skipped_count} skipped)",
-            stats.first_missed_at or now,
-        ))
+        alerts.append(
+            Alert(
+                stats.job_id,
+                "missed_runs",
+                f"{not_run} fires not run ({stats.missed_count} missed, {stats.skipped_count} skipped)",
+                stats.first_missed_at or now,
+            )
+        )
     return alerts
 
 

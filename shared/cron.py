@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
-
-from shared.errors import InvalidCron, InvalidTimezone
+from syncjobs.shared.errors import InvalidCron, InvalidTimezone
 
 __all__ = ["CronSchedule", "parse_schedule"]
 

@@ -71,16 +71,23 @@ def start_embedded(
     if storage != ":memory:":
         Path(storage).mkdir(parents=True, exist_ok=True)
     log_path = log_file or (Path(storage) / "secantusd.log" if storage != ":memory:" else None)
-    command = [*_server_command(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage,
-               "--log-level", "WARNING"]
+    command = [
+        *_server_command(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        storage,
+        "--log-level",
+        "WARNING",
+    ]
     command += extra_args  # e.g. a test server's `--enable-test-commands`, `--oplog-max-entries N`
     if log_path:
         with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     else:
-        process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     server = EmbeddedServer(process=process, port=port, storage_path=storage)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:

@@ -42,34 +42,48 @@ runs_total = Counter(
     "syncjobs_runs", "Runs finished by this worker, by final status.", ["status"], registry=WORKER_REGISTRY
 )
 run_duration_seconds = Histogram(
-    "syncjobs_run_duration_seconds", "Wall time of executed runs, by final status.", ["status"],
-    buckets=_DURATION_BUCKETS, registry=WORKER_REGISTRY,
-)
-fire_lag_seconds = Histogram(
-    "syncjobs_fire_lag_seconds", "Delay between a fire's scheduled time and its run starting.",
-    buckets=_LAG_BUCKETS, registry=WORKER_REGISTRY,
-)
-lease_held = Gauge("syncjobs_lease_held", "1 while this worker holds the scheduler lease, else 0.",
-                   registry=WORKER_REGISTRY)
-change_stream_reconnects_total = Counter(
-    "syncjobs_change_stream_reconnects", "Times the worker reopened its change stream on syncjobs.",
+    "syncjobs_run_duration_seconds",
+    "Wall time of executed runs, by final status.",
+    ["status"],
+    buckets=_DURATION_BUCKETS,
     registry=WORKER_REGISTRY,
 )
-executors_running = Gauge("syncjobs_executors_running", "Executor processes this worker is running now.",
-                          registry=WORKER_REGISTRY)
+fire_lag_seconds = Histogram(
+    "syncjobs_fire_lag_seconds",
+    "Delay between a fire's scheduled time and its run starting.",
+    buckets=_LAG_BUCKETS,
+    registry=WORKER_REGISTRY,
+)
+lease_held = Gauge(
+    "syncjobs_lease_held", "1 while this worker holds the scheduler lease, else 0.", registry=WORKER_REGISTRY
+)
+change_stream_reconnects_total = Counter(
+    "syncjobs_change_stream_reconnects",
+    "Times the worker reopened its change stream on syncjobs.",
+    registry=WORKER_REGISTRY,
+)
+executors_running = Gauge(
+    "syncjobs_executors_running", "Executor processes this worker is running now.", registry=WORKER_REGISTRY
+)
 webhook_deliveries_total = Counter(
-    "syncjobs_webhook_deliveries", "Alert webhook deliveries, by outcome (delivered or failed).", ["outcome"],
+    "syncjobs_webhook_deliveries",
+    "Alert webhook deliveries, by outcome (delivered or failed).",
+    ["outcome"],
     registry=WORKER_REGISTRY,
 )
 
 # The api's series: what the database holds, set at each scrape of the api's `/metrics`.
 stored_runs = Gauge(
-    "syncjobs_stored_runs", "Runs kept in the database (within retention), by status; set by the api at scrape.",
-    ["status"], registry=API_REGISTRY,
+    "syncjobs_stored_runs",
+    "Runs kept in the database (within retention), by status; set by the api at scrape.",
+    ["status"],
+    registry=API_REGISTRY,
 )
 open_alerts = Gauge(
-    "syncjobs_open_alerts", "Alerts open now (announced and not yet resolved), by kind; set by the api at scrape.",
-    ["kind"], registry=API_REGISTRY,
+    "syncjobs_open_alerts",
+    "Alerts open now (announced and not yet resolved), by kind; set by the api at scrape.",
+    ["kind"],
+    registry=API_REGISTRY,
 )
 
 RUN_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed")

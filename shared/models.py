@@ -18,9 +18,7 @@ _SECRET_KEY = re.compile(
 
 RunStatus = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]
 RunTrigger = Literal["schedule", "manual", "retry"]
-FINISHED_STATUSES: frozenset[str] = frozenset(
-    {"succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"}
-)
+FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"})
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
@@ -125,11 +123,15 @@ class DataSourceInput(Camel):
             _SOURCE_CONFIGS[self.kind].model_validate(self.config)
         except ValidationError as exc:
             # Re-raised under `config`, so a 422 names `config.uri` rather than a bare `uri`.
-            raise ValidationError.from_exception_data(type(self).__name__, [
-                InitErrorDetails(type=err["type"], loc=("config", *err["loc"]), input=err["input"],
-                                 ctx=err.get("ctx", {}))
-                for err in exc.errors(include_url=False)
-            ]) from None
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=err["type"], loc=("config", *err["loc"]), input=err["input"], ctx=err.get("ctx", {})
+                    )
+                    for err in exc.errors(include_url=False)
+                ],
+            ) from None
         return self
 
 

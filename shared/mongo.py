@@ -55,8 +55,7 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
             "job_runs",
             (
                 _index(
-                    [("jobId", ASCENDING), ("scheduledFor", ASCENDING), ("trigger", ASCENDING),
-                     ("attempt", ASCENDING)],
+                    [("jobId", ASCENDING), ("scheduledFor", ASCENDING), ("trigger", ASCENDING), ("attempt", ASCENDING)],
                     "fire_key",
                     unique=True,
                 ),
@@ -99,6 +98,5 @@ async def ensure_indexes(db: Database, run_retention_days: int = 30) -> None:
                 if ttl is None or exc.code not in (85, 86):  # IndexOptionsConflict / IndexKeySpecsConflict
                     raise
                 await db.command(
-                    {"collMod": plan.collection,
-                     "index": {"name": model.document["name"], "expireAfterSeconds": ttl}}
+                    {"collMod": plan.collection, "index": {"name": model.document["name"], "expireAfterSeconds": ttl}}
                 )

@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
-from shared.embedded import EmbeddedServer, start_embedded
-from shared.mongo import Database, connect, ensure_indexes
-from shared.settings import Settings
+from syncjobs.shared.embedded import EmbeddedServer, start_embedded
+from syncjobs.shared.mongo import Database, connect, ensure_indexes
+from syncjobs.shared.settings import Settings
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,12 @@ from typing import Any
 
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
-
-from shared import metrics
-from shared.logging import get_logger
-from shared.mongo import Database, Document
-from shared.store import job_runs, sync_jobs
-from worker.health import DatabaseHealth
-from worker.leadership import Leadership
+from syncjobs.shared import metrics
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.worker.health import DatabaseHealth
+from syncjobs.worker.leadership import Leadership
 
 log = get_logger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.process import die_with_this_process
+from syncjobs.shared.process import die_with_this_process
 
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
@@ -26,7 +26,7 @@ MAX_EVENT_LINE_BYTES = 16 * 1024 * 1024
 
 
 def default_executor_command() -> tuple[str, ...]:
-    return (sys.executable, "-m", "executor")
+    return (sys.executable, "-P", "-m", "syncjobs.executor")
 
 
 @dataclass

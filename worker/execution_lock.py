@@ -8,9 +8,8 @@ lock (a renewal). A duplicate-key error on the upsert means another run holds it
 from __future__ import annotations
 
 from pymongo.errors import DuplicateKeyError
-
-from shared.mongo import Database, Document
-from worker.lease import LAPSED
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.worker.lease import LAPSED
 
 # Beyond the job's timeout: time to kill the executor and record its outcome.
 LOCK_MARGIN_SECONDS = 60

@@ -14,18 +14,17 @@ from typing import TypeVar
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
-
-from shared import metrics
-from shared.clock import Clock
-from shared.logging import get_logger
-from shared.mongo import Database, Document
-from shared.settings import Settings
-from shared.store import job_runs, sync_jobs
-from worker import execution_lock
-from worker.execution import ExecutionOutcome, default_executor_command, run_executor
-from worker.fire_plan import decide_overlap, retry_delay, should_retry
-from worker.health import DatabaseHealth
-from worker.lease import Lease
+from syncjobs.shared import metrics
+from syncjobs.shared.clock import Clock
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.worker import execution_lock
+from syncjobs.worker.execution import ExecutionOutcome, default_executor_command, run_executor
+from syncjobs.worker.fire_plan import decide_overlap, retry_delay, should_retry
+from syncjobs.worker.health import DatabaseHealth
+from syncjobs.worker.lease import Lease
 
 log = get_logger(__name__)
 T = TypeVar("T")

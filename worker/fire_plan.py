@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.cron import CronSchedule
+from syncjobs.shared.cron import CronSchedule
 
 # A fire processed this late is still on time: it runs even when the job asks for no catch-up.
 ON_TIME_GRACE = timedelta(seconds=60)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.logging import get_logger
+from syncjobs.shared.logging import get_logger
 
 log = get_logger(__name__)
 

@@ -14,18 +14,17 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
-
-from shared.clock import Clock
-from shared.cron import CronSchedule, parse_schedule
-from shared.errors import ValidationFailed
-from shared.logging import get_logger
-from shared.mongo import Database, Document
-from shared.store import job_runs, sync_jobs
-from worker import execution_lock
-from worker.executions import Executions, ExecutorSpec, RunCallback
-from worker.fire_plan import FirePlan, decide_due_fires
-from worker.health import DatabaseHealth
-from worker.lease import Lease
+from syncjobs.shared.clock import Clock
+from syncjobs.shared.cron import CronSchedule, parse_schedule
+from syncjobs.shared.errors import ValidationFailed
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.worker import execution_lock
+from syncjobs.worker.executions import Executions, ExecutorSpec, RunCallback
+from syncjobs.worker.fire_plan import FirePlan, decide_due_fires
+from syncjobs.worker.health import DatabaseHealth
+from syncjobs.worker.lease import Lease
 
 log = get_logger(__name__)
 

@@ -18,9 +18,8 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
-
-from shared.logging import get_logger
-from shared.mongo import Database, Document
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import Database, Document
 
 log = get_logger(__name__)
 

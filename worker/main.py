@@ -10,18 +10,17 @@ import signal
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
-
-from shared import metrics
-from shared.clock import Clock, SystemClock
-from shared.logging import get_logger
-from shared.mongo import Database, connect, ensure_indexes
-from shared.settings import Settings
-from worker import notifier
-from worker.change_feed import ChangeFeed
-from worker.executions import ExecutorSpec
-from worker.health import DatabaseHealth
-from worker.leadership import Leadership
-from worker.lease import Lease
+from syncjobs.shared import metrics
+from syncjobs.shared.clock import Clock, SystemClock
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import Database, connect, ensure_indexes
+from syncjobs.shared.settings import Settings
+from syncjobs.worker import notifier
+from syncjobs.worker.change_feed import ChangeFeed
+from syncjobs.worker.executions import ExecutorSpec
+from syncjobs.worker.health import DatabaseHealth
+from syncjobs.worker.leadership import Leadership
+from syncjobs.worker.lease import Lease
 
 log = get_logger(__name__)
 
@@ -105,8 +104,11 @@ class _Worker:
         try:
             await feed.open()
             await leadership.recover()
-            working = [asyncio.create_task(leadership.fire_due()), asyncio.create_task(feed.run()),
-                       asyncio.create_task(notifier.sweep_alerts_forever(self.db, self.settings, self.clock))]
+            working = [
+                asyncio.create_task(leadership.fire_due()),
+                asyncio.create_task(feed.run()),
+                asyncio.create_task(notifier.sweep_alerts_forever(self.db, self.settings, self.clock)),
+            ]
             stopping = asyncio.create_task(self.stop.wait())
             done, _ = await asyncio.wait([holding, stopping, *working], return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()

@@ -22,14 +22,13 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from bson import ObjectId
-
-from shared import metrics
-from shared.alerts import NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
-from shared.clock import Clock, to_ms
-from shared.logging import get_logger
-from shared.mongo import Database, Document
-from shared.settings import Settings
-from shared.store import run_stats, webhooks
+from syncjobs.shared import metrics
+from syncjobs.shared.alerts import NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
+from syncjobs.shared.clock import Clock, to_ms
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import run_stats, webhooks
 
 log = get_logger(__name__)
 
@@ -84,8 +83,10 @@ def _event(name: str, alert: dict[str, Any], job: Document, run_id: str | None, 
     if name == "alert.opened":
         text = f":red_circle: syncjobs alert opened on {_job_label(job)} ({alert['kind']}): {alert['message']}"
     else:
-        text = (f":white_check_mark: syncjobs alert resolved on {_job_label(job)} ({alert['kind']}): "
-                f"{alert['resolution']} (was: {alert['message']})")
+        text = (
+            f":white_check_mark: syncjobs alert resolved on {_job_label(job)} ({alert['kind']}): "
+            f"{alert['resolution']} (was: {alert['message']})"
+        )
     payload = {
         "event": name,
         "workspaceId": str(job["workspaceId"]),
@@ -104,8 +105,9 @@ async def _current_alerts(db: Database, settings: Settings, job: Document, now: 
     return evaluate_job(stats, settings.alerts, now)
 
 
-async def _resolve(db: Database, job: Document, kinds: list[str], reason: str, run_id: str | None,
-                   now: datetime) -> list[AlertEvent]:
+async def _resolve(
+    db: Database, job: Document, kinds: list[str], reason: str, run_id: str | None, now: datetime
+) -> list[AlertEvent]:
     """Claim each resolve in `alert_states` (a delete); only the evaluation that deleted it announces it."""
     job_id = str(job["_id"])
     events: list[AlertEvent] = []
@@ -121,8 +123,9 @@ async def _resolve(db: Database, job: Document, kinds: list[str], reason: str, r
 async def _changes(db: Database, settings: Settings, job: Document, run_id: str, now: datetime) -> list[AlertEvent]:
     """Evaluate the job's alerts and claim each transition in `alert_states`; only claimed ones are sent."""
     job_id = str(job["_id"])
-    transitions = alert_transitions(await webhooks.open_alert_kinds(db, job_id),
-                                    await _current_alerts(db, settings, job, now))
+    transitions = alert_transitions(
+        await webhooks.open_alert_kinds(db, job_id), await _current_alerts(db, settings, job, now)
+    )
     events: list[AlertEvent] = []
     for alert in transitions.opened:
         if await webhooks.open_alert(db, job["workspaceId"], alert, now):
@@ -232,8 +235,9 @@ async def on_run_finished(
         return []
 
 
-async def _sweep_job(db: Database, settings: Settings, target: Document, policy: DeliveryPolicy,
-                     now: datetime) -> list[AlertEvent]:
+async def _sweep_job(
+    db: Database, settings: Settings, target: Document, policy: DeliveryPolicy, now: datetime
+) -> list[AlertEvent]:
     job_id = str(target["jobId"])
     try:
         job = await db.syncjobs.find_one({"_id": ObjectId(job_id)}, {"name": 1, "workspaceId": 1})

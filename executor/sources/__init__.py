@@ -45,15 +45,15 @@ class Source(Protocol):
 def build_source(kind: str, config: Mapping[str, Any], *, batch_size: int) -> Source:
     """The source for a `data_sources` document's kind and (unredacted) config."""
     if kind == "mongodb":
-        from executor.sources.mongodb import MongoSource
+        from syncjobs.executor.sources.mongodb import MongoSource
 
         return MongoSource(config, batch_size=batch_size)
     if kind == "http":
-        from executor.sources.http import HttpSource
+        from syncjobs.executor.sources.http import HttpSource
 
         return HttpSource(config)
     if kind == "command":
-        from executor.sources.command import CommandSource
+        from syncjobs.executor.sources.command import CommandSource
 
         return CommandSource(config, batch_size=batch_size)
     raise SourceError(f"unknown data source kind {kind!r}")

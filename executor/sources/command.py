@@ -19,8 +19,8 @@ from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
-from executor.sources import Batch, Record, SourceError
-from shared.process import die_with_this_process
+from syncjobs.executor.sources import Batch, Record, SourceError
+from syncjobs.shared.process import die_with_this_process
 
 STDERR_TAIL_LINES = 20
 LINE_LIMIT = 64 * 1024 * 1024

@@ -15,8 +15,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
-
-from executor.sources import Batch, Record, SourceError
+from syncjobs.executor.sources import Batch, Record, SourceError
 
 Sleep = Callable[[float], Awaitable[None]]
 

@@ -11,9 +11,8 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
-
-from executor.sources import Batch, Record, SourceError
-from shared.mongo import connect
+from syncjobs.executor.sources import Batch, Record, SourceError
+from syncjobs.shared.mongo import connect
 
 DEFAULT_CURSOR_FIELD = "updatedAt"
 

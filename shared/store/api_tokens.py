@@ -7,9 +7,8 @@ import secrets
 from dataclasses import dataclass
 
 from bson import ObjectId
-
-from shared.clock import utc_now
-from shared.mongo import Database
+from syncjobs.shared.clock import utc_now
+from syncjobs.shared.mongo import Database
 
 TOKEN_PREFIX = "sjt_"
 
@@ -48,8 +47,7 @@ async def store_token(db: Database, token: str, workspace_id: ObjectId | None, n
     """Register a given token value (idempotent: the admin token from the environment on every start)."""
     await db.api_tokens.update_one(
         {"_id": hash_token(token)},
-        {"$set": {"workspaceId": workspace_id, "name": name},
-         "$setOnInsert": {"createdAt": utc_now()}},
+        {"$set": {"workspaceId": workspace_id, "name": name}, "$setOnInsert": {"createdAt": utc_now()}},
         upsert=True,
     )
 

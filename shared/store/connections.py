@@ -9,11 +9,10 @@ from bson import ObjectId
 from pydantic import BaseModel
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
-
-from shared.clock import utc_now
-from shared.errors import Conflict, NotFound
-from shared.models import Output, from_document, keep_secrets
-from shared.mongo import Database, Document
+from syncjobs.shared.clock import utc_now
+from syncjobs.shared.errors import Conflict, NotFound
+from syncjobs.shared.models import Output, from_document, keep_secrets
+from syncjobs.shared.mongo import Database, Document
 
 LIST_LIMIT = 1000
 
@@ -38,8 +37,10 @@ class ConnectionStore(Generic[InputT, OutputT]):
         return NotFound(f"{self.noun} not found")
 
     def _conflict(self, name: str) -> Conflict:
-        return Conflict(f"a {self.noun} named {name!r} already exists in this workspace",
-                        [{"field": "name", "message": "already exists"}])
+        return Conflict(
+            f"a {self.noun} named {name!r} already exists in this workspace",
+            [{"field": "name", "message": "already exists"}],
+        )
 
     async def _stored(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> Document:
         doc = await db[self.collection].find_one({"_id": doc_id, "workspaceId": workspace_id})

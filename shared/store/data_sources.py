@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.models import DataSource, DataSourceInput
-from shared.store.connections import ConnectionStore
+from syncjobs.shared.models import DataSource, DataSourceInput
+from syncjobs.shared.store.connections import ConnectionStore
 
 store: ConnectionStore[DataSourceInput, DataSource] = ConnectionStore(
     "data_sources", "data source", DataSource, used_by="dataSourceId"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.models import Destination, DestinationInput
-from shared.store.connections import ConnectionStore
+from syncjobs.shared.models import Destination, DestinationInput
+from syncjobs.shared.store.connections import ConnectionStore
 
 store: ConnectionStore[DestinationInput, Destination] = ConnectionStore(
     "destinations", "destination", Destination, used_by="destinationDatabaseId"

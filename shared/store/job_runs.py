@@ -7,25 +7,43 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
-
-from shared.clock import to_ms
-from shared.errors import Conflict, NotFound
-from shared.models import JobRun, SyncJob, from_document
-from shared.mongo import Database, Document
+from syncjobs.shared.clock import to_ms
+from syncjobs.shared.errors import Conflict, NotFound
+from syncjobs.shared.models import JobRun, SyncJob, from_document
+from syncjobs.shared.mongo import Database, Document
 
 MAX_PAGE = 100
 
 
-def new_run_document(job: SyncJob | Document, *, trigger: str, scheduled_for: datetime, attempt: int = 1,
-                     status: str = "pending", now: datetime) -> Document:
+def new_run_document(
+    job: SyncJob | Document,
+    *,
+    trigger: str,
+    scheduled_for: datetime,
+    attempt: int = 1,
+    status: str = "pending",
+    now: datetime,
+) -> Document:
     """A run as first written; the fire key fields make a second insert of the same fire fail."""
     job_id = job["_id"] if isinstance(job, dict) else ObjectId(job.id)
     workspace_id = job["workspaceId"] if isinstance(job, dict) else ObjectId(job.workspace_id)
     return {
-        "_id": ObjectId(), "jobId": job_id, "workspaceId": workspace_id, "trigger": trigger,
-        "scheduledFor": to_ms(scheduled_for), "attempt": attempt, "status": status,
-        "workerId": None, "fencingToken": None, "createdAt": to_ms(now), "startedAt": None,
-        "finishedAt": None, "durationMs": None, "exitCode": None, "error": None, "stats": None,
+        "_id": ObjectId(),
+        "jobId": job_id,
+        "workspaceId": workspace_id,
+        "trigger": trigger,
+        "scheduledFor": to_ms(scheduled_for),
+        "attempt": attempt,
+        "status": status,
+        "workerId": None,
+        "fencingToken": None,
+        "createdAt": to_ms(now),
+        "startedAt": None,
+        "finishedAt": None,
+        "durationMs": None,
+        "exitCode": None,
+        "error": None,
+        "stats": None,
         "details": None,
     }
 
@@ -55,8 +73,9 @@ async def get_run(db: Database, run_id: ObjectId) -> JobRun:
     return from_document(JobRun, doc)  # type: ignore[no-any-return]
 
 
-async def list_runs(db: Database, job_id: ObjectId, limit: int = 20,
-                    before: ObjectId | None = None) -> tuple[list[JobRun], str | None]:
+async def list_runs(
+    db: Database, job_id: ObjectId, limit: int = 20, before: ObjectId | None = None
+) -> tuple[list[JobRun], str | None]:
     """Newest first; `before` is the `next` cursor of the previous page (a run id)."""
     limit = max(1, min(limit, MAX_PAGE))
     query: dict[str, Any] = {"jobId": job_id}
@@ -99,14 +118,23 @@ def _fenced(run_id: ObjectId, token: int, **conditions: Any) -> Document:
     return {"_id": run_id, "fencingToken": {"$not": {"$gt": token}}, **conditions}
 
 
-async def insert_fire(db: Database, job: Document, *, trigger: str, scheduled_for: datetime, attempt: int,
-                      status: str, worker_id: str, token: int, now: datetime,
-                      due_at: datetime | None = None, error: str | None = None) -> Document | None:
+async def insert_fire(
+    db: Database,
+    job: Document,
+    *,
+    trigger: str,
+    scheduled_for: datetime,
+    attempt: int,
+    status: str,
+    worker_id: str,
+    token: int,
+    now: datetime,
+    due_at: datetime | None = None,
+    error: str | None = None,
+) -> Document | None:
     """Claim one fire: None when its (jobId, scheduledFor, trigger, attempt) is already taken."""
-    doc = new_run_document(job, trigger=trigger, scheduled_for=scheduled_for, attempt=attempt,
-                           status=status, now=now)
-    doc.update(workerId=worker_id, fencingToken=token, error=error,
-               dueAt=to_ms(due_at) if due_at else None)
+    doc = new_run_document(job, trigger=trigger, scheduled_for=scheduled_for, attempt=attempt, status=status, now=now)
+    doc.update(workerId=worker_id, fencingToken=token, error=error, dueAt=to_ms(due_at) if due_at else None)
     if status in ("skipped", "missed"):
         doc["finishedAt"] = to_ms(now)
     try:
@@ -125,8 +153,9 @@ async def start_run(db: Database, run_id: ObjectId, *, worker_id: str, token: in
     return result.modified_count == 1
 
 
-async def finish_run(db: Database, run_id: ObjectId, *, token: int, status: str, now: datetime,
-                     fields: dict[str, Any] | None = None) -> bool:
+async def finish_run(
+    db: Database, run_id: ObjectId, *, token: int, status: str, now: datetime, fields: dict[str, Any] | None = None
+) -> bool:
     """pending/running -> a final status with its outcome fields; False when fenced off."""
     result = await db.job_runs.update_one(
         _fenced(run_id, token, status={"$in": ["pending", "running"]}),

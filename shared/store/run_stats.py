@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-
-from shared.models import FINISHED_STATUSES, JobRun, from_document
-from shared.mongo import Database, Document
+from syncjobs.shared.models import FINISHED_STATUSES, JobRun, from_document
+from syncjobs.shared.mongo import Database, Document
 
 SUCCEEDED = "succeeded"
 FAILED_STATUSES = ("failed", "timed_out")
@@ -55,12 +54,18 @@ class JobRunStats:
     def to_json(self) -> dict[str, Any]:
         average = None if self.average_duration_ms is None else round(self.average_duration_ms, 1)
         return {
-            "jobId": self.job_id, "jobName": self.job_name, "totalExecutions": self.total_executions,
-            "successCount": self.success_count, "failureCount": self.failure_count,
-            "skippedCount": self.skipped_count, "missedCount": self.missed_count,
-            "successRate": self.success_rate, "averageDurationMs": average,
+            "jobId": self.job_id,
+            "jobName": self.job_name,
+            "totalExecutions": self.total_executions,
+            "successCount": self.success_count,
+            "failureCount": self.failure_count,
+            "skippedCount": self.skipped_count,
+            "missedCount": self.missed_count,
+            "successRate": self.success_rate,
+            "averageDurationMs": average,
             "lastExecution": self.last_execution.isoformat() if self.last_execution else None,
-            "lastStatus": self.last_status, "consecutiveFailures": self.consecutive_failures,
+            "lastStatus": self.last_status,
+            "consecutiveFailures": self.consecutive_failures,
         }
 
 
@@ -79,21 +84,24 @@ def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId |
         runs_filter["jobId"] = job_id
     return [
         {"$match": runs_filter},
-        {"$group": {
-            "_id": "$jobId",
-            "total": _count_if(EXECUTED_STATUSES),
-            "succeeded": _count_if((SUCCEEDED,)),
-            "failed": _count_if(FAILED_STATUSES),
-            "skipped": _count_if(("skipped",)),
-            "missed": _count_if(("missed",)),
-            "averageDurationMs": {"$avg": {"$cond": [{"$in": ["$status", list(EXECUTED_STATUSES)]},
-                                                     "$durationMs", None]}},
-            "firstExecutionAt": {"$min": _created_if(EXECUTED_STATUSES)},
-            "firstFailureAt": {"$min": _created_if(FAILED_STATUSES)},
-            "firstMissedAt": {"$min": _created_if(("skipped", "missed"))},
-            "lastSuccessAt": {"$max": _created_if((SUCCEEDED,))},
-            "recent": {"$topN": {"n": RECENT_RUNS, "sortBy": {"createdAt": -1, "_id": -1}, "output": "$$ROOT"}},
-        }},
+        {
+            "$group": {
+                "_id": "$jobId",
+                "total": _count_if(EXECUTED_STATUSES),
+                "succeeded": _count_if((SUCCEEDED,)),
+                "failed": _count_if(FAILED_STATUSES),
+                "skipped": _count_if(("skipped",)),
+                "missed": _count_if(("missed",)),
+                "averageDurationMs": {
+                    "$avg": {"$cond": [{"$in": ["$status", list(EXECUTED_STATUSES)]}, "$durationMs", None]}
+                },
+                "firstExecutionAt": {"$min": _created_if(EXECUTED_STATUSES)},
+                "firstFailureAt": {"$min": _created_if(FAILED_STATUSES)},
+                "firstMissedAt": {"$min": _created_if(("skipped", "missed"))},
+                "lastSuccessAt": {"$max": _created_if((SUCCEEDED,))},
+                "recent": {"$topN": {"n": RECENT_RUNS, "sortBy": {"createdAt": -1, "_id": -1}, "output": "$$ROOT"}},
+            }
+        },
     ]
 
 
@@ -101,13 +109,20 @@ def streak_pipeline(workspace_id: ObjectId, since: datetime, summaries: list[Doc
     """Each job's current failure streak: its failures after its last success in the range (None: no failures)."""
     after_last_success = [
         {"jobId": s["_id"], "createdAt": {"$gt": s["lastSuccessAt"]}} if s.get("lastSuccessAt") else {"jobId": s["_id"]}
-        for s in summaries if s["failed"]
+        for s in summaries
+        if s["failed"]
     ]
     if not after_last_success:
         return None
     return [
-        {"$match": {"workspaceId": workspace_id, "createdAt": {"$gte": since},
-                    "status": {"$in": list(FAILED_STATUSES)}, "$or": after_last_success}},
+        {
+            "$match": {
+                "workspaceId": workspace_id,
+                "createdAt": {"$gte": since},
+                "status": {"$in": list(FAILED_STATUSES)},
+                "$or": after_last_success,
+            }
+        },
         {"$group": {"_id": "$jobId", "count": {"$sum": 1}, "since": {"$min": "$createdAt"}}},
     ]
 
@@ -116,13 +131,20 @@ def _stats_from(job: Document, summary: Document, streak: Document) -> JobRunSta
     recent = summary.get("recent") or []
     last: Document = recent[0] if recent else {}
     return JobRunStats(
-        job_id=str(job["_id"]), job_name=job.get("name", ""),
-        total_executions=summary.get("total", 0), success_count=summary.get("succeeded", 0),
-        failure_count=summary.get("failed", 0), skipped_count=summary.get("skipped", 0),
-        missed_count=summary.get("missed", 0), average_duration_ms=summary.get("averageDurationMs"),
-        last_execution=last.get("startedAt") or last.get("createdAt"), last_status=last.get("status"),
-        consecutive_failures=streak.get("count", 0), first_execution_at=summary.get("firstExecutionAt"),
-        first_failure_at=summary.get("firstFailureAt"), failure_streak_since=streak.get("since"),
+        job_id=str(job["_id"]),
+        job_name=job.get("name", ""),
+        total_executions=summary.get("total", 0),
+        success_count=summary.get("succeeded", 0),
+        failure_count=summary.get("failed", 0),
+        skipped_count=summary.get("skipped", 0),
+        missed_count=summary.get("missed", 0),
+        average_duration_ms=summary.get("averageDurationMs"),
+        last_execution=last.get("startedAt") or last.get("createdAt"),
+        last_status=last.get("status"),
+        consecutive_failures=streak.get("count", 0),
+        first_execution_at=summary.get("firstExecutionAt"),
+        first_failure_at=summary.get("firstFailureAt"),
+        failure_streak_since=streak.get("since"),
         first_missed_at=summary.get("firstMissedAt"),
         recent_runs=[from_document(JobRun, run) for run in recent],
     )
@@ -133,8 +155,9 @@ async def _aggregate(db: Database, pipeline: list[Document], hint: str | None = 
     return {doc["_id"]: doc for doc in await cursor.to_list()}
 
 
-async def job_run_stats(db: Database, workspace_id: ObjectId, since: datetime,
-                        job_id: ObjectId | None = None) -> list[JobRunStats]:
+async def job_run_stats(
+    db: Database, workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None
+) -> list[JobRunStats]:
     """One entry per job of the workspace (or just `job_id`), jobs without runs included, by name."""
     job_filter: Document = {"workspaceId": workspace_id}
     if job_id is not None:

@@ -8,20 +8,20 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
-
-from shared.clock import to_ms
-from shared.cron import parse_schedule
-from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.models import SyncJob, SyncJobInput, from_document, parse_object_id
-from shared.mongo import Database, Document
-from shared.store import data_sources, destinations
+from syncjobs.shared.clock import to_ms
+from syncjobs.shared.cron import parse_schedule
+from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
+from syncjobs.shared.models import SyncJob, SyncJobInput, from_document, parse_object_id
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import data_sources, destinations
 
 LIST_LIMIT = 1000
 
 
 def _conflict(name: str) -> Conflict:
-    return Conflict(f"a sync job named {name!r} already exists in this workspace",
-                    [{"field": "name", "message": "already exists"}])
+    return Conflict(
+        f"a sync job named {name!r} already exists in this workspace", [{"field": "name", "message": "already exists"}]
+    )
 
 
 async def _reference(db: Database, workspace_id: ObjectId, field: str, value: str) -> ObjectId:
@@ -33,8 +33,7 @@ async def _reference(db: Database, workspace_id: ObjectId, field: str, value: st
     return ref
 
 
-async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobInput,
-                           now: datetime) -> dict[str, Any]:
+async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobInput, now: datetime) -> dict[str, Any]:
     """Validate everything (cron, timezone, references) before any write, and compute nextRunAt."""
     schedule = parse_schedule(body.schedule.cron, body.schedule.timezone)
     fields = body.model_dump(by_alias=True)
@@ -49,10 +48,18 @@ async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobIn
 async def create_job(db: Database, workspace_id: ObjectId, body: SyncJobInput, now: datetime) -> SyncJob:
     fields = await _editable_fields(db, workspace_id, body, now)
     doc: Document = {
-        "_id": ObjectId(), "workspaceId": workspace_id, **fields,
-        "lastRunAt": None, "lastStatus": None, "lastError": None, "lastDurationMs": None,
-        "averageDurationMs": None, "runCount": 0, "version": 1,
-        "createdAt": to_ms(now), "updatedAt": to_ms(now),
+        "_id": ObjectId(),
+        "workspaceId": workspace_id,
+        **fields,
+        "lastRunAt": None,
+        "lastStatus": None,
+        "lastError": None,
+        "lastDurationMs": None,
+        "averageDurationMs": None,
+        "runCount": 0,
+        "version": 1,
+        "createdAt": to_ms(now),
+        "updatedAt": to_ms(now),
     }
     try:
         await db.syncjobs.insert_one(doc)
@@ -80,8 +87,9 @@ async def list_jobs(db: Database, workspace_id: ObjectId) -> list[SyncJob]:
     return [from_document(SyncJob, doc) for doc in await cursor.to_list()]
 
 
-async def replace_job(db: Database, workspace_id: ObjectId, job_id: ObjectId, body: SyncJobInput,
-                      now: datetime) -> SyncJob:
+async def replace_job(
+    db: Database, workspace_id: ObjectId, job_id: ObjectId, body: SyncJobInput, now: datetime
+) -> SyncJob:
     """Replace the editable fields; only a new schedule (or enabling) recomputes nextRunAt, so an edit of
     anything else never pushes a fire that is due but not yet taken into the future."""
     current = await get_job_doc(db, job_id, workspace_id)
@@ -102,16 +110,19 @@ async def replace_job(db: Database, workspace_id: ObjectId, job_id: ObjectId, bo
     return from_document(SyncJob, doc)  # type: ignore[no-any-return]
 
 
-async def set_enabled(db: Database, workspace_id: ObjectId, job_id: ObjectId, enabled: bool | None,
-                      now: datetime) -> SyncJob:
+async def set_enabled(
+    db: Database, workspace_id: ObjectId, job_id: ObjectId, enabled: bool | None, now: datetime
+) -> SyncJob:
     """Set `enabled` (or flip it when None); enabling schedules the next fire from now."""
     current = await get_job(db, job_id, workspace_id)
     target = (not current.enabled) if enabled is None else enabled
     next_run = to_ms(parse_schedule(current.schedule.cron, current.schedule.timezone).next_after(now))
     doc = await db.syncjobs.find_one_and_update(
         {"_id": job_id, "workspaceId": workspace_id},
-        {"$set": {"enabled": target, "nextRunAt": next_run if target else None, "updatedAt": to_ms(now)},
-         "$inc": {"version": 1}},
+        {
+            "$set": {"enabled": target, "nextRunAt": next_run if target else None, "updatedAt": to_ms(now)},
+            "$inc": {"version": 1},
+        },
         return_document=ReturnDocument.AFTER,
     )
     if doc is None:
@@ -149,18 +160,27 @@ async def enabled_job_versions(db: Database) -> dict[ObjectId, int]:
     return {doc["_id"]: int(doc.get("version", 1)) async for doc in cursor}
 
 
-async def advance_next_run(db: Database, job_id: ObjectId, version: int, next_run_at: datetime,
-                           token: int) -> None:
+async def advance_next_run(db: Database, job_id: ObjectId, version: int, next_run_at: datetime, token: int) -> None:
     """Move nextRunAt past a fire the worker took, unless the job was edited since it was read."""
     query = {**_fenced(job_id, token), "version": version}
     await db.syncjobs.update_one(query, {"$set": {"nextRunAt": to_ms(next_run_at), "workerFencingToken": token}})
 
 
-async def record_run_outcome(db: Database, job_id: ObjectId, token: int, *, status: str, finished_at: datetime,
-                             error: str | None, duration_ms: int | None) -> None:
+async def record_run_outcome(
+    db: Database,
+    job_id: ObjectId,
+    token: int,
+    *,
+    status: str,
+    finished_at: datetime,
+    error: str | None,
+    duration_ms: int | None,
+) -> None:
     """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs."""
     fields: Document = {
-        "lastRunAt": to_ms(finished_at), "lastStatus": {"$literal": status}, "lastError": {"$literal": error},
+        "lastRunAt": to_ms(finished_at),
+        "lastStatus": {"$literal": status},
+        "lastError": {"$literal": error},
         "workerFencingToken": token,
     }
     if duration_ms is not None:

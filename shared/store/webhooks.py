@@ -14,12 +14,11 @@ from typing import Any, Literal
 from bson import ObjectId
 from pydantic import AwareDatetime, Field, HttpUrl
 from pymongo.errors import DuplicateKeyError
-
-from shared.alerts import ALERT_KINDS, Alert
-from shared.clock import to_ms
-from shared.errors import NotFound
-from shared.models import Camel, Output, from_document
-from shared.mongo import Database, Document
+from syncjobs.shared.alerts import ALERT_KINDS, Alert
+from syncjobs.shared.clock import to_ms
+from syncjobs.shared.errors import NotFound
+from syncjobs.shared.models import Camel, Output, from_document
+from syncjobs.shared.mongo import Database, Document
 
 WebhookEvent = Literal["alert.opened", "alert.resolved"]
 WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")
@@ -60,11 +59,14 @@ class WebhookDelivery(Output):
     finished_at: AwareDatetime
 
 
-async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput,
-                         now: datetime) -> CreatedWebhook:
+async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput, now: datetime) -> CreatedWebhook:
     doc = {
-        "_id": ObjectId(), "workspaceId": workspace_id, "url": str(body.url), "events": list(body.events),
-        "secret": body.secret or secrets.token_hex(32), "createdAt": to_ms(now),
+        "_id": ObjectId(),
+        "workspaceId": workspace_id,
+        "url": str(body.url),
+        "events": list(body.events),
+        "secret": body.secret or secrets.token_hex(32),
+        "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
     return from_document(CreatedWebhook, doc)  # type: ignore[no-any-return]
@@ -90,8 +92,9 @@ async def record_delivery(db: Database, delivery: Document) -> None:
     await db.webhook_deliveries.insert_one(delivery)
 
 
-async def list_deliveries(db: Database, workspace_id: ObjectId, webhook_id: ObjectId,
-                          limit: int = 50) -> list[WebhookDelivery]:
+async def list_deliveries(
+    db: Database, workspace_id: ObjectId, webhook_id: ObjectId, limit: int = 50
+) -> list[WebhookDelivery]:
     if not await db.webhooks.count_documents({"_id": webhook_id, "workspaceId": workspace_id}, limit=1):
         raise NotFound("webhook not found")
     cursor = db.webhook_deliveries.find({"webhookId": webhook_id}).sort("createdAt", -1).limit(limit)
@@ -110,8 +113,13 @@ async def open_alert_kinds(db: Database, job_id: str) -> set[str]:
 async def open_alert(db: Database, workspace_id: ObjectId, alert: Alert, now: datetime) -> bool:
     """Record the alert as open; False if it already was (another evaluation got there first)."""
     doc: dict[str, Any] = {
-        "_id": _state_id(alert.job_id, alert.kind), "workspaceId": workspace_id, "jobId": alert.job_id,
-        "kind": alert.kind, "since": alert.since, "message": alert.message, "openedAt": to_ms(now),
+        "_id": _state_id(alert.job_id, alert.kind),
+        "workspaceId": workspace_id,
+        "jobId": alert.job_id,
+        "kind": alert.kind,
+        "since": alert.since,
+        "message": alert.message,
+        "openedAt": to_ms(now),
     }
     try:
         await db.alert_states.insert_one(doc)
@@ -133,8 +141,10 @@ async def count_open_alerts_by_kind(db: Database) -> dict[str, int]:
 
 async def jobs_with_open_alerts(db: Database) -> list[Document]:
     """`{jobId, workspaceId}` once per job with an open alert: what the worker's periodic sweep re-evaluates."""
-    cursor = await db.alert_states.aggregate([
-        {"$group": {"_id": "$jobId", "workspaceId": {"$first": "$workspaceId"}}},
-        {"$sort": {"_id": 1}},
-    ])
+    cursor = await db.alert_states.aggregate(
+        [
+            {"$group": {"_id": "$jobId", "workspaceId": {"$first": "$workspaceId"}}},
+            {"$sort": {"_id": 1}},
+        ]
+    )
     return [{"jobId": doc["_id"], "workspaceId": doc["workspaceId"]} for doc in await cursor.to_list()]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from bson import ObjectId
-
-from shared.clock import utc_now
-from shared.errors import NotFound
-from shared.models import Workspace, from_document
-from shared.mongo import Database
+from syncjobs.shared.clock import utc_now
+from syncjobs.shared.errors import NotFound
+from syncjobs.shared.models import Workspace, from_document
+from syncjobs.shared.mongo import Database
 
 
 async def create_workspace(db: Database, name: str) -> Workspace:

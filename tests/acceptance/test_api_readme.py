@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from shared.embedded import free_port
+from syncjobs.shared.embedded import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,8 +44,10 @@ def banner(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout is not None
     try:
@@ -70,24 +71,30 @@ def test_the_readme_walkthrough_runs_as_written(banner: dict[str, str], tmp_path
     script = readme_api_script()
     assert re.search(r"^API=.*$", script, re.MULTILINE)
     # The one placeholder a reader fills in by hand: the `next` of a previous page (here: the newest run).
-    script = script.replace("before=<next>", 'before=$(command curl -s "${auth[@]}" '
-                            '"$API/api/workspaces/$WS/sync-jobs/$JOB/runs?limit=1" | python3 -c '
-                            '"import json, sys; print(json.load(sys.stdin)[\'runs\'][0][\'id\'])")')
-    values = (f"API=http://127.0.0.1:{banner['port']} TOKEN={shlex.quote(banner['admin token'])} "
-              f"WS={shlex.quote(banner['workspace id'])}")
+    script = script.replace(
+        "before=<next>",
+        'before=$(command curl -s "${auth[@]}" '
+        '"$API/api/workspaces/$WS/sync-jobs/$JOB/runs?limit=1" | python3 -c '
+        "\"import json, sys; print(json.load(sys.stdin)['runs'][0]['id'])\")",
+    )
+    values = (
+        f"API=http://127.0.0.1:{banner['port']} TOKEN={shlex.quote(banner['admin token'])} "
+        f"WS={shlex.quote(banner['workspace id'])}"
+    )
     script = re.sub(r"^API=.*$", lambda _: values, script, count=1, flags=re.MULTILINE)
-    log, python, database = (shlex.quote(str(answers)), shlex.quote(sys.executable),
-                             shlex.quote(banner["database"]))
-    prelude = "\n".join([
-        "set -euo pipefail",
-        "shopt -s inherit_errexit",
-        "curl() {",
-        '  local out; out=$(command curl --fail-with-body -sS "$@")',
-        f"  printf '%s\\n' \"$out\" >> {log}; printf '%s' \"$out\"",
-        "}",
-        f'syncjobs() {{ SYNCJOBS_MONGODB_URI={database} {python} -m shared.cli "$@"; }}',
-        "",
-    ])
+    log, python, database = (shlex.quote(str(answers)), shlex.quote(sys.executable), shlex.quote(banner["database"]))
+    prelude = "\n".join(
+        [
+            "set -euo pipefail",
+            "shopt -s inherit_errexit",
+            "curl() {",
+            '  local out; out=$(command curl --fail-with-body -sS "$@")',
+            f"  printf '%s\\n' \"$out\" >> {log}; printf '%s' \"$out\"",
+            "}",
+            f'syncjobs() {{ SYNCJOBS_MONGODB_URI={database} {python} -P -m syncjobs "$@"; }}',
+            "",
+        ]
+    )
     started = datetime.now(UTC)
     result = subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

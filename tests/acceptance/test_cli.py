@@ -8,14 +8,14 @@ import sys
 
 import pytest
 from bson import ObjectId
-
-from shared.mongo import Database
-from shared.store import api_tokens, workspaces
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.store import api_tokens, workspaces
 
 
 def _syncjobs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True,
-                          timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-P", "-m", "syncjobs", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["up"], ["api"], ["worker"], ["exec"], ["token"], ["token", "create"]])

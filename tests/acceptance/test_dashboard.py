@@ -26,19 +26,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-
-from shared.embedded import free_port
+from syncjobs.shared.embedded import free_port
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(),
-                       reason="Debian's chromium is not installed (/usr/bin/chromium): apt-get install -y chromium"),
+    pytest.mark.skipif(
+        not Path("/usr/bin/chromium").exists(),
+        reason="Debian's chromium is not installed (/usr/bin/chromium): apt-get install -y chromium",
+    ),
 ]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SECRET = "acceptance-secret-0123456789"
 WAIT_SECONDS = 120.0
@@ -120,8 +128,12 @@ class Stack:
 
     def call(self, method: str, path: str, body: object | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()
             return json.loads(raw) if raw and response.headers.get_content_type() == "application/json" else raw
@@ -137,8 +149,10 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     env.update(SYNCJOBS_LEASE_TTL_SECONDS="3", SYNCJOBS_WORKER_METRICS_PORT=str(metrics_port))
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         banner: dict[str, str] = {}
@@ -149,8 +163,14 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             if line.startswith("Press Ctrl-C"):
                 break
         assert len(banner) == 3, f"no banner from syncjobs up (exit code {process.poll()})"
-        yield Stack(process, f"http://127.0.0.1:{port}", banner["workspace id"], banner["admin token"],
-                    banner["database"], f"http://127.0.0.1:{metrics_port}/metrics")
+        yield Stack(
+            process,
+            f"http://127.0.0.1:{port}",
+            banner["workspace id"],
+            banner["admin token"],
+            banner["database"],
+            f"http://127.0.0.1:{metrics_port}/metrics",
+        )
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -176,28 +196,55 @@ def test_a_job_whose_source_is_down_alerts_turns_red_and_recovers(stack: Stack, 
 
 
 def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -> None:
-    source = stack.call("POST", stack.ws("/data-sources"), {"name": "orders-api", "kind": "http", "config": {
-        "baseUrl": f"http://127.0.0.1:{source_port}", "retry": {"maxAttempts": 1},
-        "entities": {"orders": {"path": "/orders"}}}})
-    destination = stack.call("POST", stack.ws("/destinations"), {
-        "name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}})
+    source = stack.call(
+        "POST",
+        stack.ws("/data-sources"),
+        {
+            "name": "orders-api",
+            "kind": "http",
+            "config": {
+                "baseUrl": f"http://127.0.0.1:{source_port}",
+                "retry": {"maxAttempts": 1},
+                "entities": {"orders": {"path": "/orders"}},
+            },
+        },
+    )
+    destination = stack.call(
+        "POST",
+        stack.ws("/destinations"),
+        {"name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}},
+    )
     stack.call("POST", stack.ws("/webhooks"), {"url": f"http://127.0.0.1:{hook_port}/hook", "secret": SECRET})
-    job_body = {"name": "orders-sync", "dataSourceId": source["id"], "destinationDatabaseId": destination["id"],
-                "schedule": {"cron": "*/3 * * * * *", "timezone": "UTC"}, "syncMode": "full"}
+    job_body = {
+        "name": "orders-sync",
+        "dataSourceId": source["id"],
+        "destinationDatabaseId": destination["id"],
+        "schedule": {"cron": "*/3 * * * * *", "timezone": "UTC"},
+        "syncMode": "full",
+    }
     job = stack.call("POST", stack.ws("/sync-jobs"), job_body)
 
     # 1. Failing runs made by the real worker and executor open a signed consecutive_failures alert.
     def opened() -> tuple[dict[str, str], bytes] | None:
-        return next(((h, b) for h, b in receiver.events() if json.loads(b)["event"] == "alert.opened"
-                     and json.loads(b)["alert"]["kind"] == "consecutive_failures"), None)
+        return next(
+            (
+                (h, b)
+                for h, b in receiver.events()
+                if json.loads(b)["event"] == "alert.opened" and json.loads(b)["alert"]["kind"] == "consecutive_failures"
+            ),
+            None,
+        )
 
     headers, body = eventually(opened, "a consecutive_failures alert at the webhook")
     signature = {k.lower(): v for k, v in headers.items()}["x-syncjobs-signature"]
     assert hmac.compare_digest(signature, "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest())
     assert json.loads(body)["job"] == {"id": job["id"], "name": "orders-sync"}
     # Quiet the schedule (daily) so the page is still while we look at it; the job keeps its failed state.
-    job = stack.call("PUT", stack.ws(f"/sync-jobs/{job['id']}"), {
-        **job_body, "schedule": {"cron": "0 2 * * *", "timezone": "Europe/London"}})
+    job = stack.call(
+        "PUT",
+        stack.ws(f"/sync-jobs/{job['id']}"),
+        {**job_body, "schedule": {"cron": "0 2 * * *", "timezone": "Europe/London"}},
+    )
 
     report = stack.call("GET", stack.ws("/monitoring"))
     [stats] = report["stats"]
@@ -239,8 +286,10 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             for (cron, zone), words in SCHEDULE_WORDS.items():
                 assert page.evaluate("([c, z]) => describeSchedule(c, z)", [cron, zone]) == words
             for offset_seconds, words in RELATIVE_WORDS.items():
-                assert page.evaluate("(s) => relativeTime(new Date(Date.now() + s * 1000).toISOString())",
-                                     offset_seconds) == words
+                assert (
+                    page.evaluate("(s) => relativeTime(new Date(Date.now() + s * 1000).toISOString())", offset_seconds)
+                    == words
+                )
 
             card.locator("a").first.click()
             runs = page.locator("article.run")
@@ -249,7 +298,8 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             page.click(".actions .run-now")
             expect(page.locator("article.run:has-text('manual')")).to_have_count(manual_before + 1)
             expect(page.locator("article.run:has-text('manual')").first).to_have_attribute(
-                "data-status", "failed", timeout=WAIT_SECONDS * 1000)
+                "data-status", "failed", timeout=WAIT_SECONDS * 1000
+            )
             failed_manual = page.locator("article.run:has-text('manual')").first
             expect(failed_manual.locator("tr[data-entity='orders']")).to_be_visible()
             expect(failed_manual.locator("tr.entity-error")).to_contain_text(str(source_port))
@@ -260,14 +310,17 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             try:
                 page.click(".actions .run-now")
                 expect(page.locator("h1.job-title .badge")).to_have_attribute(
-                    "data-status", "active", timeout=WAIT_SECONDS * 1000)
+                    "data-status", "active", timeout=WAIT_SECONDS * 1000
+                )
                 read = page.locator("article.run[data-status='succeeded'] tr[data-entity='orders'] td").nth(1)
                 expect(read).to_have_text("1")
             finally:
                 source_server.shutdown()
                 source_server.server_close()
-            eventually(lambda: any(json.loads(b)["event"] == "alert.resolved" for _, b in receiver.events()),
-                       "the alert.resolved event")
+            eventually(
+                lambda: any(json.loads(b)["event"] == "alert.resolved" for _, b in receiver.events()),
+                "the alert.resolved event",
+            )
 
             page.set_viewport_size({"width": 390, "height": 844})
             page.goto(stack.url + "/dashboard/#/")

@@ -13,25 +13,21 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from syncjobs.shared.mongo import Database
 
-from shared.mongo import Database
 from tests.fixtures.executor_world import contents, make_job, make_tap_job, new_run, scratch_databases
 from tests.fixtures.worker_jobs import eventually, process_gone
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[2]
-SYNCJOBS_CLI = [sys.executable, "-c", "from shared.cli import main; raise SystemExit(main())"]
+SYNCJOBS_CLI = [sys.executable, "-P", "-m", "syncjobs"]
+EXECUTOR_MODULE = [sys.executable, "-P", "-m", "syncjobs.executor"]
 
 
 def executor_env(mongo_uri: str, database: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    pythonpath = [str(ROOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
-    return env | {
-        "SYNCJOBS_MONGODB_URI": mongo_uri,
-        "SYNCJOBS_DATABASE": database,
-        "PYTHONPATH": os.pathsep.join(pythonpath),
-    }
+    return env | {"SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": database}
 
 
 async def start(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -74,7 +70,7 @@ async def test_exec_syncs_and_speaks_ndjson(db: Database, mongo_uri: str) -> Non
         assert await dest.list_collection_names() == []
 
         run_id = await new_run(db, job_id)
-        code, events, stderr = await run_cli([sys.executable, "-m", "executor", "--run-id", str(run_id)], env)
+        code, events, stderr = await run_cli([*EXECUTOR_MODULE, "--run-id", str(run_id)], env)
         assert code == 0, stderr
         kinds = [e["event"] for e in events]
         assert kinds[-2:] == ["entity", "result"] and "progress" in kinds
@@ -92,10 +88,10 @@ async def test_exec_syncs_and_speaks_ndjson(db: Database, mongo_uri: str) -> Non
 
 async def test_exec_fails_cleanly_for_an_unknown_run(db: Database, mongo_uri: str) -> None:
     env = executor_env(mongo_uri, db.name)
-    code, events, _ = await run_cli([sys.executable, "-m", "executor", "--run-id", str(ObjectId())], env)
+    code, events, _ = await run_cli([*EXECUTOR_MODULE, "--run-id", str(ObjectId())], env)
     assert code == 1
     assert events[-1]["status"] == "failed" and "run not found" in events[-1]["error"]
-    code, events, _ = await run_cli([sys.executable, "-m", "executor", "--run-id", "nope"], env)
+    code, events, _ = await run_cli([*EXECUTOR_MODULE, "--run-id", "nope"], env)
     assert code == 2 and events[-1]["status"] == "failed"
 
 
@@ -109,7 +105,7 @@ async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(db: D
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         env = executor_env(mongo_uri, db.name)
-        process = await start([sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env)
+        process = await start([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
         assert process.stdout is not None
         try:
             # The first progress event comes after the 4 records before the tap's STATE are written and
@@ -126,9 +122,7 @@ async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(db: D
 
         del tap_config["hangAfter"]
         await db.data_sources.update_one({}, {"$set": {"config.config": tap_config}})
-        code, events, stderr = await run_cli(
-            [sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env
-        )
+        code, events, stderr = await run_cli([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
         assert code == 0, stderr
         assert events[-1]["stats"]["entities"]["rows"]["read"] == 6
         assert await contents(dest, "rows") == {r["id"]: {"_id": r["id"], **r} for r in records}
@@ -141,7 +135,7 @@ async def test_the_tap_dies_with_a_sigkilled_executor(db: Database, mongo_uri: s
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         env = executor_env(mongo_uri, db.name)
-        process = await start([sys.executable, "-m", "executor", "--run-id", str(await new_run(db, job_id))], env)
+        process = await start([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
         assert process.stdout is not None
         try:
             assert json.loads(await process.stdout.readline())["event"] == "progress"  # the tap now blocks

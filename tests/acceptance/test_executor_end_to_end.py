@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 from pymongo import MongoClient
-
-from shared.embedded import free_port
+from syncjobs.shared.embedded import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         text=True,

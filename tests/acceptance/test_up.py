@@ -20,8 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pymongo import MongoClient
-
-from shared.embedded import free_port
+from syncjobs.shared.embedded import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +36,9 @@ class RunningStack:
     def request(self, method: str, path: str, body: object | None = None) -> tuple[int, dict[str, object]]:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            self.api_url + path, data=data, method=method,
+            self.api_url + path,
+            data=data,
+            method=method,
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -67,13 +68,16 @@ def running_stack(tmp_path: Path, **environment: str) -> Iterator[RunningStack]:
     env.update(SYNCJOBS_LEASE_TTL_SECONDS="3", **environment)
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         banner = _read_banner(process)
-        yield RunningStack(process, f"http://127.0.0.1:{port}", banner["workspace id"], banner["admin token"],
-                           banner["database"])
+        yield RunningStack(
+            process, f"http://127.0.0.1:{port}", banner["workspace id"], banner["admin token"], banner["database"]
+        )
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -92,13 +96,27 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp
     ws = f"/api/workspaces/{stack.workspace_id}"
     status, workspace = stack.request("GET", ws)
     assert status == 200 and workspace["name"] == "default"
-    _, source = stack.request("POST", f"{ws}/data-sources", {
-        "name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}})
-    _, destination = stack.request("POST", f"{ws}/destinations", {
-        "name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}})
-    status, job = stack.request("POST", f"{ws}/sync-jobs", {
-        "name": "hourly-crm", "dataSourceId": source["id"], "destinationDatabaseId": destination["id"],
-        "schedule": {"cron": "0 * * * *", "timezone": "Asia/Kolkata"}, "syncMode": "incremental"})
+    _, source = stack.request(
+        "POST",
+        f"{ws}/data-sources",
+        {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
+    )
+    _, destination = stack.request(
+        "POST",
+        f"{ws}/destinations",
+        {"name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}},
+    )
+    status, job = stack.request(
+        "POST",
+        f"{ws}/sync-jobs",
+        {
+            "name": "hourly-crm",
+            "dataSourceId": source["id"],
+            "destinationDatabaseId": destination["id"],
+            "schedule": {"cron": "0 * * * *", "timezone": "Asia/Kolkata"},
+            "syncMode": "incremental",
+        },
+    )
     assert status == 201
     next_run = datetime.fromisoformat(str(job["nextRunAt"])).astimezone(ZoneInfo("Asia/Kolkata"))
     assert (next_run.minute, next_run.second) == (0, 0)  # on the hour in a +05:30 zone: :30 in UTC
@@ -112,8 +130,12 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp
 def test_up_with_a_database_uri_embeds_nothing_and_uses_that_database(
     tmp_path: Path, mongo_uri: str, db_name: str
 ) -> None:
-    with running_stack(tmp_path, SYNCJOBS_MONGODB_URI=mongo_uri, SYNCJOBS_DATABASE=db_name,
-                       SYNCJOBS_ADMIN_TOKEN="sjt_given-admin-token") as stack:
+    with running_stack(
+        tmp_path,
+        SYNCJOBS_MONGODB_URI=mongo_uri,
+        SYNCJOBS_DATABASE=db_name,
+        SYNCJOBS_ADMIN_TOKEN="sjt_given-admin-token",
+    ) as stack:
         assert (stack.database_uri, stack.token) == (mongo_uri, "sjt_given-admin-token")
         status, _ = stack.request("POST", "/api/workspaces", {"name": "second"})
         assert status == 201
@@ -129,13 +151,19 @@ def test_up_with_a_database_uri_embeds_nothing_and_uses_that_database(
 @pytest.mark.skipif(shutil.which("mongosh") is None, reason="mongosh is not installed (./scripts/test installs it)")
 def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: RunningStack) -> None:
     ws = f"/api/workspaces/{stack.workspace_id}"
-    stack.request("POST", f"{ws}/data-sources", {
-        "name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}})
+    stack.request(
+        "POST",
+        f"{ws}/data-sources",
+        {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
+    )
 
     def mongosh(expression: str) -> object:
         result = subprocess.run(
             ["mongosh", stack.database_uri, "--quiet", "--eval", f"EJSON.stringify({expression})"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         return json.loads(result.stdout)
 

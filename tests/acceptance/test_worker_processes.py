@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
+from syncjobs.shared.embedded import EmbeddedServer, free_port, start_embedded
+from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
+from syncjobs.shared.store import job_runs
 
-from shared.embedded import EmbeddedServer, free_port, start_embedded
-from shared.models import SyncJob, from_document
-from shared.mongo import Database, Document, connect, ensure_indexes
-from shared.store import job_runs
+from tests.fixtures.executor_world import make_mongodb_job, new_run, scratch_databases
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, file_written, make_job, process_gone, runs_of
 
 pytestmark = pytest.mark.slow
@@ -31,19 +32,19 @@ class Workers:
         self.uri, self.database, self.logs, self.ttl_seconds = uri, database, logs, ttl_seconds
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, worker_id: str) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+    def start(self, worker_id: str, *, cwd: Path = ROOT, real_executor: bool = False) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_") and k != "PYTHONPATH"}
         env |= {
             "SYNCJOBS_MONGODB_URI": self.uri,
             "SYNCJOBS_DATABASE": self.database,
             "SYNCJOBS_WORKER_ID": worker_id,
             "SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl_seconds),
-            "SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR),
-            "PYTHONPATH": str(ROOT),
         }
+        if not real_executor:
+            env["SYNCJOBS_EXECUTOR_COMMAND"] = " ".join(FAKE_EXECUTOR)
         with open(self.logs / f"{worker_id}.log", "ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "worker"], env=env, cwd=ROOT, stdout=log, stderr=log
+                [sys.executable, "-P", "-m", "syncjobs", "worker"], env=env, cwd=cwd, stdout=log, stderr=log
             )
         self.processes[worker_id] = process
         return process
@@ -180,3 +181,29 @@ async def test_the_executor_dies_with_a_sigkilled_worker_and_its_run_is_marked_l
     await eventually(lambda: _led_by(db, "w2"))
     [lost] = await eventually(lambda: runs_of(db, job["_id"], status="failed"))
     assert lost["error"] == "worker lost"
+
+
+async def test_a_worker_started_among_decoy_packages_runs_our_executor(
+    workers: Workers, db: Database, mongo_uri: str, tmp_path: Path
+) -> None:
+    """A user's own `executor/` or `shared/` in the current directory never replaces ours."""
+    project = tmp_path / "project"
+    marker = tmp_path / "decoy-imported"
+    for package in ("executor", "shared", "worker", "api"):
+        (project / package).mkdir(parents=True)
+        decoy = f"open({str(marker)!r}, 'a').write({package!r})\nraise SystemExit(3)\n"
+        (project / package / "__init__.py").write_text(decoy)
+        (project / package / "__main__.py").write_text(decoy)
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.users.insert_many([{"_id": i, "n": i} for i in range(3)])
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
+        workers.start("w1", cwd=project, real_executor=True)
+        run_id = await new_run(db, job_id)
+        run = await eventually(lambda: _finished(db, run_id))
+        assert run["status"] == "succeeded", run
+        assert await dest.users.count_documents({}) == 3
+    assert not marker.exists(), marker.read_text()
+
+
+async def _finished(db: Database, run_id: ObjectId) -> Document | None:
+    return await db.job_runs.find_one({"_id": run_id, "status": {"$nin": ["pending", "running"]}})

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from bson import ObjectId
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.store.api_tokens import hash_token
 
-from shared.mongo import Database
-from shared.store.api_tokens import hash_token
 from tests.integration.test_api_helpers import (
     ADMIN_TOKEN,
     SOURCE_URI,
@@ -28,22 +28,31 @@ async def test_healthz_needs_no_token(api: Api) -> None:
     assert await api.call("GET", "/healthz", token=None) == (200, {"status": "ok"})
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer "},
-    {"Authorization": "Basic dXNlcjpwYXNz"},
-    {"Authorization": "Bearer sjt_not-a-token"},
-    {"Authorization": ADMIN_TOKEN},
-])
-async def test_missing_or_wrong_token_is_401_on_every_api_route(api: Api, tenant: Tenant,
-                                                                 headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer sjt_not-a-token"},
+        {"Authorization": ADMIN_TOKEN},
+    ],
+)
+async def test_missing_or_wrong_token_is_401_on_every_api_route(
+    api: Api, tenant: Tenant, headers: dict[str, str]
+) -> None:
     setup = await make_job(tenant)
     job_path = tenant.path(f"/sync-jobs/{setup.job['id']}")
     for method, path in [
-        ("GET", "/api/openapi.json"), ("POST", "/api/workspaces"), ("GET", tenant.path()),
-        ("GET", tenant.path("/data-sources")), ("GET", tenant.path(f"/data-sources/{setup.source['id']}")),
+        ("GET", "/api/openapi.json"),
+        ("POST", "/api/workspaces"),
+        ("GET", tenant.path()),
+        ("GET", tenant.path("/data-sources")),
+        ("GET", tenant.path(f"/data-sources/{setup.source['id']}")),
         ("DELETE", tenant.path(f"/destinations/{setup.destination['id']}")),
-        ("PUT", job_path), ("POST", job_path + "/run"), ("GET", job_path + "/runs"),
+        ("PUT", job_path),
+        ("POST", job_path + "/run"),
+        ("GET", job_path + "/runs"),
         ("GET", "/api/no-such-route"),
     ]:
         status, body = await api.call(method, path, token=None, headers=headers, json={})
@@ -76,8 +85,11 @@ async def test_workspace_token_reads_its_own_workspace(tenant: Tenant) -> None:
 
 async def test_admin_token_acts_in_any_workspace(api: Api, tenant: Tenant, other_tenant: Tenant) -> None:
     for ws in (tenant, other_tenant):
-        status, created = await api.call("POST", ws.path("/destinations"), json={
-            "name": "dw", "kind": "mongodb", "config": {"uri": "mongodb://h/", "database": "dw"}})
+        status, created = await api.call(
+            "POST",
+            ws.path("/destinations"),
+            json={"name": "dw", "kind": "mongodb", "config": {"uri": "mongodb://h/", "database": "dw"}},
+        )
         assert status == 201
         assert created["workspaceId"] == ws.id
         assert (await ws.api.call("GET", ws.path(f"/destinations/{created['id']}")))[0] == 200
@@ -86,30 +98,50 @@ async def test_admin_token_acts_in_any_workspace(api: Api, tenant: Tenant, other
 async def test_admin_token_on_unknown_workspace_is_404(api: Api, db: Database) -> None:
     unknown = f"/api/workspaces/{ObjectId()}"
     before = await snapshot(db)
-    status, body = await api.call("POST", unknown + "/data-sources", json={
-        "name": "x", "kind": "mongodb", "config": {"uri": "mongodb://h/", "database": "d"}})
+    status, body = await api.call(
+        "POST",
+        unknown + "/data-sources",
+        json={"name": "x", "kind": "mongodb", "config": {"uri": "mongodb://h/", "database": "d"}},
+    )
     assert status == 404
     assert body["error"]["code"] == "not_found"
     assert await snapshot(db) == before
     assert (await api.call("GET", unknown))[0] == 404
 
 
-async def test_another_workspace_is_404_and_leaks_nothing(tenant: Tenant, other_tenant: Tenant,
-                                                           db: Database) -> None:
+async def test_another_workspace_is_404_and_leaks_nothing(tenant: Tenant, other_tenant: Tenant, db: Database) -> None:
     setup = await make_job(tenant)
     await tenant.api.call("POST", tenant.path(f"/sync-jobs/{setup.job['id']}/run"))
     own = await make_job(other_tenant, name="own-job")
     secrets = [setup.job["name"], setup.source["name"], setup.destination["name"], SOURCE_URI, "acme"]
-    source, destination, job = (f"/data-sources/{setup.source['id']}",
-                                f"/destinations/{setup.destination['id']}", f"/sync-jobs/{setup.job['id']}")
+    source, destination, job = (
+        f"/data-sources/{setup.source['id']}",
+        f"/destinations/{setup.destination['id']}",
+        f"/sync-jobs/{setup.job['id']}",
+    )
     # Valid bodies, so that only the object's ownership can decide the answer.
-    bodies = {source: source_body("stolen"), destination: destination_body("stolen"),
-              job: job_body(own.source["id"], own.destination["id"], name="stolen")}
+    bodies = {
+        source: source_body("stolen"),
+        destination: destination_body("stolen"),
+        job: job_body(own.source["id"], own.destination["id"], name="stolen"),
+    }
     attempts = [
-        ("GET", ""), ("GET", "/data-sources"), ("GET", source), ("PUT", source), ("DELETE", source),
-        ("GET", destination), ("PUT", destination), ("DELETE", destination),
-        ("GET", "/sync-jobs"), ("GET", job), ("PUT", job), ("DELETE", job), ("POST", job + "/toggle"),
-        ("POST", job + "/run"), ("GET", job + "/status"), ("GET", job + "/runs"),
+        ("GET", ""),
+        ("GET", "/data-sources"),
+        ("GET", source),
+        ("PUT", source),
+        ("DELETE", source),
+        ("GET", destination),
+        ("PUT", destination),
+        ("DELETE", destination),
+        ("GET", "/sync-jobs"),
+        ("GET", job),
+        ("PUT", job),
+        ("DELETE", job),
+        ("POST", job + "/toggle"),
+        ("POST", job + "/run"),
+        ("GET", job + "/status"),
+        ("GET", job + "/runs"),
     ]
     # The other token on this workspace's paths; then on its own workspace's paths with this workspace's ids.
     targets = [(method, tenant.path(tail), tail) for method, tail in attempts]

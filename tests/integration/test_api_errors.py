@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from syncjobs.shared.mongo import Database
 
-from shared.mongo import Database
 from tests.integration.test_api_helpers import (
     Api,
     JobSetup,
@@ -43,8 +43,9 @@ def assert_error(status: int, body: Any, expected_status: int, code: str) -> dic
     return error
 
 
-async def rejected(tenant: Tenant, db: Database, method: str, path: str, expected_status: int, code: str,
-                   **request: Any) -> dict[str, Any]:
+async def rejected(
+    tenant: Tenant, db: Database, method: str, path: str, expected_status: int, code: str, **request: Any
+) -> dict[str, Any]:
     """Make the request, check the error answer, and check that the database did not change."""
     before = await snapshot(db)
     status, body = await tenant.api.call(method, tenant.path(path) if path.startswith("/") else path, **request)
@@ -59,10 +60,16 @@ def job(setup: JobSetup, **overrides: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path_kind", ["workspaces", "data-sources", "destinations", "sync-jobs", "put", "toggle"])
 @pytest.mark.parametrize("data", ["{", '{"name": "x",}', "not json", "", "\xff"])
-async def test_malformed_json_is_400(tenant: Tenant, setup: JobSetup, db: Database, api: Api,
-                                     path_kind: str, data: str) -> None:
-    paths = {"data-sources": "/data-sources", "destinations": "/destinations", "sync-jobs": "/sync-jobs",
-             "put": f"/sync-jobs/{setup.job['id']}", "toggle": f"/sync-jobs/{setup.job['id']}/toggle"}
+async def test_malformed_json_is_400(
+    tenant: Tenant, setup: JobSetup, db: Database, api: Api, path_kind: str, data: str
+) -> None:
+    paths = {
+        "data-sources": "/data-sources",
+        "destinations": "/destinations",
+        "sync-jobs": "/sync-jobs",
+        "put": f"/sync-jobs/{setup.job['id']}",
+        "toggle": f"/sync-jobs/{setup.job['id']}/toggle",
+    }
     if data == "" and path_kind == "toggle":
         return  # an empty body is how a toggle without a body is sent
     if path_kind == "workspaces":
@@ -79,31 +86,34 @@ def field_of(error: dict[str, Any]) -> list[str]:
     return [detail["field"] for detail in error["details"]]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"colour": "red"}, "colour"),
-    ({"schedule": {"cron": "0 * * * *", "timezone": "UTC", "every": 5}}, "schedule.every"),
-    ({"retry": {"maxAttempts": 0}}, "retry.maxAttempts"),
-    ({"syncMode": "mirror"}, "syncMode"),
-    ({"overlap": "never"}, "overlap"),
-    ({"timeoutSeconds": "soon"}, "timeoutSeconds"),
-    ({"enabled": "yes please"}, "enabled"),
-    ({"entities": {"include": [""]}}, "entities.include.0"),
-    ({"name": ""}, "name"),
-    ({"schedule": {"cron": "*/5 * * *"}}, "schedule.cron"),
-    ({"schedule": {"cron": "61 * * * *"}}, "schedule.cron"),
-    ({"schedule": {"cron": "0 0 0 9 * * *"}}, "schedule.cron"),
-    ({"schedule": {"cron": "@fortnightly"}}, "schedule.cron"),
-    ({"schedule": {"cron": "every day"}}, "schedule.cron"),
-    ({"schedule": {"cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons"}}, "schedule.timezone"),
-    ({"schedule": {"cron": "0 9 * * *", "timezone": "EST+5"}}, "schedule.timezone"),
-    ({"dataSourceId": "not-an-id"}, "dataSourceId"),
-    ({"dataSourceId": str(ObjectId())}, "dataSourceId"),
-    ({"destinationDatabaseId": str(ObjectId())}, "destinationDatabaseId"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"colour": "red"}, "colour"),
+        ({"schedule": {"cron": "0 * * * *", "timezone": "UTC", "every": 5}}, "schedule.every"),
+        ({"retry": {"maxAttempts": 0}}, "retry.maxAttempts"),
+        ({"syncMode": "mirror"}, "syncMode"),
+        ({"overlap": "never"}, "overlap"),
+        ({"timeoutSeconds": "soon"}, "timeoutSeconds"),
+        ({"enabled": "yes please"}, "enabled"),
+        ({"entities": {"include": [""]}}, "entities.include.0"),
+        ({"name": ""}, "name"),
+        ({"schedule": {"cron": "*/5 * * *"}}, "schedule.cron"),
+        ({"schedule": {"cron": "61 * * * *"}}, "schedule.cron"),
+        ({"schedule": {"cron": "0 0 0 9 * * *"}}, "schedule.cron"),
+        ({"schedule": {"cron": "@fortnightly"}}, "schedule.cron"),
+        ({"schedule": {"cron": "every day"}}, "schedule.cron"),
+        ({"schedule": {"cron": "0 9 * * *", "timezone": "Mars/Olympus_Mons"}}, "schedule.timezone"),
+        ({"schedule": {"cron": "0 9 * * *", "timezone": "EST+5"}}, "schedule.timezone"),
+        ({"dataSourceId": "not-an-id"}, "dataSourceId"),
+        ({"dataSourceId": str(ObjectId())}, "dataSourceId"),
+        ({"destinationDatabaseId": str(ObjectId())}, "destinationDatabaseId"),
+    ],
+)
 @pytest.mark.parametrize("method", ["POST", "PUT"])
-async def test_invalid_job_fields_are_422_naming_the_field(tenant: Tenant, setup: JobSetup, db: Database,
-                                                          method: str, change: dict[str, Any],
-                                                          field: str) -> None:
+async def test_invalid_job_fields_are_422_naming_the_field(
+    tenant: Tenant, setup: JobSetup, db: Database, method: str, change: dict[str, Any], field: str
+) -> None:
     path = "/sync-jobs" if method == "POST" else f"/sync-jobs/{setup.job['id']}"
     error = await rejected(tenant, db, method, path, 422, "validation_error", json=job(setup, **change))
     assert field in field_of(error)
@@ -118,46 +128,52 @@ async def test_missing_job_fields_are_422(tenant: Tenant, setup: JobSetup, db: D
     assert field_of(error) == [missing]
 
 
-async def test_references_to_another_workspace_are_422(tenant: Tenant, other_tenant: Tenant, setup: JobSetup,
-                                                       db: Database) -> None:
+async def test_references_to_another_workspace_are_422(
+    tenant: Tenant, other_tenant: Tenant, setup: JobSetup, db: Database
+) -> None:
     foreign = await make_job(other_tenant)
-    for field, value in [("dataSourceId", foreign.source["id"]),
-                         ("destinationDatabaseId", foreign.destination["id"])]:
-        error = await rejected(tenant, db, "POST", "/sync-jobs", 422, "validation_error",
-                               json=job(setup, **{field: value}))
+    for field, value in [("dataSourceId", foreign.source["id"]), ("destinationDatabaseId", foreign.destination["id"])]:
+        error = await rejected(
+            tenant, db, "POST", "/sync-jobs", 422, "validation_error", json=job(setup, **{field: value})
+        )
         assert field_of(error) == [field]
 
 
 @pytest.mark.parametrize("cron", ["*/15 * * * *", "30 0 9 * * 1-5", "@hourly", "@daily", "0 0 1 1 *"])
 async def test_accepted_cron_forms(tenant: Tenant, setup: JobSetup, cron: str) -> None:
-    status, created = await tenant.api.call("POST", tenant.path("/sync-jobs"),
-                                            json=job(setup, schedule={"cron": cron, "timezone": "Asia/Tokyo"}))
+    status, created = await tenant.api.call(
+        "POST", tenant.path("/sync-jobs"), json=job(setup, schedule={"cron": cron, "timezone": "Asia/Tokyo"})
+    )
     assert status == 201, created
     assert created["schedule"]["cron"] == cron
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "s", "kind": "ftp", "config": {}}, "kind"),
-    ({"name": "s", "kind": "mongodb", "config": {"uri": "mongodb://h/"}}, "config.database"),
-    ({"name": "s", "kind": "http", "config": {"baseUrl": "ftp://h", "entities": {"a": {}}}}, "config.baseUrl"),
-    ({"name": "s", "kind": "command", "config": {"command": []}}, "config.command"),
-    ({"kind": "mongodb", "config": {"uri": "mongodb://h/", "database": "d"}}, "name"),
-    ({**source_body(), "secret": "x"}, "secret"),
-])
-async def test_invalid_data_sources_are_422(tenant: Tenant, db: Database, body: dict[str, Any],
-                                            field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "s", "kind": "ftp", "config": {}}, "kind"),
+        ({"name": "s", "kind": "mongodb", "config": {"uri": "mongodb://h/"}}, "config.database"),
+        ({"name": "s", "kind": "http", "config": {"baseUrl": "ftp://h", "entities": {"a": {}}}}, "config.baseUrl"),
+        ({"name": "s", "kind": "command", "config": {"command": []}}, "config.command"),
+        ({"kind": "mongodb", "config": {"uri": "mongodb://h/", "database": "d"}}, "name"),
+        ({**source_body(), "secret": "x"}, "secret"),
+    ],
+)
+async def test_invalid_data_sources_are_422(tenant: Tenant, db: Database, body: dict[str, Any], field: str) -> None:
     error = await rejected(tenant, db, "POST", "/data-sources", 422, "validation_error", json=body)
     assert field in field_of(error)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "d", "kind": "http", "config": {"uri": "mongodb://h/", "database": "d"}}, "kind"),
-    ({"name": "d", "config": {"uri": "mongodb://h/", "database": "d", "extra": 1}}, "config.extra"),
-    ({"name": "d", "config": {"uri": "mongodb://h/", "database": "a.b"}}, "config.database"),
-    ({"name": "d", "config": {"database": "d"}}, "config.uri"),
-])
-async def test_invalid_destinations_are_422(tenant: Tenant, db: Database, body: dict[str, Any],
-                                            field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "d", "kind": "http", "config": {"uri": "mongodb://h/", "database": "d"}}, "kind"),
+        ({"name": "d", "config": {"uri": "mongodb://h/", "database": "d", "extra": 1}}, "config.extra"),
+        ({"name": "d", "config": {"uri": "mongodb://h/", "database": "a.b"}}, "config.database"),
+        ({"name": "d", "config": {"database": "d"}}, "config.uri"),
+    ],
+)
+async def test_invalid_destinations_are_422(tenant: Tenant, db: Database, body: dict[str, Any], field: str) -> None:
     error = await rejected(tenant, db, "POST", "/destinations", 422, "validation_error", json=body)
     assert field in field_of(error)
 
@@ -169,33 +185,33 @@ async def test_a_json_body_that_is_not_an_object_is_422(tenant: Tenant, db: Data
 
 async def test_toggle_body_is_validated(tenant: Tenant, setup: JobSetup, db: Database) -> None:
     toggle = f"/sync-jobs/{setup.job['id']}/toggle"
-    assert field_of(await rejected(tenant, db, "POST", toggle, 422, "validation_error",
-                                   json={"enabled": "maybe"})) == ["enabled"]
-    assert field_of(await rejected(tenant, db, "POST", toggle, 422, "validation_error",
-                                   json={"on": True})) == ["on"]
+    assert field_of(await rejected(tenant, db, "POST", toggle, 422, "validation_error", json={"enabled": "maybe"})) == [
+        "enabled"
+    ]
+    assert field_of(await rejected(tenant, db, "POST", toggle, 422, "validation_error", json={"on": True})) == ["on"]
 
 
 async def test_duplicate_names_are_409(tenant: Tenant, setup: JobSetup, db: Database) -> None:
     await rejected(tenant, db, "POST", "/data-sources", 409, "conflict", json=source_body())
     await rejected(tenant, db, "POST", "/destinations", 409, "conflict", json=destination_body())
-    await rejected(tenant, db, "POST", "/sync-jobs", 409, "conflict",
-                   json=job(setup, name=setup.job["name"]))
+    await rejected(tenant, db, "POST", "/sync-jobs", 409, "conflict", json=job(setup, name=setup.job["name"]))
     # A rename onto a taken name, by PUT.
     other_source = (await tenant.api.call("POST", tenant.path("/data-sources"), json=source_body("b")))[1]
     await rejected(tenant, db, "PUT", f"/data-sources/{other_source['id']}", 409, "conflict", json=source_body())
     other_job = (await tenant.api.call("POST", tenant.path("/sync-jobs"), json=job(setup)))[1]
-    await rejected(tenant, db, "PUT", f"/sync-jobs/{other_job['id']}", 409, "conflict",
-                   json=job(setup, name=setup.job["name"]))
+    await rejected(
+        tenant, db, "PUT", f"/sync-jobs/{other_job['id']}", 409, "conflict", json=job(setup, name=setup.job["name"])
+    )
 
 
-async def test_the_same_name_in_another_workspace_is_fine(tenant: Tenant, other_tenant: Tenant,
-                                                          setup: JobSetup) -> None:
+async def test_the_same_name_in_another_workspace_is_fine(
+    tenant: Tenant, other_tenant: Tenant, setup: JobSetup
+) -> None:
     assert (await make_job(other_tenant)).job["name"] == setup.job["name"]
 
 
 @pytest.mark.parametrize("object_id", [str(ObjectId()), "nope", "123", "6b0278f5c0297bab26d2455z"])
-async def test_unknown_or_malformed_ids_are_404(tenant: Tenant, setup: JobSetup, db: Database,
-                                                object_id: str) -> None:
+async def test_unknown_or_malformed_ids_are_404(tenant: Tenant, setup: JobSetup, db: Database, object_id: str) -> None:
     bodies = {"data-sources": source_body("new"), "destinations": destination_body("new"), "sync-jobs": job(setup)}
     for collection, body in bodies.items():
         item = f"/{collection}/{object_id}"
@@ -235,15 +251,17 @@ async def test_a_body_of_one_mebibyte_is_read(tenant: Tenant) -> None:
 
 
 async def test_wrong_method_is_405_and_unknown_route_404(tenant: Tenant, setup: JobSetup, db: Database) -> None:
-    error = await rejected(tenant, db, "PATCH", f"/sync-jobs/{setup.job['id']}", 405, "method_not_allowed",
-                           json={"enabled": False})
+    error = await rejected(
+        tenant, db, "PATCH", f"/sync-jobs/{setup.job['id']}", 405, "method_not_allowed", json={"enabled": False}
+    )
     assert "PUT" in error["details"][0]["message"]
     await rejected(tenant, db, "GET", "/api/nothing-here", 404, "not_found")
     await rejected(tenant, db, "GET", "/sync-jobs/x/y/z", 404, "not_found")
 
 
-async def test_an_unexpected_failure_is_a_json_500_that_reveals_nothing(tenant: Tenant, setup: JobSetup,
-                                                                        db: Database) -> None:
+async def test_an_unexpected_failure_is_a_json_500_that_reveals_nothing(
+    tenant: Tenant, setup: JobSetup, db: Database
+) -> None:
     # A document the API cannot read (written by hand, bypassing validation) must not crash the server.
     await db.syncjobs.update_one({"_id": ObjectId(setup.job["id"])}, {"$set": {"syncMode": "s3cret-mode"}})
     status, body = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{setup.job['id']}"))

@@ -13,11 +13,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from bson import ObjectId
+from syncjobs.api.app import create_app
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store.api_tokens import create_token
 
-from api.app import create_app
-from shared.mongo import Database
-from shared.settings import Settings
-from shared.store.api_tokens import create_token
 from tests.fixtures.fake_clock import FakeClock
 
 ADMIN_TOKEN = "sjt_admin-token-for-tests"
@@ -33,8 +33,16 @@ class Api:
     client: TestClient[web.Request, web.Application]
     token: str | None = ADMIN_TOKEN
 
-    async def call(self, method: str, path: str, *, json: Any = None, data: bytes | str | IO[bytes] | None = None,
-                   token: str | None = "default", headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | str | IO[bytes] | None = None,
+        token: str | None = "default",
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         token = self.token if token == "default" else token
         all_headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
         if data is not None:
@@ -104,10 +112,16 @@ def destination_body(name: str = "warehouse", **overrides: Any) -> dict[str, Any
 
 def job_body(source_id: str, destination_id: str, name: str = "orders-hourly", **overrides: Any) -> dict[str, Any]:
     return {
-        "name": name, "dataSourceId": source_id, "destinationDatabaseId": destination_id,
-        "schedule": {"cron": "0 * * * *", "timezone": "UTC"}, "syncMode": "incremental",
-        "entities": {"include": ["orders"], "exclude": []}, "enabled": True, "overlap": "skip",
-        "timeoutSeconds": 600, "retry": {"maxAttempts": 3, "backoffSeconds": 10},
+        "name": name,
+        "dataSourceId": source_id,
+        "destinationDatabaseId": destination_id,
+        "schedule": {"cron": "0 * * * *", "timezone": "UTC"},
+        "syncMode": "incremental",
+        "entities": {"include": ["orders"], "exclude": []},
+        "enabled": True,
+        "overlap": "skip",
+        "timeoutSeconds": 600,
+        "retry": {"maxAttempts": 3, "backoffSeconds": 10},
         **overrides,
     }
 

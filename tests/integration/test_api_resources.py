@@ -6,9 +6,9 @@ import asyncio
 import json
 
 from bson import ObjectId
+from syncjobs.shared.models import REDACTED
+from syncjobs.shared.mongo import Database
 
-from shared.models import REDACTED
-from shared.mongo import Database
 from tests.integration.test_api_helpers import (
     DEST_URI,
     SOURCE_URI,
@@ -70,21 +70,37 @@ async def test_destination_crud(tenant: Tenant, db: Database) -> None:
 
 
 async def test_kinds_of_data_source(tenant: Tenant) -> None:
-    http = await create(tenant.api, tenant.path("/data-sources"), {
-        "name": "crm", "kind": "http",
-        "config": {"baseUrl": "https://crm.example/api", "headers": {"Authorization": "Bearer crm-secret"},
-                   "apiKey": "k-123", "entities": {"contacts": {"path": "/contacts", "cursorField": "updatedAt"}}},
-    })
+    http = await create(
+        tenant.api,
+        tenant.path("/data-sources"),
+        {
+            "name": "crm",
+            "kind": "http",
+            "config": {
+                "baseUrl": "https://crm.example/api",
+                "headers": {"Authorization": "Bearer crm-secret"},
+                "apiKey": "k-123",
+                "entities": {"contacts": {"path": "/contacts", "cursorField": "updatedAt"}},
+            },
+        },
+    )
     assert http["config"]["headers"] == {"Authorization": REDACTED}
     assert http["config"]["apiKey"] == REDACTED
     assert http["config"]["entities"] == {"contacts": {"path": "/contacts", "cursorField": "updatedAt"}}
     assert http["config"]["baseUrl"] == "https://crm.example/api"
-    command = await create(tenant.api, tenant.path("/data-sources"), {
-        "name": "tap", "kind": "command",
-        "config": {"command": ["tap-csv", "--config", "c.json"], "config": {"password": "pw-1", "path": "/x"}},
-    })
-    assert command["config"] == {"command": ["tap-csv", "--config", "c.json"],
-                                 "config": {"password": REDACTED, "path": "/x"}}
+    command = await create(
+        tenant.api,
+        tenant.path("/data-sources"),
+        {
+            "name": "tap",
+            "kind": "command",
+            "config": {"command": ["tap-csv", "--config", "c.json"], "config": {"password": "pw-1", "path": "/x"}},
+        },
+    )
+    assert command["config"] == {
+        "command": ["tap-csv", "--config", "c.json"],
+        "config": {"password": REDACTED, "path": "/x"},
+    }
     status, listed = await tenant.api.call("GET", tenant.path("/data-sources"))
     assert status == 200
     text = json.dumps(listed)
@@ -93,8 +109,10 @@ async def test_kinds_of_data_source(tenant: Tenant) -> None:
 
 async def test_secrets_never_come_back_and_survive_a_get_edit_put(tenant: Tenant, db: Database) -> None:
     setup = await make_job(tenant)
-    for path, resource, secret in [("/data-sources", setup.source, SOURCE_URI),
-                                   ("/destinations", setup.destination, DEST_URI)]:
+    for path, resource, secret in [
+        ("/data-sources", setup.source, SOURCE_URI),
+        ("/destinations", setup.destination, DEST_URI),
+    ]:
         item = tenant.path(f"{path}/{resource['id']}")
         for answer in [await tenant.api.call("GET", item), await tenant.api.call("GET", tenant.path(path))]:
             assert answer[0] == 200
@@ -127,7 +145,8 @@ async def test_a_source_or_destination_in_use_cannot_be_deleted(tenant: Tenant, 
 
 
 async def test_concurrent_creates_of_one_name_make_exactly_one(tenant: Tenant, db: Database) -> None:
-    answers = await asyncio.gather(*[
-        tenant.api.call("POST", tenant.path("/destinations"), json=destination_body("same")) for _ in range(5)])
+    answers = await asyncio.gather(
+        *[tenant.api.call("POST", tenant.path("/destinations"), json=destination_body("same")) for _ in range(5)]
+    )
     assert sorted(status for status, _ in answers) == [201, 409, 409, 409, 409]
     assert await db.destinations.count_documents({"name": "same"}) == 1

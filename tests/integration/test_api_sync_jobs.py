@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.store.job_runs import new_run_document
 
-from shared.mongo import Database
-from shared.store.job_runs import new_run_document
 from tests.fixtures.fake_clock import FakeClock
 from tests.integration.test_api_helpers import (
     Api,
@@ -48,8 +48,12 @@ async def test_create_get_list_delete(tenant: Tenant, db: Database) -> None:
 
 async def test_defaults_fill_optional_fields(tenant: Tenant) -> None:
     setup = await make_job(tenant)
-    body = {"name": "minimal", "dataSourceId": setup.source["id"],
-            "destinationDatabaseId": setup.destination["id"], "schedule": {"cron": "@daily"}}
+    body = {
+        "name": "minimal",
+        "dataSourceId": setup.source["id"],
+        "destinationDatabaseId": setup.destination["id"],
+        "schedule": {"cron": "@daily"},
+    }
     status, job = await tenant.api.call("POST", tenant.path("/sync-jobs"), json=body)
     assert status == 201, job
     assert job["schedule"] == {"cron": "@daily", "timezone": "UTC"}
@@ -69,20 +73,30 @@ async def test_next_runs_carry_the_offset_across_a_dst_change(tenant: Tenant, cl
     clock.set(datetime(2026, 3, 6, 12, 0, tzinfo=UTC))  # New York springs forward on 8 March 2026
     setup = await make_job(tenant, schedule=NEW_YORK_9AM)
     _, status = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{setup.job['id']}/status"))
-    assert status["nextRuns"] == ["2026-03-06T09:00:00-05:00", "2026-03-07T09:00:00-05:00",
-                                  "2026-03-08T09:00:00-04:00", "2026-03-09T09:00:00-04:00",
-                                  "2026-03-10T09:00:00-04:00"]
+    assert status["nextRuns"] == [
+        "2026-03-06T09:00:00-05:00",
+        "2026-03-07T09:00:00-05:00",
+        "2026-03-08T09:00:00-04:00",
+        "2026-03-09T09:00:00-04:00",
+        "2026-03-10T09:00:00-04:00",
+    ]
     assert status["nextRunAt"] == "2026-03-06T14:00:00Z"
 
 
-async def test_put_replaces_fields_and_a_new_schedule_recomputes_next_run(tenant: Tenant,
-                                                                         clock: FakeClock) -> None:
+async def test_put_replaces_fields_and_a_new_schedule_recomputes_next_run(tenant: Tenant, clock: FakeClock) -> None:
     setup = await make_job(tenant)
     item = tenant.path(f"/sync-jobs/{setup.job['id']}")
     clock.advance(timedelta(hours=2, minutes=30))  # 14:30 UTC
-    body = job_body(setup.source["id"], setup.destination["id"], name="renamed",
-                    schedule={"cron": "0 9 * * *", "timezone": "Europe/Paris"}, syncMode="full",
-                    overlap="queue", timeoutSeconds=60, entities={"exclude": ["audit"]})
+    body = job_body(
+        setup.source["id"],
+        setup.destination["id"],
+        name="renamed",
+        schedule={"cron": "0 9 * * *", "timezone": "Europe/Paris"},
+        syncMode="full",
+        overlap="queue",
+        timeoutSeconds=60,
+        entities={"exclude": ["audit"]},
+    )
     status, job = await tenant.api.call("PUT", item, json=body)
     assert status == 200, job
     assert job["name"] == "renamed"
@@ -148,18 +162,25 @@ async def test_status(tenant: Tenant, db: Database, clock: FakeClock) -> None:
     status, idle = await tenant.api.call("GET", status_path)
     assert status == 200
     assert idle == {
-        "jobId": job_id, "enabled": True, "running": False, "lastRunAt": None, "lastStatus": None,
-        "lastError": None, "nextRunAt": "2026-01-15T13:00:00Z",
+        "jobId": job_id,
+        "enabled": True,
+        "running": False,
+        "lastRunAt": None,
+        "lastStatus": None,
+        "lastError": None,
+        "nextRunAt": "2026-01-15T13:00:00Z",
         "nextRuns": [f"2026-01-15T{hour}:00:00+00:00" for hour in (13, 14, 15, 16, 17)],
-        "averageDurationMs": None, "recentRuns": [],
+        "averageDurationMs": None,
+        "recentRuns": [],
     }
     run_ids = []
     for _ in range(6):
         clock.advance(timedelta(seconds=1))
         run_ids.append((await tenant.api.call("POST", tenant.path(f"/sync-jobs/{job_id}/run")))[1]["runId"])
     job_doc = await db.syncjobs.find_one({"_id": ObjectId(job_id)})
-    running = new_run_document(job_doc, trigger="schedule", scheduled_for=clock.now(), status="running",
-                               now=clock.now() + timedelta(seconds=1))
+    running = new_run_document(
+        job_doc, trigger="schedule", scheduled_for=clock.now(), status="running", now=clock.now() + timedelta(seconds=1)
+    )
     await db.job_runs.insert_one(running)
     _, busy = await tenant.api.call("GET", status_path)
     assert busy["running"] is True
@@ -199,11 +220,13 @@ async def test_runs_are_paginated_newest_first(tenant: Tenant, clock: FakeClock)
 
 async def test_runs_of_another_job_are_not_a_cursor(tenant: Tenant, api: Api) -> None:
     first = await make_job(tenant)
-    _, second = await tenant.api.call("POST", tenant.path("/sync-jobs"), json=job_body(
-        first.source["id"], first.destination["id"], name="second"))
+    _, second = await tenant.api.call(
+        "POST", tenant.path("/sync-jobs"), json=job_body(first.source["id"], first.destination["id"], name="second")
+    )
     _, accepted = await tenant.api.call("POST", tenant.path(f"/sync-jobs/{second['id']}/run"))
     status, body = await tenant.api.call(
-        "GET", tenant.path(f"/sync-jobs/{first.job['id']}/runs?before={accepted['runId']}"))
+        "GET", tenant.path(f"/sync-jobs/{first.job['id']}/runs?before={accepted['runId']}")
+    )
     assert status == 404
     assert body["error"]["code"] == "not_found"
     _, first_runs = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{first.job['id']}/runs"))

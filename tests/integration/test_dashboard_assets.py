@@ -10,8 +10,11 @@ pytest_plugins = ["tests.integration.test_api_helpers"]
 async def test_the_page_and_its_assets_need_no_token(api: Api) -> None:
     async with api.client.get("/dashboard", allow_redirects=False) as response:
         assert response.status == 302 and response.headers["Location"] == "/dashboard/"
-    for path, content_type in (("/dashboard/", "text/html"), ("/dashboard/app.js", "text/javascript"),
-                               ("/dashboard/style.css", "text/css")):
+    for path, content_type in (
+        ("/dashboard/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+    ):
         async with api.client.get(path) as response:
             assert response.status == 200, path
             assert response.content_type == content_type

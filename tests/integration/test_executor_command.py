@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.mongo import Database
+from syncjobs.shared.mongo import Database
+
 from tests.fixtures.executor_world import contents, make_tap_job, result_of, run_job, scratch_databases
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from syncjobs.executor.sources import SourceError
+from syncjobs.executor.sources.http import HttpSource
+from syncjobs.shared.mongo import Database
 
-from executor.sources import SourceError
-from executor.sources.http import HttpSource
-from shared.mongo import Database
 from tests.fixtures.executor_world import contents, make_job, result_of, run_job, scratch_databases
 
 TOKEN = "Bearer s3cret"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from syncjobs.shared.mongo import Database
 
-from shared.mongo import Database
 from tests.fixtures.executor_world import contents, make_job, make_mongodb_job, result_of, run_job, scratch_databases
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -11,11 +11,11 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from syncjobs.executor.destination import Destination, DestinationError, WriteCounts
+from syncjobs.executor.sources import Batch, SourceError
+from syncjobs.executor.sources.mongodb import MongoSource
+from syncjobs.executor.sync import EntityStats, SyncMode, sync_entity
 
-from executor.destination import Destination, DestinationError, WriteCounts
-from executor.sources import Batch, SourceError
-from executor.sources.mongodb import MongoSource
-from executor.sync import EntityStats, SyncMode, sync_entity
 from tests.fixtures.executor_world import contents, scratch_databases
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -3,13 +3,11 @@ from datetime import UTC, datetime
 import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
-
-from shared.mongo import Database, ensure_indexes
+from syncjobs.shared.mongo import Database, ensure_indexes
 
 
 async def test_fire_key_is_unique(db: Database) -> None:
-    run = {"jobId": ObjectId(), "scheduledFor": datetime(2026, 1, 1, tzinfo=UTC), "trigger": "schedule",
-           "attempt": 1}
+    run = {"jobId": ObjectId(), "scheduledFor": datetime(2026, 1, 1, tzinfo=UTC), "trigger": "schedule", "attempt": 1}
     await db.job_runs.insert_one(dict(run))
     with pytest.raises(DuplicateKeyError):
         await db.job_runs.insert_one(dict(run))

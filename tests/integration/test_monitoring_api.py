@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bson import ObjectId
+from syncjobs.shared.alerts import Alert
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.store.webhooks import open_alert
 
-from shared.alerts import Alert
-from shared.mongo import Database
-from shared.store.webhooks import open_alert
 from tests.integration.monitoring_helpers import insert_runs
 from tests.integration.test_api_helpers import (
     START,
@@ -24,8 +24,9 @@ async def test_monitoring_reports_stats_alerts_and_recent_runs_per_job(tenant: T
     setup = await make_job(tenant)
     job = await db.syncjobs.find_one({"_id": ObjectId(setup.job["id"])})
     assert job is not None
-    await insert_runs(db, job, ["succeeded", "failed", "failed", "timed_out"], START - timedelta(hours=2),
-                      duration_ms=1500)
+    await insert_runs(
+        db, job, ["succeeded", "failed", "failed", "timed_out"], START - timedelta(hours=2), duration_ms=1500
+    )
     await insert_runs(db, job, ["failed"] * 5, START - timedelta(hours=30))  # outside the default 24 h
 
     status, body = await tenant.api.call("GET", tenant.path("/monitoring"))
@@ -33,10 +34,18 @@ async def test_monitoring_reports_stats_alerts_and_recent_runs_per_job(tenant: T
     assert body["timeRange"] == {"hours": 24, "since": (START - timedelta(hours=24)).isoformat()}
     [stats] = body["stats"]
     assert stats == {
-        "jobId": setup.job["id"], "jobName": "orders-hourly", "totalExecutions": 4, "successCount": 1,
-        "failureCount": 3, "skippedCount": 0, "missedCount": 0, "successRate": 0.25, "averageDurationMs": 1500.0,
+        "jobId": setup.job["id"],
+        "jobName": "orders-hourly",
+        "totalExecutions": 4,
+        "successCount": 1,
+        "failureCount": 3,
+        "skippedCount": 0,
+        "missedCount": 0,
+        "successRate": 0.25,
+        "averageDurationMs": 1500.0,
         "lastExecution": (START - timedelta(hours=2) + timedelta(minutes=15)).isoformat(),
-        "lastStatus": "timed_out", "consecutiveFailures": 3,
+        "lastStatus": "timed_out",
+        "consecutiveFailures": 3,
     }
     assert [(a["jobId"], a["kind"]) for a in body["alerts"]] == [(setup.job["id"], "consecutive_failures")]
     assert body["alerts"][0]["since"] == (START - timedelta(hours=2) + timedelta(minutes=5)).isoformat()
@@ -82,9 +91,15 @@ async def test_cleanup_deletes_this_workspaces_older_runs_and_says_how_many(
     assert status == 422 and body["error"]["details"][0]["field"] == "retentionDays"
 
 
-WORKER_ONLY_SERIES = ("syncjobs_lease_held", "syncjobs_executors_running", "syncjobs_runs_total",
-                      "syncjobs_run_duration_seconds", "syncjobs_fire_lag_seconds",
-                      "syncjobs_change_stream_reconnects", "syncjobs_webhook_deliveries")
+WORKER_ONLY_SERIES = (
+    "syncjobs_lease_held",
+    "syncjobs_executors_running",
+    "syncjobs_runs_total",
+    "syncjobs_run_duration_seconds",
+    "syncjobs_fire_lag_seconds",
+    "syncjobs_change_stream_reconnects",
+    "syncjobs_webhook_deliveries",
+)
 
 
 async def test_metrics_are_open_and_count_stored_runs_and_open_alerts_without_job_names(

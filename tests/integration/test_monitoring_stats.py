@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from syncjobs.shared.alerts import evaluate
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.settings import AlertThresholds
+from syncjobs.shared.store.run_stats import count_runs_by_status, delete_runs_before, job_run_stats
 
-from shared.alerts import evaluate
-from shared.mongo import Database
-from shared.settings import AlertThresholds
-from shared.store.run_stats import count_runs_by_status, delete_runs_before, job_run_stats
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -20,8 +20,13 @@ async def test_stats_count_each_status_and_the_current_failure_streak(db: Databa
     ws = ObjectId()
     job = await insert_job(db, ws, "orders")
     start = NOW - timedelta(hours=2)
-    await insert_runs(db, job, ["succeeded", "failed", "succeeded", "skipped", "missed", "failed", "timed_out",
-                                "failed"], start, duration_ms=2000)
+    await insert_runs(
+        db,
+        job,
+        ["succeeded", "failed", "succeeded", "skipped", "missed", "failed", "timed_out", "failed"],
+        start,
+        duration_ms=2000,
+    )
     [stats] = await job_run_stats(db, ws, DAY_AGO)
 
     assert stats.job_id == str(job["_id"]) and stats.job_name == "orders"

@@ -7,9 +7,9 @@ import re
 from datetime import timedelta
 
 from bson import ObjectId
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.store.webhooks import record_delivery
 
-from shared.mongo import Database
-from shared.store.webhooks import record_delivery
 from tests.integration.test_api_helpers import (
     START,
     Tenant,
@@ -35,8 +35,11 @@ async def test_create_returns_a_generated_secret_once_and_lists_never_show_it(te
 
 
 async def test_a_given_secret_and_event_list_are_kept(tenant: Tenant) -> None:
-    status, created = await tenant.api.call("POST", tenant.path("/webhooks"), json={
-        "url": HOOK_URL, "events": ["alert.opened"], "secret": "my-own-secret-of-enough-length"})
+    status, created = await tenant.api.call(
+        "POST",
+        tenant.path("/webhooks"),
+        json={"url": HOOK_URL, "events": ["alert.opened"], "secret": "my-own-secret-of-enough-length"},
+    )
     assert status == 201
     assert created["secret"] == "my-own-secret-of-enough-length" and created["events"] == ["alert.opened"]
 
@@ -74,14 +77,27 @@ async def test_deliveries_are_listed_newest_first(tenant: Tenant, db: Database) 
     hook_id = ObjectId(created["id"])
     for minute, outcome, attempts, http_status in ((1, "failed", 5, 503), (2, "delivered", 1, 200)):
         at = START + timedelta(minutes=minute)
-        await record_delivery(db, {
-            "_id": ObjectId(), "webhookId": hook_id, "workspaceId": ObjectId(tenant.id), "event": "alert.opened",
-            "jobId": "j1", "kind": "consecutive_failures", "outcome": outcome, "attempts": attempts,
-            "responseStatus": http_status, "error": None if http_status == 200 else f"HTTP {http_status}",
-            "createdAt": at, "finishedAt": at,
-        })
+        await record_delivery(
+            db,
+            {
+                "_id": ObjectId(),
+                "webhookId": hook_id,
+                "workspaceId": ObjectId(tenant.id),
+                "event": "alert.opened",
+                "jobId": "j1",
+                "kind": "consecutive_failures",
+                "outcome": outcome,
+                "attempts": attempts,
+                "responseStatus": http_status,
+                "error": None if http_status == 200 else f"HTTP {http_status}",
+                "createdAt": at,
+                "finishedAt": at,
+            },
+        )
     status, body = await tenant.api.call("GET", tenant.path(f"/webhooks/{created['id']}/deliveries"))
     assert status == 200
     assert [(d["outcome"], d["attempts"], d["responseStatus"], d["webhookId"]) for d in body["items"]] == [
-        ("delivered", 1, 200, created["id"]), ("failed", 5, 503, created["id"])]
+        ("delivered", 1, 200, created["id"]),
+        ("failed", 5, 503, created["id"]),
+    ]
     assert "secret" not in json.dumps(body) and created["secret"] not in json.dumps(body)

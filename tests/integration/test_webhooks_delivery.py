@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 from bson import ObjectId
+from syncjobs.shared.clock import to_ms
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.settings import AlertThresholds, Settings
+from syncjobs.shared.store.webhooks import WebhookInput, create_webhook
+from syncjobs.worker.notifier import DeliveryPolicy, on_run_finished
 
-from shared.clock import to_ms
-from shared.mongo import Database, Document
-from shared.settings import AlertThresholds, Settings
-from shared.store.webhooks import WebhookInput, create_webhook
 from tests.integration.monitoring_helpers import insert_job, insert_runs
-from worker.notifier import DeliveryPolicy, on_run_finished
 
 NO_WAIT = DeliveryPolicy(attempts=3, first_backoff_seconds=0, timeout_seconds=10)
 SECRET = "test-secret-0123456789abcdef"
@@ -82,15 +82,17 @@ async def test_three_failures_in_a_row_send_one_signed_alert_and_a_success_resol
     settings = settings.with_overrides(alerts=AlertThresholds(min_executions=10))  # only the streak alerts
     ws = ObjectId()
     job = await insert_job(db, ws, "orders")
-    await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url, "secret": SECRET}),
-                         datetime.now(UTC))
+    await create_webhook(
+        db, ws, WebhookInput.model_validate({"url": receiver.url, "secret": SECRET}), datetime.now(UTC)
+    )
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
 
     assert await _finish(db, settings, job, "failed", start) == []
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=5)) == []
     assert receiver.received == []
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=10)) == [
-        "alert.opened:consecutive_failures"]
+        "alert.opened:consecutive_failures"
+    ]
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=15)) == []  # already open
 
     [(headers, body)] = receiver.received
@@ -104,17 +106,21 @@ async def test_three_failures_in_a_row_send_one_signed_alert_and_a_success_resol
     assert "orders" in opened["text"] and "consecutive failures" in opened["text"]
 
     assert await _finish(db, settings, job, "succeeded", start + timedelta(minutes=20)) == [
-        "alert.resolved:consecutive_failures"]
+        "alert.resolved:consecutive_failures"
+    ]
     resolved_headers, resolved_body = receiver.received[1]
     assert resolved_headers["X-Syncjobs-Signature"] == (
-        "sha256=" + hmac.new(SECRET.encode(), resolved_body, hashlib.sha256).hexdigest())
+        "sha256=" + hmac.new(SECRET.encode(), resolved_body, hashlib.sha256).hexdigest()
+    )
     resolved = json.loads(resolved_body)
     assert resolved["event"] == "alert.resolved" and resolved["alert"]["kind"] == "consecutive_failures"
     assert len(receiver.received) == 2
 
     deliveries = await db.webhook_deliveries.find().sort("createdAt", 1).to_list()
     assert [(d["event"], d["outcome"], d["attempts"], d["responseStatus"]) for d in deliveries] == [
-        ("alert.opened", "delivered", 1, 200), ("alert.resolved", "delivered", 1, 200)]
+        ("alert.opened", "delivered", 1, 200),
+        ("alert.resolved", "delivered", 1, 200),
+    ]
 
 
 async def test_a_failing_receiver_is_retried_and_each_outcome_recorded(
@@ -123,14 +129,14 @@ async def test_a_failing_receiver_is_retried_and_each_outcome_recorded(
     ws = ObjectId()
     job = await insert_job(db, ws, "orders")
     await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url}), datetime.now(UTC))
-    gone = await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url + "/gone"}),
-                                datetime.now(UTC))
+    gone = await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url + "/gone"}), datetime.now(UTC))
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     await insert_runs(db, job, ["failed", "failed"], start)
     receiver.answers = [503, 500]
 
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=30)) == [
-        "alert.opened:consecutive_failures"]
+        "alert.opened:consecutive_failures"
+    ]
 
     deliveries = {d["webhookId"]: d async for d in db.webhook_deliveries.find()}
     assert len(deliveries) == 2
@@ -146,12 +152,14 @@ async def test_a_webhook_receives_only_the_events_it_subscribed_to(
 ) -> None:
     ws = ObjectId()
     job = await insert_job(db, ws, "orders")
-    await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url, "events": ["alert.resolved"]}),
-                         datetime.now(UTC))
+    await create_webhook(
+        db, ws, WebhookInput.model_validate({"url": receiver.url, "events": ["alert.resolved"]}), datetime.now(UTC)
+    )
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     await insert_runs(db, job, ["failed", "failed"], start)
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=30)) == [
-        "alert.opened:consecutive_failures"]
+        "alert.opened:consecutive_failures"
+    ]
     assert receiver.received == []
     await _finish(db, settings, job, "succeeded", start + timedelta(minutes=35))
     assert [event["event"] for event in receiver.events()] == ["alert.resolved"]
@@ -167,7 +175,8 @@ async def test_concurrent_evaluations_of_one_job_announce_an_alert_once(
     run_ids = await insert_runs(db, job, ["failed"] * 3, start)
     now = start + timedelta(minutes=30)
 
-    results = await asyncio.gather(*(
-        on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, now=now) for run_id in run_ids))
+    results = await asyncio.gather(
+        *(on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, now=now) for run_id in run_ids)
+    )
     assert sorted(len(events) for events in results) == [0, 0, 1]
     assert [event["alert"]["kind"] for event in receiver.events()] == ["consecutive_failures"]

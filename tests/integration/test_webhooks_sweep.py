@@ -6,18 +6,18 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from syncjobs.shared.alerts import Alert
+from syncjobs.shared.clock import to_ms
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.settings import AlertThresholds, Settings
+from syncjobs.shared.store.webhooks import WebhookInput, create_webhook, open_alert
+from syncjobs.worker import notifier
+from syncjobs.worker.main import run_worker
 
-from shared.alerts import Alert
-from shared.clock import to_ms
-from shared.mongo import Database, Document
-from shared.settings import AlertThresholds, Settings
-from shared.store.webhooks import WebhookInput, create_webhook, open_alert
 from tests.fixtures.fake_clock import FakeClock
 from tests.fixtures.worker_jobs import eventually
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 from tests.integration.test_webhooks_delivery import NO_WAIT, Receiver, receiver
-from worker import notifier
-from worker.main import run_worker
 
 __all__ = ["receiver"]  # the fixture, shared with the delivery tests
 STREAK = timedelta(seconds=10)
@@ -66,8 +66,9 @@ async def test_the_sweep_resolves_aged_out_and_deleted_jobs_alerts_once_and_keep
         assert gone["alert"]["resolution"] == "job was deleted"
         assert gone["alert"]["resolvedAt"] == t0.isoformat()
         assert "job was deleted" in gone["text"]
-        assert await _open_kinds(db) == sorted([(str(ageing["_id"]), "consecutive_failures"),
-                                                (str(recent["_id"]), "consecutive_failures")])
+        assert await _open_kinds(db) == sorted(
+            [(str(ageing["_id"]), "consecutive_failures"), (str(recent["_id"]), "consecutive_failures")]
+        )
 
         # Two minutes on, the ageing job's failures have left the 24 h window: its alert resolves.
         clock.set(t0 + timedelta(minutes=2))
@@ -75,7 +76,10 @@ async def test_the_sweep_resolves_aged_out_and_deleted_jobs_alerts_once_and_keep
         assert len(receiver.received) == 2
         aged = receiver.events()[1]
         assert (aged["event"], aged["job"]["name"], aged["alert"]["kind"]) == (
-            "alert.resolved", "ageing", "consecutive_failures")
+            "alert.resolved",
+            "ageing",
+            "consecutive_failures",
+        )
         assert aged["alert"]["resolution"] == "no longer holds"
         assert await _open_kinds(db) == [(str(recent["_id"]), "consecutive_failures")]
 
@@ -89,7 +93,8 @@ async def test_the_sweep_resolves_aged_out_and_deleted_jobs_alerts_once_and_keep
 
     deliveries = await db.webhook_deliveries.find({"event": "alert.resolved"}).to_list()
     assert sorted((d["jobId"], d["outcome"]) for d in deliveries) == sorted(
-        [(str(deleted["_id"]), "delivered"), (str(ageing["_id"]), "delivered")])
+        [(str(deleted["_id"]), "delivered"), (str(ageing["_id"]), "delivered")]
+    )
 
 
 async def test_a_second_sweep_at_the_same_time_announces_nothing_again(
@@ -103,7 +108,8 @@ async def test_a_second_sweep_at_the_same_time_announces_nothing_again(
 
     first, second = await asyncio.gather(
         notifier.sweep_alerts(db, settings, policy=NO_WAIT, now=now),
-        notifier.sweep_alerts(db, settings, policy=NO_WAIT, now=now))
+        notifier.sweep_alerts(db, settings, policy=NO_WAIT, now=now),
+    )
     assert sorted(len(events) for events in (first, second)) == [0, 1]
     assert [event["alert"]["kind"] for event in receiver.events()] == ["missed_runs"]
 
@@ -115,13 +121,17 @@ async def test_the_leading_worker_sweeps_on_its_clock(db: Database, settings: Se
     job_id = str(ObjectId())  # a job deleted after its alert opened
     await open_alert(db, ws, Alert(job_id, "missed_runs", "1 fire not run", now - timedelta(hours=2)), now)
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings.with_overrides(worker_id="sweeper"), clock=FakeClock(now),
-                                            stop=stop))
+    worker = asyncio.create_task(
+        run_worker(settings.with_overrides(worker_id="sweeper"), clock=FakeClock(now), stop=stop)
+    )
     try:
         [event] = await asyncio.wait_for(receiver.wait_for(1), timeout=60)
     finally:
         stop.set()
         await worker
     assert (event["event"], event["job"]["id"], event["alert"]["resolution"]) == (
-        "alert.resolved", job_id, "job was deleted")
+        "alert.resolved",
+        job_id,
+        "job was deleted",
+    )
     assert await db.alert_states.count_documents({}) == 0

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import pytest
 from pymongo.errors import OperationFailure
+from syncjobs.shared.embedded import EmbeddedServer, start_embedded
+from syncjobs.shared.models import SyncJob, SyncJobInput, from_document
+from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import sync_jobs
 
-from shared.embedded import EmbeddedServer, start_embedded
-from shared.models import SyncJob, SyncJobInput, from_document
-from shared.mongo import Database, Document, connect, ensure_indexes
-from shared.settings import Settings
-from shared.store import sync_jobs
 from tests.fixtures.worker_harness import T0, Harness, leadership_harness
 from tests.fixtures.worker_jobs import eventually, make_job
 
@@ -28,9 +28,7 @@ HISTORY_LOST = 286
 @pytest.fixture(scope="module")
 def forgetful_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     storage = tmp_path_factory.mktemp("forgetful")
-    server = start_embedded(
-        storage, extra_args=("--enable-test-commands", "--oplog-max-entries", str(OPLOG_ENTRIES))
-    )
+    server = start_embedded(storage, extra_args=("--enable-test-commands", "--oplog-max-entries", str(OPLOG_ENTRIES)))
     try:
         yield server
     finally:

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, OperationFailure
+from syncjobs.shared.models import SyncJob, SyncJobInput, from_document
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.worker import execution_lock
 
-from shared.models import SyncJob, SyncJobInput, from_document
-from shared.mongo import Database, Document
-from shared.settings import Settings
-from shared.store import job_runs, sync_jobs
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
 from tests.fixtures.worker_jobs import eventually, make_job, process_gone, runs_of
-from worker import execution_lock
 
 
 @pytest.fixture

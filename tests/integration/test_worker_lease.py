@@ -7,11 +7,11 @@ import time
 
 from bson import ObjectId
 from pymongo.errors import AutoReconnect
+from syncjobs.shared.mongo import Database
+from syncjobs.worker import execution_lock
+from syncjobs.worker.lease import LAPSED, Lease
 
-from shared.mongo import Database
 from tests.fixtures.worker_jobs import eventually
-from worker import execution_lock
-from worker.lease import LAPSED, Lease
 
 
 async def test_concurrent_claims_exactly_one_wins(db: Database) -> None:

@@ -45,10 +45,10 @@ def test_mongo_runs_a_replica_set_that_the_compose_file_initiates(services: dict
     assert any("/data/db" in volume for volume in mongo["volumes"])
 
 
-@pytest.mark.parametrize(("service", "command", "replicas"), [("api", ["syncjobs", "api"], 3),
-                                                              ("worker", ["syncjobs", "worker"], 2)])
-def test_api_and_worker_replicas(services: dict[str, Any], service: str, command: list[str],
-                                 replicas: int) -> None:
+@pytest.mark.parametrize(
+    ("service", "command", "replicas"), [("api", ["syncjobs", "api"], 3), ("worker", ["syncjobs", "worker"], 2)]
+)
+def test_api_and_worker_replicas(services: dict[str, Any], service: str, command: list[str], replicas: int) -> None:
     spec = services[service]
     assert argv(spec["command"]) == command
     assert spec["deploy"]["replicas"] == replicas
@@ -89,7 +89,7 @@ def test_every_setting_in_the_compose_file_exists() -> None:
 def test_the_dockerfile_installs_every_package_and_the_cli() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = [pattern.rstrip("*") for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    packages = list(pyproject["tool"]["setuptools"]["package-dir"].values())
     copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE))
     assert not [package for package in packages if package not in copied]
     assert {"pyproject.toml", "README.md"} <= set(re.findall(r"^COPY (.+) \./$", dockerfile, re.MULTILINE)[0].split())

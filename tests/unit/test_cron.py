@@ -10,9 +10,8 @@ import pytest
 from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from shared.cron import parse_schedule
-from shared.errors import InvalidCron, InvalidTimezone, ValidationFailed
+from syncjobs.shared.cron import parse_schedule
+from syncjobs.shared.errors import InvalidCron, InvalidTimezone, ValidationFailed
 
 
 def utc(*parts: int) -> datetime:

@@ -6,13 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
-
-from executor.destination import HASH_FIELD, content_hash, id_key
-from executor.sources import SourceError
-from executor.sources.command import _with_id as singer_record
-from executor.sources.http import _link_next, dig, retry_after_seconds
-from executor.sources.mongodb import past_cursor_filter
-from executor.sync import EntityResult, EntitySelectionError, EntityStats, plan_batch, select_entities
+from syncjobs.executor.destination import HASH_FIELD, content_hash, id_key
+from syncjobs.executor.sources import SourceError
+from syncjobs.executor.sources.command import _with_id as singer_record
+from syncjobs.executor.sources.http import _link_next, dig, retry_after_seconds
+from syncjobs.executor.sources.mongodb import past_cursor_filter
+from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, plan_batch, select_entities
 
 
 def test_selection_defaults_to_everything_minus_exclude() -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from shared.alerts import JOB_DELETED, NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
-from shared.settings import AlertThresholds, Settings
-from shared.store.run_stats import JobRunStats
+from syncjobs.shared.alerts import JOB_DELETED, NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
+from syncjobs.shared.settings import AlertThresholds, Settings
+from syncjobs.shared.store.run_stats import JobRunStats
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(hours=3)
@@ -23,23 +22,33 @@ def kinds(job_stats: JobRunStats, thresholds: AlertThresholds = DEFAULTS) -> lis
     return [alert.kind for alert in evaluate_job(job_stats, thresholds, NOW)]
 
 
-@pytest.mark.parametrize(("total", "failures", "expected"), [
-    (5, 3, ["high_failure_rate"]),   # 60 % of 5
-    (4, 4, []),                      # below the minimum number of executions
-    (10, 5, []),                     # exactly 50 %: not above
-    (10, 6, ["high_failure_rate"]),
-])
+@pytest.mark.parametrize(
+    ("total", "failures", "expected"),
+    [
+        (5, 3, ["high_failure_rate"]),  # 60 % of 5
+        (4, 4, []),  # below the minimum number of executions
+        (10, 5, []),  # exactly 50 %: not above
+        (10, 6, ["high_failure_rate"]),
+    ],
+)
 def test_failure_rate_needs_enough_executions_and_more_than_the_threshold(
     total: int, failures: int, expected: list[str]
 ) -> None:
-    assert kinds(stats(total_executions=total, success_count=total - failures, failure_count=failures,
-                       first_failure_at=EARLIER)) == expected
+    assert (
+        kinds(
+            stats(
+                total_executions=total, success_count=total - failures, failure_count=failures, first_failure_at=EARLIER
+            )
+        )
+        == expected
+    )
 
 
 def test_consecutive_failures_open_at_the_threshold_and_date_from_the_streak() -> None:
     assert kinds(stats(total_executions=2, failure_count=2, consecutive_failures=2)) == []
-    [alert] = evaluate_job(stats(total_executions=3, failure_count=3, consecutive_failures=3,
-                                 failure_streak_since=EARLIER), DEFAULTS, NOW)
+    [alert] = evaluate_job(
+        stats(total_executions=3, failure_count=3, consecutive_failures=3, failure_streak_since=EARLIER), DEFAULTS, NOW
+    )
     assert (alert.kind, alert.since, alert.job_id) == ("consecutive_failures", EARLIER, "j1")
     assert alert.message == "3 consecutive failures (threshold 3)"
 
@@ -47,8 +56,7 @@ def test_consecutive_failures_open_at_the_threshold_and_date_from_the_streak() -
 def test_long_duration_is_on_the_average_and_strictly_above() -> None:
     five_minutes = 5 * 60 * 1000
     assert kinds(stats(total_executions=1, success_count=1, average_duration_ms=five_minutes)) == []
-    assert kinds(stats(total_executions=1, success_count=1, average_duration_ms=five_minutes + 1)) == [
-        "long_duration"]
+    assert kinds(stats(total_executions=1, success_count=1, average_duration_ms=five_minutes + 1)) == ["long_duration"]
 
 
 def test_any_missed_or_skipped_fire_is_an_alert() -> None:
@@ -58,8 +66,9 @@ def test_any_missed_or_skipped_fire_is_an_alert() -> None:
 
 
 def test_thresholds_come_from_the_environment() -> None:
-    settings = Settings.from_env({"SYNCJOBS_ALERT_CONSECUTIVE_FAILURES": "5",
-                                  "SYNCJOBS_ALERT_LONG_DURATION_SECONDS": "60"})
+    settings = Settings.from_env(
+        {"SYNCJOBS_ALERT_CONSECUTIVE_FAILURES": "5", "SYNCJOBS_ALERT_LONG_DURATION_SECONDS": "60"}
+    )
     job = stats(total_executions=4, failure_count=4, consecutive_failures=4, average_duration_ms=61_000)
     assert kinds(job, settings.alerts) == ["long_duration"]
 

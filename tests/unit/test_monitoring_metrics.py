@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import urllib.request
 
-from shared import metrics
+from syncjobs.shared import metrics
 
 WORKER_SERIES = (
-    "syncjobs_lease_held", "syncjobs_executors_running", "syncjobs_runs_total", "syncjobs_run_duration_seconds",
-    "syncjobs_fire_lag_seconds", "syncjobs_change_stream_reconnects_total", "syncjobs_webhook_deliveries_total",
+    "syncjobs_lease_held",
+    "syncjobs_executors_running",
+    "syncjobs_runs_total",
+    "syncjobs_run_duration_seconds",
+    "syncjobs_fire_lag_seconds",
+    "syncjobs_change_stream_reconnects_total",
+    "syncjobs_webhook_deliveries_total",
 )
 API_SERIES = ("syncjobs_stored_runs", "syncjobs_open_alerts")
 

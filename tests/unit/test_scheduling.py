@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from shared.cron import parse_schedule
-from worker.fire_plan import (
+from syncjobs.shared.cron import parse_schedule
+from syncjobs.worker.fire_plan import (
     MAX_MISSED_RECORDS,
     MAX_RETRY_DELAY,
     ON_TIME_GRACE,

@@ -12,11 +12,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.embedded import EmbeddedServer, start_embedded
-from shared.logging import get_logger
-from shared.mongo import connect, ensure_indexes
-from shared.settings import Settings
-from shared.store import api_tokens, workspaces
+from syncjobs.shared.embedded import EmbeddedServer, start_embedded
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import api_tokens, workspaces
 
 log = get_logger(__name__)
 ADMIN_TOKEN_FILE = "admin-token"
@@ -73,7 +73,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 6
 
 def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     # A session of its own: Ctrl-C reaches only `up`, which stops the children in order.
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", command], env=env, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-P", "-m", "syncjobs", command], env=env, start_new_session=True)
 
 
 def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -102,17 +102,25 @@ def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> 
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     try:
         workspace_id = asyncio.run(_prepare_database(settings, uri, token))
-        env = {**os.environ, "SYNCJOBS_MONGODB_URI": uri, "SYNCJOBS_DATABASE": settings.database,
-               "SYNCJOBS_ADMIN_TOKEN": token, "SYNCJOBS_API_PORT": str(api_port)}
+        env = {
+            **os.environ,
+            "SYNCJOBS_MONGODB_URI": uri,
+            "SYNCJOBS_DATABASE": settings.database,
+            "SYNCJOBS_ADMIN_TOKEN": token,
+            "SYNCJOBS_API_PORT": str(api_port),
+        }
         api = _spawn("api", env)
         children.append(api)
         children.append(_spawn("worker", env))
         shown_host = "localhost" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
         info = StackInfo(f"http://{shown_host}:{api_port}", workspace_id, token)
         _wait_healthy(f"http://127.0.0.1:{api_port}", api)
-        print(f"syncjobs is up\n  API:          {info.api_url}/api\n  dashboard:    {info.api_url}/dashboard\n"
-              f"  workspace id: {info.workspace_id}\n  admin token:  {info.admin_token}\n"
-              f"  database:     {uri}\nPress Ctrl-C to stop.", flush=True)
+        print(
+            f"syncjobs is up\n  API:          {info.api_url}/api\n  dashboard:    {info.api_url}/dashboard\n"
+            f"  workspace id: {info.workspace_id}\n  admin token:  {info.admin_token}\n"
+            f"  database:     {uri}\nPress Ctrl-C to stop.",
+            flush=True,
+        )
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         while all(child.poll() is None for child in children):
             if signal.sigtimedwait(stop_signals, 0.5) is not None:

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from shared.settings import Settings, SettingsError
+from syncjobs.shared.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,27 +15,37 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
-        "up", help="run api + worker (+ an embedded database unless SYNCJOBS_MONGODB_URI is set)",
+        "up",
+        help="run api + worker (+ an embedded database unless SYNCJOBS_MONGODB_URI is set)",
         description="Run the whole stack in the foreground. Without SYNCJOBS_MONGODB_URI an embedded "
-                    "SecantusDB keeps its data in --data-dir. Ctrl-C stops everything.",
+        "SecantusDB keeps its data in --data-dir. Ctrl-C stops everything.",
     )
     up.add_argument("--data-dir", default="./syncjobs-data", help="where the embedded database keeps its data")
     up.add_argument("--port", type=int, default=None, help="API port (default: SYNCJOBS_API_PORT or 8080)")
 
     commands.add_parser("api", help="run the REST API", description="Serve the REST API (SYNCJOBS_API_*).")
-    commands.add_parser("worker", help="run a scheduler worker replica",
-                        description="Run one worker replica; the one holding the lease schedules.")
+    commands.add_parser(
+        "worker",
+        help="run a scheduler worker replica",
+        description="Run one worker replica; the one holding the lease schedules.",
+    )
 
-    execute = commands.add_parser("exec", help="run one sync run (what the worker spawns)",
-                                  description="Execute one run: read the source, write the destination.")
+    execute = commands.add_parser(
+        "exec",
+        help="run one sync run (what the worker spawns)",
+        description="Execute one run: read the source, write the destination.",
+    )
     execute.add_argument("--run-id", required=True, help="the job_runs id to execute")
     execute.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     execute.add_argument("--batch-size", type=int, default=None, help="records per bulk write")
 
     token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    create = token_commands.add_parser("create", help="create a token and print it once",
-                                       description="Create an API token; it is printed once, stored hashed.")
+    create = token_commands.add_parser(
+        "create",
+        help="create a token and print it once",
+        description="Create an API token; it is printed once, stored hashed.",
+    )
     scope = create.add_mutually_exclusive_group(required=True)
     scope.add_argument("--workspace", help="the workspace id the token may act in")
     scope.add_argument("--admin", action="store_true", help="a token that may act in every workspace")
@@ -44,10 +54,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _create_token(settings: Settings, workspace: str | None, name: str) -> str:
-    from shared.errors import NotFound
-    from shared.models import parse_object_id
-    from shared.mongo import connect, ensure_indexes
-    from shared.store import api_tokens, workspaces
+    from syncjobs.shared.errors import NotFound
+    from syncjobs.shared.models import parse_object_id
+    from syncjobs.shared.mongo import connect, ensure_indexes
+    from syncjobs.shared.store import api_tokens, workspaces
 
     client = connect(settings.require_mongodb_uri())
     try:
@@ -71,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"syncjobs: {exc}", file=sys.stderr)
         return 2
-    from shared.logging import configure_logging
+    from syncjobs.shared.logging import configure_logging
 
     if args.command == "exec":
-        from executor.cli import main as exec_main
+        from syncjobs.executor.cli import main as exec_main
 
         forwarded = ["--run-id", args.run_id, *(["--dry-run"] if args.dry_run else [])]
         if args.batch_size is not None:
@@ -82,22 +92,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exec_main(forwarded)
     configure_logging(settings.log_level)
     if args.command == "up":
-        from shared.up import run_stack
+        from syncjobs.up import run_stack
 
         return run_stack(settings, data_dir=args.data_dir, port=args.port)
     if args.command == "api":
-        from api.app import run as run_api
+        from syncjobs.api.app import run as run_api
 
         run_api(settings)
         return 0
     if args.command == "worker":
-        from worker.main import main as run_worker
+        from syncjobs.worker.main import main as run_worker
 
         run_worker(settings)
         return 0
     from pymongo.errors import PyMongoError
 
-    from shared.errors import SyncjobsError
+    from syncjobs.shared.errors import SyncjobsError
 
     try:
         token = asyncio.run(_create_token(settings, args.workspace, args.name))
