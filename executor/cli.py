@@ -17,13 +17,13 @@ from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.sources import Source, SourceError, build_source
 from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
-from syncjobs.executor.sync_state import JobCursors
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.mongo import Database, connect
 from syncjobs.shared.settings import Settings, SettingsError
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs
+from syncjobs.shared.store.sync_state import JobCursors
 
 log = get_logger(__name__)
 

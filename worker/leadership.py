@@ -21,7 +21,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.worker import execution_lock
-from syncjobs.worker.executions import Executions, ExecutorSpec, RunCallback
+from syncjobs.worker.dispatcher import ExecutorSpec, RunCallback, RunDispatcher
 from syncjobs.worker.fire_plan import FirePlan, decide_due_fires
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease
@@ -56,7 +56,7 @@ class Leadership:
         self._decided_through: dict[ObjectId, datetime] = {}
         self._waiting_runs: dict[ObjectId, Document] = {}
         self._wake = asyncio.Event()
-        self.executions = Executions(
+        self.executions = RunDispatcher(
             db,
             lease,
             clock,

@@ -17,7 +17,7 @@ from syncjobs.shared.mongo import Database, connect, ensure_indexes
 from syncjobs.shared.settings import Settings
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
-from syncjobs.worker.executions import ExecutorSpec
+from syncjobs.worker.dispatcher import ExecutorSpec
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 from syncjobs.worker.lease import Lease

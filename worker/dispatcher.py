@@ -21,7 +21,7 @@ from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.worker import execution_lock
-from syncjobs.worker.execution import ExecutionOutcome, default_executor_command, run_executor
+from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
 from syncjobs.worker.fire_plan import decide_overlap, retry_delay, should_retry
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease
@@ -52,7 +52,10 @@ class ExecutorSpec:
         return cls(settings.executor_command or default_executor_command(), env, settings.max_concurrent_runs)
 
 
-class Executions:
+class RunDispatcher:
+    """Executes pending runs: takes the job's lock by its overlap policy and an executor slot, spawns the
+    executor, records the outcome and plans a retry; every write carries the term's fencing token."""
+
     def __init__(
         self,
         db: Database,
