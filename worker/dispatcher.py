@@ -19,8 +19,7 @@ from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import job_runs, sync_jobs
-from syncjobs.worker import execution_lock
+from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
 from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
 from syncjobs.worker.fire_plan import decide_overlap, retry_delay, should_retry
 from syncjobs.worker.health import DatabaseHealth
@@ -159,19 +158,19 @@ class RunDispatcher:
             if exclusive:
                 self._running_jobs.discard(job_id)
                 if locked:
-                    await self._persist(lambda: execution_lock.release(self.db, job_id, run_id))
+                    await self._persist(lambda: job_execution_locks.release(self.db, job_id, run_id))
                 if job_id in self.jobs_with_waiters:
                     self.jobs_with_waiters.discard(job_id)
                     await self._start_next_waiting(job_id)
 
     async def _lock(self, job_id: ObjectId, run_id: ObjectId, run_seconds: float) -> bool:
-        return await execution_lock.acquire(
+        return await job_execution_locks.acquire(
             self.db,
             job_id,
             run_id,
             owner=self.lease.owner,
             token=self.token,
-            seconds=run_seconds + execution_lock.LOCK_MARGIN_SECONDS,
+            seconds=run_seconds + job_execution_locks.LOCK_MARGIN_SECONDS,
         )
 
     async def _run_executor(self, run: Document, run_seconds: float) -> ExecutionOutcome | None:

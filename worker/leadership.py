@@ -19,8 +19,7 @@ from syncjobs.shared.cron import CronSchedule, parse_schedule
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.store import job_runs, sync_jobs
-from syncjobs.worker import execution_lock
+from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
 from syncjobs.worker.dispatcher import ExecutorSpec, RunCallback, RunDispatcher
 from syncjobs.worker.fire_plan import FirePlan, decide_due_fires
 from syncjobs.worker.health import DatabaseHealth
@@ -93,7 +92,7 @@ class Leadership:
                     error="worker lost",
                     duration_ms=duration,
                 )
-            await execution_lock.release(self.db, run["jobId"], run["_id"])
+            await job_execution_locks.release(self.db, run["jobId"], run["_id"])
         for job in await sync_jobs.enabled_job_docs(self.db):
             self.job_changed(job)
         for run in await job_runs.pending_runs(self.db):

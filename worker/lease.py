@@ -1,41 +1,24 @@
-"""The scheduler lease in `worker_locks`: one active worker, a fencing token per leadership.
+"""The scheduler lease: one active worker, a fencing token per leadership term.
 
-Acquire and renew are one atomic find_one_and_update whose filter only matches a lapsed lease or our
-own; lease arithmetic runs on the server's clock ($$NOW), so worker clocks may drift. Locally the
-holder trusts its lease only until (send time of the last successful renewal + TTL - a margin), on the
-monotonic clock: the server set lockedUntil after we sent, so the real lease lasts at least that long.
+The lease document lives in `worker_locks` (`shared/store/worker_locks.py`: one atomic take-or-renew on the
+server's clock). Locally the holder trusts its lease only until (send time of the last successful renewal +
+TTL - a margin), on the monotonic clock: the server set lockedUntil after we sent, so the real lease lasts at
+least that long.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import PyMongoError
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import worker_locks
 
 log = get_logger(__name__)
-
-LEASE_ID = "scheduler"
-
-
-# lockedUntil <= the server's now, compared as epoch milliseconds: a plain {"lockedUntil": {"$lt": "$$NOW"}}
-# compares with the string "$$NOW", and SecantusDB mis-compares a date field with $$NOW inside $expr.
-LAPSED = {"$lte": [{"$toLong": "$lockedUntil"}, {"$toLong": "$$NOW"}]}
-LIVE = {"$gt": [{"$toLong": "$lockedUntil"}, {"$toLong": "$$NOW"}]}
-
-
-def _held_by(owner: str, instance: str) -> dict[str, Any]:
-    # The instance (one per process) keeps two replicas misconfigured with one SYNCJOBS_WORKER_ID from
-    # both renewing the same lease.
-    return {"$and": [{"$eq": ["$owner", owner]}, {"$eq": ["$instance", instance]}]}
 
 
 @dataclass(frozen=True)
@@ -49,8 +32,8 @@ class LeaseState:
 class Lease:
     """Acquire, renew and release the scheduler lease for one owner."""
 
-    def __init__(self, db: Database, owner: str, ttl_seconds: float, lease_id: str = LEASE_ID) -> None:
-        self._collection = db.worker_locks
+    def __init__(self, db: Database, owner: str, ttl_seconds: float, lease_id: str = worker_locks.LEASE_ID) -> None:
+        self._db = db
         self.owner = owner
         self.instance = uuid.uuid4().hex
         self.ttl_seconds = ttl_seconds
@@ -73,35 +56,10 @@ class Lease:
     async def acquire(self) -> bool:
         """Take the lease if it lapsed, or renew it if ours; False when another owner holds it."""
         sent_at = time.monotonic()
-        # A renewal (ours and not lapsed) keeps the token; any new leadership term gets the next one,
-        # even for the same owner after a lapse: its old term's runs and locks then count as lost.
-        owned = {"$and": [_held_by(self.owner, self.instance), LIVE]}
-        update = [
-            {
-                "$set": {
-                    "fencingToken": {
-                        "$cond": [owned, "$fencingToken", {"$add": [{"$ifNull": ["$fencingToken", 0]}, 1]}]
-                    },
-                    "acquiredAt": {"$cond": [owned, "$acquiredAt", "$$NOW"]},
-                    "owner": self.owner,
-                    "instance": self.instance,
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "lockedUntil": {"$dateAdd": {"startDate": "$$NOW", "unit": "millisecond", "amount": self._ttl_ms}},
-                    "heartbeatAt": "$$NOW",
-                }
-            }
-        ]
-        try:
-            doc = await self._collection.find_one_and_update(
-                {"_id": self.lease_id, "$expr": {"$or": [LAPSED, _held_by(self.owner, self.instance)]}},
-                update,
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
-            doc = None
-        if doc is None or doc.get("instance") != self.instance:
+        doc = await worker_locks.take_or_renew(
+            self._db, self.lease_id, owner=self.owner, instance=self.instance, ttl_seconds=self.ttl_seconds
+        )
+        if doc is None:
             self.state = None
             return False
         self.state = LeaseState(fencing_token=int(doc["fencingToken"]), valid_until=sent_at + self._trusted_seconds)
@@ -140,20 +98,13 @@ class Lease:
     async def release(self) -> None:
         """Let a standby take over at once: lockedUntil = now, only if the lease is still ours."""
         self.state = None
-        await self._collection.update_one(
-            {"_id": self.lease_id, "owner": self.owner, "instance": self.instance},
-            [{"$set": {"lockedUntil": "$$NOW", "heartbeatAt": "$$NOW"}}],
-        )
+        await worker_locks.release(self._db, self.lease_id, owner=self.owner, instance=self.instance)
 
     async def current(self) -> Document | None:
         """The lease document as stored: who leads, with which token, until when."""
-        return await self._collection.find_one({"_id": self.lease_id})
+        return await worker_locks.current(self._db, self.lease_id)
 
     @property
     def _trusted_seconds(self) -> float:
         """We act on a lease a little less long than it lasts, for the event loop's latency."""
         return self.ttl_seconds - min(1.0, self.ttl_seconds / 10)
-
-    @property
-    def _ttl_ms(self) -> int:
-        return int(self.ttl_seconds * 1000)

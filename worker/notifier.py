@@ -28,7 +28,7 @@ from syncjobs.shared.clock import Clock, to_ms
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import run_stats, webhooks
+from syncjobs.shared.store import run_stats, sync_jobs, webhooks
 
 log = get_logger(__name__)
 
@@ -222,7 +222,7 @@ async def on_run_finished(
     """
     now = to_ms(now or datetime.now(UTC))
     try:
-        job = await db.syncjobs.find_one({"_id": ObjectId(job_id)}, {"name": 1, "workspaceId": 1})
+        job = await sync_jobs.find_job_identity(db, ObjectId(job_id))
         if job is None:
             return []
         events = await _changes(db, settings, job, str(run_id), now)
@@ -240,7 +240,7 @@ async def _sweep_job(
 ) -> list[AlertEvent]:
     job_id = str(target["jobId"])
     try:
-        job = await db.syncjobs.find_one({"_id": ObjectId(job_id)}, {"name": 1, "workspaceId": 1})
+        job = await sync_jobs.find_job_identity(db, ObjectId(job_id))
         current = None if job is None else await _current_alerts(db, settings, job, now)
         stale = stale_alerts(await webhooks.open_alert_kinds(db, job_id), current)
         subject = job or {"_id": ObjectId(job_id), "workspaceId": target["workspaceId"]}

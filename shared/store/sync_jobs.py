@@ -150,6 +150,11 @@ async def find_job_doc(db: Database, job_id: ObjectId) -> Document | None:
     return await db.syncjobs.find_one({"_id": job_id})
 
 
+async def find_job_identity(db: Database, job_id: ObjectId) -> Document | None:
+    """`{_id, name, workspaceId}` of a job: what an alert names and whom it goes to."""
+    return await db.syncjobs.find_one({"_id": job_id}, {"name": 1, "workspaceId": 1})
+
+
 async def enabled_job_docs(db: Database) -> list[Document]:
     return await db.syncjobs.find({"enabled": True}).to_list()
 

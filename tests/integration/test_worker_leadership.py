@@ -13,8 +13,7 @@ from pymongo.errors import AutoReconnect, OperationFailure
 from syncjobs.shared.models import SyncJob, SyncJobInput, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import job_runs, sync_jobs
-from syncjobs.worker import execution_lock
+from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
 
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
 from tests.fixtures.worker_jobs import eventually, make_job, process_gone, runs_of
@@ -272,7 +271,7 @@ async def test_a_run_whose_lock_cannot_be_taken_is_tried_again(
     harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = await make_job(db, "ok", "0 0 1 1 *", T0)
-    _fail_once(monkeypatch, execution_lock, "acquire")
+    _fail_once(monkeypatch, job_execution_locks, "acquire")
     await harness.start()
     await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
     await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))

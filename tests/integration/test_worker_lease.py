@@ -8,8 +8,9 @@ import time
 from bson import ObjectId
 from pymongo.errors import AutoReconnect
 from syncjobs.shared.mongo import Database
-from syncjobs.worker import execution_lock
-from syncjobs.worker.lease import LAPSED, Lease
+from syncjobs.shared.store import job_execution_locks
+from syncjobs.shared.store.worker_locks import LAPSED
+from syncjobs.worker.lease import Lease
 
 from tests.fixtures.worker_jobs import eventually
 
@@ -80,18 +81,18 @@ async def _heartbeat_after(lease: Lease, instant: object) -> bool:
 async def test_execution_lock_one_run_at_a_time_and_earlier_terms_lose_it(db: Database) -> None:
     job, run_a, run_b = ObjectId(), ObjectId(), ObjectId()
     claims = await asyncio.gather(
-        *(execution_lock.acquire(db, job, run, owner="w", token=3, seconds=60) for run in (run_a, run_b))
+        *(job_execution_locks.acquire(db, job, run, owner="w", token=3, seconds=60) for run in (run_a, run_b))
     )
     assert sorted(claims) == [False, True]
-    holder = (await execution_lock.holder(db, job) or {})["runId"]
+    holder = (await job_execution_locks.holder(db, job) or {})["runId"]
     other = run_b if holder == run_a else run_a
-    assert await execution_lock.acquire(db, job, holder, owner="w", token=3, seconds=60)  # renewal
-    assert not await execution_lock.acquire(db, job, other, owner="w", token=3, seconds=60)
-    assert await execution_lock.acquire(db, job, other, owner="next", token=4, seconds=60)  # a new term
-    await execution_lock.release(db, job, holder)  # the old run no longer holds it: no effect
-    assert (await execution_lock.holder(db, job) or {})["runId"] == other
-    await execution_lock.release(db, job, other)
-    assert await execution_lock.holder(db, job) is None
+    assert await job_execution_locks.acquire(db, job, holder, owner="w", token=3, seconds=60)  # renewal
+    assert not await job_execution_locks.acquire(db, job, other, owner="w", token=3, seconds=60)
+    assert await job_execution_locks.acquire(db, job, other, owner="next", token=4, seconds=60)  # a new term
+    await job_execution_locks.release(db, job, holder)  # the old run no longer holds it: no effect
+    assert (await job_execution_locks.holder(db, job) or {})["runId"] == other
+    await job_execution_locks.release(db, job, other)
+    assert await job_execution_locks.holder(db, job) is None
 
 
 async def test_a_holder_that_cannot_renew_steps_down_before_its_lease_lapses(db: Database) -> None:

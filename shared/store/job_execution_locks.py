@@ -1,4 +1,4 @@
-"""The per-job lock in `job_execution_locks`: at most one run of a job at a time (unless `allow`).
+"""The `job_execution_locks` collection, the per-job lock: at most one run of a job at a time (unless `allow`).
 
 The lease pattern again, keyed by job id: one atomic find_one_and_update that matches only a lapsed
 lock, one taken under an earlier leadership (lower fencing token: its leader is gone), or our own run's
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.worker.lease import LAPSED
+from syncjobs.shared.store.worker_locks import LAPSED
 
 # Beyond the job's timeout: time to kill the executor and record its outcome.
 LOCK_MARGIN_SECONDS = 60
@@ -49,4 +49,5 @@ async def release(db: Database, job_id: object, run_id: object) -> None:
 
 
 async def holder(db: Database, job_id: object) -> Document | None:
+    """The lock document of the job's running run, None when no run holds it."""
     return await db.job_execution_locks.find_one({"_id": job_id})
