@@ -7,9 +7,9 @@ from aiohttp import web
 from syncjobs.api.context import db, object_id, read_body, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
-from syncjobs.shared.models import DataSource, DataSourceInput, Destination, DestinationInput, Output
+from syncjobs.shared.models import DataSource, DataSourceInput, Destination, DestinationInput, Output, OutputT
 from syncjobs.shared.store import data_sources, destinations
-from syncjobs.shared.store.connections import ConnectionStore, InputT, OutputT
+from syncjobs.shared.store.connections import ConnectionStore, InputT
 
 
 def connection_routes(

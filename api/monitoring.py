@@ -3,42 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from aiohttp import web
-from pydantic import Field
 from syncjobs.api.context import SETTINGS_KEY, clock, db, read_body, workspace_id
 from syncjobs.api.openapi import describe
+from syncjobs.api.schemas import CleanupInput, CleanupResult, MonitoringReport
 from syncjobs.shared import metrics
 from syncjobs.shared.alerts import ALERT_KINDS, evaluate
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import ValidationFailed
-from syncjobs.shared.models import Camel, Output
 from syncjobs.shared.store import run_stats, webhooks
 
 routes = web.RouteTableDef()
 TAG = "monitoring"
 DEFAULT_HOURS = 24
 MAX_HOURS = 168
-
-
-class CleanupInput(Camel):
-    retention_days: int = Field(ge=1, le=3650)
-
-
-class CleanupResult(Output):
-    deleted_count: int
-    retention_days: int
-    before: str
-
-
-class MonitoringReport(Output):
-    """`{stats, alerts, recentExecutions, timeRange}` (documented shape; built as plain JSON)."""
-
-    stats: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-    recent_executions: dict[str, list[dict[str, Any]]]
-    time_range: dict[str, Any]
 
 
 def time_range_hours(request: web.Request) -> int:

@@ -14,27 +14,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 from syncjobs.api.auth import is_open
-from syncjobs.shared.models import Camel
+from syncjobs.api.schemas import ErrorBody
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SCHEMA_REF = "#/components/schemas/{model}"
-
-
-class ErrorDetail(Camel):
-    field: str | None = None
-    message: str
-
-
-class ErrorInfo(Camel):
-    code: str
-    message: str
-    details: list[ErrorDetail]
-
-
-class ErrorBody(Camel):
-    """Every error answer: `{"error": {code, message, details}}`."""
-
-    error: ErrorInfo
 
 
 @dataclass(frozen=True)

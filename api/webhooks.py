@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
 from syncjobs.api.openapi import describe
+from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput
 from syncjobs.shared.store import webhooks as store
-from syncjobs.shared.store.webhooks import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput
 
 routes = web.RouteTableDef()
 TAG = "webhooks"

@@ -20,6 +20,7 @@ from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntitySta
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
+from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Database, connect
 from syncjobs.shared.settings import Settings, SettingsError
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs
@@ -59,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         configure_logging()
         log.error("executor_misconfigured", error=str(exc))
-        events.emit("result", status="failed", error=str(exc), stats=empty_stats(0), details=[])
+        events.emit("result", status=RunStatus.FAILED, error=str(exc), stats=empty_stats(0), details=[])
         return EXIT_USAGE
     configure_logging(settings.log_level)
     if not ObjectId.is_valid(args.run_id) or args.batch_size < 1:
         events.emit(
             "result",
-            status="failed",
+            status=RunStatus.FAILED,
             error="--run-id must be an ObjectId and --batch-size >= 1",
             stats=empty_stats(0),
             details=[],
@@ -100,7 +101,12 @@ async def execute_run(
         error = getattr(exc, "message", None) or str(exc)
         log.error("run_failed", run_id=str(run_id), error=error)
         events.emit(
-            "result", status="failed", error=error, stats=empty_stats(_elapsed_ms(started)), details=[], dryRun=dry_run
+            "result",
+            status=RunStatus.FAILED,
+            error=error,
+            stats=empty_stats(_elapsed_ms(started)),
+            details=[],
+            dryRun=dry_run,
         )
         return EXIT_FAILED
     details = [r.detail() for r in results]
@@ -110,7 +116,7 @@ async def execute_run(
     error = {} if ok else {"error": summary[:MAX_ERROR_CHARS]}
     events.emit(
         "result",
-        status="succeeded" if ok else "failed",
+        status=RunStatus.SUCCEEDED if ok else RunStatus.FAILED,
         stats=run_stats(results, _elapsed_ms(started)),
         details=details,
         dryRun=dry_run,

@@ -24,6 +24,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
+from syncjobs.shared.models import RunStatus
 
 ProcessKind = Literal["api", "worker"]
 
@@ -86,8 +87,6 @@ open_alerts = Gauge(
     registry=API_REGISTRY,
 )
 
-RUN_STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed")
-
 
 def observe_run_finished(status: str, duration_ms: int | None) -> None:
     """One call for the worker when it records a run's outcome."""
@@ -98,7 +97,7 @@ def observe_run_finished(status: str, duration_ms: int | None) -> None:
 
 def set_stored_runs(counts: dict[str, int]) -> None:
     """Every known status gets a sample, so a status that went to zero shows 0 rather than vanishing."""
-    for status in sorted({*RUN_STATUSES, *counts}):
+    for status in sorted({*RunStatus, *counts}):
         stored_runs.labels(status=status).set(counts.get(status, 0))
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
 
 from bson import ObjectId
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails
 
@@ -16,9 +17,29 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 
-RunStatus = Literal["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]
+
+class RunStatus(StrEnum):
+    """Where a run is: `pending` and `running` are active, every other status is final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # a fire that found its job's previous run still going (overlap `skip`)
+    MISSED = "missed"  # a fire due while no worker led, beyond the job's `catchUpFires`
+
+
+ACTIVE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
+# An attempt that went wrong and may be retried; `cancelled` is never retried.
+FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
+# Runs that actually executed; a `skipped` or `missed` fire never started an executor.
+EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, *FAILED_STATUSES, RunStatus.CANCELLED})
+NOT_EXECUTED_STATUSES = FINISHED_STATUSES - EXECUTED_STATUSES
+
 RunTrigger = Literal["schedule", "manual", "retry"]
-FINISHED_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"})
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
@@ -40,7 +61,10 @@ def _id_str(value: Any) -> Any:
     return str(value) if isinstance(value, ObjectId) else value
 
 
-def from_document(model: type[Output], doc: dict[str, Any]) -> Any:
+OutputT = TypeVar("OutputT", bound=Output)
+
+
+def from_document(model: type[OutputT], doc: dict[str, Any]) -> OutputT:
     """Turn a Mongo document into an output model: `_id` becomes `id`, ObjectIds become strings."""
     data = {key: _id_str(value) for key, value in doc.items() if key != "_id"}
     data["id"] = str(doc["_id"])
@@ -216,7 +240,7 @@ class SyncJob(Output):
     catch_up_fires: int = 1
     next_run_at: AwareDatetime | None = None
     last_run_at: AwareDatetime | None = None
-    last_status: str | None = None
+    last_status: RunStatus | None = None
     last_error: str | None = None
     last_duration_ms: int | None = None
     average_duration_ms: float | None = None
@@ -258,3 +282,43 @@ class ToggleInput(Camel):
 def parse_object_id(value: str) -> ObjectId | None:
     """A malformed id is simply one that names nothing."""
     return ObjectId(value) if ObjectId.is_valid(value) else None
+
+
+# --- webhooks ---
+
+WebhookEvent = Literal["alert.opened", "alert.resolved"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")
+
+
+class WebhookInput(Camel):
+    url: HttpUrl
+    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1)
+    secret: str | None = Field(default=None, min_length=16, max_length=256)
+
+
+class Webhook(Output):
+    id: str
+    workspace_id: str
+    url: str
+    events: list[str]
+    created_at: AwareDatetime | None = None
+
+
+class CreatedWebhook(Webhook):
+    """The create's answer: the only document that ever carries the secret."""
+
+    secret: str
+
+
+class WebhookDelivery(Output):
+    id: str
+    webhook_id: str
+    event: str
+    job_id: str
+    kind: str
+    outcome: Literal["delivered", "failed"]
+    attempts: int
+    response_status: int | None = None
+    error: str | None = None
+    created_at: AwareDatetime
+    finished_at: AwareDatetime

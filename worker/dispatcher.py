@@ -17,6 +17,7 @@ from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
+from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
@@ -126,7 +127,7 @@ class RunDispatcher:
                 self.db,
                 run_id,
                 token=self.token,
-                status="cancelled",
+                status=RunStatus.CANCELLED,
                 now=self.clock.now(),
                 fields={"error": "job deleted"},
             )
@@ -203,7 +204,7 @@ class RunDispatcher:
             self.db,
             run["_id"],
             token=self.token,
-            status="skipped",
+            status=RunStatus.SKIPPED,
             now=self.clock.now(),
             fields={"error": "skipped: the previous run is still going"},
         )
@@ -258,7 +259,7 @@ class RunDispatcher:
                 trigger="retry",
                 scheduled_for=run["scheduledFor"],
                 attempt=attempt + 1,
-                status="pending",
+                status=RunStatus.PENDING,
                 worker_id=self.lease.owner,
                 token=self.token,
                 now=now,

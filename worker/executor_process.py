@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
 
 STDERR_TAIL_BYTES = 4096
@@ -33,7 +34,7 @@ def default_executor_command() -> tuple[str, ...]:
 class ExecutionOutcome:
     """How one executor process ended, in the terms of a job_runs document."""
 
-    status: str
+    status: RunStatus
     exit_code: int | None
     duration_ms: int
     error: str | None = None
@@ -49,7 +50,7 @@ class ExecutionOutcome:
             "stats": self.stats,
             "details": self.details,
         }
-        if self.status != "succeeded":
+        if self.status != RunStatus.SUCCEEDED:
             fields["stderrTail"] = self.stderr_tail
         return fields
 
@@ -82,11 +83,11 @@ async def run_executor(
     try:
         done, _ = await asyncio.wait({exited, cancelled}, timeout=timeout_seconds, return_when="FIRST_COMPLETED")
         if exited in done:
-            status = "succeeded" if process.returncode == 0 else "failed"
+            status = RunStatus.SUCCEEDED if process.returncode == 0 else RunStatus.FAILED
         elif cancelled in done:
-            status = "cancelled"
+            status = RunStatus.CANCELLED
         else:
-            status = "timed_out"
+            status = RunStatus.TIMED_OUT
             _signal_group(process.pid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE_SECONDS)
@@ -99,11 +100,11 @@ async def run_executor(
     tail = bytes(output.stderr).decode("utf-8", "replace")
     result = output.result or {}
     error = None
-    if status == "timed_out":
+    if status == RunStatus.TIMED_OUT:
         error = f"timed out after {timeout_seconds:g}s"
-    elif status == "cancelled":
+    elif status == RunStatus.CANCELLED:
         error = "cancelled"
-    elif status == "failed":
+    elif status == RunStatus.FAILED:
         error = result.get("error") or _last_line(tail) or f"exit code {process.returncode}"
     return ExecutionOutcome(
         status=status,

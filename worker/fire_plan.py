@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from syncjobs.shared.cron import CronSchedule
+from syncjobs.shared.models import FAILED_STATUSES
 
 # A fire processed this late is still on time: it runs even when the job asks for no catch-up.
 ON_TIME_GRACE = timedelta(seconds=60)
@@ -86,7 +87,7 @@ def decide_overlap(policy: str, running: int, queued: int) -> OverlapDecision:
 
 def should_retry(status: str, attempt: int, max_attempts: int) -> bool:
     """A failed or timed-out attempt is retried while attempts remain; a cancelled one never."""
-    return status in ("failed", "timed_out") and attempt < max_attempts
+    return status in FAILED_STATUSES and attempt < max_attempts
 
 
 def retry_delay(attempt: int, backoff_seconds: float, random: Callable[[], float]) -> timedelta:

@@ -18,6 +18,7 @@ from syncjobs.shared.clock import Clock
 from syncjobs.shared.cron import CronSchedule, parse_schedule
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.logging import get_logger
+from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
 from syncjobs.worker.dispatcher import ExecutorSpec, RunCallback, RunDispatcher
@@ -78,7 +79,7 @@ class Leadership:
                 self.db,
                 run["_id"],
                 token=self.token,
-                status="failed",
+                status=RunStatus.FAILED,
                 now=now,
                 fields={"error": "worker lost", "durationMs": duration},
             ):
@@ -87,7 +88,7 @@ class Leadership:
                     self.db,
                     run["jobId"],
                     self.token,
-                    status="failed",
+                    status=RunStatus.FAILED,
                     finished_at=now,
                     error="worker lost",
                     duration_ms=duration,
@@ -214,7 +215,7 @@ class Leadership:
                 trigger="schedule",
                 scheduled_for=scheduled_for,
                 attempt=1,
-                status="missed",
+                status=RunStatus.MISSED,
                 worker_id=self.lease.owner,
                 token=self.token,
                 now=now,
@@ -227,7 +228,7 @@ class Leadership:
                 trigger="schedule",
                 scheduled_for=scheduled_for,
                 attempt=1,
-                status="pending",
+                status=RunStatus.PENDING,
                 worker_id=self.lease.owner,
                 token=self.token,
                 now=now,

@@ -11,13 +11,12 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import Output, from_document, keep_secrets
+from syncjobs.shared.models import OutputT, from_document, keep_secrets
 from syncjobs.shared.mongo import Database, Document
 
 LIST_LIMIT = 1000
 
 InputT = TypeVar("InputT", bound=BaseModel)
-OutputT = TypeVar("OutputT", bound=Output)
 
 
 class ConnectionStore(Generic[InputT, OutputT]):
@@ -31,7 +30,7 @@ class ConnectionStore(Generic[InputT, OutputT]):
         self.used_by = used_by
 
     def _out(self, doc: Document) -> OutputT:
-        return from_document(self.document, doc)  # type: ignore[no-any-return]
+        return from_document(self.document, doc)
 
     def _not_found(self) -> NotFound:
         return NotFound(f"{self.noun} not found")

@@ -9,7 +9,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import JobRun, SyncJob, from_document
+from syncjobs.shared.models import ACTIVE_STATUSES, NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 
 MAX_PAGE = 100
@@ -21,7 +21,7 @@ def new_run_document(
     trigger: str,
     scheduled_for: datetime,
     attempt: int = 1,
-    status: str = "pending",
+    status: RunStatus = RunStatus.PENDING,
     now: datetime,
 ) -> Document:
     """A run as first written; the fire key fields make a second insert of the same fire fail."""
@@ -62,7 +62,7 @@ async def create_manual_run(db: Database, job: SyncJob, now: datetime) -> JobRun
             await db.job_runs.insert_one(doc)
         except DuplicateKeyError:
             continue
-        return from_document(JobRun, doc)  # type: ignore[no-any-return]
+        return from_document(JobRun, doc)
     raise Conflict("too many manual runs asked at once", [{"field": "id", "message": "try again"}])
 
 
@@ -70,7 +70,7 @@ async def get_run(db: Database, run_id: ObjectId) -> JobRun:
     doc = await db.job_runs.find_one({"_id": run_id})
     if doc is None:
         raise NotFound("run not found")
-    return from_document(JobRun, doc)  # type: ignore[no-any-return]
+    return from_document(JobRun, doc)
 
 
 async def list_runs(
@@ -99,7 +99,7 @@ async def recent_runs(db: Database, job_id: ObjectId, count: int = 5) -> list[Jo
 
 
 async def is_running(db: Database, job_id: ObjectId) -> bool:
-    return await db.job_runs.count_documents({"jobId": job_id, "status": "running"}, limit=1) > 0
+    return await db.job_runs.count_documents({"jobId": job_id, "status": RunStatus.RUNNING}, limit=1) > 0
 
 
 async def record_progress(db: Database, run_id: ObjectId, progress: dict[str, Any]) -> None:
@@ -125,7 +125,7 @@ async def insert_fire(
     trigger: str,
     scheduled_for: datetime,
     attempt: int,
-    status: str,
+    status: RunStatus,
     worker_id: str,
     token: int,
     now: datetime,
@@ -135,7 +135,7 @@ async def insert_fire(
     """Claim one fire: None when its (jobId, scheduledFor, trigger, attempt) is already taken."""
     doc = new_run_document(job, trigger=trigger, scheduled_for=scheduled_for, attempt=attempt, status=status, now=now)
     doc.update(workerId=worker_id, fencingToken=token, error=error, dueAt=to_ms(due_at) if due_at else None)
-    if status in ("skipped", "missed"):
+    if status in NOT_EXECUTED_STATUSES:  # a fire that never runs is final at once
         doc["finishedAt"] = to_ms(now)
     try:
         await db.job_runs.insert_one(doc)
@@ -147,18 +147,24 @@ async def insert_fire(
 async def start_run(db: Database, run_id: ObjectId, *, worker_id: str, token: int, now: datetime) -> bool:
     """pending -> running; False when the run is gone, already started, or fenced off."""
     result = await db.job_runs.update_one(
-        _fenced(run_id, token, status="pending"),
-        {"$set": {"status": "running", "startedAt": to_ms(now), "workerId": worker_id, "fencingToken": token}},
+        _fenced(run_id, token, status=RunStatus.PENDING),
+        {"$set": {"status": RunStatus.RUNNING, "startedAt": to_ms(now), "workerId": worker_id, "fencingToken": token}},
     )
     return result.modified_count == 1
 
 
 async def finish_run(
-    db: Database, run_id: ObjectId, *, token: int, status: str, now: datetime, fields: dict[str, Any] | None = None
+    db: Database,
+    run_id: ObjectId,
+    *,
+    token: int,
+    status: RunStatus,
+    now: datetime,
+    fields: dict[str, Any] | None = None,
 ) -> bool:
     """pending/running -> a final status with its outcome fields; False when fenced off."""
     result = await db.job_runs.update_one(
-        _fenced(run_id, token, status={"$in": ["pending", "running"]}),
+        _fenced(run_id, token, status={"$in": sorted(ACTIVE_STATUSES)}),
         {"$set": {"status": status, "finishedAt": to_ms(now), "fencingToken": token, **(fields or {})}},
     )
     return result.modified_count == 1
@@ -166,16 +172,16 @@ async def finish_run(
 
 async def pending_runs(db: Database, job_id: ObjectId | None = None) -> list[Document]:
     """Runs waiting for a worker (manual, retry, queued), oldest first."""
-    query: Document = {"status": "pending"}
+    query: Document = {"status": RunStatus.PENDING}
     if job_id is not None:
         query["jobId"] = job_id
     return await db.job_runs.find(query).sort([("createdAt", 1), ("_id", 1)]).to_list()
 
 
 async def count_waiting(db: Database, job_id: ObjectId, besides: ObjectId) -> int:
-    return await db.job_runs.count_documents({"jobId": job_id, "status": "pending", "_id": {"$ne": besides}})
+    return await db.job_runs.count_documents({"jobId": job_id, "status": RunStatus.PENDING, "_id": {"$ne": besides}})
 
 
 async def runs_of_earlier_leaders(db: Database, token: int) -> list[Document]:
     """Runs still `running` under a lower fencing token: their leader is gone, and so is its lock."""
-    return await db.job_runs.find({"status": "running", "fencingToken": {"$lt": token}}).to_list()
+    return await db.job_runs.find({"status": RunStatus.RUNNING, "fencingToken": {"$lt": token}}).to_list()

@@ -7,18 +7,23 @@ per job with its last few runs, never the history itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from syncjobs.shared.models import FINISHED_STATUSES, JobRun, from_document
+from syncjobs.shared.models import (
+    EXECUTED_STATUSES,
+    FAILED_STATUSES,
+    FINISHED_STATUSES,
+    NOT_EXECUTED_STATUSES,
+    JobRun,
+    RunStatus,
+    from_document,
+)
 from syncjobs.shared.mongo import Database, Document
 
-SUCCEEDED = "succeeded"
-FAILED_STATUSES = ("failed", "timed_out")
-# Runs that actually executed; `skipped` and `missed` fires never started one.
-EXECUTED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
 RECENT_RUNS = 10
 
 
@@ -69,12 +74,12 @@ class JobRunStats:
         }
 
 
-def _count_if(statuses: tuple[str, ...]) -> Document:
-    return {"$sum": {"$cond": [{"$in": ["$status", list(statuses)]}, 1, 0]}}
+def _count_if(statuses: Iterable[RunStatus]) -> Document:
+    return {"$sum": {"$cond": [{"$in": ["$status", sorted(statuses)]}, 1, 0]}}
 
 
-def _created_if(statuses: tuple[str, ...]) -> Document:
-    return {"$cond": [{"$in": ["$status", list(statuses)]}, "$createdAt", None]}
+def _created_if(statuses: Iterable[RunStatus]) -> Document:
+    return {"$cond": [{"$in": ["$status", sorted(statuses)]}, "$createdAt", None]}
 
 
 def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None) -> list[Document]:
@@ -88,17 +93,17 @@ def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId |
             "$group": {
                 "_id": "$jobId",
                 "total": _count_if(EXECUTED_STATUSES),
-                "succeeded": _count_if((SUCCEEDED,)),
+                "succeeded": _count_if({RunStatus.SUCCEEDED}),
                 "failed": _count_if(FAILED_STATUSES),
-                "skipped": _count_if(("skipped",)),
-                "missed": _count_if(("missed",)),
+                "skipped": _count_if({RunStatus.SKIPPED}),
+                "missed": _count_if({RunStatus.MISSED}),
                 "averageDurationMs": {
-                    "$avg": {"$cond": [{"$in": ["$status", list(EXECUTED_STATUSES)]}, "$durationMs", None]}
+                    "$avg": {"$cond": [{"$in": ["$status", sorted(EXECUTED_STATUSES)]}, "$durationMs", None]}
                 },
                 "firstExecutionAt": {"$min": _created_if(EXECUTED_STATUSES)},
                 "firstFailureAt": {"$min": _created_if(FAILED_STATUSES)},
-                "firstMissedAt": {"$min": _created_if(("skipped", "missed"))},
-                "lastSuccessAt": {"$max": _created_if((SUCCEEDED,))},
+                "firstMissedAt": {"$min": _created_if(NOT_EXECUTED_STATUSES)},
+                "lastSuccessAt": {"$max": _created_if({RunStatus.SUCCEEDED})},
                 "recent": {"$topN": {"n": RECENT_RUNS, "sortBy": {"createdAt": -1, "_id": -1}, "output": "$$ROOT"}},
             }
         },
@@ -119,7 +124,7 @@ def streak_pipeline(workspace_id: ObjectId, since: datetime, summaries: list[Doc
             "$match": {
                 "workspaceId": workspace_id,
                 "createdAt": {"$gte": since},
-                "status": {"$in": list(FAILED_STATUSES)},
+                "status": {"$in": sorted(FAILED_STATUSES)},
                 "$or": after_last_success,
             }
         },

@@ -11,7 +11,7 @@ from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
-from syncjobs.shared.models import SyncJob, SyncJobInput, from_document, parse_object_id
+from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.store import data_sources, destinations
 
@@ -65,7 +65,7 @@ async def create_job(db: Database, workspace_id: ObjectId, body: SyncJobInput, n
         await db.syncjobs.insert_one(doc)
     except DuplicateKeyError:
         raise _conflict(body.name) from None
-    return from_document(SyncJob, doc)  # type: ignore[no-any-return]
+    return from_document(SyncJob, doc)
 
 
 async def get_job_doc(db: Database, job_id: ObjectId, workspace_id: ObjectId | None = None) -> Document:
@@ -79,7 +79,7 @@ async def get_job_doc(db: Database, job_id: ObjectId, workspace_id: ObjectId | N
 
 
 async def get_job(db: Database, job_id: ObjectId, workspace_id: ObjectId | None = None) -> SyncJob:
-    return from_document(SyncJob, await get_job_doc(db, job_id, workspace_id))  # type: ignore[no-any-return]
+    return from_document(SyncJob, await get_job_doc(db, job_id, workspace_id))
 
 
 async def list_jobs(db: Database, workspace_id: ObjectId) -> list[SyncJob]:
@@ -107,7 +107,7 @@ async def replace_job(
         raise _conflict(body.name) from None
     if doc is None:
         raise NotFound("sync job not found")
-    return from_document(SyncJob, doc)  # type: ignore[no-any-return]
+    return from_document(SyncJob, doc)
 
 
 async def set_enabled(
@@ -127,7 +127,7 @@ async def set_enabled(
     )
     if doc is None:
         raise NotFound("sync job not found")
-    return from_document(SyncJob, doc)  # type: ignore[no-any-return]
+    return from_document(SyncJob, doc)
 
 
 async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> None:
@@ -176,7 +176,7 @@ async def record_run_outcome(
     job_id: ObjectId,
     token: int,
     *,
-    status: str,
+    status: RunStatus,
     finished_at: datetime,
     error: str | None,
     duration_ms: int | None,

@@ -9,54 +9,17 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from bson import ObjectId
-from pydantic import AwareDatetime, Field, HttpUrl
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.alerts import ALERT_KINDS, Alert
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import NotFound
-from syncjobs.shared.models import Camel, Output, from_document
+from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput, from_document
 from syncjobs.shared.mongo import Database, Document
 
-WebhookEvent = Literal["alert.opened", "alert.resolved"]
-WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")
 LIST_LIMIT = 100
-
-
-class WebhookInput(Camel):
-    url: HttpUrl
-    events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1)
-    secret: str | None = Field(default=None, min_length=16, max_length=256)
-
-
-class Webhook(Output):
-    id: str
-    workspace_id: str
-    url: str
-    events: list[str]
-    created_at: AwareDatetime | None = None
-
-
-class CreatedWebhook(Webhook):
-    """The create's answer: the only document that ever carries the secret."""
-
-    secret: str
-
-
-class WebhookDelivery(Output):
-    id: str
-    webhook_id: str
-    event: str
-    job_id: str
-    kind: str
-    outcome: Literal["delivered", "failed"]
-    attempts: int
-    response_status: int | None = None
-    error: str | None = None
-    created_at: AwareDatetime
-    finished_at: AwareDatetime
 
 
 async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput, now: datetime) -> CreatedWebhook:
@@ -69,7 +32,7 @@ async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInpu
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
-    return from_document(CreatedWebhook, doc)  # type: ignore[no-any-return]
+    return from_document(CreatedWebhook, doc)
 
 
 async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:

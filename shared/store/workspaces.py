@@ -12,14 +12,14 @@ from syncjobs.shared.mongo import Database
 async def create_workspace(db: Database, name: str) -> Workspace:
     doc = {"_id": ObjectId(), "name": name, "createdAt": utc_now()}
     await db.workspaces.insert_one(doc)
-    return from_document(Workspace, doc)  # type: ignore[no-any-return]
+    return from_document(Workspace, doc)
 
 
 async def get_workspace(db: Database, workspace_id: ObjectId) -> Workspace:
     doc = await db.workspaces.find_one({"_id": workspace_id})
     if doc is None:
         raise NotFound("workspace not found")
-    return from_document(Workspace, doc)  # type: ignore[no-any-return]
+    return from_document(Workspace, doc)
 
 
 async def find_workspace_by_name(db: Database, name: str) -> Workspace | None:

@@ -15,9 +15,10 @@ import pytest
 from aiohttp import web
 from bson import ObjectId
 from syncjobs.shared.clock import to_ms
+from syncjobs.shared.models import WebhookInput
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import AlertThresholds, Settings
-from syncjobs.shared.store.webhooks import WebhookInput, create_webhook
+from syncjobs.shared.store.webhooks import create_webhook
 from syncjobs.worker.notifier import DeliveryPolicy, on_run_finished
 
 from tests.integration.monitoring_helpers import insert_job, insert_runs

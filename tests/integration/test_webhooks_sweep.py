@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 from syncjobs.shared.alerts import Alert
 from syncjobs.shared.clock import to_ms
+from syncjobs.shared.models import WebhookInput
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import AlertThresholds, Settings
-from syncjobs.shared.store.webhooks import WebhookInput, create_webhook, open_alert
+from syncjobs.shared.store.webhooks import create_webhook, open_alert
 from syncjobs.worker import notifier
 from syncjobs.worker.main import run_worker
 
