@@ -12,6 +12,7 @@ from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
 from syncjobs.api.openapi import describe, openapi_document
+from syncjobs.api.schemas import Health
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
@@ -73,10 +74,10 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         )
 
 
-@describe("Liveness and database reachability (no token)", tag="meta", errors=(503,))
+@describe("Liveness and database reachability (no token)", tag="meta", response=Health)
 async def healthz(request: web.Request) -> web.Response:
     await request.app[DB_KEY].command("ping")
-    return web.json_response({"status": "ok"})
+    return web.json_response(Health(status="ok").to_json())
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:

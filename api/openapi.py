@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 from syncjobs.api.auth import is_open
-from syncjobs.api.schemas import ErrorBody
+from syncjobs.api.schemas import ErrorBody, OpenApiDocument
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -63,6 +63,7 @@ ERROR_DESCRIPTIONS = {
     409: "Duplicate name, or in use",
     413: "Body over 1 MiB",
     422: "Invalid field (named in details)",
+    500: "Unexpected failure (logged; the body reveals nothing of it)",
     503: "Database unavailable",
 }
 
@@ -107,7 +108,8 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
     )
     responses: dict[str, Any] = {str(op.status): {"description": op.summary, **content}}
     open_path = is_open(path)
-    statuses = set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if open_path else {401})
+    # Any operation may meet an unexpected failure or an unreachable database.
+    statuses = {500, 503} | set(op.errors) | ({400, 413, 422} if op.body else set()) | (set() if open_path else {401})
     for status in sorted(statuses):
         responses[str(status)] = {"description": ERROR_DESCRIPTIONS.get(status, "Error"), **error}
     spec = {"summary": op.summary, "tags": [op.tag], "responses": responses}
@@ -151,6 +153,6 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
     }
 
 
-@describe("This OpenAPI 3.1 document", tag="meta")
+@describe("This OpenAPI 3.1 document", tag="meta", response=OpenApiDocument)
 async def openapi_document(request: web.Request) -> web.Response:
     return web.json_response(build_openapi(request.app))

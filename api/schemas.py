@@ -5,10 +5,21 @@ Stored documents (and the request bodies that become them) live in `shared/model
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
-from syncjobs.shared.models import Camel, DataSource, Destination, JobRun, Output, RunStatus, SyncJob
+from syncjobs.shared.alerts import AlertKind
+from syncjobs.shared.models import (
+    Camel,
+    DataSource,
+    Destination,
+    JobRun,
+    Output,
+    RunStatus,
+    SyncJob,
+    Webhook,
+    WebhookDelivery,
+)
 
 
 class DataSourceList(Output):
@@ -21,6 +32,14 @@ class DestinationList(Output):
 
 class SyncJobList(Output):
     items: list[SyncJob]
+
+
+class WebhookList(Output):
+    items: list[Webhook]
+
+
+class WebhookDeliveryList(Output):
+    items: list[WebhookDelivery]
 
 
 class RunPage(Output):
@@ -60,13 +79,44 @@ class CleanupResult(Output):
     before: str
 
 
-class MonitoringReport(Output):
-    """`{stats, alerts, recentExecutions, timeRange}` (documented shape; built as plain JSON)."""
+class JobRunStatsEntry(Output):
+    """One job's runs over the report's range (`JobRunStats.to_json`)."""
 
-    stats: list[dict[str, Any]]
-    alerts: list[dict[str, Any]]
-    recent_executions: dict[str, list[dict[str, Any]]]
-    time_range: dict[str, Any]
+    job_id: str
+    job_name: str
+    total_executions: int
+    success_count: int
+    failure_count: int
+    skipped_count: int
+    missed_count: int
+    success_rate: float | None
+    average_duration_ms: float | None
+    last_execution: AwareDatetime | None
+    last_status: RunStatus | None
+    consecutive_failures: int
+
+
+class AlertEntry(Output):
+    """An alert that holds now (`Alert.to_json`), open since `since`."""
+
+    job_id: str
+    kind: AlertKind
+    message: str
+    since: AwareDatetime
+
+
+class TimeRange(Output):
+    hours: int
+    since: AwareDatetime
+
+
+class MonitoringReport(Output):
+    """`{stats, alerts, recentExecutions, timeRange}`; `recentExecutions` maps a job id to its latest runs."""
+
+    stats: list[JobRunStatsEntry]
+    alerts: list[AlertEntry]
+    recent_executions: dict[str, list[JobRun]]
+    time_range: TimeRange
 
 
 class ErrorDetail(Camel):
@@ -84,3 +134,17 @@ class ErrorBody(Camel):
     """Every error answer: `{"error": {code, message, details}}`."""
 
     error: ErrorInfo
+
+
+class Health(Output):
+    status: Literal["ok"]
+
+
+class OpenApiDocument(Output):
+    """The OpenAPI 3.1 document itself (its parts as the specification defines them)."""
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+    security: list[dict[str, Any]]

@@ -5,7 +5,7 @@ Imported by each tests/integration/test_api_*.py module (fixtures are plain impo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -19,6 +19,7 @@ from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import create_token
 
 from tests.fixtures.fake_clock import FakeClock
+from tests.fixtures.openapi_contract import OpenApiContract
 
 ADMIN_TOKEN = "sjt_admin-token-for-tests"
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -28,10 +29,12 @@ DEST_URI = "mongodb://writer:pa55@dest.example:27017/"
 
 @dataclass
 class Api:
-    """A test client that answers (status, parsed JSON body or None)."""
+    """A test client that answers (status, parsed JSON body or None), and checks every answer against the
+    server's `/api/openapi.json`: each API test is also a test of the document."""
 
     client: TestClient[web.Request, web.Application]
     token: str | None = ADMIN_TOKEN
+    contracts: dict[str, OpenApiContract] = field(default_factory=dict, repr=False)  # one document, shared
 
     async def call(
         self,
@@ -49,12 +52,22 @@ class Api:
             all_headers.setdefault("Content-Type", "application/json")
         async with self.client.request(method, path, json=json, data=data, headers=all_headers) as resp:
             raw = await resp.read()
-            if raw and resp.content_type == "application/json":
-                return resp.status, await resp.json()
-            return resp.status, (raw.decode() if raw else None)
+            is_json = bool(raw) and resp.content_type == "application/json"
+            body = await resp.json() if is_json else (raw.decode() if raw else None)
+        (await self.contract()).check(method, path, resp.status, body, is_json=is_json)
+        return resp.status, body
+
+    async def contract(self) -> OpenApiContract:
+        """The served OpenAPI document, read once (with the admin token: it needs one)."""
+        if "document" not in self.contracts:
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            async with self.client.get("/api/openapi.json", headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                self.contracts["document"] = OpenApiContract(await resp.json())
+        return self.contracts["document"]
 
     def as_token(self, token: str | None) -> Api:
-        return Api(self.client, token)
+        return Api(self.client, token, self.contracts)
 
 
 @dataclass
