@@ -1,4 +1,4 @@
-"""Cron + IANA timezone arithmetic with the DST rules of DESIGN.md, pure and clock-free.
+"""Cron + IANA timezone arithmetic with the DST rules of docs/DESIGN.md, pure and clock-free.
 
 croniter walks naive wall-clock time; this module maps each wall-clock candidate to real instants:
 - a wall time that does not exist (spring forward gap): a schedule with a fixed hour fires once at the

@@ -32,7 +32,7 @@ def _index(keys: list[tuple[str, int]], name: str, **options: Any) -> IndexModel
 
 
 def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
-    """Every index of DESIGN.md; the unique ones are what makes duplicates impossible."""
+    """Every index of docs/DESIGN.md; the unique ones are what makes duplicates impossible."""
     return [
         CollectionIndexes("api_tokens", (_index([("workspaceId", ASCENDING)], "workspace"),)),
         CollectionIndexes(

@@ -7,20 +7,18 @@ The shell block of the README's REST API section runs in bash with `set -e`; `cu
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from syncjobs.shared.embedded import free_port
+
+from tests.fixtures.syncjobs_up import UpStack
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,7 +26,6 @@ pytestmark = [
 ]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-BANNER_FIELD = re.compile(r"\s+(API|workspace id|admin token|database):\s+(\S+)")
 
 
 def readme_api_script() -> str:
@@ -38,35 +35,7 @@ def readme_api_script() -> str:
     return match.group(1)
 
 
-@pytest.fixture
-def banner(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """`syncjobs up` on a free port with its own data dir; the fields of the banner it prints."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    try:
-        fields = {"port": str(port)}
-        for line in process.stdout:
-            if match := BANNER_FIELD.match(line):
-                fields[match.group(1)] = match.group(2)
-            if line.startswith("Press Ctrl-C"):
-                break
-        assert {"workspace id", "admin token", "database"} <= set(fields), fields
-        yield fields
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-        process.stdout.close()
-
-
-def test_the_readme_walkthrough_runs_as_written(banner: dict[str, str], tmp_path: Path) -> None:
+def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) -> None:
     answers = tmp_path / "answers.jsonl"
     script = readme_api_script()
     assert re.search(r"^API=.*$", script, re.MULTILINE)
@@ -77,12 +46,9 @@ def test_the_readme_walkthrough_runs_as_written(banner: dict[str, str], tmp_path
         '"$API/api/workspaces/$WS/sync-jobs/$JOB/runs?limit=1" | python3 -c '
         "\"import json, sys; print(json.load(sys.stdin)['runs'][0]['id'])\")",
     )
-    values = (
-        f"API=http://127.0.0.1:{banner['port']} TOKEN={shlex.quote(banner['admin token'])} "
-        f"WS={shlex.quote(banner['workspace id'])}"
-    )
+    values = f"API={stack.url} TOKEN={shlex.quote(stack.token)} WS={shlex.quote(stack.workspace_id)}"
     script = re.sub(r"^API=.*$", lambda _: values, script, count=1, flags=re.MULTILINE)
-    log, python, database = (shlex.quote(str(answers)), shlex.quote(sys.executable), shlex.quote(banner["database"]))
+    log, python, database = (shlex.quote(str(answers)), shlex.quote(sys.executable), shlex.quote(stack.database_uri))
     prelude = "\n".join(
         [
             "set -euo pipefail",

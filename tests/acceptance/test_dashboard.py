@@ -11,22 +11,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from syncjobs.shared.embedded import free_port
+
+from tests.fixtures.eventually import eventually_blocking
+from tests.fixtures.syncjobs_up import UpStack
 
 pytestmark = [
     pytest.mark.slow,
@@ -50,7 +47,6 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SECRET = "acceptance-secret-0123456789"
 WAIT_SECONDS = 120.0
-T = TypeVar("T")
 SCHEDULE_WORDS = {
     ("*/5 * * * *", "UTC"): "every 5 minutes",
     ("* * * * *", "UTC"): "every minute",
@@ -64,17 +60,6 @@ SCHEDULE_WORDS = {
     ("0 0 1 1 *", "UTC"): "cron 0 0 1 1 * (UTC)",
 }
 RELATIVE_WORDS = {-120: "2 minutes ago", -3 * 3600: "3 hours ago", 180: "in 3 minutes", -5: "just now"}
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = WAIT_SECONDS) -> T:
-    """Real processes on a real clock: ask again until `probe` answers, or fail saying what never came."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass
@@ -117,74 +102,12 @@ def serve(port: int, recorder: Recorder, answer: bytes = b"{}") -> ThreadingHTTP
     return server
 
 
-@dataclass
-class Stack:
-    process: subprocess.Popen[str]
-    url: str
-    workspace_id: str
-    token: str
-    database_uri: str
-    worker_metrics_url: str
-
-    def call(self, method: str, path: str, body: object | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return json.loads(raw) if raw and response.headers.get_content_type() == "application/json" else raw
-
-    def ws(self, tail: str) -> str:
-        return f"/api/workspaces/{self.workspace_id}{tail}"
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    metrics_port = free_port()
-    env.update(SYNCJOBS_LEASE_TTL_SECONDS="3", SYNCJOBS_WORKER_METRICS_PORT=str(metrics_port))
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        banner: dict[str, str] = {}
-        assert process.stdout is not None
-        for line in process.stdout:
-            if match := re.match(r"\s+(workspace id|admin token|database):\s+(\S+)", line):
-                banner[match.group(1)] = match.group(2)
-            if line.startswith("Press Ctrl-C"):
-                break
-        assert len(banner) == 3, f"no banner from syncjobs up (exit code {process.poll()})"
-        yield Stack(
-            process,
-            f"http://127.0.0.1:{port}",
-            banner["workspace id"],
-            banner["admin token"],
-            banner["database"],
-            f"http://127.0.0.1:{metrics_port}/metrics",
-        )
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=90)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
 def _metric(text: str, name: str) -> float:
     match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
-def test_a_job_whose_source_is_down_alerts_turns_red_and_recovers(stack: Stack, tmp_path: Path) -> None:
+def test_a_job_whose_source_is_down_alerts_turns_red_and_recovers(stack: UpStack, tmp_path: Path) -> None:
     receiver = Recorder()
     hook_server = serve(free_port(), receiver)
     source_port = free_port()  # nothing listens here yet: the source is down
@@ -195,7 +118,7 @@ def test_a_job_whose_source_is_down_alerts_turns_red_and_recovers(stack: Stack, 
         hook_server.server_close()
 
 
-def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -> None:
+def _drive(stack: UpStack, receiver: Recorder, hook_port: int, source_port: int) -> None:
     source = stack.call(
         "POST",
         stack.ws("/data-sources"),
@@ -235,7 +158,7 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             None,
         )
 
-    headers, body = eventually(opened, "a consecutive_failures alert at the webhook")
+    headers, body = eventually_blocking(opened, "a consecutive_failures alert at the webhook", within=WAIT_SECONDS)
     signature = {k.lower(): v for k, v in headers.items()}["x-syncjobs-signature"]
     assert hmac.compare_digest(signature, "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest())
     assert json.loads(body)["job"] == {"id": job["id"], "name": "orders-sync"}
@@ -317,9 +240,10 @@ def _drive(stack: Stack, receiver: Recorder, hook_port: int, source_port: int) -
             finally:
                 source_server.shutdown()
                 source_server.server_close()
-            eventually(
+            eventually_blocking(
                 lambda: any(json.loads(b)["event"] == "alert.resolved" for _, b in receiver.events()),
                 "the alert.resolved event",
+                within=WAIT_SECONDS,
             )
 
             page.set_viewport_size({"width": 390, "height": 844})

@@ -15,8 +15,9 @@ import pytest
 from bson import ObjectId
 from syncjobs.shared.mongo import Database
 
+from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import contents, make_job, make_tap_job, new_run, scratch_databases
-from tests.fixtures.worker_jobs import eventually, process_gone
+from tests.fixtures.worker_jobs import process_gone
 
 pytestmark = pytest.mark.slow
 

@@ -3,87 +3,33 @@ started with `POST .../run`, and the counts read back from the API."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from syncjobs.shared.embedded import free_port
+from syncjobs.shared.models import FINISHED_STATUSES
+
+from tests.fixtures.eventually import eventually_blocking
+from tests.fixtures.syncjobs_up import UpStack
 
 pytestmark = pytest.mark.slow
 
-FINISHED = {"succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"}
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 
 
-class Stack:
-    def __init__(self, process: subprocess.Popen[str], api_url: str, workspace_id: str, token: str, uri: str):
-        self.process, self.api_url, self.token, self.uri = process, api_url, token, uri
-        self.ws = f"/api/workspaces/{workspace_id}"
+def run_to_end(stack: UpStack, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """POST .../run, then follow the job's runs until that one has finished (a real worker in another process:
+    nothing to await but its writes)."""
+    run_id = stack.call("POST", stack.ws(f"/sync-jobs/{job_id}/run"))["runId"]
 
-    def call(self, method: str, path: str, body: object | None = None) -> Any:
-        request = urllib.request.Request(
-            self.api_url + self.ws + path,
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"{}")
+    def finished() -> dict[str, Any] | None:
+        runs = {run["id"]: run for run in stack.call("GET", stack.ws(f"/sync-jobs/{job_id}/runs?limit=10"))["runs"]}
+        run = runs.get(run_id, {})
+        return run if run.get("status") in FINISHED_STATUSES else None
 
-    def run_to_end(self, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-        """POST .../run, then follow the job's runs until that one has finished."""
-        run_id = self.call("POST", f"/sync-jobs/{job_id}/run")["runId"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # a real worker in another process: nothing to await but its writes
-            runs = {run["id"]: run for run in self.call("GET", f"/sync-jobs/{job_id}/runs?limit=10")["runs"]}
-            if runs.get(run_id, {}).get("status") in FINISHED:
-                return runs[run_id]
-            time.sleep(0.2)
-        raise AssertionError(f"run {run_id} did not finish within {timeout}s")
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        fields: dict[str, str] = {}
-        assert process.stdout is not None
-        for line in process.stdout:
-            match = re.match(r"\s+(workspace id|admin token|database):\s+(\S+)", line)
-            if match:
-                fields[match.group(1)] = match.group(2)
-            if line.startswith("Press Ctrl-C"):
-                break
-        assert len(fields) == 3, f"no banner from syncjobs up (exit {process.poll()})"
-        yield Stack(
-            process, f"http://127.0.0.1:{port}", fields["workspace id"], fields["admin token"], fields["database"]
-        )
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-        if process.stdout is not None:
-            process.stdout.close()
+    return eventually_blocking(finished, f"run {run_id} to finish", within=timeout, every=0.2)
 
 
 def counts(run: dict[str, Any], entity: str) -> tuple[int, ...]:
@@ -91,10 +37,10 @@ def counts(run: dict[str, Any], entity: str) -> tuple[int, ...]:
     return tuple(stats[k] for k in ("read", "inserted", "updated", "deleted", "unchanged", "failed"))
 
 
-def test_a_job_made_through_the_api_syncs_and_resyncs_exactly_the_edits(stack: Stack) -> None:
+def test_a_job_made_through_the_api_syncs_and_resyncs_exactly_the_edits(stack: UpStack) -> None:
     suffix = uuid.uuid4().hex[:8]
     crm, full_dest, incr_dest = f"crm_{suffix}", f"warehouse_{suffix}", f"lake_{suffix}"
-    with MongoClient(stack.uri) as client:
+    with MongoClient(stack.database_uri) as client:
         source = client[crm]
         source.customers.insert_many(
             [{"_id": i, "name": f"c{i}", "updatedAt": T0 + timedelta(minutes=i)} for i in range(20)]
@@ -103,18 +49,20 @@ def test_a_job_made_through_the_api_syncs_and_resyncs_exactly_the_edits(stack: S
         source.notes.insert_many([{"_id": i} for i in range(5)])
 
         data_source = stack.call(
-            "POST", "/data-sources", {"name": "crm", "kind": "mongodb", "config": {"uri": stack.uri, "database": crm}}
+            "POST",
+            stack.ws("/data-sources"),
+            {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": crm}},
         )
         jobs = {}
         for mode, dest_name in (("full", full_dest), ("incremental", incr_dest)):
             destination = stack.call(
                 "POST",
-                "/destinations",
-                {"name": dest_name, "kind": "mongodb", "config": {"uri": stack.uri, "database": dest_name}},
+                stack.ws("/destinations"),
+                {"name": dest_name, "kind": "mongodb", "config": {"uri": stack.database_uri, "database": dest_name}},
             )
             jobs[mode] = stack.call(
                 "POST",
-                "/sync-jobs",
+                stack.ws("/sync-jobs"),
                 {
                     "name": f"crm-{mode}",
                     "dataSourceId": data_source["id"],
@@ -125,23 +73,23 @@ def test_a_job_made_through_the_api_syncs_and_resyncs_exactly_the_edits(stack: S
                 },
             )["id"]
 
-        first = stack.run_to_end(jobs["full"])
+        first = run_to_end(stack, jobs["full"])
         assert first["status"] == "succeeded", first
         assert counts(first, "customers") == (20, 20, 0, 0, 0, 0)
         assert counts(first, "orders") == (10, 10, 0, 0, 0, 0)
         assert sorted(first["stats"]["entities"]) == ["customers", "orders"]
-        status = stack.call("GET", f"/sync-jobs/{jobs['full']}/status")
+        status = stack.call("GET", stack.ws(f"/sync-jobs/{jobs['full']}/status"))
         assert status["lastStatus"] == "succeeded"
         assert status["recentRuns"][0]["stats"]["totals"]["inserted"] == 30
         assert sorted(client[full_dest].list_collection_names()) == ["customers", "orders"]
-        assert stack.run_to_end(jobs["incremental"])["stats"]["totals"]["inserted"] == 30
+        assert run_to_end(stack, jobs["incremental"])["stats"]["totals"]["inserted"] == 30
 
         later = T0 + timedelta(days=1)
         source.customers.update_many({"_id": {"$in": [3, 4]}}, {"$set": {"name": "edited", "updatedAt": later}})
         source.customers.insert_one({"_id": 100, "name": "new", "updatedAt": later})
         source.orders.delete_one({"_id": 7})
 
-        second = stack.run_to_end(jobs["full"])
+        second = run_to_end(stack, jobs["full"])
         assert second["status"] == "succeeded", second
         assert counts(second, "customers") == (21, 1, 2, 0, 18, 0)
         assert counts(second, "orders") == (9, 0, 0, 1, 9, 0)
@@ -150,7 +98,7 @@ def test_a_job_made_through_the_api_syncs_and_resyncs_exactly_the_edits(stack: S
         assert synced[3]["name"] == synced[4]["name"] == "edited" and 100 in synced
         assert client[full_dest].orders.count_documents({}) == 9
 
-        incremental = stack.run_to_end(jobs["incremental"])
+        incremental = run_to_end(stack, jobs["incremental"])
         assert incremental["status"] == "succeeded", incremental
         assert counts(incremental, "customers") == (3, 1, 2, 0, 0, 0)
         assert counts(incremental, "orders") == (0, 0, 0, 0, 0, 0)

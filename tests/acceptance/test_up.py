@@ -3,105 +3,32 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from pymongo import MongoClient
-from syncjobs.shared.embedded import free_port
+
+from tests.fixtures.eventually import eventually_blocking
+from tests.fixtures.syncjobs_up import UpStack, running_up
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class RunningStack:
-    process: subprocess.Popen[str]
-    api_url: str
-    workspace_id: str
-    token: str
-    database_uri: str
-
-    def request(self, method: str, path: str, body: object | None = None) -> tuple[int, dict[str, object]]:
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.api_url + path,
-            data=data,
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"{}")
-
-
-def _read_banner(process: subprocess.Popen[str], timeout: float = 120.0) -> dict[str, str]:
-    """Fields of the banner `up` prints once the api answers."""
-    assert process.stdout is not None
-    fields: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"syncjobs up exited early with {process.wait()}")
-        match = re.match(r"\s+(API|workspace id|admin token|database):\s+(\S+)", line)
-        if match:
-            fields[match.group(1)] = match.group(2)
-        if line.startswith("Press Ctrl-C"):
-            return fields
-    raise AssertionError("no banner from syncjobs up")
-
-
-@contextmanager
-def running_stack(tmp_path: Path, **environment: str) -> Iterator[RunningStack]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    env.update(SYNCJOBS_LEASE_TTL_SECONDS="3", **environment)
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "syncjobs", "up", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        banner = _read_banner(process)
-        yield RunningStack(
-            process, f"http://127.0.0.1:{port}", banner["workspace id"], banner["admin token"], banner["database"]
-        )
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-        assert process.stdout is not None
-        process.stdout.close()
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[RunningStack]:
-    with running_stack(tmp_path) as running:
-        yield running
-
-
-def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp_path: Path) -> None:
+def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: UpStack, tmp_path: Path) -> None:
     ws = f"/api/workspaces/{stack.workspace_id}"
     status, workspace = stack.request("GET", ws)
     assert status == 200 and workspace["name"] == "default"
-    _, source = stack.request(
+    source = stack.call(
         "POST",
         f"{ws}/data-sources",
         {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
     )
-    _, destination = stack.request(
+    destination = stack.call(
         "POST",
         f"{ws}/destinations",
         {"name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}},
@@ -130,7 +57,7 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: RunningStack, tmp
 def test_up_with_a_database_uri_embeds_nothing_and_uses_that_database(
     tmp_path: Path, mongo_uri: str, db_name: str
 ) -> None:
-    with running_stack(
+    with running_up(
         tmp_path,
         SYNCJOBS_MONGODB_URI=mongo_uri,
         SYNCJOBS_DATABASE=db_name,
@@ -149,9 +76,9 @@ def test_up_with_a_database_uri_embeds_nothing_and_uses_that_database(
 
 
 @pytest.mark.skipif(shutil.which("mongosh") is None, reason="mongosh is not installed (./scripts/test installs it)")
-def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: RunningStack) -> None:
+def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: UpStack) -> None:
     ws = f"/api/workspaces/{stack.workspace_id}"
-    stack.request(
+    stack.call(
         "POST",
         f"{ws}/data-sources",
         {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
@@ -167,13 +94,9 @@ def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: RunningStack) -> Non
         )
         return json.loads(result.stdout)
 
-    deadline = time.monotonic() + 60
-    locks: object = []
-    while time.monotonic() < deadline:  # the worker takes the lease shortly after start
-        locks = mongosh('db.getSiblingDB("syncjobs").worker_locks.find().toArray()')
-        if locks:
-            break
-        time.sleep(0.5)
+    locks = eventually_blocking(  # the worker takes the lease shortly after start
+        lambda: mongosh('db.getSiblingDB("syncjobs").worker_locks.find().toArray()'), "a lease holder", within=60
+    )
     assert isinstance(locks, list) and len(locks) == 1
     lease = locks[0]
     assert lease["_id"] == "scheduler"

@@ -18,8 +18,9 @@ from syncjobs.shared.models import SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.store import job_runs
 
+from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import make_mongodb_job, new_run, scratch_databases
-from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, file_written, make_job, process_gone, runs_of
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, file_written, make_job, process_gone, runs_of
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

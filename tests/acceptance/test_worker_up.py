@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
 
-from tests.acceptance.test_up import RunningStack, stack  # noqa: F401 - the `syncjobs up` fixture
+from tests.fixtures.eventually import eventually_blocking
+from tests.fixtures.syncjobs_up import UpStack
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_job_every_five_seconds_runs_and_shows_in_status(stack: RunningStack) -> None:  # noqa: F811
+def test_a_job_every_five_seconds_runs_and_shows_in_status(stack: UpStack) -> None:
     with MongoClient(stack.database_uri) as mongo:
         mongo.crm.customers.insert_many([{"_id": i, "name": f"customer {i}"} for i in range(3)])
     ws = f"/api/workspaces/{stack.workspace_id}"
-    _, source = stack.request(
+    source = stack.call(
         "POST",
         f"{ws}/data-sources",
         {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
     )
-    _, destination = stack.request(
+    destination = stack.call(
         "POST",
         f"{ws}/destinations",
         {"name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}},
     )
-    _, job = stack.request(
+    job = stack.call(
         "POST",
         f"{ws}/sync-jobs",
         {
@@ -37,16 +38,12 @@ def test_a_job_every_five_seconds_runs_and_shows_in_status(stack: RunningStack) 
         },
     )
 
-    deadline = time.monotonic() + 90
-    status: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        _, status = stack.request("GET", f"{ws}/sync-jobs/{job['id']}/status")
-        finished = [run for run in status["recentRuns"] if run["status"] == "succeeded"]  # type: ignore[union-attr]
-        if len(finished) >= 2:
-            break
-        time.sleep(0.5)
-    else:
-        raise AssertionError(f"fewer than two succeeded runs within 90 s: {status}")
+    def two_succeeded() -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        status = stack.call("GET", f"{ws}/sync-jobs/{job['id']}/status")
+        finished = [run for run in status["recentRuns"] if run["status"] == "succeeded"]
+        return (status, finished) if len(finished) >= 2 else None
+
+    status, finished = eventually_blocking(two_succeeded, "two succeeded runs", within=90, every=0.5)
     assert status["lastStatus"] == "succeeded"
     scheduled = [run["scheduledFor"] for run in finished]
     assert len(set(scheduled)) == len(scheduled)

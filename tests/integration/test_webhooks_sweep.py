@@ -15,8 +15,8 @@ from syncjobs.shared.store.webhooks import create_webhook, open_alert
 from syncjobs.worker import notifier
 from syncjobs.worker.main import run_worker
 
+from tests.fixtures.eventually import eventually
 from tests.fixtures.fake_clock import FakeClock
-from tests.fixtures.worker_jobs import eventually
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 from tests.integration.test_webhooks_delivery import NO_WAIT, Receiver, receiver
 

@@ -17,8 +17,9 @@ from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import sync_jobs
 
+from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import T0, Harness, leadership_harness
-from tests.fixtures.worker_jobs import eventually, make_job
+from tests.fixtures.worker_jobs import make_job
 
 OPLOG_ENTRIES = 20
 LEADER_APP = "leader-under-test"

@@ -13,8 +13,9 @@ from bson import ObjectId
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 
+from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
-from tests.fixtures.worker_jobs import eventually, file_written, make_job, runs_of
+from tests.fixtures.worker_jobs import file_written, make_job, runs_of
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
 
+from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
-from tests.fixtures.worker_jobs import eventually, make_job, process_gone, runs_of
+from tests.fixtures.worker_jobs import make_job, process_gone, runs_of
 
 
 @pytest.fixture

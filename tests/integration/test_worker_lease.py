@@ -12,7 +12,7 @@ from syncjobs.shared.store import job_execution_locks
 from syncjobs.shared.store.worker_locks import LAPSED
 from syncjobs.worker.lease import Lease
 
-from tests.fixtures.worker_jobs import eventually
+from tests.fixtures.eventually import eventually
 
 
 async def test_concurrent_claims_exactly_one_wins(db: Database) -> None:
