@@ -22,7 +22,6 @@ ON_TIME_GRACE = timedelta(seconds=60)
 MAX_MISSED_RECORDS = 100
 MAX_RETRY_DELAY = timedelta(hours=1)
 
-OverlapPolicy = Literal["skip", "queue", "allow"]
 OverlapDecision = Literal["start", "skip", "queue"]
 
 

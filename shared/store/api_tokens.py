@@ -57,7 +57,3 @@ async def resolve_token(db: Database, token: str) -> TokenGrant | None:
     if doc is None:
         return None
     return TokenGrant(name=doc.get("name", ""), workspace_id=doc.get("workspaceId"))
-
-
-async def has_admin_token(db: Database) -> bool:
-    return await db.api_tokens.find_one({"workspaceId": None}) is not None
