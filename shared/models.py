@@ -1,4 +1,5 @@
-"""Pydantic models at the edges: request bodies in, documents out (camelCase, `id` as a string)."""
+"""Stored documents, the request bodies that become them, and run statuses: the one home of each (answers that
+exist only at the API edge are in `api/schemas.py`). camelCase on the wire and in Mongo, `id` as a string."""
 
 from __future__ import annotations
 
