@@ -14,6 +14,7 @@ from aiohttp import web
 from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 from syncjobs.shared.clock import Clock
+from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.errors import NotFound, SyncjobsError, ValidationFailed
 from syncjobs.shared.models import parse_object_id
 from syncjobs.shared.mongo import Database
@@ -25,6 +26,7 @@ M = TypeVar("M", bound=BaseModel)
 DB_KEY = web.AppKey("db", Database)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 CLOCK_KEY = web.AppKey("clock", Clock)
+RULES_KEY = web.AppKey("connection_rules", ConnectionRules)
 GRANT_KEY = web.RequestKey("grant", TokenGrant)
 
 WORKSPACE_PARAM = "ws"
@@ -43,6 +45,10 @@ def db(request: web.Request) -> Database:
 
 def clock(request: web.Request) -> Clock:
     return request.app[CLOCK_KEY]
+
+
+def connection_rules(request: web.Request) -> ConnectionRules:
+    return request.app[RULES_KEY]
 
 
 def grant(request: web.Request) -> TokenGrant:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from bson import ObjectId
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 REDACTED = "********"
 _SECRET_KEY = re.compile(
@@ -101,8 +101,17 @@ class HttpSourceConfig(BaseModel):
 
 
 class CommandSourceConfig(BaseModel):
+    """A Singer tap the operator installed (`tap`, see SYNCJOBS_TAPS), or, by an admin only, a raw argv."""
+
     model_config = ConfigDict(extra="allow")
-    command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    tap: str | None = Field(default=None, min_length=1, max_length=200)
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _tap_or_command(self) -> CommandSourceConfig:
+        if (self.tap is None) == (self.command is None):
+            raise PydanticCustomError("tap_or_command", "give exactly one of `tap` (an installed tap) or `command`")
+        return self
 
 
 _SOURCE_CONFIGS: dict[str, type[BaseModel]] = {

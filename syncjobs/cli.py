@@ -91,6 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             forwarded += ["--batch-size", str(args.batch_size)]
         return exec_main(forwarded)
     configure_logging(settings.log_level)
+    if args.command in ("api", "worker"):
+        from syncjobs.shared.secrets import SecretKeyError, install_keys
+
+        try:
+            install_keys(settings.secret_keys)
+        except SecretKeyError as exc:
+            print(f"syncjobs {args.command}: {exc}", file=sys.stderr)
+            return 2
     if args.command == "up":
         from syncjobs.up import run_stack
 

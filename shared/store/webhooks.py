@@ -12,13 +12,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bson import ObjectId
-from pydantic import AwareDatetime, Field, HttpUrl
+from pydantic import AwareDatetime, Field, HttpUrl, field_validator
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.alerts import ALERT_KINDS, Alert
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import Camel, Output, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secrets import seal
 
 WebhookEvent = Literal["alert.opened", "alert.resolved"]
 WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")
@@ -29,6 +30,14 @@ class WebhookInput(Camel):
     url: HttpUrl
     events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1)
     secret: str | None = Field(default=None, min_length=16, max_length=256)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        """A CR or LF in a URL is a header injection attempt, refused rather than silently dropped."""
+        if isinstance(value, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("a URL may not contain control characters (CR, LF, tab...)")
+        return value
 
 
 class Webhook(Output):
@@ -60,16 +69,17 @@ class WebhookDelivery(Output):
 
 
 async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput, now: datetime) -> CreatedWebhook:
+    secret = body.secret or secrets.token_hex(32)
     doc = {
         "_id": ObjectId(),
         "workspaceId": workspace_id,
         "url": str(body.url),
         "events": list(body.events),
-        "secret": body.secret or secrets.token_hex(32),
+        "secret": seal(secret),
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
-    return from_document(CreatedWebhook, doc)  # type: ignore[no-any-return]
+    return from_document(CreatedWebhook, {**doc, "secret": secret})  # type: ignore[no-any-return]
 
 
 async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:
@@ -84,7 +94,8 @@ async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: Objec
 
 
 async def webhook_targets(db: Database, workspace_id: ObjectId, events: list[str]) -> list[Document]:
-    """The workspace's webhooks subscribed to any of `events`, secrets included: for signing, never output."""
+    """The workspace's webhooks subscribed to any of `events`, secrets included (sealed: the signer opens
+    them): for signing, never output."""
     return await db.webhooks.find({"workspaceId": workspace_id, "events": {"$in": events}}).to_list(LIST_LIMIT)
 
 

@@ -16,6 +16,7 @@ from bson import ObjectId
 from syncjobs.shared.mongo import Database
 
 from tests.fixtures.executor_world import contents, make_job, make_tap_job, new_run, scratch_databases
+from tests.fixtures.security import security_env
 from tests.fixtures.worker_jobs import eventually, process_gone
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ EXECUTOR_MODULE = [sys.executable, "-P", "-m", "syncjobs.executor"]
 
 def executor_env(mongo_uri: str, database: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    return env | {"SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": database}
+    return env | security_env() | {"SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": database}
 
 
 async def start(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
