@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import connections, dashboard, monitoring, sync_jobs, webhooks, workspaces
+from syncjobs.api import connections, dashboard, monitoring, sync_jobs, tokens, webhooks, workspaces
 from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
@@ -26,6 +26,7 @@ ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
 ROUTE_TABLES = (
     workspaces.routes,
+    tokens.routes,
     connections.data_source_routes,
     connections.destination_routes,
     sync_jobs.routes,

@@ -31,6 +31,7 @@ GRANT_KEY = web.RequestKey("grant", TokenGrant)
 
 WORKSPACE_PARAM = "ws"
 MAX_BODY_BYTES = 1024 * 1024  # a larger body is a 413
+MAX_JSON_DEPTH = 32  # BSON itself stops at 100; nothing of ours nests anywhere near this
 
 
 class MalformedBody(SyncjobsError):
@@ -85,13 +86,31 @@ def validation_failed(exc: ValidationError) -> ValidationFailed:
     return failure
 
 
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON; 400 if it is not JSON (an empty body is not), 413 (aiohttp) past client_max_size."""
+    """The body as JSON; 400 if it is not JSON (an empty body is not) or nests deeper than MAX_JSON_DEPTH,
+    413 (aiohttp) past client_max_size."""
     raw = await request.read()
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBody(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise MalformedBody(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
