@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from bson import ObjectId
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.shared.errors import ValidationFailed
@@ -21,7 +21,8 @@ COLLECTION = "/api/workspaces/{ws}/tokens"
 class TokenInput(Camel):
     name: Name
     scope: Literal["full", "read"] = "full"
-    expires_at: AwareDatetime | None = None
+    # an ISO 8601 string with an offset: strict mode would take only a datetime object, which JSON has not
+    expires_at: AwareDatetime | None = Field(default=None, strict=False)
 
 
 class Token(Output):

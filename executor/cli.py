@@ -29,7 +29,7 @@ from syncjobs.executor.sources.mongodb import MongoSource
 from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
-from syncjobs.shared.egress import ConnectGuard, EgressPolicy, GuardedResolver, guarded_loop_factory
+from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.mongo import Database, connect
@@ -167,8 +167,7 @@ async def _sync_run(
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source_config = await runnable_source_config(rules, source_doc)
     await check_destination(rules, destination_doc["config"])
-    resolver = GuardedResolver(rules.egress)
-    source = build_source(str(source_doc.get("kind")), source_config, batch_size=batch_size, resolver=resolver)
+    source = build_source(str(source_doc.get("kind")), source_config, batch_size=batch_size, egress=rules.egress)
     dest_client = None
     try:
         if isinstance(source, MongoSource):

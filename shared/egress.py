@@ -2,9 +2,9 @@
 
 A pure policy (`EgressPolicy.refusal(ip)`) decides on one address: loopback, link-local, private, CGNAT,
 unspecified, multicast and the cloud metadata addresses are refused unless `SYNCJOBS_ALLOWED_NETWORKS`
-allows them. The checks apply it to what is actually connected to: `GuardedResolver` hands aiohttp only
-addresses the policy allows (aiohttp connects to exactly what its resolver returns, redirects included),
-and `guarded_loop` refuses any `sock_connect` (PyMongo's and aiohttp's) to a refused address. `ControlServer`
+allows them. The checks apply it to what is actually connected to: `guarded_connector` makes aiohttp check
+each address before it opens a socket to it (redirects included), and `guarded_loop_factory` refuses any
+`sock_connect` of a process (PyMongo's and aiohttp's) to a refused address. `ControlServer`
 answers "is this host:port the control database's server" after resolution.
 """
 
@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+import aiohttp
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -128,23 +127,16 @@ async def check_host(policy: EgressPolicy, host: str, port: int, *, target: str,
     return addresses
 
 
-class GuardedResolver(AbstractResolver):
-    """aiohttp's resolver, refusing a host any of whose addresses the policy refuses."""
+def guarded_connector(policy: EgressPolicy) -> aiohttp.TCPConnector:
+    """An aiohttp connector that checks each address it is about to connect to (resolved names, IP
+    literals and every redirect alike, since aiohttp creates every socket through this factory)."""
 
-    def __init__(self, policy: EgressPolicy) -> None:
-        self._policy = policy
-        self._inner = DefaultResolver()
+    def socket_factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, address = addr_info
+        policy.check(f"{address[0]}:{address[1]}", str(address[0]))
+        return socket.socket(family=family, type=type_, proto=proto)
 
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            self._policy.check(host, result["host"])
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()
+    return aiohttp.TCPConnector(socket_factory=socket_factory)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from bson import ObjectId
 from syncjobs.shared import metrics
 from syncjobs.shared.alerts import NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
 from syncjobs.shared.clock import Clock, to_ms
-from syncjobs.shared.egress import EgressPolicy, EgressRefused, GuardedResolver
+from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.secrets import open_sealed
@@ -210,8 +210,7 @@ async def announce(
     hooks = await webhooks.webhook_targets(db, workspace_id, [event.name for event in events])
     if not hooks:
         return
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(egress))
-    async with aiohttp.ClientSession(connector=connector) as session, asyncio.TaskGroup() as group:
+    async with aiohttp.ClientSession(connector=guarded_connector(egress)) as session, asyncio.TaskGroup() as group:
         for hook in hooks:
             group.create_task(_deliver_in_order(db, session, hook, events, policy))
 

@@ -15,9 +15,8 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
 from syncjobs.executor.sources import Batch, Record, SourceError
-from syncjobs.shared.egress import EgressRefused
+from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,7 +63,7 @@ class HttpSource:
     """Reads `config.entities` from `config.baseUrl`."""
 
     def __init__(
-        self, config: Mapping[str, Any], *, sleep: Sleep = asyncio.sleep, resolver: AbstractResolver | None = None
+        self, config: Mapping[str, Any], *, sleep: Sleep = asyncio.sleep, egress: EgressPolicy | None = None
     ) -> None:
         try:
             self._base_url = str(config["baseUrl"])
@@ -77,7 +76,7 @@ class HttpSource:
         self._backoff = float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS))
         self._timeout = aiohttp.ClientTimeout(total=float(config.get("timeoutSeconds", 60)))
         self._sleep = sleep
-        self._resolver = resolver  # the egress policy's: every address connected to, redirects included
+        self._egress = egress  # checked on every address connected to, redirects included
         self._session: aiohttp.ClientSession | None = None
 
     async def list_entities(self) -> list[str]:
@@ -85,7 +84,7 @@ class HttpSource:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(resolver=self._resolver) if self._resolver else None
+            connector = guarded_connector(self._egress) if self._egress else None
             self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout, connector=connector)
         return self._session
 
