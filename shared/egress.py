@@ -11,6 +11,7 @@ answers "is this host:port the control database's server" after resolution.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -158,7 +159,7 @@ class ConnectGuard:
         if reason is not None:
             refused = EgressRefused(f"{ip}:{port}", ip, reason)
             self.refused.append(refused)
-            raise ConnectionRefusedError(str(refused))
+            raise ConnectionRefusedError(errno.ECONNREFUSED, str(refused))
 
 
 def guarded_loop_factory(guard: ConnectGuard) -> Any:

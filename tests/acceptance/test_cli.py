@@ -20,7 +20,10 @@ def _syncjobs(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["api"], ["worker"], ["exec"], ["token"], ["token", "create"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["up"], ["api"], ["worker"], ["exec"], ["token"], ["token", "create"], ["secrets"], ["secrets", "rotate"]],
+)
 def test_every_subcommand_has_help(command: list[str]) -> None:
     result = _syncjobs(*command, "--help")
     assert result.returncode == 0, result.stderr
