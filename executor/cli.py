@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from bson import ObjectId
+from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
@@ -100,8 +101,6 @@ async def _main(
     batch_size: int,
     events: EventWriter,
 ) -> int:
-    from pymongo import uri_parser
-
     for host, port in uri_parser.parse_uri(uri)["nodelist"]:
         exempt_host(guard, host, port)
     client = connect(uri, event_listeners=[ControlMembers(guard)])

@@ -67,7 +67,7 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
 
 
 def unwrap(ip: IpAddress) -> IpAddress:
-    """An IPv4-mapped (::ffff:a.b.c.d) or 6to4-free IPv6 address judged as the IPv4 it carries."""
+    """An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is judged as the IPv4 address it carries."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
@@ -153,7 +153,7 @@ class ConnectGuard:
         if not isinstance(address, tuple) or len(address) < 2:
             return  # a unix socket
         ip, port = str(address[0]), int(address[1])
-        if (str(unwrap(ipaddress.ip_address(ip.split("%", 1)[0]))), port) in self.exempt or (ip, port) in self.exempt:
+        if (ip, port) in self.exempt or (str(unwrap(ipaddress.ip_address(ip.split("%", 1)[0]))), port) in self.exempt:
             return
         reason = self.policy.refusal(ip)
         if reason is not None:
