@@ -182,3 +182,18 @@ async def test_with_loopback_allowed_the_control_server_is_still_refused(
             "POST", tenant.path("/destinations"), json={**body, "config": {"uri": mongo_uri, "database": "tenant_data"}}
         )
     )[0] == 201
+
+
+async def test_a_put_that_keeps_the_redacted_uri_is_checked_with_it(
+    aiohttp_client: Any, loopback_settings: Settings, db: Database, mongo_uri: str
+) -> None:
+    from syncjobs.api.app import create_app
+
+    from tests.integration.test_api_helpers import make_tenant
+
+    settings = loopback_settings.with_overrides(control_cluster_databases=("tenant_data",))
+    tenant = await make_tenant(Api(await aiohttp_client(create_app(settings))), db, "put")
+    body = {"name": "dw", "kind": "mongodb", "config": {"uri": mongo_uri, "database": "tenant_data"}}
+    created = await create(tenant.api, tenant.path("/destinations"), body)
+    edit = {"name": "dw", "kind": "mongodb", "config": {"uri": "********", "database": db.name}}
+    await refused(tenant, db, f"/destinations/{created['id']}", edit, 422, "config.database", method="PUT")
