@@ -7,15 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import connections, dashboard, monitoring, sync_jobs, webhooks, workspaces
+from syncjobs.api import connections, dashboard, monitoring, sync_jobs, tokens, webhooks, workspaces
 from syncjobs.api.auth import auth_middleware
-from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, SETTINGS_KEY
+from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
 from syncjobs.api.openapi import describe, openapi_document
 from syncjobs.api.schemas import Health
 from syncjobs.shared.clock import Clock, SystemClock
+from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import store_token
 
@@ -25,6 +27,7 @@ ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 
 ROUTE_TABLES = (
     workspaces.routes,
+    tokens.routes,
     connections.data_source_routes,
     connections.destination_routes,
     sync_jobs.routes,
@@ -35,7 +38,8 @@ ROUTE_TABLES = (
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    """Connect, make sure indexes exist and the configured admin token is registered; close on exit."""
+    """Connect, make sure indexes exist and the configured admin token is registered, learn the control
+    server's addresses (tenants may not use it); close on exit."""
     settings = app[SETTINGS_KEY]
     client = connect(settings.require_mongodb_uri())
     db = client[settings.database]
@@ -43,6 +47,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await ensure_indexes(db, settings.run_retention_days)
         if settings.admin_token:
             await store_token(db, settings.admin_token, None, ADMIN_TOKEN_NAME)
+        app[RULES_KEY] = ConnectionRules.from_settings(settings, await discover_control_cluster(client, settings))
         app[DB_KEY] = db
         log.info("api_database_ready", database=settings.database)
         yield
@@ -81,6 +86,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
+    """The application; refuses to exist without a secret key (SecretKeyError), since it stores secrets."""
+    install_keys(settings.secret_keys)
     middlewares = [access_log_middleware, error_middleware, auth_middleware]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SETTINGS_KEY] = settings

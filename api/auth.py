@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api.context import DB_KEY, GRANT_KEY, WORKSPACE_PARAM, workspace_id
+from syncjobs.api.context import CLOCK_KEY, DB_KEY, GRANT_KEY, WORKSPACE_PARAM, workspace_id
 from syncjobs.shared.errors import Forbidden, Unauthorized
-from syncjobs.shared.store.api_tokens import TokenGrant, resolve_token
+from syncjobs.shared.store.api_tokens import TokenGrant, record_use, resolve_token
 from syncjobs.shared.store.workspaces import get_workspace
 
 OPEN_PATHS = ("/healthz", "/metrics", "/dashboard")
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def is_open(path: str) -> bool:
@@ -41,12 +42,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if is_open(request.path):
         return await handler(request)
     db = request.app[DB_KEY]
-    grant = await resolve_token(db, bearer_token(request))
+    now = request.app[CLOCK_KEY].now()
+    grant = await resolve_token(db, bearer_token(request), now)
     if grant is None:
-        raise Unauthorized("unknown token")
+        raise Unauthorized("unknown, revoked or expired token")
+    if grant.read_only and request.method not in READ_METHODS:
+        raise Forbidden("this token has the read scope: it may only GET")
     request[GRANT_KEY] = grant
     if WORKSPACE_PARAM in request.match_info:
         ws = workspace_id(request)
         if grant.is_admin:
             await get_workspace(db, ws)
-    return await handler(request)
+    response = await handler(request)
+    if response.status < 400:
+        await record_use(db, grant, now)
+    return response

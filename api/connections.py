@@ -3,13 +3,29 @@ write-only (redacted on the way out; a redacted value sent back keeps the stored
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from syncjobs.api.connection_checks import vet_connection
 from syncjobs.api.context import db, object_id, read_body, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
-from syncjobs.shared.models import DataSource, DataSourceInput, Destination, DestinationInput, Output, OutputT
+from syncjobs.shared.models import (
+    DataSource,
+    DataSourceInput,
+    Destination,
+    DestinationInput,
+    Output,
+    OutputT,
+    keep_secrets,
+)
 from syncjobs.shared.store import data_sources, destinations
 from syncjobs.shared.store.connections import ConnectionStore, InputT
+
+
+def _kind_and_config(body: Any) -> tuple[str, dict[str, Any]]:
+    fields = body.model_dump(by_alias=True)
+    return str(fields.get("kind", "mongodb")), dict(fields["config"])
 
 
 def connection_routes(
@@ -34,10 +50,19 @@ def connection_routes(
         return web.json_response({"items": [connection.to_json() for connection in found]})
 
     @routes.post(collection)
-    @describe(f"Create a {noun}", tag=tag, body=body, response=document, status=201, errors=(404, 409))
+    @describe(
+        f"Create a {noun} (422 when it would reach a refused address, the control database or an unknown tap)",
+        tag=tag,
+        body=body,
+        response=document,
+        status=201,
+        errors=(403, 404, 409),
+    )
     async def create_connection(request: web.Request) -> web.Response:
         ws = workspace_id(request)
-        created = await store.create(db(request), ws, await read_body(request, body))
+        parsed = await read_body(request, body)
+        marks = await vet_connection(request, *_kind_and_config(parsed))
+        created = await store.create(db(request), ws, parsed, marks=marks)
         return web.json_response(created.to_json(), status=201)
 
     @routes.get(item)
@@ -52,11 +77,15 @@ def connection_routes(
         tag=tag,
         body=body,
         response=document,
-        errors=(404, 409),
+        errors=(403, 404, 409),
     )
     async def replace_connection(request: web.Request) -> web.Response:
         ws, connection_id = workspace_id(request), object_id(request, "id")
-        replaced = await store.replace(db(request), ws, connection_id, await read_body(request, body))
+        parsed = await read_body(request, body)
+        kind, config = _kind_and_config(parsed)
+        stored = await store.stored_config(db(request), ws, connection_id)
+        marks = await vet_connection(request, kind, keep_secrets(config, stored))
+        replaced = await store.replace(db(request), ws, connection_id, parsed, marks=marks)
         return web.json_response(replaced.to_json())
 
     @routes.delete(item)

@@ -14,6 +14,7 @@ from aiohttp import web
 from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 from syncjobs.shared.clock import Clock
+from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.errors import NotFound, SyncjobsError, ValidationFailed
 from syncjobs.shared.models import parse_object_id
 from syncjobs.shared.mongo import Database
@@ -25,10 +26,12 @@ M = TypeVar("M", bound=BaseModel)
 DB_KEY = web.AppKey("db", Database)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 CLOCK_KEY = web.AppKey("clock", Clock)
+RULES_KEY = web.AppKey("connection_rules", ConnectionRules)
 GRANT_KEY = web.RequestKey("grant", TokenGrant)
 
 WORKSPACE_PARAM = "ws"
 MAX_BODY_BYTES = 1024 * 1024  # a larger body is a 413
+MAX_JSON_DEPTH = 32  # BSON itself stops at 100; nothing of ours nests anywhere near this
 
 
 class MalformedBody(SyncjobsError):
@@ -43,6 +46,10 @@ def db(request: web.Request) -> Database:
 
 def clock(request: web.Request) -> Clock:
     return request.app[CLOCK_KEY]
+
+
+def connection_rules(request: web.Request) -> ConnectionRules:
+    return request.app[RULES_KEY]
 
 
 def grant(request: web.Request) -> TokenGrant:
@@ -79,13 +86,31 @@ def validation_failed(exc: ValidationError) -> ValidationFailed:
     return failure
 
 
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a decoded JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 async def read_json(request: web.Request) -> Any:
-    """The body as JSON; 400 if it is not JSON (an empty body is not), 413 (aiohttp) past client_max_size."""
+    """The body as JSON; 400 if it is not JSON (an empty body is not) or nests deeper than MAX_JSON_DEPTH,
+    413 (aiohttp) past client_max_size."""
     raw = await request.read()
     try:
-        return json.loads(raw)
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBody(f"the body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise MalformedBody(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:

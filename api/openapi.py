@@ -57,7 +57,7 @@ def describe(
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed JSON",
-    401: "Missing or unknown token",
+    401: "Missing, unknown, revoked or expired token",
     403: "The token may not do this",
     404: "Unknown or malformed id, or an object of another workspace",
     409: "Duplicate name, or in use",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import web
-from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
+from syncjobs.api.context import clock, connection_rules, db, object_id, read_body, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
+from syncjobs.shared.connection_rules import check_url
 from syncjobs.shared.models import CreatedWebhook, WebhookInput
 from syncjobs.shared.store import webhooks as store
 
@@ -27,11 +28,12 @@ async def list_webhooks(request: web.Request) -> web.Response:
     body=WebhookInput,
     response=CreatedWebhook,
     status=201,
-    errors=(404,),
+    errors=(404,),  # 422 also when the URL resolves to an address the egress policy refuses
 )
 async def create_webhook(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, WebhookInput)
+    await check_url(connection_rules(request), str(body.url), field_name="url", at_run_time=False)
     hook = await store.create_webhook(db(request), ws, body, clock(request).now())
     return web.json_response(hook.to_json(), status=201)
 

@@ -6,11 +6,23 @@ from aiohttp import web
 from syncjobs.api.auth import require_admin
 from syncjobs.api.context import db, read_body, workspace_id
 from syncjobs.api.openapi import describe
-from syncjobs.shared.models import Workspace, WorkspaceInput
+from syncjobs.shared.models import Output, Workspace, WorkspaceInput
 from syncjobs.shared.store import workspaces as store
 
 routes = web.RouteTableDef()
 TAG = "workspaces"
+
+
+class WorkspaceList(Output):
+    items: list[Workspace]
+
+
+@routes.get("/api/workspaces")
+@describe("List every workspace (admin token)", tag=TAG, response=WorkspaceList, errors=(403,))
+async def list_workspaces(request: web.Request) -> web.Response:
+    require_admin(request)
+    found = await store.list_workspaces(db(request))
+    return web.json_response({"items": [workspace.to_json() for workspace in found]})
 
 
 @routes.post("/api/workspaces")

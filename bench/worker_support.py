@@ -19,9 +19,11 @@ from typing import Any
 from bson import ObjectId
 from pymongo import MongoClient
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
+from syncjobs.shared.secrets import new_key
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench"
+BENCH_SECRET_KEY = new_key()
 
 
 @contextmanager
@@ -84,6 +86,7 @@ class WorkerProcess:
         self.log_path = log_dir / f"{worker_id}.log"
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
         full_env |= {
+            "SYNCJOBS_SECRET_KEYS": BENCH_SECRET_KEY,
             "SYNCJOBS_MONGODB_URI": uri,
             "SYNCJOBS_DATABASE": DATABASE,
             "SYNCJOBS_WORKER_ID": worker_id,

@@ -12,16 +12,30 @@ import time
 from typing import Any
 
 from bson import ObjectId
+from pymongo import uri_parser
 from pymongo.errors import PyMongoError
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
+from syncjobs.executor.guard import (
+    DESTINATION,
+    SOURCE,
+    ControlMembers,
+    check_connected,
+    check_destination,
+    exempt_host,
+    runnable_source_config,
+)
 from syncjobs.executor.sources import Source, SourceError, build_source
+from syncjobs.executor.sources.mongodb import MongoSource
 from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
 from syncjobs.shared.clock import utc_now
+from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
+from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Database, connect
+from syncjobs.shared.secrets import SecretKeyError, install_keys
 from syncjobs.shared.settings import Settings, SettingsError
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs
 from syncjobs.shared.store.sync_state import JobCursors
@@ -57,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         uri = settings.require_mongodb_uri()
-    except SettingsError as exc:
+        install_keys(settings.secret_keys)
+    except (SettingsError, SecretKeyError) as exc:
         configure_logging()
         log.error("executor_misconfigured", error=str(exc))
         events.emit("result", status=RunStatus.FAILED, error=str(exc), stats=empty_stats(0), details=[])
@@ -72,13 +87,29 @@ def main(argv: list[str] | None = None) -> int:
             details=[],
         )
         return EXIT_USAGE
-    return asyncio.run(_main(uri, settings.database, ObjectId(args.run_id), args.dry_run, args.batch_size, events))
+    # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
+    guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
+    with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
+        return runner.run(_main(settings, uri, guard, ObjectId(args.run_id), args.dry_run, args.batch_size, events))
 
 
-async def _main(uri: str, database: str, run_id: ObjectId, dry_run: bool, batch_size: int, events: EventWriter) -> int:
-    client = connect(uri)
+async def _main(
+    settings: Settings,
+    uri: str,
+    guard: ConnectGuard,
+    run_id: ObjectId,
+    dry_run: bool,
+    batch_size: int,
+    events: EventWriter,
+) -> int:
+    for host, port in uri_parser.parse_uri(uri)["nodelist"]:
+        exempt_host(guard, host, port)
+    client = connect(uri, event_listeners=[ControlMembers(guard)])
     try:
-        return await execute_run(client[database], run_id, dry_run=dry_run, batch_size=batch_size, events=events)
+        rules = ConnectionRules.from_settings(settings, await discover_control_cluster(client, settings))
+        return await execute_run(
+            client[settings.database], run_id, rules=rules, dry_run=dry_run, batch_size=batch_size, events=events
+        )
     finally:
         await client.close()
 
@@ -87,6 +118,7 @@ async def execute_run(
     db: Database,
     run_id: ObjectId,
     *,
+    rules: ConnectionRules,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     events: EventWriter | None = None,
@@ -96,7 +128,7 @@ async def execute_run(
     started = time.monotonic()
     results: list[EntityResult] = []
     try:
-        results = await _sync_run(db, run_id, dry_run, batch_size, events)
+        results = await _sync_run(db, rules, run_id, dry_run, batch_size, events)
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
         error = getattr(exc, "message", None) or str(exc)
         log.error("run_failed", run_id=str(run_id), error=error)
@@ -127,7 +159,7 @@ async def execute_run(
 
 
 async def _sync_run(
-    db: Database, run_id: ObjectId, dry_run: bool, batch_size: int, events: EventWriter
+    db: Database, rules: ConnectionRules, run_id: ObjectId, dry_run: bool, batch_size: int, events: EventWriter
 ) -> list[EntityResult]:
     run = await job_runs.get_run(db, run_id)
     job = await sync_jobs.get_job(db, ObjectId(run.job_id))
@@ -138,10 +170,15 @@ async def _sync_run(
         dest_database = str(destination_doc["config"]["database"])
     except (KeyError, TypeError):
         raise RunFailed("the destination config needs `uri` and `database`") from None
-    source = build_source(str(source_doc.get("kind")), source_doc.get("config") or {}, batch_size=batch_size)
+    source_config = await runnable_source_config(rules, source_doc)
+    await check_destination(rules, destination_doc["config"])
+    source = build_source(str(source_doc.get("kind")), source_config, batch_size=batch_size, egress=rules.egress)
     dest_client = None
     try:
+        if isinstance(source, MongoSource):
+            await check_connected(rules, source.client, str(source_config.get("database")), SOURCE)
         dest_client = connect(dest_uri)
+        await check_connected(rules, dest_client, dest_database, DESTINATION)
         selected = select_entities(await source.list_entities(), job.entities.include, job.entities.exclude)
         log.info(
             "run_started",

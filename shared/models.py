@@ -8,9 +8,18 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from bson import ObjectId
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 REDACTED = "********"
 _SECRET_KEY = re.compile(
@@ -126,8 +135,17 @@ class HttpSourceConfig(BaseModel):
 
 
 class CommandSourceConfig(BaseModel):
+    """A Singer tap the operator installed (`tap`, see SYNCJOBS_TAPS), or, by an admin only, a raw argv."""
+
     model_config = ConfigDict(extra="allow")
-    command: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    tap: str | None = Field(default=None, min_length=1, max_length=200)
+    command: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _tap_or_command(self) -> CommandSourceConfig:
+        if (self.tap is None) == (self.command is None):
+            raise PydanticCustomError("tap_or_command", "give exactly one of `tap` (an installed tap) or `command`")
+        return self
 
 
 _SOURCE_CONFIGS: dict[str, type[BaseModel]] = {
@@ -295,6 +313,14 @@ class WebhookInput(Camel):
     url: HttpUrl
     events: list[WebhookEvent] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1)
     secret: str | None = Field(default=None, min_length=16, max_length=256)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        """A CR or LF in a URL is a header injection attempt, refused rather than silently dropped."""
+        if isinstance(value, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("a URL may not contain control characters (CR, LF, tab...)")
+        return value
 
 
 class Webhook(Output):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 
 class SettingsError(ValueError):
@@ -33,6 +36,44 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
+
+
+def _networks(env: Mapping[str, str]) -> tuple[str, ...]:
+    cidrs = _list(env, "SYNCJOBS_ALLOWED_NETWORKS")
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise SettingsError(f"SYNCJOBS_ALLOWED_NETWORKS: {cidr!r} is not a CIDR network") from None
+    return cidrs
+
+
+def _taps(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    """SYNCJOBS_TAPS (a JSON object, name -> argv) merged over the file SYNCJOBS_TAPS_FILE (the same JSON)."""
+    taps: dict[str, tuple[str, ...]] = {}
+    sources: list[tuple[str, str]] = []
+    if path := env.get("SYNCJOBS_TAPS_FILE"):
+        try:
+            sources.append(("SYNCJOBS_TAPS_FILE", Path(path).read_text()))
+        except OSError as exc:
+            raise SettingsError(f"SYNCJOBS_TAPS_FILE: cannot read {path}: {exc.strerror}") from None
+    if raw := env.get("SYNCJOBS_TAPS"):
+        sources.append(("SYNCJOBS_TAPS", raw))
+    for name, text in sources:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise SettingsError(f"{name} must be a JSON object of tap name -> argv list") from None
+        if not isinstance(value, dict) or not all(
+            isinstance(argv, list) and argv and all(isinstance(a, str) and a for a in argv) for argv in value.values()
+        ):
+            raise SettingsError(f"{name} must be a JSON object of tap name -> non-empty argv list of strings")
+        taps.update({str(tap): tuple(argv) for tap, argv in value.items()})
+    return taps
 
 
 def default_worker_id() -> str:
@@ -69,6 +110,14 @@ class Settings:
     # How often the leading worker re-evaluates jobs with open alerts (resolving those that stopped holding).
     alert_sweep_seconds: int = 60
     alerts: AlertThresholds = field(default_factory=AlertThresholds)
+    # Fernet keys, first encrypts (shared/secrets.py); the api, worker and executor refuse to start without.
+    secret_keys: tuple[str, ...] = ()
+    # CIDRs that tenant connections may reach although the egress policy refuses them (shared/egress.py).
+    allowed_networks: tuple[str, ...] = ()
+    # Databases other than the control one that tenants may use on the control server ("*": any).
+    control_cluster_databases: tuple[str, ...] = ()
+    # The Singer taps command sources may name: name -> argv.
+    taps: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +146,10 @@ class Settings:
                 consecutive_failures=_int(env, "SYNCJOBS_ALERT_CONSECUTIVE_FAILURES", 3, minimum=1),
                 long_duration_ms=_int(env, "SYNCJOBS_ALERT_LONG_DURATION_SECONDS", 300) * 1000,
             ),
+            secret_keys=_list(env, "SYNCJOBS_SECRET_KEYS"),
+            allowed_networks=_networks(env),
+            control_cluster_databases=_list(env, "SYNCJOBS_CONTROL_CLUSTER_DATABASES"),
+            taps=_taps(env),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -50,7 +50,29 @@ def _parser() -> argparse.ArgumentParser:
     scope.add_argument("--workspace", help="the workspace id the token may act in")
     scope.add_argument("--admin", action="store_true", help="a token that may act in every workspace")
     create.add_argument("--name", default="cli", help="a label for the token")
+
+    secrets = commands.add_parser(
+        "secrets", help="manage the encryption of stored secrets", description="Manage stored secrets."
+    )
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True, metavar="ACTION")
+    secrets_commands.add_parser(
+        "rotate",
+        help="re-encrypt every stored secret under the first key of SYNCJOBS_SECRET_KEYS",
+        description="Re-encrypt every secret of data sources, destinations and webhooks under the first key "
+        "of SYNCJOBS_SECRET_KEYS (all listed keys decrypt). Clear legacy secrets get encrypted.",
+    )
     return parser
+
+
+async def _rotate_secrets(settings: Settings) -> dict[str, int]:
+    from syncjobs.shared.mongo import connect
+    from syncjobs.shared.store.secret_rotation import rotate_secrets
+
+    client = connect(settings.require_mongodb_uri())
+    try:
+        return await rotate_secrets(client[settings.database])
+    finally:
+        await client.close()
 
 
 async def _create_token(settings: Settings, workspace: str | None, name: str) -> str:
@@ -91,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             forwarded += ["--batch-size", str(args.batch_size)]
         return exec_main(forwarded)
     configure_logging(settings.log_level)
+    if args.command in ("api", "worker", "secrets"):
+        from syncjobs.shared.secrets import SecretKeyError, install_keys
+
+        try:
+            install_keys(settings.secret_keys)
+        except SecretKeyError as exc:
+            print(f"syncjobs {args.command}: {exc}", file=sys.stderr)
+            return 2
     if args.command == "up":
         from syncjobs.up import run_stack
 
@@ -108,10 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pymongo.errors import PyMongoError
 
     from syncjobs.shared.errors import SyncjobsError
+    from syncjobs.shared.secrets import SecretKeyError
 
     try:
+        if args.command == "secrets":
+            counts = asyncio.run(_rotate_secrets(settings))
+            print(" ".join(f"{collection}={count}" for collection, count in counts.items()))
+            return 0
         token = asyncio.run(_create_token(settings, args.workspace, args.name))
-    except (SyncjobsError, SettingsError, PyMongoError) as exc:
+    except (SyncjobsError, SettingsError, PyMongoError, SecretKeyError) as exc:
         print(f"syncjobs: {exc}", file=sys.stderr)
         return 1
     print(token)

@@ -15,11 +15,15 @@ from pathlib import Path
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.secrets import new_key
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import api_tokens, workspaces
 
 log = get_logger(__name__)
 ADMIN_TOKEN_FILE = "admin-token"
+SECRET_KEY_FILE = "secret-key"
+# The single-user embedded default may reach this machine's own services (the README's demo does).
+UP_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,19 @@ def _admin_token(settings: Settings, data_dir: Path) -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
+
+
+def _secret_keys(settings: Settings, data_dir: Path) -> str:
+    """SYNCJOBS_SECRET_KEYS when set; else a key made on first start and kept (0600) in the data folder."""
+    if settings.secret_keys:
+        return ",".join(settings.secret_keys)
+    path = data_dir / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    path.touch(mode=0o600)  # never readable by others, not even for a moment
+    path.chmod(0o600)
+    path.write_text(new_key() + "\n")
+    return path.read_text().strip()
 
 
 async def _prepare_database(settings: Settings, uri: str, token: str) -> str:
@@ -108,6 +125,11 @@ def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> 
             "SYNCJOBS_DATABASE": settings.database,
             "SYNCJOBS_ADMIN_TOKEN": token,
             "SYNCJOBS_API_PORT": str(api_port),
+            "SYNCJOBS_SECRET_KEYS": _secret_keys(settings, folder),
+            "SYNCJOBS_ALLOWED_NETWORKS": ",".join(settings.allowed_networks) or UP_ALLOWED_NETWORKS,
+            # Its own server is often the only database a new user has: other databases on it are allowed,
+            # the control database (and admin, local, config) never are.
+            "SYNCJOBS_CONTROL_CLUSTER_DATABASES": ",".join(settings.control_cluster_databases) or "*",
         }
         api = _spawn("api", env)
         children.append(api)

@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 from syncjobs.shared.mongo import Database, connect, ensure_indexes
+from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
+
+from tests.fixtures.security import TEST_SECRET_KEY, relaxed_overrides
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_keys() -> None:
+    """Stores seal secrets with this process's keys: tests that use a store directly need them too."""
+    install_keys([TEST_SECRET_KEY])
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +45,7 @@ def db_name() -> str:
 @pytest.fixture
 def settings(mongo_uri: str, db_name: str) -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    return Settings.from_env(env).with_overrides(mongodb_uri=mongo_uri, database=db_name)
+    return Settings.from_env(env).with_overrides(mongodb_uri=mongo_uri, database=db_name, **relaxed_overrides())
 
 
 @pytest.fixture

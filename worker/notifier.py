@@ -25,8 +25,10 @@ from bson import ObjectId
 from syncjobs.shared import metrics
 from syncjobs.shared.alerts import NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
 from syncjobs.shared.clock import Clock, to_ms
+from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secrets import open_sealed
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import run_stats, sync_jobs, webhooks
 
@@ -141,7 +143,7 @@ async def deliver(
     body = request_body(hook["url"], event)
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(hook["secret"], body),
+        SIGNATURE_HEADER: sign(open_sealed(hook["secret"]), body),
         "X-Syncjobs-Event": event.name,
         "X-Syncjobs-Delivery": str(delivery_id),
     }
@@ -159,6 +161,9 @@ async def deliver(
             error = f"HTTP {status}"
             if status < 500 and status != 429:
                 break  # the receiver refuses this event: retrying would not change its mind
+        except EgressRefused as exc:  # the URL (or a redirect) resolves to a refused address: final
+            status, error = None, str(exc)
+            break
         except (aiohttp.ClientError, TimeoutError) as exc:
             status, error = None, f"{type(exc).__name__}: {exc}"
         if attempt < policy.attempts:
@@ -198,13 +203,20 @@ async def _deliver_in_order(
             await webhooks.record_delivery(db, await deliver(session, hook, event, policy))
 
 
-async def announce(db: Database, workspace_id: ObjectId, events: list[AlertEvent], policy: DeliveryPolicy) -> None:
+async def announce(
+    db: Database, workspace_id: ObjectId, events: list[AlertEvent], policy: DeliveryPolicy, egress: EgressPolicy
+) -> None:
+    """Deliver `events` to the workspace's webhooks; every address connected to passes the egress policy."""
     hooks = await webhooks.webhook_targets(db, workspace_id, [event.name for event in events])
     if not hooks:
         return
-    async with aiohttp.ClientSession() as session, asyncio.TaskGroup() as group:
+    async with aiohttp.ClientSession(connector=guarded_connector(egress)) as session, asyncio.TaskGroup() as group:
         for hook in hooks:
             group.create_task(_deliver_in_order(db, session, hook, events, policy))
+
+
+def _egress(settings: Settings) -> EgressPolicy:
+    return EgressPolicy.from_strings(settings.allowed_networks)
 
 
 async def on_run_finished(
@@ -228,7 +240,7 @@ async def on_run_finished(
         events = await _changes(db, settings, job, str(run_id), now)
         if events:
             log.info("alerts_changed", job_id=str(job_id), events=[f"{e.name}:{e.kind}" for e in events])
-            await announce(db, job["workspaceId"], events, policy or DeliveryPolicy())
+            await announce(db, job["workspaceId"], events, policy or DeliveryPolicy(), _egress(settings))
         return events
     except Exception:
         log.exception("notifier_failed", job_id=str(job_id), run_id=str(run_id))
@@ -247,7 +259,7 @@ async def _sweep_job(
         events = await _resolve(db, subject, stale.kinds, stale.reason, None, now)
         if events:
             log.info("alerts_swept", job_id=job_id, reason=stale.reason, events=[e.kind for e in events])
-            await announce(db, subject["workspaceId"], events, policy)
+            await announce(db, subject["workspaceId"], events, policy, _egress(settings))
         return events
     except Exception:
         log.exception("alert_sweep_failed", job_id=job_id)

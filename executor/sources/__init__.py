@@ -42,7 +42,7 @@ class Source(Protocol):
         ...
 
 
-def build_source(kind: str, config: Mapping[str, Any], *, batch_size: int) -> Source:
+def build_source(kind: str, config: Mapping[str, Any], *, batch_size: int, egress: Any = None) -> Source:
     """The source for a `data_sources` document's kind and (unredacted) config."""
     if kind == "mongodb":
         from syncjobs.executor.sources.mongodb import MongoSource
@@ -51,7 +51,7 @@ def build_source(kind: str, config: Mapping[str, Any], *, batch_size: int) -> So
     if kind == "http":
         from syncjobs.executor.sources.http import HttpSource
 
-        return HttpSource(config)
+        return HttpSource(config, egress=egress)
     if kind == "command":
         from syncjobs.executor.sources.command import CommandSource
 

@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 from syncjobs.executor.sources import Batch, Record, SourceError
+from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -61,7 +62,9 @@ def retry_after_seconds(header: str | None, now: datetime) -> float | None:
 class HttpSource:
     """Reads `config.entities` from `config.baseUrl`."""
 
-    def __init__(self, config: Mapping[str, Any], *, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self, config: Mapping[str, Any], *, sleep: Sleep = asyncio.sleep, egress: EgressPolicy | None = None
+    ) -> None:
         try:
             self._base_url = str(config["baseUrl"])
             self._entities: Mapping[str, Mapping[str, Any]] = config["entities"]
@@ -73,6 +76,7 @@ class HttpSource:
         self._backoff = float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS))
         self._timeout = aiohttp.ClientTimeout(total=float(config.get("timeoutSeconds", 60)))
         self._sleep = sleep
+        self._egress = egress  # checked on every address connected to, redirects included
         self._session: aiohttp.ClientSession | None = None
 
     async def list_entities(self) -> list[str]:
@@ -80,7 +84,8 @@ class HttpSource:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+            connector = guarded_connector(self._egress) if self._egress else None
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout, connector=connector)
         return self._session
 
     async def get_json(self, url: str, params: Mapping[str, Any]) -> tuple[Any, Mapping[str, str]]:
@@ -103,6 +108,8 @@ class HttpSource:
                 if attempt >= self._max_attempts:
                     raise SourceError(f"GET {shown}: {type(exc).__name__} after {_attempts(attempt)}") from None
                 await self._sleep(min(wait, MAX_WAIT_SECONDS))
+            except EgressRefused as exc:
+                raise SourceError(f"GET {shown}: {exc}") from None
             except ValueError:
                 raise SourceError(f"GET {shown}: the answer is not JSON") from None
         raise SourceError(f"GET {shown}: still failing after {_attempts(self._max_attempts)}")

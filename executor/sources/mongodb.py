@@ -30,6 +30,11 @@ class MongoSource:
         self._batch_size = batch_size
         self._client = connect(self._uri)
 
+    @property
+    def client(self) -> Any:
+        """The client, for the executor's check of what it connected to before any data moves."""
+        return self._client
+
     def cursor_field(self, entity: str) -> str:
         return str((self._entity_config.get(entity) or {}).get("cursorField", DEFAULT_CURSOR_FIELD))
 

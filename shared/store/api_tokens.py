@@ -1,28 +1,48 @@
-"""The `api_tokens` collection: only the sha256 of a token is ever stored."""
+"""The `api_tokens` collection: only the sha256 of a token is ever stored.
+
+Each request reads its token's document afresh (no cache): a token deleted (revoked) or past its
+`expiresAt` is refused by every api replica from the next request on.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
 
 from bson import ObjectId
-from syncjobs.shared.clock import utc_now
-from syncjobs.shared.mongo import Database
+from pymongo import ReturnDocument
+from syncjobs.shared.clock import to_ms, utc_now
+from syncjobs.shared.errors import NotFound
+from syncjobs.shared.mongo import Database, Document
 
 TOKEN_PREFIX = "sjt_"
+LIST_LIMIT = 1000
+# lastUsedAt is written at most this often per token, so busy clients do not turn reads into writes.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+TokenScope = Literal["full", "read"]
 
 
 @dataclass(frozen=True)
 class TokenGrant:
-    """What a presented token may do: act in one workspace, or (admin) in any."""
+    """What a presented token may do: act in one workspace, or (admin) in any; `read` tokens only read."""
 
     name: str
     workspace_id: ObjectId | None
+    scope: TokenScope = "full"
+    token_hash: str = ""
+    last_used_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
         return self.workspace_id is None
+
+    @property
+    def read_only(self) -> bool:
+        return self.scope == "read"
 
     def may_access(self, workspace_id: ObjectId) -> bool:
         return self.is_admin or self.workspace_id == workspace_id
@@ -36,24 +56,76 @@ def new_token_value() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_token(db: Database, workspace_id: ObjectId | None, name: str) -> str:
+async def create_token(
+    db: Database,
+    workspace_id: ObjectId | None,
+    name: str,
+    *,
+    scope: TokenScope = "full",
+    expires_at: datetime | None = None,
+) -> str:
     """Store a new token and return its value: the only time it is ever seen."""
     token = new_token_value()
-    await store_token(db, token, workspace_id, name)
+    await store_token(db, token, workspace_id, name, scope=scope, expires_at=expires_at)
     return token
 
 
-async def store_token(db: Database, token: str, workspace_id: ObjectId | None, name: str) -> None:
+async def store_token(
+    db: Database,
+    token: str,
+    workspace_id: ObjectId | None,
+    name: str,
+    *,
+    scope: TokenScope = "full",
+    expires_at: datetime | None = None,
+) -> Document:
     """Register a given token value (idempotent: the admin token from the environment on every start)."""
-    await db.api_tokens.update_one(
+    fields = {"workspaceId": workspace_id, "name": name, "scope": scope, "expiresAt": expires_at and to_ms(expires_at)}
+    doc = await db.api_tokens.find_one_and_update(
         {"_id": hash_token(token)},
-        {"$set": {"workspaceId": workspace_id, "name": name}, "$setOnInsert": {"createdAt": utc_now()}},
+        {"$set": fields, "$setOnInsert": {"tokenId": ObjectId(), "createdAt": to_ms(utc_now())}},
         upsert=True,
+        return_document=ReturnDocument.AFTER,
+    )
+    return doc or {}
+
+
+async def resolve_token(db: Database, token: str, now: datetime | None = None) -> TokenGrant | None:
+    """The grant of a presented token; None for an unknown, revoked or expired one."""
+    now = now or utc_now()
+    doc = await db.api_tokens.find_one({"_id": hash_token(token)})
+    if doc is None or (doc.get("expiresAt") is not None and doc["expiresAt"] <= now):
+        return None
+    scope: TokenScope = "read" if doc.get("scope") == "read" else "full"
+    return TokenGrant(
+        name=doc.get("name", ""),
+        workspace_id=doc.get("workspaceId"),
+        scope=scope,
+        token_hash=doc["_id"],
+        last_used_at=doc.get("lastUsedAt"),
     )
 
 
-async def resolve_token(db: Database, token: str) -> TokenGrant | None:
-    doc = await db.api_tokens.find_one({"_id": hash_token(token)})
-    if doc is None:
-        return None
-    return TokenGrant(name=doc.get("name", ""), workspace_id=doc.get("workspaceId"))
+async def record_use(db: Database, grant: TokenGrant, now: datetime) -> None:
+    """Note a successful use of the token (a refused request writes nothing), at most once a minute."""
+    if grant.last_used_at is None or now - grant.last_used_at >= LAST_USED_RESOLUTION:
+        await db.api_tokens.update_one({"_id": grant.token_hash}, {"$set": {"lastUsedAt": to_ms(now)}})
+
+
+async def list_tokens(db: Database, workspace_id: ObjectId) -> list[Document]:
+    """The workspace's tokens (hashes left out), oldest first; one stored before tokens had ids gets one."""
+    cursor = db.api_tokens.find({"workspaceId": workspace_id}).sort("createdAt", 1).limit(LIST_LIMIT)
+    tokens = []
+    for doc in await cursor.to_list():
+        if doc.get("tokenId") is None:
+            doc["tokenId"] = ObjectId()
+            await db.api_tokens.update_one({"_id": doc["_id"]}, {"$set": {"tokenId": doc["tokenId"]}})
+        tokens.append({k: v for k, v in doc.items() if k != "_id"})
+    return tokens
+
+
+async def revoke_token(db: Database, workspace_id: ObjectId, token_id: ObjectId) -> None:
+    """Delete the token: the next request that presents it is a 401, on every replica."""
+    result = await db.api_tokens.delete_one({"tokenId": token_id, "workspaceId": workspace_id})
+    if result.deleted_count == 0:
+        raise NotFound("token not found")

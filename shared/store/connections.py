@@ -13,6 +13,7 @@ from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import Conflict, NotFound
 from syncjobs.shared.models import OutputT, from_document, keep_secrets
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secrets import open_config, seal_config
 
 LIST_LIMIT = 1000
 
@@ -47,10 +48,21 @@ class ConnectionStore(Generic[InputT, OutputT]):
             raise self._not_found()
         return doc
 
-    async def create(self, db: Database, workspace_id: ObjectId, body: InputT) -> OutputT:
+    async def create(
+        self, db: Database, workspace_id: ObjectId, body: InputT, *, marks: dict[str, Any] | None = None
+    ) -> OutputT:
+        """Store a new connection, its secrets encrypted; `marks` are extra fields (who allowed a raw argv)."""
         now = utc_now()
         fields: dict[str, Any] = body.model_dump(by_alias=True)
-        doc = {"_id": ObjectId(), "workspaceId": workspace_id, **fields, "createdAt": now, "updatedAt": now}
+        fields["config"] = seal_config(fields["config"])
+        doc = {
+            "_id": ObjectId(),
+            "workspaceId": workspace_id,
+            **fields,
+            **(marks or {}),
+            "createdAt": now,
+            "updatedAt": now,
+        }
         try:
             await db[self.collection].insert_one(doc)
         except DuplicateKeyError:
@@ -60,13 +72,18 @@ class ConnectionStore(Generic[InputT, OutputT]):
     async def get(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> OutputT:
         return self._out(await self._stored(db, workspace_id, doc_id))
 
+    async def stored_config(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> Document:
+        """The stored config, secrets decrypted: what a PUT's redaction markers stand for, to check it."""
+        config: Document = open_config((await self._stored(db, workspace_id, doc_id)).get("config") or {})
+        return config
+
     async def get_raw(self, db: Database, doc_id: ObjectId) -> Document:
-        """The document with its secrets, for the executor only (it is handed ids by a run and belongs to
-        no workspace); never serialise it."""
+        """The document with its secrets decrypted, for the executor only (it is handed ids by a run and
+        belongs to no workspace); never serialise it."""
         doc = await db[self.collection].find_one({"_id": doc_id})
         if doc is None:
             raise self._not_found()
-        return doc
+        return {**doc, "config": open_config(doc.get("config") or {})}
 
     async def exists(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> bool:
         return await db[self.collection].count_documents({"_id": doc_id, "workspaceId": workspace_id}) > 0
@@ -75,15 +92,23 @@ class ConnectionStore(Generic[InputT, OutputT]):
         cursor = db[self.collection].find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
         return [self._out(doc) for doc in await cursor.to_list()]
 
-    async def replace(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId, body: InputT) -> OutputT:
+    async def replace(
+        self,
+        db: Database,
+        workspace_id: ObjectId,
+        doc_id: ObjectId,
+        body: InputT,
+        *,
+        marks: dict[str, Any] | None = None,
+    ) -> OutputT:
         """Replace name, kind and config; a redaction marker sent back keeps the stored secret."""
         stored = await self._stored(db, workspace_id, doc_id)
         fields: dict[str, Any] = body.model_dump(by_alias=True)
-        fields["config"] = keep_secrets(fields["config"], stored.get("config"))
+        fields["config"] = seal_config(keep_secrets(fields["config"], open_config(stored.get("config"))))
         try:
             doc = await db[self.collection].find_one_and_update(
                 {"_id": doc_id, "workspaceId": workspace_id},
-                {"$set": {**fields, "updatedAt": utc_now()}},
+                {"$set": {**fields, **(marks or {}), "updatedAt": utc_now()}},
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:

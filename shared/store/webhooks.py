@@ -18,21 +18,23 @@ from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secrets import seal
 
 LIST_LIMIT = 100
 
 
 async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput, now: datetime) -> CreatedWebhook:
+    secret = body.secret or secrets.token_hex(32)
     doc = {
         "_id": ObjectId(),
         "workspaceId": workspace_id,
         "url": str(body.url),
         "events": list(body.events),
-        "secret": body.secret or secrets.token_hex(32),
+        "secret": seal(secret),
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
-    return from_document(CreatedWebhook, doc)
+    return from_document(CreatedWebhook, {**doc, "secret": secret})
 
 
 async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:
@@ -47,7 +49,8 @@ async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: Objec
 
 
 async def webhook_targets(db: Database, workspace_id: ObjectId, events: list[str]) -> list[Document]:
-    """The workspace's webhooks subscribed to any of `events`, secrets included: for signing, never output."""
+    """The workspace's webhooks subscribed to any of `events`, secrets included (sealed: the signer opens
+    them): for signing, never output."""
     return await db.webhooks.find({"workspaceId": workspace_id, "events": {"$in": events}}).to_list(LIST_LIMIT)
 
 

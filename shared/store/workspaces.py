@@ -22,6 +22,11 @@ async def get_workspace(db: Database, workspace_id: ObjectId) -> Workspace:
     return from_document(Workspace, doc)
 
 
+async def list_workspaces(db: Database, limit: int = 1000) -> list[Workspace]:
+    cursor = db.workspaces.find({}).sort("createdAt", 1).limit(limit)
+    return [from_document(Workspace, doc) for doc in await cursor.to_list()]
+
+
 async def find_workspace_by_name(db: Database, name: str) -> Workspace | None:
     doc = await db.workspaces.find_one({"name": name}, sort=[("createdAt", 1)])
     return from_document(Workspace, doc) if doc else None

@@ -11,6 +11,8 @@ from bson import ObjectId
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import api_tokens, workspaces
 
+from tests.fixtures.security import security_env
+
 
 def _syncjobs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -18,7 +20,10 @@ def _syncjobs(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
     )
 
 
-@pytest.mark.parametrize("command", [[], ["up"], ["api"], ["worker"], ["exec"], ["token"], ["token", "create"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["up"], ["api"], ["worker"], ["exec"], ["token"], ["token", "create"], ["secrets"], ["secrets", "rotate"]],
+)
 def test_every_subcommand_has_help(command: list[str]) -> None:
     result = _syncjobs(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -27,7 +32,7 @@ def test_every_subcommand_has_help(command: list[str]) -> None:
 
 def _env(mongo_uri: str, db_name: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    return {**env, "SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": db_name}
+    return {**env, **security_env(), "SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": db_name}
 
 
 async def test_token_create_prints_a_workspace_token_once_and_stores_only_its_hash(

@@ -20,6 +20,7 @@ from syncjobs.shared.store import job_runs
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import make_mongodb_job, new_run, scratch_databases
+from tests.fixtures.security import security_env
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, file_written, make_job, process_gone, runs_of
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,7 @@ class Workers:
     def start(self, worker_id: str, *, cwd: Path = ROOT, real_executor: bool = False) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_") and k != "PYTHONPATH"}
         env |= {
+            **security_env(),
             "SYNCJOBS_MONGODB_URI": self.uri,
             "SYNCJOBS_DATABASE": self.database,
             "SYNCJOBS_WORKER_ID": worker_id,

@@ -8,6 +8,7 @@ import json
 from bson import ObjectId
 from syncjobs.shared.models import REDACTED
 from syncjobs.shared.mongo import Database
+from syncjobs.shared.secrets import open_sealed
 
 from tests.integration.test_api_helpers import (
     DEST_URI,
@@ -49,7 +50,7 @@ async def test_data_source_crud(tenant: Tenant, db: Database) -> None:
     assert (replaced["name"], replaced["config"]["database"]) == ("orders-db-2", "shop2")
     stored = await db.data_sources.find_one({"_id": ObjectId(created["id"])})
     assert stored is not None
-    assert stored["config"]["uri"] == "mongodb://other/"
+    assert open_sealed(stored["config"]["uri"]) == "mongodb://other/" != stored["config"]["uri"]
 
     assert await tenant.api.call("DELETE", item) == (204, None)
     assert (await tenant.api.call("GET", item))[0] == 404
@@ -69,7 +70,7 @@ async def test_destination_crud(tenant: Tenant, db: Database) -> None:
     assert await db.destinations.count_documents({}) == 0
 
 
-async def test_kinds_of_data_source(tenant: Tenant) -> None:
+async def test_kinds_of_data_source(api: Api, tenant: Tenant) -> None:
     http = await create(
         tenant.api,
         tenant.path("/data-sources"),
@@ -88,8 +89,8 @@ async def test_kinds_of_data_source(tenant: Tenant) -> None:
     assert http["config"]["apiKey"] == REDACTED
     assert http["config"]["entities"] == {"contacts": {"path": "/contacts", "cursorField": "updatedAt"}}
     assert http["config"]["baseUrl"] == "https://crm.example/api"
-    command = await create(
-        tenant.api,
+    command = await create(  # a raw argv: only an admin token may save one (tests/integration/test_security_*)
+        api,
         tenant.path("/data-sources"),
         {
             "name": "tap",
@@ -126,7 +127,7 @@ async def test_secrets_never_come_back_and_survive_a_get_edit_put(tenant: Tenant
         collection = "data_sources" if path == "/data-sources" else "destinations"
         stored = await db[collection].find_one({"_id": ObjectId(resource["id"])})
         assert stored is not None
-        assert stored["config"]["uri"] == secret
+        assert stored["config"]["uri"] != secret and open_sealed(stored["config"]["uri"]) == secret
         assert stored["name"].endswith("-renamed")
     _, job = await tenant.api.call("GET", tenant.path(f"/sync-jobs/{setup.job['id']}"))
     assert SOURCE_URI not in json.dumps(job)

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from bson import ObjectId
 from syncjobs.shared.mongo import Database
+from syncjobs.shared.secrets import open_sealed
 from syncjobs.shared.store.webhooks import record_delivery
 
 from tests.integration.test_api_helpers import (
@@ -31,7 +32,7 @@ async def test_create_returns_a_generated_secret_once_and_lists_never_show_it(te
     assert status == 200
     assert listed["items"] == [{k: v for k, v in created.items() if k != "secret"}]
     stored = await db.webhooks.find_one({})
-    assert stored is not None and stored["secret"] == created["secret"]
+    assert stored is not None and open_sealed(stored["secret"]) == created["secret"] != stored["secret"]
 
 
 async def test_a_given_secret_and_event_list_are_kept(tenant: Tenant) -> None:

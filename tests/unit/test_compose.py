@@ -97,3 +97,23 @@ def test_the_dockerfile_installs_every_package_and_the_cli() -> None:
     assert "syncjobs" in pyproject["project"]["scripts"]
     assert re.search(r"^FROM python:3\.11", dockerfile, re.MULTILINE)
     assert re.search(r"^USER (?!root)", dockerfile, re.MULTILINE)
+
+
+def test_the_database_requires_authentication_and_syncjobs_has_its_own_user(services: dict[str, Any]) -> None:
+    mongo = services["mongo"]
+    command = argv(mongo["command"])
+    assert "--auth" in command and "--keyFile" in command  # a replica set with auth needs a shared key file
+    key_file = command[command.index("--keyFile") + 1]
+    assert any(volume.endswith(":ro") and key_file.startswith(volume.split(":")[1]) for volume in mongo["volumes"])
+    assert mongo["depends_on"]["mongo-keyfile"]["condition"] == "service_completed_successfully"
+    assert mongo["environment"]["MONGO_INITDB_ROOT_USERNAME"] == "root"
+    assert "${MONGO_ROOT_PASSWORD:?" in mongo["environment"]["MONGO_INITDB_ROOT_PASSWORD"]
+    script = " ".join(argv(mongo["healthcheck"]["test"]))
+    assert "createUser({user: 'syncjobs'" in script and "roles: [{role: 'readWrite', db: 'syncjobs'}]" in script
+    for service in ("api", "worker"):
+        env = services[service]["environment"]
+        uri = urlsplit(env["SYNCJOBS_MONGODB_URI"])
+        assert (uri.username, uri.password) == ("syncjobs", "${MONGO_SYNCJOBS_PASSWORD}")
+        assert parse_qs(uri.query)["authSource"] == ["admin"]
+        assert env["SYNCJOBS_SECRET_KEYS"].startswith("${SYNCJOBS_SECRET_KEYS:?")
+        assert "SYNCJOBS_ALLOWED_NETWORKS" not in env  # the production egress policy: nothing extra allowed

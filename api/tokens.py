@@ -1,0 +1,93 @@
+"""Workspace tokens over REST: list, create (the value is shown once), revoke. A `read` token may only GET."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from aiohttp import web
+from bson import ObjectId
+from pydantic import AwareDatetime, Field
+from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
+from syncjobs.api.openapi import describe
+from syncjobs.shared.errors import ValidationFailed
+from syncjobs.shared.models import Camel, Name, Output
+from syncjobs.shared.store import api_tokens
+
+routes = web.RouteTableDef()
+TAG = "tokens"
+COLLECTION = "/api/workspaces/{ws}/tokens"
+
+
+class TokenInput(Camel):
+    name: Name
+    scope: Literal["full", "read"] = "full"
+    # an ISO 8601 string with an offset: strict mode would take only a datetime object, which JSON has not
+    expires_at: AwareDatetime | None = Field(default=None, strict=False)
+
+
+class Token(Output):
+    id: str
+    workspace_id: str
+    name: str
+    scope: Literal["full", "read"] = "full"
+    created_at: AwareDatetime | None = None
+    last_used_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+
+
+class CreatedToken(Token):
+    """The create's answer: the only document that ever carries the token."""
+
+    token: str
+
+
+class TokenList(Output):
+    items: list[Token]
+
+
+def _token(doc: dict[str, Any], model: type[Token] = Token, **extra: Any) -> Token:
+    fields = {k: str(v) if isinstance(v, ObjectId) else v for k, v in doc.items() if k != "tokenId"}
+    return model.model_validate({**fields, "id": str(doc["tokenId"]), **extra})
+
+
+@routes.get(COLLECTION)
+@describe(
+    "List the workspace's tokens (name, scope, created, last used, expiry; never the token)",
+    tag=TAG,
+    response=TokenList,
+    errors=(404,),
+)
+async def list_tokens(request: web.Request) -> web.Response:
+    docs = await api_tokens.list_tokens(db(request), workspace_id(request))
+    return web.json_response({"items": [_token(doc).to_json() for doc in docs]})
+
+
+@routes.post(COLLECTION)
+@describe(
+    "Create a token for the workspace; the answer carries the token, the only time it is shown",
+    tag=TAG,
+    body=TokenInput,
+    response=CreatedToken,
+    status=201,
+    errors=(403, 404),
+)
+async def create_token(request: web.Request) -> web.Response:
+    ws = workspace_id(request)
+    body = await read_body(request, TokenInput)
+    if body.expires_at is not None and body.expires_at <= clock(request).now():
+        raise ValidationFailed("expiresAt", "must be in the future")
+    token = api_tokens.new_token_value()
+    doc = await api_tokens.store_token(db(request), token, ws, body.name, scope=body.scope, expires_at=body.expires_at)
+    return web.json_response(_token(doc, CreatedToken, token=token).to_json(), status=201)
+
+
+@routes.delete(COLLECTION + "/{id}")
+@describe(
+    "Revoke a token: every api replica refuses it (401) from the next request on",
+    tag=TAG,
+    status=204,
+    errors=(403, 404),
+)
+async def revoke_token(request: web.Request) -> web.Response:
+    await api_tokens.revoke_token(db(request), workspace_id(request), object_id(request, "id"))
+    return web.Response(status=204)

@@ -1,0 +1,189 @@
+"""The run-time half of the tenancy checks: what got past the api (written before the rules, or whose DNS
+changed since) fails the run naming the refused address, before any data moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from bson import ObjectId
+from syncjobs.executor.guard import check_connected
+from syncjobs.shared.connection_rules import ConnectionRules, ControlCluster, TargetRefused
+from syncjobs.shared.egress import EgressPolicy
+from syncjobs.shared.mongo import Database, connect
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store.webhooks import WebhookInput, create_webhook
+from syncjobs.worker.notifier import AlertEvent, DeliveryPolicy, announce
+
+from tests.fixtures.executor_world import connection_rules, make_job, result_of, run_job, scratch_databases
+from tests.fixtures.security import SINGER_TAP_ARGV, TEST_TAP
+
+PRODUCTION = {"allowed_networks": (), "control_cluster_databases": ()}
+
+
+@dataclass
+class Server:
+    url: str = ""
+    hits: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+async def internal_service() -> AsyncIterator[Server]:
+    """An HTTP service on loopback that records each request; /hop redirects to 127.0.0.2."""
+    state = Server()
+
+    async def anything(request: web.Request) -> web.Response:
+        state.hits.append(request.path)
+        if request.path == "/hop":
+            raise web.HTTPFound(f"http://127.0.0.2:{port}/secrets")
+        return web.json_response([{"id": 1}])
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    state.url = f"http://127.0.0.1:{port}"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_raw_argv_no_admin_saved_never_runs(db: Database, mongo_uri: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        config = {"command": ["sh", "-c", f"touch {marker}"]}
+        _, job_id = await make_job(
+            db, source_kind="command", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        code, events = await run_job(db, job_id)
+        assert code == 1
+        assert "source.config.command" in result_of(events)["error"]
+        assert not marker.exists()
+        await db.data_sources.update_one({}, {"$set": {"rawCommandByAdmin": True}})  # what an admin's save records
+        await db.data_sources.update_one(
+            {},
+            {
+                "$set": {
+                    "config": {"command": list(SINGER_TAP_ARGV), "config": {"streams": {"rows": [{"id": 0, "seq": 0}]}}}
+                }
+            },
+        )
+        code, events = await run_job(db, job_id)
+        assert code == 0, result_of(events)
+
+
+async def test_an_unknown_tap_fails_the_run(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_job(
+            db, source_kind="command", source_config={"tap": "gone"}, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        code, events = await run_job(db, job_id)
+        assert code == 1 and "source.config.tap" in result_of(events)["error"]
+
+
+async def test_a_destination_on_the_control_server_fails_the_run_and_writes_nothing(
+    db: Database, mongo_uri: str
+) -> None:
+    """The 'becoming admin' attack, as if DNS had changed after the api accepted the destination."""
+    forged = {"streams": {"api_tokens": [{"id": "forged", "seq": 0, "workspaceId": None, "name": "admin"}]}}
+    _, job_id = await make_job(
+        db,
+        source_kind="command",
+        source_config={"tap": TEST_TAP, "config": forged},
+        dest_uri=mongo_uri,
+        dest_database=db.name,
+        mode="incremental",
+    )
+    tokens_before = await db.api_tokens.find().to_list()
+    for rules, expected in [
+        (await connection_rules(db), "destination.config.database"),  # never the control database itself
+        (await connection_rules(db, control_cluster_databases=()), "destination.config.uri"),
+        (await connection_rules(db, **PRODUCTION), "127.0.0.1"),
+    ]:
+        code, events = await run_job(db, job_id, rules=rules)
+        error = result_of(events)["error"]
+        assert code == 1 and expected in error, error
+        assert await db.api_tokens.find().to_list() == tokens_before
+
+
+async def test_reading_the_control_database_fails_the_run(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri.replace("127.0.0.1", "localhost"), "database": db.name},
+            dest_uri=mongo_uri,
+            dest_database=dest.name,
+        )
+        code, events = await run_job(db, job_id)
+        assert code == 1 and "source.config.database" in result_of(events)["error"]
+        assert await dest.list_collection_names() == []
+
+
+async def test_a_server_known_only_by_its_process_id_is_still_the_control_server(db: Database, mongo_uri: str) -> None:
+    """An alias no resolution would reveal (a NAT, a proxy): `hello`'s process id gives it away."""
+    rules = await connection_rules(db, control_cluster_databases=())
+    blind = ConnectionRules(rules.egress, ControlCluster(db.name, frozenset(), rules.control.process_ids))
+    assert rules.control.process_ids
+    client = connect(mongo_uri)
+    try:
+        with pytest.raises(TargetRefused, match="control database's server"):
+            await check_connected(blind, client, "tenant", "destination.config.")
+    finally:
+        await client.close()
+
+
+async def test_an_http_source_on_loopback_fails_the_run_without_a_request(
+    db: Database, mongo_uri: str, internal_service: Server
+) -> None:
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        config = {"baseUrl": internal_service.url, "entities": {"things": {"path": "/things"}}}
+        _, job_id = await make_job(
+            db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        production = await connection_rules(db, **PRODUCTION)
+        code, events = await run_job(db, job_id, rules=production)
+        assert code == 1 and "127.0.0.1" in result_of(events)["error"]
+        assert internal_service.hits == []
+
+
+async def test_a_redirect_to_a_refused_address_is_not_followed(
+    db: Database, mongo_uri: str, internal_service: Server
+) -> None:
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        config = {
+            "baseUrl": internal_service.url,
+            "entities": {"things": {"path": "/hop"}},
+            "retry": {"maxAttempts": 1},
+        }
+        _, job_id = await make_job(
+            db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        only_one_address = await connection_rules(db, allowed_networks=("127.0.0.1/32",))
+        code, events = await run_job(db, job_id, rules=only_one_address)
+        assert code == 1 and "127.0.0.2" in result_of(events)["error"], result_of(events)
+        assert internal_service.hits == ["/hop"]
+
+
+async def test_a_webhook_on_loopback_is_not_delivered(
+    db: Database, settings: Settings, internal_service: Server
+) -> None:
+    ws = ObjectId()
+    body = WebhookInput.model_validate({"url": internal_service.url + "/hook"})
+    await create_webhook(db, ws, body, datetime.now(UTC))
+    event = AlertEvent("alert.opened", "consecutive_failures", str(ObjectId()), {"text": "x"})
+    await announce(db, ws, [event], DeliveryPolicy(attempts=3, first_backoff_seconds=0), EgressPolicy())
+    [delivery] = await db.webhook_deliveries.find().to_list()
+    assert delivery["outcome"] == "failed" and delivery["attempts"] == 1
+    assert "127.0.0.1" in delivery["error"] and "egress policy" in delivery["error"]
+    assert internal_service.hits == []
+    await announce(db, ws, [event], DeliveryPolicy(), EgressPolicy.from_strings(settings.allowed_networks))
+    assert internal_service.hits == ["/hook"]
