@@ -171,8 +171,8 @@ def write_ops(uri: str) -> int:
 
 def burst(
     uri: str, server_pid: int, args: argparse.Namespace, replicas: int, executor: str, logs: Path
-) -> tuple[str, float]:
-    """One burst on a fresh database; returns its report and its drain rate (runs/s)."""
+) -> tuple[str, float, float]:
+    """One burst on a fresh database; returns its report, its drain rate (runs/s) and writes per run."""
     with client(uri) as mongo:
         for name in mongo.list_database_names():
             if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
@@ -226,7 +226,7 @@ def report(
     replicas: int,
     executor: str,
     jobs: int,
-) -> tuple[str, float]:
+) -> tuple[str, float, float]:
     started = [run for run in done if run.get("startedAt")]
     finished = [run for run in done if run.get("finishedAt")]
     count = max(1, len(done))
@@ -252,7 +252,7 @@ def report(
             f"  writes/run {writes / count:.2f}",
         ]
     )
-    return text, len(finished) / drain_s
+    return text, len(finished) / drain_s, writes / count
 
 
 def main() -> None:
@@ -291,9 +291,14 @@ def main() -> None:
                 print(f"spawn-to-first-event {start}: {percentiles(values)}")
         for replicas in [int(r) for r in args.replicas.split(",")]:
             for executor in executors:
-                text, rate = burst(uri, db_server.process.pid, args, replicas, executor, Path(logs))
+                text, rate, writes_per_run = burst(uri, db_server.process.pid, args, replicas, executor, Path(logs))
+                ceiling = one_rate / max(writes_per_run, 1e-9)
                 print(text)
-                print(f"  drain rate / server insert_one rate: {rate / one_rate:.3f}")
+                print(
+                    f"  drain rate / server insert_one rate: {rate / one_rate:.3f}"
+                    f"  (at {writes_per_run:.2f} writes/run the server allows {ceiling:.0f} runs/s;"
+                    f" the drain is {rate / ceiling:.2f} of that)"
+                )
 
 
 if __name__ == "__main__":

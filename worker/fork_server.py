@@ -157,6 +157,7 @@ class ForkServer:
             try:
                 await asyncio.wait_for(asyncio.shield(self._ready), READY_TIMEOUT_SECONDS)
             except TimeoutError:
+                self._lost("the fork server did not become ready")
                 raise ForkServerLost("the fork server did not become ready") from None
             log.info("fork_server_started", pid=self._process.pid)
 
@@ -201,8 +202,8 @@ class ForkServer:
             self._close_all(theirs)  # the server holds its own copies now
         try:
             pid, exit_status = await reply
-        except ForkServerLost:
-            self._close_all(ours)  # a child forked but never told: it reads end of file on `go` and exits
+        except BaseException:  # lost or cancelled: a child forked but never told reads end of file on `go`
+            self._close_all(ours)
             raise
         finally:
             self._replies.pop(request_id, None)
