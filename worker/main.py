@@ -69,7 +69,7 @@ class _Worker:
         self.clock = clock
         self.stop = stop
         self.health = DatabaseHealth()
-        self.fork_server = ForkServer()  # started on the first warm run, shared by every term
+        self.fork_server = ForkServer()  # warmed up at start (when used), shared by every term
         self._background: set[asyncio.Task[object]] = set()
         self._notify_latest: dict[ObjectId, ObjectId] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)

@@ -21,7 +21,7 @@ from syncjobs.shared.models import SyncJob, from_document
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import job_runs
 from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
-from syncjobs.worker.fork_server import ForkServer
+from syncjobs.worker.fork_server import START_ATTEMPTS, ForkServer
 
 from tests.acceptance import test_worker_processes
 from tests.acceptance.test_worker_processes import Workers
@@ -186,6 +186,21 @@ async def hanging_tap_job(db: Database, mongo_uri: str, dest: Database, pid_file
     _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
     await _without_discovery(db)
     return job_id
+
+
+async def test_a_fork_server_that_cannot_start_costs_speed_not_the_run(db: Database, mongo_uri: str) -> None:
+    broken = ForkServer({**os.environ, "PYTHONHOME": "/nonexistent"})  # its interpreter cannot start
+    try:
+        async with scratch_databases(mongo_uri, 2) as (source, dest):
+            await source.users.insert_one({"_id": 1})
+            _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
+            env = executor_env(mongo_uri, db.name)
+            outcome = await execute(["--run-id", str(await new_run(db, job_id))], env, broken)
+            assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.stderr_tail
+            assert await contents(dest, "users") == {1: {"_id": 1}}
+        assert broken.starts == START_ATTEMPTS and broken.pid is None  # then the run was spawned cold
+    finally:
+        await broken.close()
 
 
 def fork_server_of(worker_pid: int) -> int | None:
