@@ -19,11 +19,12 @@ from typing import Any
 from bson import ObjectId
 from pymongo import MongoClient
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
-from syncjobs.shared.secrets import new_key
+from syncjobs.shared.secrets import install_keys, new_key
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench"
 BENCH_SECRET_KEY = new_key()
+install_keys([BENCH_SECRET_KEY])  # the bench writes sources itself, sealed as the api would
 
 
 @contextmanager
@@ -78,20 +79,26 @@ def client(uri: str) -> MongoClient[dict[str, Any]]:
     return MongoClient(uri, tz_aware=True)
 
 
+def process_env(uri: str, **env: str) -> dict[str, str]:
+    """The environment of a bench's worker or executor process: ours without SYNCJOBS_*, then the bench's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")} | {
+        "SYNCJOBS_SECRET_KEYS": BENCH_SECRET_KEY,
+        # The bench's sources and destinations live on its own server, on loopback, as with `syncjobs up`.
+        "SYNCJOBS_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "SYNCJOBS_CONTROL_CLUSTER_DATABASES": "*",
+        "SYNCJOBS_MONGODB_URI": uri,
+        "SYNCJOBS_DATABASE": DATABASE,
+        **env,
+    }
+
+
 class WorkerProcess:
     """`syncjobs worker` with JSON logs in a file, which the benchmark reads back."""
 
     def __init__(self, uri: str, worker_id: str, log_dir: Path, **env: str) -> None:
         self.worker_id = worker_id
         self.log_path = log_dir / f"{worker_id}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-        full_env |= {
-            "SYNCJOBS_SECRET_KEYS": BENCH_SECRET_KEY,
-            "SYNCJOBS_MONGODB_URI": uri,
-            "SYNCJOBS_DATABASE": DATABASE,
-            "SYNCJOBS_WORKER_ID": worker_id,
-            **env,
-        }
+        full_env = process_env(uri, SYNCJOBS_WORKER_ID=worker_id, **env)
         self.started_at = time.time()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

@@ -66,6 +66,13 @@ change_stream_reconnects_total = Counter(
 executors_running = Gauge(
     "syncjobs_executors_running", "Executor processes this worker is running now.", registry=WORKER_REGISTRY
 )
+executor_first_event_seconds = Histogram(
+    "syncjobs_executor_first_event_seconds",
+    "From asking for an executor to its first NDJSON event, by start (cold: new interpreter, warm: forked).",
+    ["start"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=WORKER_REGISTRY,
+)
 webhook_deliveries_total = Counter(
     "syncjobs_webhook_deliveries",
     "Alert webhook deliveries, by outcome (delivered or failed).",

@@ -76,6 +76,17 @@ def _taps(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     return taps
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -105,6 +116,9 @@ class Settings:
     shutdown_grace_seconds: float = 30.0
     # argv prefix that runs one executor; the run id is appended as `--run-id ID`.
     executor_command: tuple[str, ...] = ()
+    # Without an executor_command: fork each executor from a warm fork server (True) or start a new
+    # interpreter per run (False).
+    warm_executor: bool = True
     run_retention_days: int = 30
     worker_metrics_port: int | None = None
     # How often the leading worker re-evaluates jobs with open alerts (resolving those that stopped holding).
@@ -137,6 +151,7 @@ class Settings:
             max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", 4, minimum=1),
             shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", 30.0),
             executor_command=tuple(executor_command),
+            warm_executor=_bool(env, "SYNCJOBS_WARM_EXECUTOR", True),
             run_retention_days=_int(env, "SYNCJOBS_RUN_RETENTION_DAYS", 30, minimum=1),
             worker_metrics_port=metrics_port or None,
             alert_sweep_seconds=_int(env, "SYNCJOBS_ALERT_SWEEP_SECONDS", 60, minimum=1),

@@ -23,6 +23,7 @@ from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
 from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
 from syncjobs.worker.fire_plan import decide_overlap, retry_delay, should_retry
+from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease
 
@@ -35,21 +36,30 @@ START_RETRY_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class ExecutorSpec:
-    """How runs are executed: the executor's argv prefix and environment, and how many run at once."""
+    """How runs are executed: the executor's argv prefix and environment, how many run at once, and the
+    fork server that starts them warm (None: a new process per run)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
     max_concurrent_runs: int
+    fork_server: ForkServer | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ExecutorSpec:
-        """The executor finds the database through the same settings as the worker."""
+    def from_settings(cls, settings: Settings, fork_server: ForkServer | None = None) -> ExecutorSpec:
+        """The executor finds the database through the same settings as the worker; `fork_server` is
+        used only for the default executor with SYNCJOBS_WARM_EXECUTOR on."""
         env = {
             **os.environ,
             "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(),
             "SYNCJOBS_DATABASE": settings.database,
         }
-        return cls(settings.executor_command or default_executor_command(), env, settings.max_concurrent_runs)
+        warm = settings.warm_executor and not settings.executor_command
+        return cls(
+            settings.executor_command or default_executor_command(),
+            env,
+            settings.max_concurrent_runs,
+            fork_server if warm else None,
+        )
 
 
 class RunDispatcher:
@@ -75,6 +85,7 @@ class RunDispatcher:
         self.health = health
         self._argv = executor.argv
         self._env = executor.env
+        self._fork_server = executor.fork_server
         self._plan_run = plan_run
         self._on_run_finished = on_run_finished
         self._random = random_fraction
@@ -188,7 +199,8 @@ class RunDispatcher:
         env = {**self._env, "SYNCJOBS_RUN_ID": str(run_id)}
         metrics.executors_running.inc()
         try:
-            return await run_executor([*self._argv, "--run-id", str(run_id)], env, run_seconds, self.cancel)
+            argv = [*self._argv, "--run-id", str(run_id)]
+            return await run_executor(argv, env, run_seconds, self.cancel, fork_server=self._fork_server)
         finally:
             metrics.executors_running.dec()
 

@@ -1,8 +1,9 @@
-"""One executor subprocess: spawned in its own process group, watched, killed as a group.
+"""One executor process: spawned in its own process group, watched, killed as a group.
 
 The executor prints NDJSON events on stdout (the last `result` event is the run's result) and human
-logs on stderr (the last 4 KiB are kept for a failure). It dies with the worker (PR_SET_PDEATHSIG), so a
-SIGKILLed leader leaves no orphan writing to a destination while the new leader marks its run lost.
+logs on stderr (the last 4 KiB are kept for a failure). It dies with the worker, so a SIGKILLed worker
+leaves no orphan writing to a destination while its run is marked lost. It is started cold (a new
+interpreter, PR_SET_PDEATHSIG) or, given a fork server, forked warm from it (`worker/fork_server.py`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from syncjobs.shared import metrics
+from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
+from syncjobs.worker.fork_server import EXECUTOR_COMMAND, ForkServer, ForkServerLost
+
+log = get_logger(__name__)
 
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
@@ -27,7 +32,21 @@ MAX_EVENT_LINE_BYTES = 16 * 1024 * 1024
 
 
 def default_executor_command() -> tuple[str, ...]:
-    return (sys.executable, "-P", "-m", "syncjobs.executor")
+    return EXECUTOR_COMMAND
+
+
+class ExecutorProcess(Protocol):
+    """What `run_executor` needs of a started executor, cold (asyncio's Process) or warm."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | None: ...
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+    @property
+    def stderr(self) -> asyncio.StreamReader | None: ...
+    async def wait(self) -> int | None: ...
 
 
 @dataclass
@@ -59,25 +78,24 @@ class ExecutionOutcome:
 class _Output:
     result: dict[str, Any] | None = None
     stderr: bytearray = field(default_factory=bytearray)
+    first_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 async def run_executor(
-    argv: Sequence[str], env: Mapping[str, str], timeout_seconds: float, cancel: asyncio.Event
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    timeout_seconds: float,
+    cancel: asyncio.Event,
+    *,
+    fork_server: ForkServer | None = None,
 ) -> ExecutionOutcome:
-    """Run the executor to its end, its timeout (timed_out) or `cancel` being set (cancelled)."""
+    """Run the executor to its end, its timeout (timed_out) or `cancel` being set (cancelled); forked
+    from `fork_server` when one is given and `argv` is the default executor command."""
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-        start_new_session=True,
-        preexec_fn=die_with_this_process(),
-        limit=MAX_EVENT_LINE_BYTES,
-    )
+    process, kind = await _start(argv, env, fork_server)
     output = _Output()
     readers = asyncio.gather(_read_events(process.stdout, output), _read_tail(process.stderr, output))
+    first_event = asyncio.ensure_future(_observe_first_event(output, started, kind))
     exited = asyncio.ensure_future(process.wait())
     cancelled = asyncio.ensure_future(cancel.wait())
     try:
@@ -97,6 +115,7 @@ async def run_executor(
         await exited
         with contextlib.suppress(Exception):
             await asyncio.wait_for(readers, KILL_GRACE_SECONDS)
+        first_event.cancel()
     tail = bytes(output.stderr).decode("utf-8", "replace")
     result = output.result or {}
     error = None
@@ -105,7 +124,7 @@ async def run_executor(
     elif status == RunStatus.CANCELLED:
         error = "cancelled"
     elif status == RunStatus.FAILED:
-        error = result.get("error") or _last_line(tail) or f"exit code {process.returncode}"
+        error = result.get("error") or _last_line(tail) or _exit_error(process.returncode)
     return ExecutionOutcome(
         status=status,
         exit_code=process.returncode,
@@ -115,6 +134,39 @@ async def run_executor(
         details=result.get("details"),
         stderr_tail=tail,
     )
+
+
+async def _start(
+    argv: Sequence[str], env: Mapping[str, str], fork_server: ForkServer | None
+) -> tuple[ExecutorProcess, str]:
+    if fork_server is not None and tuple(argv[: len(EXECUTOR_COMMAND)]) == EXECUTOR_COMMAND:
+        try:
+            return await fork_server.spawn(argv, env, stdout_limit=MAX_EVENT_LINE_BYTES), "warm"
+        except ForkServerLost as lost:  # slower, never lost
+            log.warning("executor_spawned_cold", reason=str(lost))
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=dict(env),
+        start_new_session=True,
+        preexec_fn=die_with_this_process(),
+        limit=MAX_EVENT_LINE_BYTES,
+    )
+    return process, "cold"
+
+
+async def _observe_first_event(output: _Output, started: float, kind: str) -> None:
+    """Spawn-to-first-event: from asking for an executor to its first NDJSON event."""
+    await output.first_event.wait()
+    metrics.executor_first_event_seconds.labels(kind).observe(time.monotonic() - started)
+
+
+def _exit_error(returncode: int | None) -> str:
+    if returncode is None:
+        return "the executor ended without an exit status (its fork server was lost and it was killed)"
+    return f"exit code {returncode}"
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -129,6 +181,7 @@ async def _read_events(stream: asyncio.StreamReader | None, output: _Output) -> 
             event = json.loads(line)
         except ValueError:
             continue
+        output.first_event.set()
         if isinstance(event, dict) and event.get("event") == "result":
             output.result = event
 

@@ -18,6 +18,7 @@ from syncjobs.shared.settings import Settings
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
 from syncjobs.worker.dispatcher import ExecutorSpec
+from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 from syncjobs.worker.lease import Lease
@@ -47,9 +48,15 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)
     worker = _Worker(db, settings, lease, clock, stop)
     log.info("worker_started", worker_id=settings.worker_id, lease_ttl_seconds=settings.lease_ttl_seconds)
+    warming = None
+    if settings.warm_executor and not settings.executor_command:
+        warming = asyncio.create_task(worker.fork_server.warm_up())
     try:
         await worker.run()
     finally:
+        if warming is not None:
+            await warming
+        await worker.fork_server.close()
         await client.close()
         log.info("worker_stopped", worker_id=settings.worker_id)
 
@@ -62,6 +69,7 @@ class _Worker:
         self.clock = clock
         self.stop = stop
         self.health = DatabaseHealth()
+        self.fork_server = ForkServer()  # warmed up at start (when used), shared by every term
         self._background: set[asyncio.Task[object]] = set()
         self._notify_latest: dict[ObjectId, ObjectId] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
@@ -94,7 +102,7 @@ class _Worker:
             self.db,
             self.lease,
             self.clock,
-            executor=ExecutorSpec.from_settings(self.settings),
+            executor=ExecutorSpec.from_settings(self.settings, self.fork_server),
             health=self.health,
             on_run_finished=self._notify,
         )

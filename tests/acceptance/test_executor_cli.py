@@ -16,8 +16,14 @@ from bson import ObjectId
 from syncjobs.shared.mongo import Database
 
 from tests.fixtures.eventually import eventually
-from tests.fixtures.executor_world import contents, make_job, make_tap_job, new_run, scratch_databases
-from tests.fixtures.security import security_env
+from tests.fixtures.executor_world import (
+    contents,
+    executor_env,
+    make_job,
+    make_tap_job,
+    new_run,
+    scratch_databases,
+)
 from tests.fixtures.worker_jobs import process_gone
 
 pytestmark = pytest.mark.slow
@@ -25,11 +31,6 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[2]
 SYNCJOBS_CLI = [sys.executable, "-P", "-m", "syncjobs"]
 EXECUTOR_MODULE = [sys.executable, "-P", "-m", "syncjobs.executor"]
-
-
-def executor_env(mongo_uri: str, database: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    return env | security_env() | {"SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": database}
 
 
 async def start(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:

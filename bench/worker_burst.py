@@ -1,0 +1,313 @@
+"""A burst: N jobs due in the same second, run by real `syncjobs worker` replicas with the REAL executor
+on a trivial source (a `mongodb` source of one collection holding one document), compared with the
+server's own raw write rate measured in the same run.
+
+    python -m bench.worker_burst --jobs 1000 --replicas 1,3 --executor cold,warm,true
+
+`--executor`: `cold` spawns `python -P -m syncjobs.executor` per run (SYNCJOBS_WARM_EXECUTOR=false),
+`warm` forks it from the worker's fork server (the default), `true` runs the `true` stand-in (no sync at
+all: the scheduler's and the database's own cost). Every combination runs on the same fresh server.
+
+Printed per combination:
+- fire lag p50/p99: `scheduledFor` -> `startedAt` of each run;
+- runs started per second: runs / (last `startedAt` - due time);
+- drain: due time -> last `finishedAt`, and runs / drain time;
+- CPU seconds per run: the workers' process trees (worker, fork server, executors, taps) from /proc:
+  utime+stime of every live process in the tree plus cutime+cstime (its waited-for children), summed
+  just before the due time and again once every run has ended; the difference over runs. The server's
+  own CPU is printed apart;
+- writes per run: serverStatus opcounters (insert+update+delete) before/after, over runs. SecantusDB
+  counts one per write *command* (an insert_many or a bulk_write is 1; findAndModify is an update), so
+  this is write round trips per run, executor writes (progress on the run, the destination) included;
+- the server's raw write rate (a loop of insert_one of small documents, and insert_many of 1,000) and the
+  drain rate as a fraction of it: the runs/s ceiling is that insert_one rate / writes per run;
+- spawn-to-first-event cold vs warm: one executor at a time on an idle worker-less server, from asking
+  for the executor to its first NDJSON event (the worker's `syncjobs_executor_first_event_seconds`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bson import ObjectId
+from pymongo import MongoClient
+from syncjobs.shared.logging import configure_logging
+from syncjobs.shared.metrics import WORKER_REGISTRY
+from syncjobs.shared.models import DataSourceInput, DestinationInput, SyncJob, from_document
+from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.store import data_sources, destinations, job_runs
+from syncjobs.worker.executor_process import default_executor_command, run_executor
+from syncjobs.worker.fork_server import ForkServer
+
+from bench.worker_support import (
+    DATABASE,
+    WorkerProcess,
+    client,
+    job_docs,
+    next_whole_second,
+    percentiles,
+    process_env,
+    server,
+)
+
+SOURCE_DB, DEST_DB = "bench_source", "bench_dest"
+FINAL = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+async def trivial_source(uri: str) -> tuple[ObjectId, ObjectId, ObjectId]:
+    """A workspace's data source (one collection, one document) and destination; returns their ids."""
+    mongo = connect(uri)
+    try:
+        await mongo[SOURCE_DB].items.insert_one({"_id": 1, "name": "one"})
+        db = mongo[DATABASE]
+        await ensure_indexes(db)
+        workspace = ObjectId()
+        source = await data_sources.store.create(
+            db, workspace, DataSourceInput(name="src", kind="mongodb", config={"uri": uri, "database": SOURCE_DB})
+        )
+        destination = await destinations.store.create(
+            db, workspace, DestinationInput.model_validate({"name": "dst", "config": {"uri": uri, "database": DEST_DB}})
+        )
+        return workspace, ObjectId(source.id), ObjectId(destination.id)
+    finally:
+        await mongo.close()
+
+
+def own_destinations(mongo: MongoClient[dict[str, Any]], template_id: ObjectId, count: int) -> list[ObjectId]:
+    """A destination database per job, copies of the template: runs of different jobs never race on
+    one destination document."""
+    destinations_collection = mongo[DATABASE].destinations
+    template = destinations_collection.find_one({"_id": template_id})
+    assert template is not None
+    copies = [
+        {
+            **template,
+            "_id": ObjectId(),
+            "name": f"dst-{i}",
+            "config": {**template["config"], "database": f"{DEST_DB}_{i}"},
+        }
+        for i in range(count)
+    ]
+    destinations_collection.insert_many(copies)
+    return [copy["_id"] for copy in copies]
+
+
+def raw_write_rate(uri: str, seconds: float = 3.0) -> tuple[float, float]:
+    """insert_one per second (one write round trip each) and documents per second by insert_many."""
+    with client(uri) as mongo:
+        collection = mongo["bench_raw"].docs
+        count, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            collection.insert_one({"n": count, "pad": "x" * 64})
+            count += 1
+        one_rate = count / (time.monotonic() - started)
+        docs = [{"n": i, "pad": "x" * 64} for i in range(1000)]
+        started = time.monotonic()
+        for _ in range(3):
+            collection.insert_many([dict(d) for d in docs])
+        many_rate = 3000 / (time.monotonic() - started)
+        mongo.drop_database("bench_raw")
+    return one_rate, many_rate
+
+
+async def first_event_seconds(uri: str, job: dict[str, Any], samples: int) -> dict[str, list[float]]:
+    """One executor at a time, cold then warm, each on a fresh run of `job`."""
+    env = process_env(uri)
+    mongo = connect(uri)
+    fork_server = ForkServer(env)
+    found: dict[str, list[float]] = {"cold": [], "warm": []}
+    try:
+        await fork_server.start()
+        model = from_document(SyncJob, job)
+        for start, server_or_none in (("cold", None), ("warm", fork_server)):
+            for _ in range(samples):
+                run = await job_runs.create_manual_run(mongo[DATABASE], model, datetime.now(UTC))
+                before = _histogram_sum(start)
+                argv = [*default_executor_command(), "--run-id", run.id]
+                outcome = await run_executor(argv, env, 60, asyncio.Event(), fork_server=server_or_none)
+                if outcome.status != "succeeded":
+                    raise RuntimeError(f"a {start} sample run {outcome.status}: {outcome.error}")
+                found[start].append(_histogram_sum(start) - before)
+        await mongo[DATABASE].job_runs.delete_many({"trigger": "manual"})
+    finally:
+        await fork_server.close()
+        await mongo.close()
+    return found
+
+
+def _histogram_sum(start: str) -> float:
+    name = "syncjobs_executor_first_event_seconds_sum"
+    return WORKER_REGISTRY.get_sample_value(name, {"start": start}) or 0.0
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU of `root` and its live descendants, each with its waited-for children (see the docstring)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(entry)] = int(fields[1])
+        ticks[int(entry)] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(ticks.get(pid, 0) for pid in tree) / CLK_TCK
+
+
+def write_ops(uri: str) -> int:
+    with client(uri) as mongo:
+        counters = mongo.admin.command("serverStatus")["opcounters"]
+    return int(counters["insert"] + counters["update"] + counters["delete"])
+
+
+def burst(
+    uri: str, server_pid: int, args: argparse.Namespace, replicas: int, executor: str, logs: Path
+) -> tuple[str, float, float]:
+    """One burst on a fresh database; returns its report, its drain rate (runs/s) and writes per run."""
+    with client(uri) as mongo:
+        for name in mongo.list_database_names():
+            if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
+                mongo.drop_database(name)
+        workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
+        due = next_whole_second(datetime.now(UTC), timedelta(seconds=8 + 3 * replicas + args.jobs / 200))
+        cron = f"{due.second} {due.minute} {due.hour} {due.day} {due.month} *"
+        docs = job_docs(args.jobs, cron, due, workspaceId=workspace, dataSourceId=source_id)
+        for job, destination in zip(docs, own_destinations(mongo, destination_id, args.jobs), strict=True):
+            job["destinationDatabaseId"] = destination
+        mongo[DATABASE].syncjobs.insert_many(docs)
+        env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(args.concurrency), "SYNCJOBS_LEASE_TTL_SECONDS": "15"}
+        if executor == "true":
+            env["SYNCJOBS_EXECUTOR_COMMAND"] = "true"
+        else:
+            env["SYNCJOBS_WARM_EXECUTOR"] = "true" if executor == "warm" else "false"
+        label = f"{executor}-{replicas}r-{args.jobs}j-{time.monotonic_ns()}"
+        workers = [WorkerProcess(uri, f"{label}-{i}", logs, **env) for i in range(replicas)]
+        try:
+            for worker in workers:
+                worker.wait_for("worker_started")
+                if executor == "warm":
+                    worker.wait_for("fork_server_started")
+            time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() - 1.0))
+            late = datetime.now(UTC) > due
+            cpu_before = sum(tree_cpu_seconds(w.process.pid) for w in workers)
+            server_before = tree_cpu_seconds(server_pid)
+            writes_before = write_ops(uri)
+            runs = mongo[DATABASE].job_runs
+            deadline = time.monotonic() + 300 + 2 * args.jobs
+            while runs.count_documents({"status": {"$in": FINAL}}) < args.jobs and time.monotonic() < deadline:
+                time.sleep(0.25)
+            writes = write_ops(uri) - writes_before
+            cpu = sum(tree_cpu_seconds(w.process.pid) for w in workers) - cpu_before
+            server_cpu = tree_cpu_seconds(server_pid) - server_before
+            fields = ["startedAt", "finishedAt", "scheduledFor", "status", "workerId", "error"]
+            done = list(runs.find({}, dict.fromkeys(fields, 1)))
+        finally:
+            for worker in workers:
+                worker.stop()
+    return report(done, due, late, cpu, server_cpu, writes, replicas, executor, args.jobs)
+
+
+def report(
+    done: list[dict[str, Any]],
+    due: datetime,
+    late: bool,
+    cpu: float,
+    server_cpu: float,
+    writes: int,
+    replicas: int,
+    executor: str,
+    jobs: int,
+) -> tuple[str, float, float]:
+    started = [run for run in done if run.get("startedAt")]
+    finished = [run for run in done if run.get("finishedAt")]
+    count = max(1, len(done))
+    lags = [(run["startedAt"] - run["scheduledFor"]).total_seconds() for run in started]
+    last_start = max((run["startedAt"] for run in started), default=due)
+    drain = max((run["finishedAt"] for run in finished), default=due) - due
+    drain_s = max(drain.total_seconds(), 1e-3)
+    start_s = max((last_start - due).total_seconds(), 1e-3)
+    statuses = dict(Counter(run["status"] for run in done))
+    errors = Counter(str(run.get("error"))[:120] for run in done if run.get("error"))
+    by_worker = sorted(Counter(str(run.get("workerId")).rsplit("-", 1)[-1] for run in started).values())
+    name = "true (stand-in, no sync)" if executor == "true" else executor
+    text = "\n".join(
+        [
+            f"executor={name} replicas={replicas} jobs={jobs}"
+            + ("  (warning: workers ready after due)" if late else ""),
+            f"  statuses {statuses}  runs per replica {by_worker}",
+            *(f"  error x{n}: {error}" for error, n in errors.most_common(3)),
+            f"  fire lag {percentiles(lags)}",
+            f"  runs started/s {len(started) / start_s:.1f}"
+            f"  drain {drain_s:.2f}s = {len(finished) / drain_s:.1f} runs/s",
+            f"  CPU/run: workers' trees {cpu / count:.3f}s, server {server_cpu / count:.3f}s"
+            f"  writes/run {writes / count:.2f}",
+        ]
+    )
+    return text, len(finished) / drain_s, writes / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--replicas", default="1,3", help="comma list of replica counts")
+    parser.add_argument("--executor", default="cold,warm,true", help="comma list of cold, warm, true")
+    parser.add_argument("--concurrency", type=int, default=4, help="SYNCJOBS_MAX_CONCURRENT_RUNS per replica")
+    parser.add_argument("--first-event-samples", type=int, default=10)
+    args = parser.parse_args()
+    configure_logging("warning")
+    executors = args.executor.split(",")
+    if not set(executors) <= {"cold", "warm", "true"}:
+        parser.error("--executor takes cold, warm and true")
+    with server() as db_server, tempfile.TemporaryDirectory() as logs:
+        uri = db_server.uri
+        one_rate, many_rate = raw_write_rate(uri)
+        print(f"server raw writes: insert_one {one_rate:.0f}/s, insert_many {many_rate:.0f} docs/s")
+        if args.first_event_samples:
+            with client(uri) as mongo:
+                mongo.drop_database(DATABASE)
+            workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
+            [job] = job_docs(
+                1,
+                "0 0 1 1 *",
+                datetime.now(UTC),
+                workspaceId=workspace,
+                dataSourceId=source_id,
+                destinationDatabaseId=destination_id,
+                enabled=False,
+            )
+            with client(uri) as mongo:
+                mongo[DATABASE].syncjobs.insert_one(job)
+            samples = asyncio.run(first_event_seconds(uri, job, args.first_event_samples))
+            for start, values in samples.items():
+                print(f"spawn-to-first-event {start}: {percentiles(values)}")
+        for replicas in [int(r) for r in args.replicas.split(",")]:
+            for executor in executors:
+                text, rate, writes_per_run = burst(uri, db_server.process.pid, args, replicas, executor, Path(logs))
+                ceiling = one_rate / max(writes_per_run, 1e-9)
+                print(text)
+                print(
+                    f"  drain rate / server insert_one rate: {rate / one_rate:.3f}"
+                    f"  (at {writes_per_run:.2f} writes/run the server allows {ceiling:.0f} runs/s;"
+                    f" the drain is {rate / ceiling:.2f} of that)"
+                )
+
+
+if __name__ == "__main__":
+    main()

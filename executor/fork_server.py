@@ -1,0 +1,188 @@
+"""The warm executor: one process with the executor's modules imported, forking a child per run.
+
+A cold `python -P -m syncjobs.executor` pays for the interpreter and its imports on every run; a child
+forked from here starts with them done. The worker starts this server (`worker/fork_server.py`) and
+talks to it over a Unix socket (SOCK_SEQPACKET, one JSON object per message):
+
+- worker -> server: `{"id": n, "args": [...], "env": {...}}` with four descriptors (`socket.send_fds`):
+  the read end of a "go" pipe and the write ends of the child's stdout, stderr and exit-status pipes;
+- server -> worker: `{"ready": true}` once imported; `{"id": n, "pid": p}` right after each fork (or
+  `{"id": n, "error": "..."}`); `{"pid": p, "returncode": rc}` when that child ends (negative: signal).
+
+The child is what a cold executor would be: a session of its own (killed as a group on timeout), the
+NDJSON protocol on stdout and logs on stderr, the same exit codes, exactly the environment sent, signal
+handlers and `random` as in a fresh interpreter, none of the server's descriptors. It runs only once the
+worker has its pid and sends the go byte, so a server that dies between fork and reply never leaves a
+second copy of a run going. It does not die with the server (a restarted server does not lose the runs
+in flight): it dies with the worker, through the worker's lifeline pipe, whose end of file it watches.
+The server opens no event loop and no database client (it checks it has no second thread before each
+fork), so a child inherits neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import threading
+import traceback
+from typing import Any
+
+# Imported once here, so that a run pays only for a fork.
+import syncjobs.executor.sources.command
+import syncjobs.executor.sources.http
+import syncjobs.executor.sources.mongodb  # noqa: F401
+from syncjobs.executor import cli
+
+MAX_MESSAGE_BYTES = 1 << 20
+FDS_PER_REQUEST = 4
+EXIT_NOT_STARTED = 3  # the worker gave up on this child before it ran (never a run's outcome)
+
+
+def serve(control: socket.socket, lifeline: int) -> int:
+    """Fork a child per request until the worker closes its end of `control`."""
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD interrupts select and wakes us
+    own_fds = [control.fileno(), wake_read, wake_write]
+    gc.freeze()  # what is imported stays out of the children's collections: fewer copy-on-write pages
+    _send(control, {"ready": True})
+    while True:
+        readable, _, _ = select.select([control.fileno(), wake_read], [], [])
+        if wake_read in readable:
+            os.read(wake_read, 4096)
+            _reap(control)
+        if control.fileno() in readable:
+            data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE_BYTES, FDS_PER_REQUEST)
+            if not data:
+                return 0  # the worker is gone or done with us; children go on until its lifeline closes
+            _start(control, json.loads(data), fds, lifeline, own_fds)
+
+
+def _send(control: socket.socket, message: dict[str, Any]) -> None:
+    control.send(json.dumps(message).encode())
+
+
+def _reap(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(control, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+
+
+def _start(control: socket.socket, request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list[int]) -> None:
+    try:
+        if len(fds) != FDS_PER_REQUEST:
+            raise ValueError(f"a request carries {FDS_PER_REQUEST} descriptors, got {len(fds)}")
+        if threading.active_count() != 1:
+            raise RuntimeError("the fork server has a second thread (a database client?): it will not fork")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+    except (OSError, ValueError, RuntimeError) as exc:
+        for fd in fds:
+            os.close(fd)
+        _send(control, {"id": request.get("id"), "error": str(exc)})
+        return
+    if pid == 0:
+        code = 1
+        try:
+            code = _child(request, fds, lifeline, own_fds)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+    _send(control, {"id": request["id"], "pid": pid})
+
+
+def _child(request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list[int]) -> int:
+    go, stdout, stderr, status = fds
+    os.setsid()
+    _reset_signals()
+    for fd in own_fds:
+        os.close(fd)
+    os.dup2(stdout, 1)
+    os.dup2(stderr, 2)
+    os.close(stdout)
+    os.close(stderr)
+    if os.read(go, 1) != b"1":  # the worker never learnt our pid (its server died): do not run
+        return EXIT_NOT_STARTED
+    os.close(go)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    threading.Thread(target=_die_with_the_worker, args=(lifeline,), daemon=True).start()
+    os.environ.clear()
+    os.environ.update(request["env"])
+    random.seed()
+    sys.argv = ["syncjobs.executor", *request["args"]]
+    code = _run_cli(request["args"])
+    os.write(status, str(code).encode())
+    return code
+
+
+def _run_cli(args: list[str]) -> int:
+    """`raise SystemExit(main())` as `python -m syncjobs.executor` does, with the same exit codes."""
+    try:
+        code: Any = cli.main(args)
+    except SystemExit as done:
+        code = done.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _reset_signals() -> None:
+    """Dispositions as a fresh interpreter has them."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def _die_with_the_worker(lifeline: int) -> None:
+    """Only the worker holds the lifeline's write end: end of file means it is gone, so we go, group and all."""
+    while os.read(lifeline, 1):
+        pass
+    os.killpg(0, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m syncjobs.executor.fork_server")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--lifeline-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    control = socket.socket(fileno=args.control_fd)
+    try:
+        return serve(control, args.lifeline_fd)
+    except (BrokenPipeError, ConnectionResetError):
+        return 0  # the worker went away while we answered
+    finally:
+        control.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

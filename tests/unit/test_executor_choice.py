@@ -1,0 +1,32 @@
+"""Which executor start a worker uses: warm by default, cold when asked or when a command is set."""
+
+from __future__ import annotations
+
+import pytest
+from syncjobs.shared.settings import Settings, SettingsError
+from syncjobs.worker.dispatcher import ExecutorSpec
+from syncjobs.worker.executor_process import default_executor_command
+from syncjobs.worker.fork_server import ForkServer
+
+URI = {"SYNCJOBS_MONGODB_URI": "mongodb://127.0.0.1:1"}
+
+
+def spec(env: dict[str, str], fork_server: ForkServer) -> ExecutorSpec:
+    return ExecutorSpec.from_settings(Settings.from_env(URI | env), fork_server)
+
+
+def test_the_default_executor_is_forked_warm_unless_switched_off_or_replaced() -> None:
+    fork_server = ForkServer({})
+    warm = spec({}, fork_server)
+    assert (warm.fork_server, warm.argv) == (fork_server, default_executor_command())
+    for value in ("false", "0", "no", "off", "FALSE"):
+        cold = spec({"SYNCJOBS_WARM_EXECUTOR": value}, fork_server)
+        assert (cold.fork_server, cold.argv) == (None, default_executor_command())
+    assert spec({"SYNCJOBS_WARM_EXECUTOR": "true"}, fork_server).fork_server is fork_server
+    command = spec({"SYNCJOBS_EXECUTOR_COMMAND": "my-executor --flag"}, fork_server)
+    assert (command.fork_server, command.argv) == (None, ("my-executor", "--flag"))
+
+
+def test_a_bad_warm_executor_setting_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="SYNCJOBS_WARM_EXECUTOR must be true or false"):
+        Settings.from_env(URI | {"SYNCJOBS_WARM_EXECUTOR": "maybe"})

@@ -1,0 +1,284 @@
+"""The worker's side of the warm executor (`executor/fork_server.py`): start the fork server, ask it for
+a child per run, and collect that child's pid, output and exit status.
+
+A server that dies is started again and the run it was starting is asked for again; after
+START_ATTEMPTS failed servers in a row the run is spawned cold, so a broken fork server costs speed,
+never a run. Children already running outlive their server: their output pipes belong to the worker and
+each writes its exit code to a status pipe, which is read when the server can no longer report it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.process import die_with_this_process
+
+log = get_logger(__name__)
+
+SERVER_MODULE = "syncjobs.executor.fork_server"
+EXECUTOR_COMMAND = (sys.executable, "-P", "-m", "syncjobs.executor")
+START_ATTEMPTS = 3
+READY_TIMEOUT_SECONDS = 60.0
+MAX_MESSAGE_BYTES = 1 << 16
+
+_lifeline: int | None = None
+
+
+class ForkServerLost(Exception):
+    """The fork server died or refused: the request is retried on a new server."""
+
+
+def lifeline_fd() -> int:
+    """The read end of a pipe whose write end only this process holds, for its whole life: when the
+    worker dies, however it dies, the fork server's children read end of file and kill their group."""
+    global _lifeline
+    if _lifeline is None:
+        _lifeline, _ = os.pipe()  # the write end is never closed and never inherited (O_CLOEXEC)
+    return _lifeline
+
+
+async def _pipe_reader(fd: int, limit: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
+    return reader
+
+
+class WarmProcess:
+    """A child of the fork server, with the face of `asyncio.subprocess.Process` that the worker uses."""
+
+    def __init__(
+        self, pid: int, stdout: asyncio.StreamReader, stderr: asyncio.StreamReader, exit_status: asyncio.Future[int]
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode: int | None = None
+        self._exit_status = exit_status
+        self._status_fd: int | None = None
+        self._done = asyncio.Event()
+
+    async def wait(self) -> int | None:
+        if not self._done.is_set():
+            try:
+                self.returncode = await asyncio.shield(self._exit_status)
+            except ForkServerLost:  # the child goes on: its own status pipe closes when it ends
+                self.returncode = await self._status_from_pipe()
+            self._close_status()
+            self._done.set()
+        return self.returncode
+
+    async def _status_from_pipe(self) -> int | None:
+        fd, self._status_fd = self._status_fd, None
+        if fd is None:
+            return None
+        written = await (await _pipe_reader(fd, MAX_MESSAGE_BYTES)).read()
+        try:
+            return int(written)
+        except ValueError:  # killed by a signal: the status is lost with the server that would have reaped it
+            return None
+
+    def _close_status(self) -> None:
+        if self._status_fd is not None:
+            os.close(self._status_fd)
+            self._status_fd = None
+
+
+class ForkServer:
+    """One fork server per worker, started on first use and again whenever it dies."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = dict(os.environ if env is None else env)
+        self._process: asyncio.subprocess.Process | None = None
+        self._control: socket.socket | None = None
+        self._starting = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[tuple[int, asyncio.Future[int]]]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._ready: asyncio.Future[None] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None and self._control is not None else None
+
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], *, stdout_limit: int) -> WarmProcess:
+        """What `python -P -m syncjobs.executor ARGS` would be, forked warm; `argv` is that command line."""
+        if list(argv[: len(EXECUTOR_COMMAND)]) != list(EXECUTOR_COMMAND):
+            raise ValueError(f"the fork server runs {' '.join(EXECUTOR_COMMAND)} only, not {argv}")
+        args = list(argv[len(EXECUTOR_COMMAND) :])
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                await self.start()
+                return await self._spawn_once(args, env, stdout_limit)
+            except ForkServerLost as lost:
+                log.warning("fork_server_lost", attempt=attempt, error=str(lost))
+                await self._discard()
+        raise ForkServerLost(f"no fork server could start the executor in {START_ATTEMPTS} attempts")
+
+    async def start(self) -> None:
+        """Start the server unless it runs; return once its imports are done."""
+        async with self._starting:
+            if self._control is not None:
+                return
+            loop = asyncio.get_running_loop()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            lifeline = lifeline_fd()
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    *(sys.executable, "-P", "-m", SERVER_MODULE),
+                    *("--control-fd", str(theirs.fileno()), "--lifeline-fd", str(lifeline)),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    env=self._env,
+                    pass_fds=(theirs.fileno(), lifeline),
+                    start_new_session=True,
+                    preexec_fn=die_with_this_process(),
+                )
+            except OSError as exc:
+                ours.close()
+                raise ForkServerLost(f"cannot start the fork server: {exc}") from None
+            finally:
+                theirs.close()
+            ours.setblocking(False)
+            self._control = ours
+            self._ready = loop.create_future()
+            loop.add_reader(ours.fileno(), self._on_message, ours)
+            self.starts += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(self._ready), READY_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self._lost("the fork server did not become ready")
+                raise ForkServerLost("the fork server did not become ready") from None
+            log.info("fork_server_started", pid=self._process.pid)
+
+    async def warm_up(self) -> None:
+        """Start the server ahead of the first run (a failure here is retried by that run)."""
+        try:
+            await self.start()
+        except ForkServerLost as lost:
+            log.warning("fork_server_not_started", error=str(lost))
+
+    async def close(self) -> None:
+        """Stop the server (children still running go on until they end or the worker dies)."""
+        process = self._process
+        self._lost("the fork server was closed")
+        if process is not None and process.returncode is None:
+            try:
+                await asyncio.wait_for(process.wait(), 5.0)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    async def _spawn_once(self, args: list[str], env: Mapping[str, str], stdout_limit: int) -> WarmProcess:
+        control = self._control
+        if control is None:
+            raise ForkServerLost("the fork server is not running")
+        request_id = next(self._ids)
+        reply = asyncio.get_running_loop().create_future()
+        self._replies[request_id] = reply
+        go_read, go_write = os.pipe()
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        status_read, status_write = os.pipe()
+        theirs = [go_read, out_write, err_write, status_write]
+        ours = [go_write, out_read, err_read, status_read]
+        try:
+            message = json.dumps({"id": request_id, "args": args, "env": dict(env)}).encode()
+            await self._send(control, message, theirs)
+        except OSError as exc:
+            self._close_all(ours)
+            raise ForkServerLost(f"cannot reach the fork server: {exc}") from None
+        finally:
+            self._close_all(theirs)  # the server holds its own copies now
+        try:
+            pid, exit_status = await reply
+        except BaseException:  # lost or cancelled: a child forked but never told reads end of file on `go`
+            self._close_all(ours)
+            raise
+        finally:
+            self._replies.pop(request_id, None)
+        os.write(go_write, b"1")
+        os.close(go_write)
+        process = WarmProcess(
+            pid,
+            await _pipe_reader(out_read, stdout_limit),
+            await _pipe_reader(err_read, 1 << 16),
+            exit_status,
+        )
+        process._status_fd = status_read
+        return process
+
+    async def _send(self, control: socket.socket, message: bytes, fds: list[int]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                socket.send_fds(control, [message], fds)
+                return
+            except BlockingIOError:
+                writable = loop.create_future()
+                loop.add_writer(control.fileno(), writable.set_result, None)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(control.fileno())
+
+    def _on_message(self, control: socket.socket) -> None:
+        try:
+            data = control.recv(MAX_MESSAGE_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost("the fork server died")
+            return
+        message: dict[str, Any] = json.loads(data)
+        if message.get("ready") and self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        elif "returncode" in message:
+            exit_status = self._exits.pop(message["pid"], None)
+            if exit_status is not None and not exit_status.done():
+                exit_status.set_result(int(message["returncode"]))
+        elif (reply := self._replies.get(message.get("id", -1))) is not None and not reply.done():
+            if "pid" in message:
+                exit_status = asyncio.get_running_loop().create_future()
+                self._exits[message["pid"]] = exit_status
+                reply.set_result((int(message["pid"]), exit_status))
+            else:
+                reply.set_exception(ForkServerLost(f"the fork server refused: {message.get('error')}"))
+
+    def _lost(self, reason: str) -> None:
+        """Fail every wait on this server: spawns are retried, running children are read from their pipes."""
+        control, self._control = self._control, None
+        if control is not None:
+            asyncio.get_running_loop().remove_reader(control.fileno())
+            control.close()
+        for future in [*self._replies.values(), *self._exits.values(), self._ready]:
+            if future is not None and not future.done():
+                future.set_exception(ForkServerLost(reason))
+                future.exception()  # retrieved: a child nobody waits on any more must not warn
+        self._exits.clear()
+
+    async def _discard(self) -> None:
+        process, self._process = self._process, None
+        self._lost("the fork server was discarded")
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+    @staticmethod
+    def _close_all(fds: list[int]) -> None:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
