@@ -66,6 +66,14 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 _index([("jobId", ASCENDING), ("createdAt", DESCENDING)], "job_created"),
                 _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
                 _index([("status", ASCENDING)], "status"),
+                # The per-job execution lock: at most one running run of a job whose overlap is not `allow`,
+                # so claiming a run (pending -> running) takes the lock in the same write.
+                _index(
+                    [("jobId", ASCENDING)],
+                    "job_running",
+                    unique=True,
+                    partialFilterExpression={"status": "running", "exclusive": True},
+                ),
                 _index(
                     [("createdAt", ASCENDING)],
                     "retention_ttl",
