@@ -103,7 +103,7 @@ class RunDispatcher:
         self._on_run_finished = on_run_finished
         self._random = random_fraction
         self._claimed: dict[ObjectId, _Claimed] = {}
-        self._blocked: set[ObjectId] = set()  # jobs whose run goes elsewhere: their runs wait
+        self._blocked: set[ObjectId] = set()  # jobs whose run goes on (the last round): their runs wait
         self._last_workspace: ObjectId | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -146,18 +146,15 @@ class RunDispatcher:
             await asyncio.gather(watcher, return_exceptions=True)
 
     async def _idle(self, next_due: datetime | None, seconds: float) -> None:
-        """Until woken (a new pending run, a slot freed), `next_due` on the clock, or the poll; the poll
-        also forgets which jobs were blocked, so runs waiting for another replica's run are tried again."""
+        """Until woken (a new pending run, a slot freed), `next_due` on the clock, or the poll."""
         waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
         if next_due is not None:
             waits.append(asyncio.ensure_future(self.clock.sleep_until(next_due)))
         try:
-            done, _ = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waits:
                 waiter.cancel()
-        if not done:
-            self._blocked.clear()
 
     async def _claim_round(self) -> datetime | None:
         """Claim up to the free slots, one per workspace per turn; the next dueAt if slots stay free."""
@@ -165,6 +162,9 @@ class RunDispatcher:
         if free <= 0 or self._stopping:
             return None
         now = self.clock.now()
+        # Jobs found running elsewhere are left out for the rest of the round only: the next round (a new
+        # run, a run ended here, the poll) tries their waiting runs again.
+        self._blocked = set()
         workspaces = await job_runs.workspaces_with_due_runs(self.db, now)
         if workspaces:
             cap = self._executor.max_runs_per_workspace
@@ -249,7 +249,6 @@ class RunDispatcher:
             log.exception("run_failed_in_worker", run_id=str(run_id))
         finally:
             del self._claimed[run_id]
-            self._blocked.discard(ObjectId(run.job_id))
             self._wake.set()
 
     async def _run_executor(self, run_id: ObjectId, claimed: _Claimed, job: SyncJob) -> ExecutionOutcome:
@@ -390,7 +389,7 @@ class RunDispatcher:
 async def insert_retry(
     db: Database,
     job: SyncJob,
-    run: JobRun | Document,
+    run: JobRun,
     *,
     worker_id: str,
     token: int | None,
@@ -398,14 +397,13 @@ async def insert_retry(
     random: Callable[[], float],
 ) -> Document | None:
     """The next attempt of a failed run, due after its backoff; once only, through the fire key."""
-    typed = run if isinstance(run, JobRun) else from_document(JobRun, run)
-    due_at = now + retry_delay(typed.attempt, job.retry.backoff_seconds, random)
+    due_at = now + retry_delay(run.attempt, job.retry.backoff_seconds, random)
     doc = await job_runs.insert_fire(
         db,
         job,
         trigger="retry",
-        scheduled_for=typed.scheduled_for,
-        attempt=typed.attempt + 1,
+        scheduled_for=run.scheduled_for,
+        attempt=run.attempt + 1,
         status="pending",
         worker_id=worker_id,
         token=token,
@@ -413,5 +411,5 @@ async def insert_retry(
         due_at=due_at,
     )
     if doc is not None:
-        log.info("retry_planned", run_id=str(doc["_id"]), attempt=typed.attempt + 1, due_at=due_at.isoformat())
+        log.info("retry_planned", run_id=str(doc["_id"]), attempt=run.attempt + 1, due_at=due_at.isoformat())
     return doc

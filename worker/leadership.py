@@ -22,7 +22,7 @@ from syncjobs.shared.clock import Clock
 from syncjobs.shared.cron import CronSchedule, parse_schedule
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.models import JobRun, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.worker.dispatcher import insert_retry
@@ -223,29 +223,21 @@ class Leadership:
         """`failed: worker lost` on every running run whose lease lapsed (on the server's clock), recorded
         on its job and retried by its job's policy; a heartbeat that lands first keeps the run."""
         now = self.clock.now()
-        for run in await job_runs.runs_with_lapsed_lease(self.db, await job_runs.server_time(self.db)):
-            started = run.get("startedAt")
-            duration = int((now - started).total_seconds() * 1000) if started else None
-            if not await job_runs.mark_lost(self.db, run, token=self.token, now=now, duration_ms=duration):
+        for doc in await job_runs.runs_with_lapsed_lease(self.db, await job_runs.server_time(self.db)):
+            run = from_document(JobRun, doc)
+            duration = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
+            if not await job_runs.mark_lost(self.db, doc, token=self.token, now=now, duration_ms=duration):
                 continue
-            log.warning("run_worker_lost", run_id=str(run["_id"]), job_id=str(run["jobId"]), worker=run.get("workerId"))
+            log.warning("run_worker_lost", run_id=run.id, job_id=run.job_id, worker=run.worker_id)
+            job_id = ObjectId(run.job_id)
             await sync_jobs.record_run_outcome(
-                self.db,
-                run["jobId"],
-                self.token,
-                status="failed",
-                finished_at=now,
-                error="worker lost",
-                duration_ms=duration,
+                self.db, job_id, self.token, status="failed", finished_at=now, error="worker lost", duration_ms=duration
             )
-            await self._retry_lost(run, now)
-
-    async def _retry_lost(self, run: Document, now: datetime) -> None:
-        job = await sync_jobs.find_job(self.db, run["jobId"])
-        if job is not None and should_retry("failed", int(run.get("attempt", 1)), job.retry.max_attempts):
-            await insert_retry(
-                self.db, job, run, worker_id=self.lease.owner, token=self.token, now=now, random=self._random
-            )
+            job = await sync_jobs.find_job(self.db, job_id)
+            if job is not None and should_retry("failed", run.attempt, job.retry.max_attempts):
+                await insert_retry(
+                    self.db, job, run, worker_id=self.lease.owner, token=self.token, now=now, random=self._random
+                )
 
 
 def _job_key(job_id: ObjectId) -> str:

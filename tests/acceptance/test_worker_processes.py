@@ -32,13 +32,17 @@ class Workers:
         self.uri, self.database, self.logs, self.ttl_seconds = uri, database, logs, ttl_seconds
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, worker_id: str, *, cwd: Path = ROOT, real_executor: bool = False) -> subprocess.Popen[bytes]:
+    def start(
+        self, worker_id: str, *, cwd: Path = ROOT, real_executor: bool = False, **settings: str
+    ) -> subprocess.Popen[bytes]:
+        """`settings` are more SYNCJOBS_* variables, e.g. SYNCJOBS_MAX_CONCURRENT_RUNS="1"."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_") and k != "PYTHONPATH"}
         env |= {
             "SYNCJOBS_MONGODB_URI": self.uri,
             "SYNCJOBS_DATABASE": self.database,
             "SYNCJOBS_WORKER_ID": worker_id,
             "SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl_seconds),
+            **settings,
         }
         if not real_executor:
             env["SYNCJOBS_EXECUTOR_COMMAND"] = " ".join(FAKE_EXECUTOR)
