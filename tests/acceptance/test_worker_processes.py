@@ -63,15 +63,6 @@ class Workers:
                 process.wait()
 
 
-@pytest.fixture
-def workers(mongo_uri: str, db_name: str, tmp_path: Path) -> Iterator[Workers]:
-    running = Workers(mongo_uri, db_name, tmp_path, ttl_seconds=2)
-    try:
-        yield running
-    finally:
-        running.stop_all()
-
-
 async def _leader(db: Database) -> Document | None:
     return await db.worker_locks.find_one({"_id": "scheduler"})
 

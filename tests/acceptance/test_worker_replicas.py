@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,15 +20,6 @@ from tests.fixtures.worker_jobs import eventually, make_job, runs_of
 
 pytestmark = pytest.mark.slow
 ONE_SLOT = {"SYNCJOBS_MAX_CONCURRENT_RUNS": "1"}
-
-
-@pytest.fixture
-def replicas(mongo_uri: str, db_name: str, tmp_path: Path) -> Iterator[Workers]:
-    running = Workers(mongo_uri, db_name, tmp_path, ttl_seconds=2)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 async def _lease(db: Database) -> Document | None:
@@ -53,8 +43,8 @@ def _cron_at(instant: datetime) -> str:
     return f"{instant.second} {instant.minute} {instant.hour} {instant.day} {instant.month} *"
 
 
-async def test_thirty_jobs_due_at_once_run_on_several_replicas_and_none_twice(replicas: Workers, db: Database) -> None:
-    await _start_three(replicas, db)
+async def test_thirty_jobs_due_at_once_run_on_several_replicas_and_none_twice(workers: Workers, db: Database) -> None:
+    await _start_three(workers, db)
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=8)
     jobs = [(await make_job(db, f"sleep:0.5{i:02d}", _cron_at(due), datetime.now(UTC)))["_id"] for i in range(30)]
     assert await eventually(lambda: _count(db, {"status": "succeeded"}, 30), within=90)
@@ -73,15 +63,15 @@ async def _count(db: Database, query: Document, expected: int) -> bool:
 
 
 async def test_overlap_skip_skips_a_fire_claimed_by_another_replica(
-    replicas: Workers, db: Database, tmp_path: Path
+    workers: Workers, db: Database, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    await _start_three(replicas, db, **ONE_SLOT)
+    await _start_three(workers, db, **ONE_SLOT)
     job = await make_job(db, f"wait:{release}", "*/2 * * * * *", datetime.now(UTC))
     [first] = await eventually(lambda: runs_of(db, job["_id"], status="running"))
     await eventually(lambda: _count(db, {"jobId": job["_id"], "status": "skipped"}, 2), within=30)
     others = [worker_id for worker_id in ("w1", "w2", "w3") if worker_id != first["workerId"]]
-    assert any("fire_skipped" in replicas.log(worker_id) for worker_id in others)  # the runner's slot is full
+    assert any("fire_skipped" in workers.log(worker_id) for worker_id in others)  # the runner's slot is full
     assert [run["_id"] for run in await runs_of(db, job["_id"], status="running")] == [first["_id"]]
     skipped = await runs_of(db, job["_id"], status="skipped")
     assert all(run["scheduledFor"] > first["scheduledFor"] for run in skipped)
@@ -92,24 +82,24 @@ async def test_overlap_skip_skips_a_fire_claimed_by_another_replica(
 
 
 async def test_sigkill_of_a_standby_fails_its_run_as_lost_and_retries_it_elsewhere(
-    replicas: Workers, db: Database, tmp_path: Path
+    workers: Workers, db: Database, tmp_path: Path
 ) -> None:
     keep_going, victim_gate = tmp_path / "keep-going", tmp_path / "victim"
-    replicas.start("w1", **ONE_SLOT)
+    workers.start("w1", **ONE_SLOT)
     lease = await eventually(lambda: _lease(db))
     bystander = await _manual_run(db, await make_job(db, f"wait:{keep_going}", "0 0 1 1 *", datetime.now(UTC)))
     await eventually(lambda: db.job_runs.find_one({"_id": bystander, "status": "running", "workerId": "w1"}))
-    replicas.start("w2", **ONE_SLOT)
-    await eventually(lambda: _logged(replicas, "w2", "standing_by"))
+    workers.start("w2", **ONE_SLOT)
+    await eventually(lambda: _logged(workers, "w2", "standing_by"))
     retry = {"maxAttempts": 2, "backoffSeconds": 0}
     victim_job = await make_job(db, f"wait:{victim_gate}", "0 0 1 1 *", datetime.now(UTC), retry=retry)
     victim = await _manual_run(db, victim_job)
     await eventually(lambda: db.job_runs.find_one({"_id": victim, "status": "running", "workerId": "w2"}))
-    replicas.start("w3", **ONE_SLOT)
-    await eventually(lambda: _logged(replicas, "w3", "standing_by"))
+    workers.start("w3", **ONE_SLOT)
+    await eventually(lambda: _logged(workers, "w3", "standing_by"))
 
-    replicas.processes["w2"].send_signal(signal.SIGKILL)
-    replicas.processes["w2"].wait()
+    workers.processes["w2"].send_signal(signal.SIGKILL)
+    workers.processes["w2"].wait()
     lost = await eventually(lambda: db.job_runs.find_one({"_id": victim, "status": "failed"}), within=20)
     assert lost["error"] == "worker lost"
     again = await eventually(lambda: _running_retry(db, victim_job["_id"]), within=20)
