@@ -1,14 +1,16 @@
-"""Which workspace a claimer serves next: round-robin, under the per-workspace cap. No I/O.
+"""Which runs a claimer claims next: round-robin across workspaces, under the per-workspace cap. No I/O.
 
-A claimer claims one run per workspace per turn, so one tenant's thousand due runs wait behind another
+A claimer takes one run per workspace per turn, so one tenant's thousand due runs wait behind another
 tenant's single run for one claim at most, not for the thousand.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 
 from bson import ObjectId
+from syncjobs.worker.pending_runs import PendingRun
 
 
 def under_cap(running: int, cap: int | None) -> bool:
@@ -28,29 +30,33 @@ def claim_order(
     return [workspace for workspace in ordered if under_cap(running.get(workspace, 0), cap)]
 
 
-class RoundRobin:
-    """Claims interleaved across workspaces: one per workspace per turn while `take` finds work."""
-
-    def __init__(self, order: Sequence[ObjectId], running: Mapping[ObjectId, int], cap: int | None) -> None:
-        self._turn = list(order)
-        self._running = dict(running)
-        self._cap = cap
-
-    def __bool__(self) -> bool:
-        return bool(self._turn)
-
-    def next(self) -> ObjectId:
-        """The workspace to claim from now (it moves to the back of the turn)."""
-        workspace = self._turn.pop(0)
-        self._turn.append(workspace)
-        return workspace
-
-    def claimed(self, workspace: ObjectId) -> None:
-        self._running[workspace] = self._running.get(workspace, 0) + 1
-        if not under_cap(self._running[workspace], self._cap):
-            self.exhausted(workspace)
-
-    def exhausted(self, workspace: ObjectId) -> None:
-        """Nothing more to claim there this round (no due run, or its cap reached)."""
-        if workspace in self._turn:
-            self._turn.remove(workspace)
+def pick_claims(
+    due: Mapping[ObjectId, Sequence[PendingRun]],
+    running: Mapping[ObjectId, int],
+    cap: int | None,
+    after: ObjectId | None,
+    count: int,
+) -> list[PendingRun]:
+    """Up to `count` runs to claim at once: one per workspace per turn (round-robin from the workspace
+    after `after`), each workspace's oldest first, at most one run per job, none beyond a workspace's cap
+    (`running` counts its runs already going)."""
+    order = claim_order(list(due), running, cap, after)
+    queues = {workspace: deque(due[workspace]) for workspace in order}
+    counts = dict(running)
+    picked: list[PendingRun] = []
+    jobs: set[ObjectId] = set()
+    while order and len(picked) < count:
+        for workspace in list(order):
+            queue = queues[workspace]
+            while queue and queue[0].job_id in jobs:
+                queue.popleft()
+            if not queue or not under_cap(counts.get(workspace, 0), cap):
+                order.remove(workspace)
+                continue
+            run = queue.popleft()
+            picked.append(run)
+            jobs.add(run.job_id)
+            counts[workspace] = counts.get(workspace, 0) + 1
+            if len(picked) == count:
+                break
+    return picked

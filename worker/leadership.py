@@ -25,7 +25,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.store import job_runs, sync_jobs
-from syncjobs.worker.dispatcher import insert_retry
+from syncjobs.worker.claimed_run import insert_retry
 from syncjobs.worker.fire_plan import FireDecision, FirePlan, decide_due_fires, should_retry
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease

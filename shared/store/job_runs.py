@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
@@ -250,17 +248,12 @@ def _lease_until(claimant: Claimant) -> Document:
     return {"$dateAdd": {"startDate": "$$NOW", "unit": "millisecond", "amount": claimant.lease_ms}}
 
 
-async def claim_run(
-    db: Database, claimant: Claimant, *, workspace_id: ObjectId, now: datetime, excluded_jobs: Collection[ObjectId]
-) -> Document | None:
-    """pending -> running in one atomic write: the oldest due run of the workspace, not of an excluded job.
+async def claim_run(db: Database, claimant: Claimant, run_id: ObjectId, *, now: datetime) -> Document | None:
+    """pending -> running in one atomic write by `_id` (the run as claimed is read back); None when the run
+    is not pending (another replica claimed it, or it was skipped) or not yet due.
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
-    exclusive run per job, so a job already running anywhere raises DuplicateKeyError (its `keyValue`
-    names the job)."""
-    query: Document = {"status": "pending", "workspaceId": workspace_id, "dueAt": {"$not": {"$gt": to_ms(now)}}}
-    if excluded_jobs:
-        query["jobId"] = {"$nin": list(excluded_jobs)}
+    exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""
     update = [
         {
             "$set": {
@@ -273,10 +266,11 @@ async def claim_run(
             }
         }
     ]
-    doc: Document | None = await db.job_runs.find_one_and_update(
-        query, update, sort=[("createdAt", 1), ("_id", 1)], return_document=ReturnDocument.AFTER
-    )
-    return doc
+    query = {"_id": run_id, "status": "pending", "dueAt": {"$not": {"$gt": to_ms(now)}}}
+    # update_one then a read by _id: SecantusDB answers a findAndModify in ~7 ms, this pair in ~2.3 ms.
+    if (await db.job_runs.update_one(query, update)).modified_count != 1:
+        return None
+    return await db.job_runs.find_one({"_id": run_id})
 
 
 async def renew_run_leases(db: Database, claimant: Claimant, run_ids: list[ObjectId]) -> set[ObjectId]:
@@ -315,8 +309,12 @@ def _due(now: datetime) -> Document:
     return {"status": "pending", "dueAt": {"$not": {"$gt": to_ms(now)}}}
 
 
-async def workspaces_with_due_runs(db: Database, now: datetime) -> list[ObjectId]:
-    return sorted(await db.job_runs.distinct("workspaceId", _due(now)))
+PENDING_RUN_FIELDS = {"_id": 1, "createdAt": 1, "workspaceId": 1, "jobId": 1, "dueAt": 1}
+
+
+async def pending_runs(db: Database) -> list[Document]:
+    """Every pending run, with only what a claimer orders and picks them by (PENDING_RUN_FIELDS)."""
+    return await db.job_runs.find({"status": "pending"}, PENDING_RUN_FIELDS).to_list()
 
 
 async def due_runs_of_job(db: Database, job_id: ObjectId, now: datetime) -> list[Document]:
@@ -332,11 +330,3 @@ async def running_per_workspace(db: Database) -> dict[ObjectId, int]:
         {"$group": {"_id": "$workspaceId", "n": {"$sum": 1}}},
     ]
     return {doc["_id"]: int(doc["n"]) async for doc in await db.job_runs.aggregate(pipeline)}
-
-
-async def next_due_at(db: Database, now: datetime) -> datetime | None:
-    """The earliest dueAt of a pending run not yet due (a retry waiting for its backoff)."""
-    doc = await db.job_runs.find_one(
-        {"status": "pending", "dueAt": {"$gt": to_ms(now)}}, {"dueAt": 1}, sort=[("dueAt", 1)]
-    )
-    return doc["dueAt"] if doc else None

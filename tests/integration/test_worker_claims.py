@@ -50,31 +50,45 @@ async def _pending(db: Database, job: Document, seconds: int) -> Document:
 async def test_a_claim_is_the_jobs_lock_unless_its_overlap_is_allow(db: Database) -> None:
     exclusive = await make_job(db, "ok", "* * * * *", T0)
     first, second = await _pending(db, exclusive, 0), await _pending(db, exclusive, 60)
-    workspace = exclusive["workspaceId"]
-    claimed = await job_runs.claim_run(db, ME, workspace_id=workspace, now=T0, excluded_jobs=())
+    claimed = await job_runs.claim_run(db, ME, first["_id"], now=T0)
     assert claimed is not None
-    assert (claimed["_id"], claimed["status"], claimed["workerId"]) == (first["_id"], "running", "w1")
-    with pytest.raises(DuplicateKeyError) as held:
-        await job_runs.claim_run(db, ME, workspace_id=workspace, now=T0, excluded_jobs=())
-    assert held.value.details is not None and held.value.details["keyValue"] == {"jobId": exclusive["_id"]}
-    assert await job_runs.claim_run(db, ME, workspace_id=workspace, now=T0, excluded_jobs=[exclusive["_id"]]) is None
+    assert (claimed["status"], claimed["workerId"], claimed["claimedBy"]) == ("running", "w1", "instance-1")
+    assert await job_runs.claim_run(db, ME, first["_id"], now=T0) is None  # claimed once only
+    with pytest.raises(DuplicateKeyError):
+        await job_runs.claim_run(db, ME, second["_id"], now=T0)
+    assert (await job_runs.get_run(db, second["_id"])).status == "pending"
     assert await job_runs.finish_claimed_run(db, ME, first["_id"], status="succeeded", now=T0, fields={})
-    claimed = await job_runs.claim_run(db, ME, workspace_id=workspace, now=T0, excluded_jobs=())
-    assert claimed is not None and claimed["_id"] == second["_id"]
+    assert await job_runs.claim_run(db, ME, second["_id"], now=T0) is not None
 
     side_by_side = await make_job(db, "ok-too", "* * * * *", T0, overlap="allow")
-    runs = [await _pending(db, side_by_side, s) for s in (0, 60)]
-    for _ in runs:
-        assert await job_runs.claim_run(db, ME, workspace_id=workspace, now=T0, excluded_jobs=()) is not None
+    for run in [await _pending(db, side_by_side, s) for s in (0, 60)]:
+        assert await job_runs.claim_run(db, ME, run["_id"], now=T0) is not None
     assert [run["status"] for run in await runs_of(db, side_by_side["_id"])] == ["running", "running"]
+
+
+async def test_a_run_is_claimed_only_once_due(db: Database) -> None:
+    job = await make_job(db, "ok", "* * * * *", T0)
+    retry = await job_runs.insert_fire(
+        db,
+        job,
+        trigger="retry",
+        scheduled_for=T0,
+        attempt=2,
+        status="pending",
+        worker_id="w",
+        token=None,
+        now=T0,
+        due_at=T0 + timedelta(seconds=10),
+    )
+    assert retry is not None
+    assert await job_runs.claim_run(db, ME, retry["_id"], now=T0 + timedelta(seconds=9)) is None
+    assert await job_runs.claim_run(db, ME, retry["_id"], now=T0 + timedelta(seconds=10)) is not None
 
 
 async def test_a_claimers_writes_land_only_while_its_run_lease_holds(db: Database) -> None:
     job = await make_job(db, "ok", "* * * * *", T0)
-    await _pending(db, job, 0)
-    claimed = await job_runs.claim_run(db, ME, workspace_id=job["workspaceId"], now=T0, excluded_jobs=())
-    assert claimed is not None
-    run_id = claimed["_id"]
+    run_id = (await _pending(db, job, 0))["_id"]
+    assert await job_runs.claim_run(db, ME, run_id, now=T0) is not None
     other = Claimant("w1", "another-process-same-worker-id", lease_seconds=30)
     assert await job_runs.renew_run_leases(db, other, [run_id]) == {run_id}
     assert not await job_runs.finish_claimed_run(db, other, run_id, status="succeeded", now=T0, fields={})
@@ -162,7 +176,7 @@ async def test_max_runs_per_workspace_caps_running_runs_across_the_workspace(
 
 
 class _WriteCounter(monitoring.CommandListener):
-    """Counts the write commands a client sends (a findAndModify is the claim)."""
+    """Counts the write commands a client sends."""
 
     WRITES = ("insert", "update", "delete", "findAndModify")
 
@@ -199,7 +213,7 @@ async def test_a_burst_costs_three_writes_per_run_and_two_per_burst(
         await client.close()
     # one insert_many of the fires and one bulk_write of nextRunAt for the burst; per run a claim (lock and
     # start in one), its outcome on the run, its outcome on the job
-    assert counter.counts == Counter({"insert": 1, "update": 1 + 2 * jobs, "findAndModify": jobs}), counter.counts
+    assert counter.counts == Counter({"insert": 1, "update": 1 + 3 * jobs}), counter.counts
 
 
 async def _jobs_recorded(db: Database, count: int) -> bool:
