@@ -7,23 +7,25 @@ A run another replica claimed stays here until this claimer tries it once or the
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PendingRun:
-    """What a claimer needs of a pending run: its order (createdAt, _id), workspace, job and due time."""
+    """What a claimer needs of a pending run: its creation time (the order), workspace, job and due time."""
 
     created_at: datetime
     run_id: ObjectId
-    workspace_id: ObjectId = field(compare=False)
-    job_id: ObjectId = field(compare=False)
-    due_at: datetime | None = field(compare=False, default=None)
+    workspace_id: ObjectId
+    job_id: ObjectId
+    due_at: datetime | None = None
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> PendingRun:
@@ -31,8 +33,15 @@ class PendingRun:
 
 
 class PendingRuns:
-    def __init__(self) -> None:
+    """Runs created at the same instant (a burst's fires) are ordered by a hash salted per process, so
+    replicas start on different runs instead of all racing for the same ones."""
+
+    def __init__(self, salt: bytes | None = None) -> None:
         self._runs: dict[ObjectId, PendingRun] = {}
+        self._salt = os.urandom(8) if salt is None else salt
+
+    def _order(self, run: PendingRun) -> tuple[datetime, bytes]:
+        return run.created_at, hashlib.blake2b(run.run_id.binary, key=self._salt, digest_size=8).digest()
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -49,7 +58,7 @@ class PendingRuns:
     def due_by_workspace(self, now: datetime, waiting_jobs: set[ObjectId]) -> dict[ObjectId, list[PendingRun]]:
         """The runs due at `now` of jobs not waiting for their running run, per workspace, oldest first."""
         due: dict[ObjectId, list[PendingRun]] = {}
-        for run in sorted(self._runs.values()):
+        for run in sorted(self._runs.values(), key=self._order):
             if (run.due_at is None or run.due_at <= now) and run.job_id not in waiting_jobs:
                 due.setdefault(run.workspace_id, []).append(run)
         return due
