@@ -54,7 +54,7 @@ MANUAL_RUNS_PER_MS = 100
 
 
 async def create_manual_run(db: Database, job: SyncJob, now: datetime) -> JobRun:
-    """A pending run that the active worker picks up (through the change stream or its poll).
+    """A pending run that some worker replica claims (through the change stream or its poll).
 
     Two asks within one millisecond are two runs: the second takes the next free millisecond of the fire key.
     """
