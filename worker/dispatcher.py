@@ -265,15 +265,20 @@ class RunDispatcher:
             await asyncio.sleep(self.claimant.lease_seconds / 3)
             run_ids = list(self._claimed)
             sent_at = time.monotonic()
+            renewed = False
             try:
-                lost = await job_runs.renew_run_leases(self.db, self.claimant, run_ids)
+                # Bounded: a database that does not answer must not keep this loop from noticing the lapse.
+                async with asyncio.timeout(self.claimant.lease_seconds / 3):
+                    lost = await job_runs.renew_run_leases(self.db, self.claimant, run_ids)
+                renewed = True
                 self.health.succeeded()
-            except PyMongoError as error:
+            except (PyMongoError, TimeoutError) as error:
                 self.health.failed(error)
+                now = time.monotonic()
                 lost = {
                     run_id
                     for run_id in run_ids
-                    if self._claimed.get(run_id) and sent_at > self._claimed[run_id].trusted_until
+                    if run_id in self._claimed and now > self._claimed[run_id].trusted_until
                 }
             for run_id in run_ids:
                 claimed = self._claimed.get(run_id)
@@ -281,7 +286,7 @@ class RunDispatcher:
                     continue
                 if run_id in lost and not claimed.recording:
                     claimed.lose()
-                elif run_id not in lost and not claimed.lost:
+                elif renewed and run_id not in lost and not claimed.lost:
                     claimed.trusted_until = max(claimed.trusted_until, sent_at + self._trusted_seconds)
 
     # --- the end ---

@@ -4,23 +4,28 @@ workspaces under the per-workspace cap, and a run costs three writes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from bson import ObjectId
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
+from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 from syncjobs.shared.models import SyncJob, from_document
-from syncjobs.shared.mongo import Database, Document, connect
+from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs
 from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.worker.dispatcher import ExecutorSpec, RunDispatcher
+from syncjobs.worker.health import DatabaseHealth
 
+from tests.fixtures.fake_clock import FakeClock
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
-from tests.fixtures.worker_jobs import eventually, file_written, make_job, runs_of
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, file_written, make_job, process_gone, runs_of
 
 ME = Claimant("w1", "instance-1", lease_seconds=30)
 
@@ -227,3 +232,63 @@ async def test_a_manual_run_of_a_deleted_job_is_cancelled(harness: Harness, db: 
     run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
     done = await eventually(lambda: db.job_runs.find_one({"_id": ObjectId(run.id), "status": "cancelled"}))
     assert done["error"] == "job deleted"
+
+
+@pytest.fixture(scope="module")
+def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    server = start_embedded(tmp_path_factory.mktemp("faulty"), extra_args=("--enable-test-commands",))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_claimer_that_cannot_renew_its_run_lease_kills_the_executor_and_records_nothing(
+    faulty_server: EmbeddedServer, db_name: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The database stops answering this replica (a failpoint on its client's connections): once its run's
+    lease can no longer be trusted it kills the executor, and it never writes an outcome the leader
+    (which fails the run as lost) did not expect."""
+    admin, cut = connect(faulty_server.uri), connect(faulty_server.uri, appname=CUT_OFF_APP)
+    db = admin[db_name]
+    await ensure_indexes(db)
+    pids = tmp_path / "pids"
+    job = await make_job(db, f"hang:{pids}", "0 0 1 1 *", T0)
+    spec = ExecutorSpec.from_settings(
+        settings.with_overrides(mongodb_uri=faulty_server.uri, executor_command=FAKE_EXECUTOR)
+    )
+    claimant = Claimant("w-cut", "instance-cut", lease_seconds=3)
+    dispatcher = RunDispatcher(cut[db_name], FakeClock(T0), claimant, executor=spec, health=DatabaseHealth())
+    claiming = asyncio.create_task(dispatcher.run())
+    try:
+        run = await _manual_run(db, job)
+        await eventually(lambda: db.job_runs.find_one({"_id": run, "status": "running", "claimedBy": "instance-cut"}))
+        await eventually(lambda: file_written(pids))
+        executor_pid = int(pids.read_text().split()[0])
+        await _cut_off(admin, "alwaysOn")
+        await eventually(lambda: process_gone(executor_pid), within=15)
+        await _cut_off(admin, "off")
+        dispatcher.stop_claiming()
+        await claiming
+        await dispatcher.finish(grace_seconds=5)
+        stored = await job_runs.get_run(db, run)
+        assert (stored.status, stored.finished_at) == ("running", None)  # left for the leader to fail as lost
+    finally:
+        await _cut_off(admin, "off")
+        claiming.cancel()
+        await asyncio.gather(claiming, return_exceptions=True)
+        await cut.close()
+        await admin.close()
+
+
+CUT_OFF_APP = "claimer-cut-off"
+
+
+async def _cut_off(client: AsyncMongoClient[Document], mode: str) -> None:
+    commands = ["update", "find", "insert", "aggregate", "distinct", "getMore", "hello"]
+    data = {"failCommands": commands, "closeConnection": True, "appName": CUT_OFF_APP}
+    await client.admin.command("configureFailPoint", "failCommand", mode=mode, data=data)
+
+
+async def _manual_run(db: Database, job: Document) -> ObjectId:
+    return ObjectId((await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)).id)
