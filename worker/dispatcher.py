@@ -38,6 +38,9 @@ from syncjobs.worker.pending_runs import PendingRun, PendingRuns
 log = get_logger(__name__)
 
 DB_RETRY_SECONDS = 1.0
+# After a claim finds its run taken by another replica, the pending runs are re-read this soon (not at
+# once: one read per burst of lost races), so a replica stops trying every run the others already took.
+REREAD_AFTER_CONTENTION_SECONDS = 0.5
 PENDING_INSERTS: list[Document] = [
     {"$match": {"operationType": "insert", "fullDocument.status": "pending"}},
     {"$project": {"operationType": 1, **{f"fullDocument.{name}": 1 for name in job_runs.PENDING_RUN_FIELDS}}},
@@ -188,7 +191,8 @@ class RunDispatcher:
             await self._apply_overlap(candidate.job_id, now)
             return False
         self._pending.discard(candidate.run_id)
-        if doc is None:
+        if doc is None:  # another replica took it: others may be taken too, so re-read soon
+            self._reread_at = min(self._reread_at, time.monotonic() + REREAD_AFTER_CONTENTION_SECONDS)
             return False
         self._start(doc, sent_at + self._trusted_seconds)
         return True
