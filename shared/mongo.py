@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
+from syncjobs.shared.models import RunStatus
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
@@ -66,17 +67,20 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 _index([("jobId", ASCENDING), ("createdAt", DESCENDING)], "job_created"),
                 _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
                 _index([("status", ASCENDING)], "status"),
+                # The per-job execution lock: at most one running run of a job whose overlap is not `allow`,
+                # so claiming a run (pending -> running) takes the lock in the same write.
+                _index(
+                    [("jobId", ASCENDING)],
+                    "job_running",
+                    unique=True,
+                    partialFilterExpression={"status": RunStatus.RUNNING, "exclusive": True},
+                ),
                 _index(
                     [("createdAt", ASCENDING)],
                     "retention_ttl",
                     expireAfterSeconds=run_retention_days * 86400,
                 ),
             ),
-        ),
-        CollectionIndexes(
-            "job_execution_locks",
-            # Garbage collection only: correctness never waits for the TTL monitor.
-            (_index([("lockedUntil", ASCENDING)], "lapsed_ttl", expireAfterSeconds=3600),),
         ),
         CollectionIndexes("webhooks", (_index([("workspaceId", ASCENDING)], "workspace"),)),
         CollectionIndexes(

@@ -113,6 +113,8 @@ class Settings:
     worker_id: str = field(default_factory=default_worker_id)
     poll_seconds: float = 5.0
     max_concurrent_runs: int = 4
+    # Running runs per workspace across the whole cluster; None is unlimited.
+    max_runs_per_workspace: int | None = None
     shutdown_grace_seconds: float = 30.0
     # argv prefix that runs one executor; the run id is appended as `--run-id ID`.
     executor_command: tuple[str, ...] = ()
@@ -149,6 +151,7 @@ class Settings:
             worker_id=env.get("SYNCJOBS_WORKER_ID") or default_worker_id(),
             poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", 5.0),
             max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", 4, minimum=1),
+            max_runs_per_workspace=_int(env, "SYNCJOBS_MAX_RUNS_PER_WORKSPACE", 0, minimum=0) or None,
             shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", 30.0),
             executor_command=tuple(executor_command),
             warm_executor=_bool(env, "SYNCJOBS_WARM_EXECUTOR", True),

@@ -1,4 +1,4 @@
-"""Feed the leader every job edit, toggle and delete, and every new manual run, as it happens.
+"""Feed the leader every job edit, toggle and delete as it happens (new runs go to the claimers).
 
 A change stream on the database (resumed from its token after a reconnect); where the server has no
 change streams (a standalone mongod), a poll every SYNCJOBS_POLL_SECONDS that compares job versions.
@@ -16,7 +16,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store import sync_jobs
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 
@@ -30,7 +30,6 @@ PIPELINE = [
             "$or": [
                 {"ns.coll": "syncjobs", "operationType": {"$in": ["insert", "replace", "delete"]}},
                 {"ns.coll": "syncjobs", "updateDescription.updatedFields.version": {"$exists": True}},
-                {"ns.coll": "job_runs", "operationType": "insert", "fullDocument.trigger": "manual"},
             ]
         }
     }
@@ -114,11 +113,7 @@ class ChangeFeed:
                 await stream.close()
 
     async def _apply(self, change: Document) -> None:
-        collection = change["ns"]["coll"]
         operation = change["operationType"]
-        if collection == "job_runs":
-            self.leadership.run_requested(change["fullDocument"])
-            return
         job_id = change["documentKey"]["_id"]
         if operation == "delete":
             self.leadership.job_removed(job_id)
@@ -139,16 +134,13 @@ class ChangeFeed:
                 self.health.failed(error)
 
     async def resync(self) -> None:
-        """Compare every enabled job's version with the leader's, and pick up unknown pending runs."""
+        """Compare every enabled job's version with the leader's."""
         versions = await sync_jobs.enabled_job_versions(self.db)
-        known = self.leadership.jobs
+        known = self.leadership.planned_versions()
         for job_id in [job_id for job_id in known if job_id not in versions]:
             self.leadership.job_removed(job_id)
         for job_id, version in versions.items():
-            if job_id not in known or int(known[job_id].get("version", 1)) != version:
+            if known.get(job_id) != version:
                 doc = await sync_jobs.find_job_doc(self.db, job_id)
                 if doc is not None:
                     self.leadership.job_changed(doc)
-        for run in await job_runs.pending_runs(self.db):
-            if run["trigger"] == "manual":
-                self.leadership.run_requested(run)

@@ -1,309 +1,281 @@
-"""The runs the leader is executing: per-job lock by overlap policy, a bounded number of executor
-processes, the outcome on the run and the job, retries, and the runs that wait for a job's lock.
-Every write carries the term's fencing token.
+"""Every replica's claimer: it claims due pending runs up to its slot count, round-robin across
+workspaces and under the per-workspace cap, runs their executors, keeps their run leases alive, and
+records their outcome and retries.
+
+A claim is one atomic write (pending -> running, this worker, a run lease); it is also the job's
+execution lock (see `job_runs.claim_run`). New pending runs wake the claimer through a change stream on
+`job_runs` inserts (or a poll every SYNCJOBS_POLL_SECONDS where the server has none); a run finishing here
+wakes it too. The claimer's writes on its run are guarded by the run's lease, not by a fencing token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+import time
+from collections.abc import Callable
+from datetime import datetime
 
 from bson import ObjectId
-from pymongo.errors import PyMongoError
-from syncjobs.shared import metrics
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import RunStatus
+from syncjobs.shared.models import JobRun, from_document
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
-from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
-from syncjobs.worker.fire_plan import decide_overlap, retry_delay, should_retry
-from syncjobs.worker.fork_server import ForkServer
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.worker.claimed_run import ClaimedRun, RunCallback, RunContext
+from syncjobs.worker.executor_process import ExecutorSpec
+from syncjobs.worker.fairness import pick_claims
+from syncjobs.worker.fire_plan import runs_to_skip
 from syncjobs.worker.health import DatabaseHealth
-from syncjobs.worker.lease import Lease
+from syncjobs.worker.pending_runs import PendingRun, PendingRuns
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
-RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
-START_RETRY_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class ExecutorSpec:
-    """How runs are executed: the executor's argv prefix and environment, how many run at once, and the
-    fork server that starts them warm (None: a new process per run)."""
-
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    max_concurrent_runs: int
-    fork_server: ForkServer | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, fork_server: ForkServer | None = None) -> ExecutorSpec:
-        """The executor finds the database through the same settings as the worker; `fork_server` is
-        used only for the default executor with SYNCJOBS_WARM_EXECUTOR on."""
-        env = {
-            **os.environ,
-            "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(),
-            "SYNCJOBS_DATABASE": settings.database,
-        }
-        warm = settings.warm_executor and not settings.executor_command
-        return cls(
-            settings.executor_command or default_executor_command(),
-            env,
-            settings.max_concurrent_runs,
-            fork_server if warm else None,
-        )
+DB_RETRY_SECONDS = 1.0
+# After a claim finds its run taken by another replica, the pending runs are re-read this soon (not at
+# once: one read per burst of lost races), so a replica stops trying every run the others already took.
+REREAD_AFTER_CONTENTION_SECONDS = 0.5
+NO_CHANGE_STREAMS = 40573
 
 
 class RunDispatcher:
-    """Executes pending runs: takes the job's lock by its overlap policy and an executor slot, spawns the
-    executor, records the outcome and plans a retry; every write carries the term's fencing token."""
-
     def __init__(
         self,
         db: Database,
-        lease: Lease,
         clock: Clock,
+        claimant: Claimant,
         *,
         executor: ExecutorSpec,
         health: DatabaseHealth,
-        plan_run: Callable[[Document], None],
+        poll_seconds: float = 5.0,
         on_run_finished: RunCallback | None = None,
         random_fraction: Callable[[], float] = random.random,
     ) -> None:
         self.db = db
-        self.lease = lease
-        self.token = lease.fencing_token
         self.clock = clock
+        self.claimant = claimant
         self.health = health
-        self._argv = executor.argv
-        self._env = executor.env
-        self._fork_server = executor.fork_server
-        self._plan_run = plan_run
-        self._on_run_finished = on_run_finished
-        self._random = random_fraction
-        self.tasks: dict[ObjectId, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(executor.max_concurrent_runs)
-        self._running_jobs: set[ObjectId] = set()
-        self.jobs_with_waiters: set[ObjectId] = set()
-        self._started: set[ObjectId] = set()
-        self.cancel = asyncio.Event()
-        self.stopping = False
+        self._executor = executor
+        self._context = RunContext(db, clock, claimant, health, executor, on_run_finished, random_fraction)
+        self._poll_seconds = poll_seconds
+        self._claimed: dict[ObjectId, ClaimedRun] = {}
+        self._pending = PendingRuns()
+        self._arrived: list[PendingRun] = []  # runs the stream brought during a re-read
+        self._reread_at = 0.0  # monotonic
+        self._waiting_jobs: set[ObjectId] = set()  # jobs whose run goes on: their pending runs wait
+        self._last_workspace: ObjectId | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._heartbeat: asyncio.Task[None] | None = None
 
-    def dispatch(self, run: Document, job: Document | None = None) -> None:
-        """Execute a pending run in the background (`job` when the caller has it at hand)."""
-        task = asyncio.create_task(self._execute(run, job))
-        self.tasks[run["_id"]] = task
-        task.add_done_callback(lambda _: self.tasks.pop(run["_id"], None))
+    # --- what others may ask ---
 
-    def _dispatch_again(self, run: Document) -> None:
-        if not self.stopping and run["_id"] not in self.tasks:
-            self.dispatch(run)
+    def running(self) -> int:
+        """Executor slots in use here."""
+        return sum(claimed.executing for claimed in self._claimed.values())
 
-    async def finish(self, grace_seconds: float) -> None:
-        """Start nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
-        self.stopping = True
-        running = list(self.tasks.values())
-        if running:
-            log.info("waiting_for_runs", count=len(running), grace_seconds=grace_seconds)
-            _, pending = await asyncio.wait(running, timeout=grace_seconds)
-            if pending:
-                self.cancel.set()
-                await asyncio.wait(pending)
+    def waits_for_lock(self, job_id: ObjectId) -> bool:
+        """A run of this job waits here because the job's previous run still goes (overlap)."""
+        return job_id in self._waiting_jobs
 
-    async def _execute(self, run: Document, job: Document | None) -> None:
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    # --- the claim loop ---
+
+    async def run(self) -> None:
+        """Claim and start runs until cancelled or `stop_claiming` is called."""
+        watcher = asyncio.create_task(self._watch())
         try:
-            await self._execute_run(run, job)
-        except PyMongoError as error:
-            self.health.failed(error)
-            if run["_id"] in self._started:
-                log.warning("run_not_recorded", run_id=str(run["_id"]), error=str(error)[:200])
-            elif not self.stopping:  # still pending: try again shortly rather than leave it to the next term
-                asyncio.get_running_loop().call_later(START_RETRY_SECONDS, self._dispatch_again, run)
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    if time.monotonic() >= self._reread_at:
+                        await self._reread()
+                    next_due = await self._claim_round()
+                    self.health.succeeded()
+                except PyMongoError as error:  # an unreachable database: claim nothing, try again shortly
+                    self.health.failed(error)
+                    await self._idle(None, DB_RETRY_SECONDS)
+                    continue
+                await self._idle(next_due, self._reread_at - time.monotonic())
         finally:
-            self._started.discard(run["_id"])
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
 
-    async def _execute_run(self, run: Document, job: Document | None) -> None:
-        run_id, job_id = run["_id"], run["jobId"]
-        job = job or await sync_jobs.find_job_doc(self.db, job_id)
-        if job is None:
-            await job_runs.finish_run(
-                self.db,
-                run_id,
-                token=self.token,
-                status=RunStatus.CANCELLED,
-                now=self.clock.now(),
-                fields={"error": "job deleted"},
-            )
-            return
-        overlap = job.get("overlap", "skip")
-        run_seconds = float(job.get("timeoutSeconds", 3600))
-        exclusive = overlap != "allow"
-        if exclusive and job_id in self._running_jobs:
-            if not await self._skipped(run, overlap):
-                await self._wait_for_job(job_id)
-            return
-        if exclusive:
-            self._running_jobs.add(job_id)  # claimed before any await: this term's overlap is decided here
-        locked = False
+    async def _idle(self, next_due: datetime | None, seconds: float) -> None:
+        """Until woken (a new pending run, a slot freed), `next_due` on the clock, or `seconds`."""
+        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+        if next_due is not None:
+            waits.append(asyncio.ensure_future(self.clock.sleep_until(next_due)))
         try:
-            async with self._slots:
-                if self.stopping:
-                    return  # never started: it stays pending for the next term
-                # The lock is taken only once a slot is ours, so at most max_concurrent_runs are held.
-                if exclusive:
-                    locked = await self._lock(job_id, run_id, run_seconds)
-                    if not locked:  # held under a newer lease: we are stale, the newer leader will see to it
-                        await self._skipped(run, overlap)
-                        return
-                outcome = await self._run_executor(run, run_seconds)
-            if outcome is not None:
-                await self._record(run, job, outcome)
+            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if exclusive:
-                self._running_jobs.discard(job_id)
-                if locked:
-                    await self._persist(lambda: job_execution_locks.release(self.db, job_id, run_id))
-                if job_id in self.jobs_with_waiters:
-                    self.jobs_with_waiters.discard(job_id)
-                    await self._start_next_waiting(job_id)
+            for waiter in waits:
+                waiter.cancel()
 
-    async def _lock(self, job_id: ObjectId, run_id: ObjectId, run_seconds: float) -> bool:
-        return await job_execution_locks.acquire(
-            self.db,
-            job_id,
-            run_id,
-            owner=self.lease.owner,
-            token=self.token,
-            seconds=run_seconds + job_execution_locks.LOCK_MARGIN_SECONDS,
-        )
+    async def _reread(self) -> None:
+        """Every SYNCJOBS_POLL_SECONDS (and when the stream opens): the pending runs as stored, which also
+        forgets runs claimed elsewhere and retries runs that waited for another replica's run."""
+        self._arrived = []
+        docs = await job_runs.pending_runs(self.db)
+        self._pending.replace([*(PendingRun.from_document(doc) for doc in docs), *self._arrived])
+        self._waiting_jobs.clear()
+        self._reread_at = time.monotonic() + self._poll_seconds
 
-    async def _run_executor(self, run: Document, run_seconds: float) -> ExecutionOutcome | None:
-        run_id = run["_id"]
-        started_at = self.clock.now()
-        if not self.lease.is_held():
-            return None  # the term is ending: the run stays pending for the next leader
-        if not await job_runs.start_run(self.db, run_id, worker_id=self.lease.owner, token=self.token, now=started_at):
+    async def _claim_round(self) -> datetime | None:
+        """Claim up to the free slots at once, picked round-robin across workspaces; the next due time if
+        slots stay free. A claim lost to another replica or to a running job makes the loop look again."""
+        free = self._executor.max_concurrent_runs - self.running()
+        if free <= 0 or self._stopping:
             return None
-        self._started.add(run_id)
-        log.info("run_started", run_id=str(run_id), job_id=str(run["jobId"]), trigger=run["trigger"])
-        if run["trigger"] == "schedule":
-            metrics.fire_lag_seconds.observe(max(0.0, (started_at - run["scheduledFor"]).total_seconds()))
-        env = {**self._env, "SYNCJOBS_RUN_ID": str(run_id)}
-        metrics.executors_running.inc()
-        try:
-            argv = [*self._argv, "--run-id", str(run_id)]
-            return await run_executor(argv, env, run_seconds, self.cancel, fork_server=self._fork_server)
-        finally:
-            metrics.executors_running.dec()
+        now = self.clock.now()
+        due = self._pending.due_by_workspace(now, self._waiting_jobs)
+        if due:
+            cap = self._executor.max_runs_per_workspace
+            running = await job_runs.running_per_workspace(self.db) if cap is not None else {}
+            picked = pick_claims(due, running, cap, self._last_workspace, free)
+            if picked:
+                self._last_workspace = picked[-1].workspace_id
+                # Concurrent: a claim waits on the database's round trip, not on this process.
+                claimed = await asyncio.gather(*(self._claim(candidate, now) for candidate in picked))
+                if not all(claimed):
+                    self._wake.set()
+        return self._pending.next_due_after(now) if free > 0 else None
 
-    async def _skipped(self, run: Document, overlap: str) -> bool:
-        """The job's previous run still goes: skip this fire if its policy says so (True). Manual and
-        retry runs are never skipped."""
-        if run["trigger"] != "schedule":
+    async def _claim(self, candidate: PendingRun, now: datetime) -> bool:
+        """Claim one run and start it; False when it is gone or its job runs somewhere (it then waits)."""
+        sent_at = time.monotonic()
+        try:
+            doc = await job_runs.claim_run(self.db, self.claimant, candidate.run_id, now=now)
+        except DuplicateKeyError:  # the job's run goes somewhere: its lock is taken
+            self._waiting_jobs.add(candidate.job_id)
+            await self._apply_overlap(candidate.job_id, now)
             return False
-        waiting = await job_runs.count_waiting(self.db, run["jobId"], besides=run["_id"])
-        if decide_overlap(overlap, running=1, queued=waiting) != "skip":
+        self._pending.discard(candidate.run_id)
+        if doc is None:  # another replica took it: others may be taken too, so re-read soon
+            self._reread_at = min(self._reread_at, time.monotonic() + REREAD_AFTER_CONTENTION_SECONDS)
             return False
-        await job_runs.finish_run(
-            self.db,
-            run["_id"],
-            token=self.token,
-            status=RunStatus.SKIPPED,
-            now=self.clock.now(),
-            fields={"error": "skipped: the previous run is still going"},
-        )
-        log.info("fire_skipped", run_id=str(run["_id"]), job_id=str(run["jobId"]))
+        self._start(doc, sent_at + self._trusted_seconds)
         return True
 
-    async def _wait_for_job(self, job_id: ObjectId) -> None:
-        """The run stays pending; the job's running run starts the oldest waiting one when it ends."""
-        if job_id in self._running_jobs:
-            self.jobs_with_waiters.add(job_id)
-        else:  # it ended while we were deciding
-            await self._start_next_waiting(job_id)
+    async def _apply_overlap(self, job_id: ObjectId, now: datetime) -> None:
+        """Skip the fires that the job's overlap policy skips while its previous run goes; the rest wait
+        (until a run of the job ends here, a new run of it arrives, or the next re-read)."""
+        job = await sync_jobs.find_job(self.db, job_id)
+        waiting = await job_runs.due_runs_of_job(self.db, job_id, now)
+        skipped = runs_to_skip(job.overlap if job else "skip", [(run["_id"], run["trigger"]) for run in waiting])
+        await job_runs.skip_pending_runs(self.db, skipped, now=now, error="skipped: the previous run is still going")
+        for run_id in skipped:
+            self._pending.discard(run_id)
+            log.info("fire_skipped", run_id=str(run_id), job_id=str(job_id))
 
-    async def _record(self, run: Document, job: Document, outcome: ExecutionOutcome) -> None:
-        now = self.clock.now()
-        run_id, job_id = run["_id"], run["jobId"]
-        await self._persist(
-            lambda: job_runs.finish_run(
-                self.db, run_id, token=self.token, status=outcome.status, now=now, fields=outcome.run_fields()
-            )
-        )
-        await self._persist(
-            lambda: sync_jobs.record_run_outcome(
-                self.db,
-                job_id,
-                self.token,
-                status=outcome.status,
-                finished_at=now,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
-            )
-        )
-        log.info(
-            "run_finished",
-            run_id=str(run_id),
-            job_id=str(job_id),
-            status=outcome.status,
-            duration_ms=outcome.duration_ms,
-        )
-        metrics.observe_run_finished(outcome.status, outcome.duration_ms)
-        if self._on_run_finished is not None:
-            await self._on_run_finished(job_id, run_id)
-        retry = job.get("retry") or {}
-        attempt = int(run.get("attempt", 1))
-        if not should_retry(outcome.status, attempt, int(retry.get("maxAttempts", 1))):
-            return
-        due_at = now + retry_delay(attempt, float(retry.get("backoffSeconds", 30.0)), self._random)
-        doc = await self._persist(
-            lambda: job_runs.insert_fire(
-                self.db,
-                job,
-                trigger="retry",
-                scheduled_for=run["scheduledFor"],
-                attempt=attempt + 1,
-                status=RunStatus.PENDING,
-                worker_id=self.lease.owner,
-                token=self.token,
-                now=now,
-                due_at=due_at,
-            )
-        )
-        if doc is not None:
-            log.info("retry_planned", run_id=str(doc["_id"]), attempt=attempt + 1, due_at=due_at.isoformat())
-            self._plan_run(doc)
-
-    async def _start_next_waiting(self, job_id: ObjectId) -> None:
-        """The job's lock is free: start the oldest of its runs that wait for it."""
-        if self.stopping:
-            return
-        now = self.clock.now()
-        for run in await job_runs.pending_runs(self.db, job_id):
-            if run["_id"] not in self.tasks and (run.get("dueAt") is None or run["dueAt"] <= now):
-                self.dispatch(run)
-                return
-
-    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T | None:
-        """Retry a write through a database outage while the lease holds; one try once it is lost."""
-        delay = 0.2
+    async def _watch(self) -> None:
+        """Learn of every pending run inserted anywhere, at once; without change streams the re-read does."""
         while True:
             try:
-                result = await write()
+                async with await job_runs.watch_pending_inserts(self.db) as stream:
+                    self._reread_at = 0.0  # what was inserted while the stream was down
+                    self._wake.set()
+                    async for change in stream:
+                        self._arrive(change.get("fullDocument") or {})
+            except OperationFailure as error:
+                if error.code == NO_CHANGE_STREAMS:
+                    log.warning("claims_polling", poll_seconds=self._poll_seconds, reason=str(error)[:200])
+                    return
+                await asyncio.sleep(DB_RETRY_SECONDS)
             except PyMongoError as error:
                 self.health.failed(error)
-                if not self.lease.is_held():
-                    return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-                continue
-            self.health.succeeded()
-            return result
+                await asyncio.sleep(DB_RETRY_SECONDS)
+
+    def _arrive(self, doc: Document) -> None:
+        if "_id" not in doc:
+            return
+        run = PendingRun.from_document(doc)
+        self._pending.add(run)
+        self._arrived.append(run)
+        self._waiting_jobs.discard(run.job_id)  # a new fire of a running job: its policy decides it now
+        self._wake.set()
+
+    # --- one claimed run ---
+
+    def _start(self, doc: Document, trusted_until: float) -> None:
+        claimed = ClaimedRun(self._context, from_document(JobRun, doc), trusted_until, slot_freed=self._wake.set)
+        run_id = doc["_id"]
+        self._claimed[run_id] = claimed
+        claimed.task = asyncio.create_task(self._execute(run_id, claimed))
+        if self._heartbeat is None or self._heartbeat.done():
+            self._heartbeat = asyncio.create_task(self._renew_leases())
+
+    async def _execute(self, run_id: ObjectId, claimed: ClaimedRun) -> None:
+        try:
+            await claimed.execute()
+        except Exception:
+            log.exception("run_failed_in_worker", run_id=str(run_id))
+        finally:
+            del self._claimed[run_id]
+            self._waiting_jobs.discard(ObjectId(claimed.run.job_id))  # a run of it may wait here
+            self._wake.set()
+
+    # --- run leases ---
+
+    @property
+    def _trusted_seconds(self) -> float:
+        return self._context.trusted_seconds
+
+    async def _renew_leases(self) -> None:
+        """Every third of a lease, one write renews the lease of every run here. A run the leader took
+        back, or whose lease could not be renewed in time, has its executor killed: the leader retries
+        it, and two executors of one run must not write at once."""
+        while self._claimed:
+            await asyncio.sleep(self.claimant.lease_seconds / 3)
+            run_ids = list(self._claimed)
+            sent_at = time.monotonic()
+            renewed = False
+            try:
+                # Bounded: a database that does not answer must not keep this loop from noticing the lapse.
+                async with asyncio.timeout(self.claimant.lease_seconds / 3):
+                    lost = await job_runs.renew_run_leases(self.db, self.claimant, run_ids)
+                renewed = True
+                self.health.succeeded()
+            except (PyMongoError, TimeoutError) as error:
+                self.health.failed(error)
+                now = time.monotonic()
+                lost = {
+                    run_id
+                    for run_id in run_ids
+                    if run_id in self._claimed and now > self._claimed[run_id].trusted_until
+                }
+            for run_id in run_ids:
+                claimed = self._claimed.get(run_id)
+                if claimed is None:
+                    continue
+                if run_id in lost and not claimed.recording:
+                    claimed.lose()
+                elif renewed and run_id not in lost and not claimed.lost:
+                    claimed.trusted_until = max(claimed.trusted_until, sent_at + self._trusted_seconds)
+
+    # --- the end ---
+
+    async def finish(self, grace_seconds: float) -> None:
+        """Claim nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
+        self.stop_claiming()
+        tasks = [claimed.task for claimed in self._claimed.values() if claimed.task is not None]
+        if tasks:
+            log.info("waiting_for_runs", count=len(tasks), grace_seconds=grace_seconds)
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            if pending:
+                for claimed in list(self._claimed.values()):
+                    claimed.cancel.set()
+                await asyncio.wait(pending)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat

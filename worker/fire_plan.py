@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from syncjobs.shared.cron import CronSchedule
 from syncjobs.shared.models import FAILED_STATUSES
@@ -22,6 +22,8 @@ ON_TIME_GRACE = timedelta(seconds=60)
 MAX_MISSED_RECORDS = 100
 MAX_RETRY_DELAY = timedelta(hours=1)
 
+T = TypeVar("T")
+OverlapPolicy = Literal["skip", "queue", "allow"]
 OverlapDecision = Literal["start", "skip", "queue"]
 
 
@@ -82,6 +84,20 @@ def decide_overlap(policy: str, running: int, queued: int) -> OverlapDecision:
     if policy == "queue" and queued == 0:
         return "queue"
     return "skip"
+
+
+def runs_to_skip(policy: str, waiting: list[tuple[T, str]]) -> list[T]:
+    """The job's run is going and these (id, trigger) wait for it, oldest first: the fires its policy skips.
+
+    `skip` skips every scheduled fire; `queue` keeps the oldest waiting run and skips later fires; manual
+    and retry runs are never skipped (they wait); `allow` never waits at all."""
+    if policy == "allow":
+        return []
+    skipped: list[T] = []
+    for position, (run_id, trigger) in enumerate(waiting):
+        if trigger == "schedule" and decide_overlap(policy, running=1, queued=position) == "skip":
+            skipped.append(run_id)
+    return skipped
 
 
 def should_retry(status: str, attempt: int, max_attempts: int) -> bool:

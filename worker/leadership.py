@@ -1,8 +1,10 @@
-"""What the active worker does during one lease term: fire due jobs exactly once, run them, record.
+"""What the leader does during one lease term: decide every job's fires exactly once and write them as
+`pending` runs, and fail the runs whose claimer died (`worker lost`), retrying them per their policy.
 
-A term starts with recovery (runs of earlier terms left `running` become `failed: worker lost`; missed
-fires are caught up or recorded `missed`; pending runs are picked up) and ends on SIGTERM or when the
-lease is lost. Every run and job write carries the term's fencing token.
+Executing runs is not the leader's: every replica claims pending runs (`worker/dispatcher.py`). A term
+starts with recovery (runs whose lease lapsed are failed; missed fires are caught up or recorded
+`missed`) and ends on SIGTERM or when the lease is lost. Every fire and job write carries the term's
+fencing token.
 """
 
 from __future__ import annotations
@@ -10,26 +12,50 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bson import ObjectId
+from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.cron import CronSchedule, parse_schedule
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import RunStatus
+from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
-from syncjobs.worker.dispatcher import ExecutorSpec, RunCallback, RunDispatcher
-from syncjobs.worker.fire_plan import FirePlan, decide_due_fires
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.worker.claimed_run import insert_retry
+from syncjobs.worker.fire_plan import FireDecision, FirePlan, decide_due_fires, should_retry
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease
 
 log = get_logger(__name__)
 
-FIRE_CONCURRENCY = 16
 DB_RETRY_SECONDS = 1.0
+
+
+@dataclass
+class PlannedJob:
+    """One job as the leader plans it: the job, its parsed schedule, its next fire, and the instant up to
+    which its fires are already decided (a change event carrying an older nextRunAt must not fire again).
+    A removed job keeps its record (inactive) for the term, so re-enabling it cannot repeat a fire."""
+
+    job: SyncJob
+    schedule: CronSchedule
+    next_fire: datetime
+    decided_through: datetime | None = None
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class _Fired:
+    """A job whose due fires were decided in one batch, with what to restore if the batch is not written."""
+
+    key: str
+    record: PlannedJob
+    decision: FireDecision
+    previous: tuple[datetime, datetime | None]
 
 
 class Leadership:
@@ -39,9 +65,8 @@ class Leadership:
         lease: Lease,
         clock: Clock,
         *,
-        executor: ExecutorSpec,
         health: DatabaseHealth,
-        on_run_finished: RunCallback | None = None,
+        run_lease_seconds: float,
         random_fraction: Callable[[], float] = random.random,
     ) -> None:
         self.db = db
@@ -50,55 +75,23 @@ class Leadership:
         self.clock = clock
         self.health = health
         self.plan = FirePlan()
-        self.jobs: dict[ObjectId, Document] = {}
-        self._schedules: dict[ObjectId, CronSchedule] = {}
-        self._next_fire: dict[ObjectId, datetime] = {}
-        self._decided_through: dict[ObjectId, datetime] = {}
-        self._waiting_runs: dict[ObjectId, Document] = {}
+        self._planned: dict[ObjectId, PlannedJob] = {}
+        self._run_lease_seconds = run_lease_seconds
+        self._random = random_fraction
         self._wake = asyncio.Event()
-        self.executions = RunDispatcher(
-            db,
-            lease,
-            clock,
-            executor=executor,
-            health=health,
-            plan_run=self.run_requested,
-            on_run_finished=on_run_finished,
-            random_fraction=random_fraction,
-        )
+
+    def planned_versions(self) -> dict[ObjectId, int]:
+        """Id -> version of every job planned now (what the polling fallback compares)."""
+        return {job_id: record.job.version for job_id, record in self._planned.items() if record.active}
 
     # --- start of term ---
 
     async def recover(self) -> None:
-        """Finish what earlier terms left, then load every enabled job and pending run."""
-        now = self.clock.now()
-        for run in await job_runs.runs_of_earlier_leaders(self.db, self.token):
-            started = run.get("startedAt")
-            duration = int((now - started).total_seconds() * 1000) if started else None
-            if await job_runs.finish_run(
-                self.db,
-                run["_id"],
-                token=self.token,
-                status=RunStatus.FAILED,
-                now=now,
-                fields={"error": "worker lost", "durationMs": duration},
-            ):
-                log.warning("run_worker_lost", run_id=str(run["_id"]), job_id=str(run["jobId"]))
-                await sync_jobs.record_run_outcome(
-                    self.db,
-                    run["jobId"],
-                    self.token,
-                    status=RunStatus.FAILED,
-                    finished_at=now,
-                    error="worker lost",
-                    duration_ms=duration,
-                )
-            await job_execution_locks.release(self.db, run["jobId"], run["_id"])
-        for job in await sync_jobs.enabled_job_docs(self.db):
-            self.job_changed(job)
-        for run in await job_runs.pending_runs(self.db):
-            self.run_requested(run)
-        log.info("leader_ready", fencing_token=self.token, jobs=len(self.jobs))
+        """Fail the runs whose claimer is gone, then load every enabled job."""
+        await self.fail_lost_runs()
+        for doc in await sync_jobs.enabled_job_docs(self.db):
+            self.job_changed(doc)
+        log.info("leader_ready", fencing_token=self.token, jobs=len(self.planned_versions()))
 
     # --- what the change feed tells us ---
 
@@ -108,54 +101,37 @@ class Leadership:
         if not doc.get("enabled"):
             self.job_removed(job_id)
             return
+        record = self._planned.get(job_id)
         try:
-            cron, timezone = doc["schedule"]["cron"], doc["schedule"].get("timezone", "UTC")
-            schedule = self._schedules.get(job_id)
-            if schedule is None or (schedule.cron, schedule.timezone) != (cron, timezone):
-                schedule = parse_schedule(cron, timezone)
-        except (ValidationFailed, KeyError, TypeError):
+            job = from_document(SyncJob, doc)
+            same = record is not None and record.schedule.cron == job.schedule.cron
+            if same and record is not None and record.schedule.timezone == job.schedule.timezone:
+                schedule = record.schedule
+            else:
+                schedule = parse_schedule(job.schedule.cron, job.schedule.timezone)
+        except (ValidationFailed, ValidationError):
             log.warning("job_schedule_invalid", job_id=str(job_id))
             self.job_removed(job_id)
             return
-        self.jobs[job_id] = doc
-        self._schedules[job_id] = schedule
-        due = doc.get("nextRunAt") or schedule.next_after(self.clock.now())
-        decided = self._decided_through.get(job_id)
+        due = job.next_run_at or schedule.next_after(self.clock.now())
+        decided = record.decided_through if record is not None else None
         if decided is not None and due <= decided:
             due = schedule.next_after(decided)
-        self._next_fire[job_id] = due
-        self.plan.plan(_job_key(job_id), due, int(doc.get("version", 1)))
-        log.debug("job_planned", job_id=str(job_id), due=due.isoformat(), version=doc.get("version"))
+        self._planned[job_id] = PlannedJob(job, schedule, due, decided)
+        self.plan.plan(_job_key(job_id), due, job.version)
+        log.debug("job_planned", job_id=str(job_id), due=due.isoformat(), version=job.version)
         self._wake.set()
 
     def job_removed(self, job_id: ObjectId) -> None:
-        for table in (self.jobs, self._schedules, self._next_fire):
-            table.pop(job_id, None)
+        record = self._planned.get(job_id)
+        if record is not None:
+            record.active = False
         self.plan.remove(_job_key(job_id))
-
-    def run_requested(self, run: Document) -> None:
-        """A pending run (manual, retry, queued): start it now, or plan it for its dueAt."""
-        run_id = run["_id"]
-        if run_id in self.executions.tasks or run_id in self._waiting_runs:
-            return
-        due_at = run.get("dueAt")
-        if due_at is not None and due_at > self.clock.now():
-            self._waiting_runs[run_id] = run
-            self.plan.plan(_run_key(run_id), due_at)
-            self._wake.set()
-            return
-        self.executions.dispatch(run)
 
     # --- the fire loop ---
 
     async def fire_due(self) -> None:
-        """Sleep until the earliest planned time (or a change), handle what is due; forever."""
-        limit = asyncio.Semaphore(FIRE_CONCURRENCY)
-
-        async def limited(key: str) -> None:
-            async with limit:
-                await self._handle_due(key)
-
+        """Sleep until the earliest planned time (or a change), fire what is due in one batch; forever."""
         while True:
             self._wake.clear()
             due = self.plan.next_due()
@@ -168,80 +144,107 @@ class Leadership:
                 for waiter in waits:
                     waiter.cancel()
             keys = self.plan.pop_due(self.clock.now())
-            if keys:
-                await asyncio.gather(*(limited(key) for key in keys))
+            if keys and self.lease.is_held():  # a lapsed term fires nothing: the next leader will
+                await self._fire(keys)
 
-    async def _handle_due(self, key: str) -> None:
-        kind, _, raw_id = key.partition(":")
-        if kind == "run":
-            run = self._waiting_runs.pop(ObjectId(raw_id), None)
-            if run is not None and run["_id"] not in self.executions.tasks:
-                self.executions.dispatch(run)
-            return
-        job_id = ObjectId(raw_id)
-        job = self.jobs.get(job_id)
-        if job is None or not self.lease.is_held():  # a lapsed term fires nothing: the next leader will
-            return
-        due, decided_before = self._next_fire[job_id], self._decided_through.get(job_id)
+    async def _fire(self, keys: list[str]) -> None:
+        """Decide every due job's fires, then write them all with one insert_many (a duplicate fire key
+        means the fire is already taken) and move their nextRunAt with one bulk_write."""
         now = self.clock.now()
-        decision = decide_due_fires(self._schedules[job_id], due, now, int(job.get("catchUpFires", 1)))
-        # Set before the writes: a change event arriving meanwhile must not plan these fires again.
-        self._decided_through[job_id] = now
-        self._next_fire[job_id] = decision.next_fire
-        self.plan.plan(key, decision.next_fire, int(job.get("version", 1)))
+        fired: list[_Fired] = []
+        for key in keys:
+            record = self._planned.get(ObjectId(key.partition(":")[2]))
+            if record is None or not record.active:
+                continue
+            decision = decide_due_fires(record.schedule, record.next_fire, now, record.job.catch_up_fires)
+            fired.append(_Fired(key, record, decision, (record.next_fire, record.decided_through)))
+            # Set before the writes: a change event arriving meanwhile must not plan these fires again.
+            record.decided_through, record.next_fire = now, decision.next_fire
+            self.plan.plan(key, decision.next_fire, record.job.version)
+        docs = [doc for one in fired for doc in self._fire_documents(one, now)]
+        moves = [
+            sync_jobs.NextRun(ObjectId(one.record.job.id), one.record.job.version, one.decision.next_fire)
+            for one in fired
+        ]
         try:
-            await self._take_fires(job, decision.run, decision.missed, now)
-            await sync_jobs.advance_next_run(
-                self.db, job_id, int(job.get("version", 1)), decision.next_fire, self.token
-            )
+            written = await job_runs.insert_fires(self.db, docs)
+            await sync_jobs.advance_next_runs(self.db, moves, self.token)
             self.health.succeeded()
         except PyMongoError as error:  # undo, and decide the same fires again in a moment
             self.health.failed(error)
-            self._next_fire[job_id] = due
-            self._decided_through.pop(job_id, None)
-            if decided_before is not None:
-                self._decided_through[job_id] = decided_before
-            self.plan.plan(key, now + timedelta(seconds=DB_RETRY_SECONDS), -1)
+            for one in fired:
+                one.record.next_fire, one.record.decided_through = one.previous
+                self.plan.plan(one.key, now + timedelta(seconds=DB_RETRY_SECONDS), -1)
             return
-        if decision.older_missed_left_out:
-            log.warning("older_missed_fires_not_recorded", job_id=str(job_id), recorded=len(decision.missed))
+        taken = {doc["_id"] for doc in written}
+        for doc in docs:
+            if doc["_id"] not in taken and doc["status"] == RunStatus.PENDING:
+                log.info("fire_already_taken", job_id=str(doc["jobId"]), scheduled_for=doc["scheduledFor"].isoformat())
+        for one in fired:
+            if one.decision.older_missed_left_out:
+                log.warning(
+                    "older_missed_fires_not_recorded", job_id=one.record.job.id, recorded=len(one.decision.missed)
+                )
+        if written:
+            log.info("fires_written", runs=sum(doc["status"] == RunStatus.PENDING for doc in written), jobs=len(fired))
 
-    async def _take_fires(self, job: Document, run: list[datetime], missed: list[datetime], now: datetime) -> None:
-        """Claim each fire through the unique fire key; a fire already claimed is left alone."""
-        for scheduled_for in missed:
-            await job_runs.insert_fire(
-                self.db,
+    def _fire_documents(self, fired: _Fired, now: datetime) -> list[Document]:
+        job, decision = fired.record.job, fired.decision
+
+        def fire(at: datetime, status: RunStatus, error: str | None = None) -> Document:
+            return job_runs.fire_document(
                 job,
                 trigger="schedule",
-                scheduled_for=scheduled_for,
+                scheduled_for=at,
                 attempt=1,
-                status=RunStatus.MISSED,
+                status=status,
                 worker_id=self.lease.owner,
                 token=self.token,
                 now=now,
-                error="missed: no worker could fire it in time",
+                error=error,
             )
-        for scheduled_for in run:
-            doc = await job_runs.insert_fire(
+
+        missed = [fire(at, RunStatus.MISSED, "missed: no worker could fire it in time") for at in decision.missed]
+        return missed + [fire(at, RunStatus.PENDING) for at in decision.run]
+
+    # --- runs whose claimer died ---
+
+    async def fail_lost_runs_forever(self) -> None:
+        """Every third of a run lease: a run not renewed for a whole lease is lost with its replica."""
+        while True:
+            await asyncio.sleep(self._run_lease_seconds / 3)
+            try:
+                await self.fail_lost_runs()
+                self.health.succeeded()
+            except PyMongoError as error:
+                self.health.failed(error)
+
+    async def fail_lost_runs(self) -> None:
+        """`failed: worker lost` on every running run whose lease lapsed (on the server's clock), recorded
+        on its job and retried by its job's policy; a heartbeat that lands first keeps the run."""
+        now = self.clock.now()
+        for doc in await job_runs.runs_with_lapsed_lease(self.db, await job_runs.server_time(self.db)):
+            run = from_document(JobRun, doc)
+            duration = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
+            if not await job_runs.mark_lost(self.db, doc, token=self.token, now=now, duration_ms=duration):
+                continue
+            log.warning("run_worker_lost", run_id=run.id, job_id=run.job_id, worker=run.worker_id)
+            job_id = ObjectId(run.job_id)
+            await sync_jobs.record_run_outcome(
                 self.db,
-                job,
-                trigger="schedule",
-                scheduled_for=scheduled_for,
-                attempt=1,
-                status=RunStatus.PENDING,
-                worker_id=self.lease.owner,
-                token=self.token,
-                now=now,
+                job_id,
+                self.token,
+                status=RunStatus.FAILED,
+                finished_at=now,
+                error="worker lost",
+                duration_ms=duration,
             )
-            if doc is None:
-                log.info("fire_already_taken", job_id=str(job["_id"]), scheduled_for=scheduled_for.isoformat())
-            else:
-                self.executions.dispatch(doc, job)
+            job = await sync_jobs.find_job(self.db, job_id)
+            if job is not None and should_retry(RunStatus.FAILED, run.attempt, job.retry.max_attempts):
+                await insert_retry(
+                    self.db, job, run, worker_id=self.lease.owner, token=self.token, now=now, random=self._random
+                )
 
 
 def _job_key(job_id: ObjectId) -> str:
     return f"job:{job_id}"
-
-
-def _run_key(run_id: ObjectId) -> str:
-    return f"run:{run_id}"

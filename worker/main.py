@@ -1,5 +1,6 @@
-"""`syncjobs worker`: one replica. It stands by until it holds the lease, then leads until SIGTERM
-or until the lease is lost, and stands by again. A database outage never stops the process.
+"""`syncjobs worker`: one replica. Every replica claims and runs pending runs for its whole life; one of
+them also holds the lease and leads (decides fires, fails lost runs) until SIGTERM or until the lease is
+lost, and stands by again. A database outage never stops the process.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, connect, ensure_indexes
 from syncjobs.shared.settings import Settings
+from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
-from syncjobs.worker.dispatcher import ExecutorSpec
+from syncjobs.worker.dispatcher import RunDispatcher
+from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
@@ -76,6 +79,27 @@ class _Worker:
 
     async def run(self) -> None:
         await self._ensure_indexes()
+        claimant = Claimant(self.settings.worker_id, self.lease.instance, float(self.settings.lease_ttl_seconds))
+        dispatcher = RunDispatcher(
+            self.db,
+            self.clock,
+            claimant,
+            executor=ExecutorSpec.from_settings(self.settings, self.fork_server),
+            health=self.health,
+            poll_seconds=self.settings.poll_seconds,
+            on_run_finished=self._notify,
+        )
+        claiming = asyncio.create_task(dispatcher.run())
+        try:
+            await self._lead_when_possible()
+        finally:
+            dispatcher.stop_claiming()  # the loop ends after its current claim: a claim sent is never dropped
+            await asyncio.gather(claiming, return_exceptions=True)
+            await dispatcher.finish(self.settings.shutdown_grace_seconds)
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+
+    async def _lead_when_possible(self) -> None:
         standing_by = False
         while not self.stop.is_set():
             try:
@@ -92,8 +116,6 @@ class _Worker:
                 continue
             standing_by = False
             await self._lead()
-        if self._background:
-            await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
 
     async def _lead(self) -> None:
         log.info("lease_acquired", owner=self.lease.owner, fencing_token=self.lease.fencing_token)
@@ -102,9 +124,8 @@ class _Worker:
             self.db,
             self.lease,
             self.clock,
-            executor=ExecutorSpec.from_settings(self.settings, self.fork_server),
             health=self.health,
-            on_run_finished=self._notify,
+            run_lease_seconds=float(self.settings.lease_ttl_seconds),
         )
         feed = ChangeFeed(self.db, leadership, self.settings.poll_seconds, self.health)
         holding = asyncio.create_task(self.lease.hold())
@@ -115,6 +136,7 @@ class _Worker:
             working = [
                 asyncio.create_task(leadership.fire_due()),
                 asyncio.create_task(feed.run()),
+                asyncio.create_task(leadership.fail_lost_runs_forever()),
                 asyncio.create_task(notifier.sweep_alerts_forever(self.db, self.settings, self.clock)),
             ]
             stopping = asyncio.create_task(self.stop.wait())
@@ -132,8 +154,6 @@ class _Worker:
             await asyncio.gather(*working, return_exceptions=True)
             if holding.done():
                 log.warning("stepped_down", owner=self.lease.owner)
-                leadership.executions.cancel.set()
-            await leadership.executions.finish(self.settings.shutdown_grace_seconds)
             holding.cancel()
             await asyncio.gather(holding, return_exceptions=True)
             metrics.lease_held.set(0)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.cron import parse_schedule
@@ -155,6 +156,12 @@ async def find_job_identity(db: Database, job_id: ObjectId) -> Document | None:
     return await db.syncjobs.find_one({"_id": job_id}, {"name": 1, "workspaceId": 1})
 
 
+async def find_job(db: Database, job_id: ObjectId) -> SyncJob | None:
+    """The job as the worker uses it: typed, so each default is the model's."""
+    doc = await find_job_doc(db, job_id)
+    return from_document(SyncJob, doc) if doc is not None else None
+
+
 async def enabled_job_docs(db: Database) -> list[Document]:
     return await db.syncjobs.find({"enabled": True}).to_list()
 
@@ -165,29 +172,51 @@ async def enabled_job_versions(db: Database) -> dict[ObjectId, int]:
     return {doc["_id"]: int(doc.get("version", 1)) async for doc in cursor}
 
 
-async def advance_next_run(db: Database, job_id: ObjectId, version: int, next_run_at: datetime, token: int) -> None:
-    """Move nextRunAt past a fire the worker took, unless the job was edited since it was read."""
-    query = {**_fenced(job_id, token), "version": version}
-    await db.syncjobs.update_one(query, {"$set": {"nextRunAt": to_ms(next_run_at), "workerFencingToken": token}})
+@dataclass(frozen=True)
+class NextRun:
+    """A job's nextRunAt moved past the fires the leader took, as of the job version it planned from."""
+
+    job_id: ObjectId
+    version: int
+    next_run_at: datetime
+
+
+async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> None:
+    """Every job that fired at one instant in one unordered bulk_write; an edited job (other version) is
+    left alone, its edit wins."""
+    if not moves:
+        return
+    updates = [
+        UpdateOne(
+            {**_fenced(move.job_id, token), "version": move.version},
+            {"$set": {"nextRunAt": to_ms(move.next_run_at), "workerFencingToken": token}},
+        )
+        for move in moves
+    ]
+    await db.syncjobs.bulk_write(updates, ordered=False)
 
 
 async def record_run_outcome(
     db: Database,
     job_id: ObjectId,
-    token: int,
+    token: int | None,
     *,
     status: RunStatus,
     finished_at: datetime,
     error: str | None,
     duration_ms: int | None,
 ) -> None:
-    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs."""
+    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs.
+
+    The leader writes under its fencing token; a claimer (token None) only after its own run's outcome
+    landed under the run's lease, which is what guards it."""
     fields: Document = {
         "lastRunAt": to_ms(finished_at),
         "lastStatus": {"$literal": status},
         "lastError": {"$literal": error},
-        "workerFencingToken": token,
     }
+    if token is not None:
+        fields["workerFencingToken"] = token
     if duration_ms is not None:
         count = {"$add": [{"$ifNull": ["$runCount", 0]}, 1]}
         mean = {"$ifNull": ["$averageDurationMs", duration_ms]}
@@ -196,4 +225,5 @@ async def record_run_outcome(
             "runCount": count,
             "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
         }
-    await db.syncjobs.update_one(_fenced(job_id, token), [{"$set": fields}])
+    query = _fenced(job_id, token) if token is not None else {"_id": job_id}
+    await db.syncjobs.update_one(query, [{"$set": fields}])

@@ -23,9 +23,6 @@ from syncjobs.shared.store import job_runs
 from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
 from syncjobs.worker.fork_server import START_ATTEMPTS, ForkServer
 
-from tests.acceptance import test_worker_processes
-from tests.acceptance.test_worker_processes import Workers
-from tests.acceptance.test_worker_processes import _has_runs as has_runs
 from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import (
     contents,
@@ -36,9 +33,9 @@ from tests.fixtures.executor_world import (
     scratch_databases,
 )
 from tests.fixtures.worker_jobs import file_written, process_gone, runs_of
+from tests.fixtures.worker_processes import Workers, has_runs
 
 pytestmark = pytest.mark.slow
-workers = test_worker_processes.workers  # the same fixture: real `syncjobs worker` replicas
 
 
 @pytest.fixture

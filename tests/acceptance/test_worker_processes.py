@@ -3,10 +3,7 @@ and a database restart in the middle of a run."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,55 +17,11 @@ from syncjobs.shared.store import job_runs
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import make_mongodb_job, new_run, scratch_databases
-from tests.fixtures.security import security_env
-from tests.fixtures.worker_jobs import FAKE_EXECUTOR, file_written, make_job, process_gone, runs_of
+from tests.fixtures.worker_jobs import file_written, make_job, process_gone, runs_of
+from tests.fixtures.worker_processes import Workers, has_runs
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Workers:
-    """`syncjobs worker` replicas against one database; each logs to its own file."""
-
-    def __init__(self, uri: str, database: str, logs: Path, ttl_seconds: int) -> None:
-        self.uri, self.database, self.logs, self.ttl_seconds = uri, database, logs, ttl_seconds
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, worker_id: str, *, cwd: Path = ROOT, real_executor: bool = False) -> subprocess.Popen[bytes]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_") and k != "PYTHONPATH"}
-        env |= {
-            **security_env(),
-            "SYNCJOBS_MONGODB_URI": self.uri,
-            "SYNCJOBS_DATABASE": self.database,
-            "SYNCJOBS_WORKER_ID": worker_id,
-            "SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl_seconds),
-        }
-        if not real_executor:
-            env["SYNCJOBS_EXECUTOR_COMMAND"] = " ".join(FAKE_EXECUTOR)
-        with open(self.logs / f"{worker_id}.log", "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "syncjobs", "worker"], env=env, cwd=cwd, stdout=log, stderr=log
-            )
-        self.processes[worker_id] = process
-        return process
-
-    def log(self, worker_id: str) -> str:
-        return (self.logs / f"{worker_id}.log").read_text()
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-
-
-@pytest.fixture
-def workers(mongo_uri: str, db_name: str, tmp_path: Path) -> Iterator[Workers]:
-    running = Workers(mongo_uri, db_name, tmp_path, ttl_seconds=2)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 async def _leader(db: Database) -> Document | None:
@@ -85,7 +38,7 @@ async def test_sigkill_of_the_active_worker_loses_no_fire_and_doubles_none(worke
     workers.start("w1")
     first_term = await eventually(lambda: _led_by(db, "w1"))
     workers.start("w2")
-    await eventually(lambda: _has_runs(db, job["_id"], 3, status="succeeded"))
+    await eventually(lambda: has_runs(db, job["_id"], 3, status="succeeded"))
     assert "standing_by" in workers.log("w2")
     assert (await _leader(db) or {})["owner"] == "w1"
 
@@ -94,7 +47,7 @@ async def test_sigkill_of_the_active_worker_loses_no_fire_and_doubles_none(worke
     killed_at = datetime.now(UTC)
     second_term = await eventually(lambda: _led_by(db, "w2"))
     assert second_term["fencingToken"] == first_term["fencingToken"] + 1
-    await eventually(lambda: _has_runs(db, job["_id"], 2, status="succeeded", started_after=killed_at))
+    await eventually(lambda: has_runs(db, job["_id"], 2, status="succeeded", started_after=killed_at))
 
     fires = [run for run in await runs_of(db, job["_id"]) if run["trigger"] == "schedule"]
     scheduled = [run["scheduledFor"] for run in fires]
@@ -103,15 +56,6 @@ async def test_sigkill_of_the_active_worker_loses_no_fire_and_doubles_none(worke
     assert scheduled == expected, "a fire between the first and the last has no run"
     assert {run["status"] for run in fires} <= {"succeeded", "missed", "skipped", "failed", "running", "pending"}
     assert not [run for run in fires if run["status"] == "failed" and run["error"] != "worker lost"]
-
-
-async def _has_runs(
-    db: Database, job_id: ObjectId, count: int, *, status: str, started_after: datetime | None = None
-) -> bool:
-    query: dict[str, object] = {"jobId": job_id, "status": status}
-    if started_after is not None:
-        query["startedAt"] = {"$gt": started_after}
-    return await db.job_runs.count_documents(query) >= count
 
 
 async def test_sigterm_hands_the_lease_to_the_standby(workers: Workers, db: Database) -> None:
@@ -151,11 +95,11 @@ async def test_a_run_survives_a_database_restart(own_server: list[EmbeddedServer
         runner.start("w1")
         await eventually(lambda: _led_by(db, "w1"))
         run = await job_runs.create_manual_run(db, from_document(SyncJob, job), datetime.now(UTC))
-        await eventually(lambda: _has_runs(db, job["_id"], 1, status="running"))
+        await eventually(lambda: has_runs(db, job["_id"], 1, status="running"))
         server.stop()
         await eventually(lambda: _logged(runner, "w1", "database_unavailable"), within=60)
         own_server.append(start_embedded(server.storage_path, port=server.port))
-        await eventually(lambda: _has_runs(db, job["_id"], 1, status="succeeded"), within=60)
+        await eventually(lambda: has_runs(db, job["_id"], 1, status="succeeded"), within=60)
         stored = await job_runs.get_run(db, ObjectId(run.id))
         assert (stored.status, stored.stats) == ("succeeded", {"read": 1})
         await eventually(lambda: _logged(runner, "w1", "database_available"))
@@ -174,7 +118,7 @@ async def test_the_executor_dies_with_a_sigkilled_worker_and_its_run_is_marked_l
     workers.start("w1")
     await eventually(lambda: _led_by(db, "w1"))
     await job_runs.create_manual_run(db, from_document(SyncJob, job), datetime.now(UTC))
-    await eventually(lambda: _has_runs(db, job["_id"], 1, status="running"))
+    await eventually(lambda: has_runs(db, job["_id"], 1, status="running"))
     await eventually(lambda: file_written(pids_file))
     executor_pid = int(pids_file.read_text().split()[0])
     workers.processes["w1"].send_signal(signal.SIGKILL)

@@ -13,7 +13,7 @@ from pymongo.errors import AutoReconnect, OperationFailure
 from syncjobs.shared.models import SyncJob, SyncJobInput, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import job_execution_locks, job_runs, sync_jobs
+from syncjobs.shared.store import job_runs, sync_jobs
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
@@ -235,7 +235,7 @@ async def test_end_of_term_kills_what_outlives_the_grace_as_cancelled(
     await harness.start()
     harness.clock.set(T0 + timedelta(seconds=5))
     await eventually(lambda: harness.run_with(job["_id"], status="running"))
-    await harness.leadership.executions.finish(grace_seconds=0.2)
+    await harness.dispatcher.finish(grace_seconds=0.2)
     run = await harness.run_with(job["_id"])
     assert run is not None
     assert (run["status"], run["error"]) == ("cancelled", "cancelled")
@@ -259,7 +259,7 @@ async def test_a_fire_that_cannot_be_written_is_tried_again(
     harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = await make_job(db, "ok", ONCE_AT_T0_PLUS_5S, T0)
-    _fail_once(monkeypatch, job_runs, "insert_fire")
+    _fail_once(monkeypatch, job_runs, "insert_fires")
     await harness.start()
     harness.clock.set(T0 + timedelta(seconds=5))
     assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", T0 + timedelta(seconds=6)))
@@ -272,7 +272,7 @@ async def test_a_run_whose_lock_cannot_be_taken_is_tried_again(
     harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = await make_job(db, "ok", "0 0 1 1 *", T0)
-    _fail_once(monkeypatch, job_execution_locks, "acquire")
+    _fail_once(monkeypatch, job_runs, "claim_run")  # the claim is the job's lock
     await harness.start()
     await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
     await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
@@ -314,4 +314,4 @@ async def test_a_manual_run_waits_for_the_running_one_and_is_never_skipped(
 
 
 async def _waiting(harness: Harness, job_id: ObjectId) -> bool:
-    return job_id in harness.leadership.executions.jobs_with_waiters
+    return harness.dispatcher.waits_for_lock(job_id)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bson import ObjectId
 from pymongo.errors import AutoReconnect
 from syncjobs.shared.mongo import Database
-from syncjobs.shared.store import job_execution_locks
 from syncjobs.shared.store.worker_locks import LAPSED
 from syncjobs.worker.lease import Lease
 
@@ -76,23 +74,6 @@ async def test_hold_renews_while_the_lease_is_ours(db: Database) -> None:
 async def _heartbeat_after(lease: Lease, instant: object) -> bool:
     doc = await lease.current()
     return doc is not None and doc["heartbeatAt"] > instant
-
-
-async def test_execution_lock_one_run_at_a_time_and_earlier_terms_lose_it(db: Database) -> None:
-    job, run_a, run_b = ObjectId(), ObjectId(), ObjectId()
-    claims = await asyncio.gather(
-        *(job_execution_locks.acquire(db, job, run, owner="w", token=3, seconds=60) for run in (run_a, run_b))
-    )
-    assert sorted(claims) == [False, True]
-    holder = (await job_execution_locks.holder(db, job) or {})["runId"]
-    other = run_b if holder == run_a else run_a
-    assert await job_execution_locks.acquire(db, job, holder, owner="w", token=3, seconds=60)  # renewal
-    assert not await job_execution_locks.acquire(db, job, other, owner="w", token=3, seconds=60)
-    assert await job_execution_locks.acquire(db, job, other, owner="next", token=4, seconds=60)  # a new term
-    await job_execution_locks.release(db, job, holder)  # the old run no longer holds it: no effect
-    assert (await job_execution_locks.holder(db, job) or {})["runId"] == other
-    await job_execution_locks.release(db, job, other)
-    assert await job_execution_locks.holder(db, job) is None
 
 
 async def test_a_holder_that_cannot_renew_steps_down_before_its_lease_lapses(db: Database) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from syncjobs.shared.settings import Settings, SettingsError
-from syncjobs.worker.dispatcher import ExecutorSpec
-from syncjobs.worker.executor_process import default_executor_command
+from syncjobs.worker.executor_process import ExecutorSpec, default_executor_command
 from syncjobs.worker.fork_server import ForkServer
 
 URI = {"SYNCJOBS_MONGODB_URI": "mongodb://127.0.0.1:1"}

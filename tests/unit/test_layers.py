@@ -11,7 +11,6 @@ COLLECTIONS = {
     "api_tokens",
     "data_sources",
     "destinations",
-    "job_execution_locks",
     "job_runs",
     "sync_state",
     "syncjobs",

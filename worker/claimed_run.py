@@ -1,0 +1,191 @@
+"""One run this replica claimed: its executor, its outcome on the run and the job, and its retry.
+
+Its writes are guarded by the run's lease (`job_runs.finish_claimed_run`), not by a fencing token: once
+the leader has failed it as `worker lost`, nothing of it lands. Through a database outage a write is
+retried only while the lease is known to hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
+
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+from syncjobs.shared import metrics
+from syncjobs.shared.clock import Clock
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.models import JobRun, RunStatus, SyncJob
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
+from syncjobs.worker.fire_plan import retry_delay, should_retry
+from syncjobs.worker.health import DatabaseHealth
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every claimed run of one replica shares."""
+
+    db: Database
+    clock: Clock
+    claimant: Claimant
+    health: DatabaseHealth
+    executor: ExecutorSpec
+    on_run_finished: RunCallback | None
+    random_fraction: Callable[[], float]
+
+    @property
+    def trusted_seconds(self) -> float:
+        """A run lease is trusted a little less long than it lasts, for the event loop's latency."""
+        return self.claimant.lease_seconds - min(1.0, self.claimant.lease_seconds / 10)
+
+
+class ClaimedRun:
+    """A claimed run: its executor's cancel switch, and until when (monotonic) its lease is known to
+    hold; `lost` once the leader took it back (its outcome is then not ours to record)."""
+
+    def __init__(
+        self, context: RunContext, run: JobRun, trusted_until: float, *, slot_freed: Callable[[], None]
+    ) -> None:
+        self.context = context
+        self.run = run
+        self.run_id = ObjectId(run.id)
+        self.trusted_until = trusted_until
+        self.cancel = asyncio.Event()
+        self.lost = False
+        self.executing = True  # holds an executor slot; the outcome is written after the slot is freed
+        self.recording = False  # its outcome write is on its way: that write tells whether it was lost
+        self.task: asyncio.Task[None] | None = None
+        self._slot_freed = slot_freed
+
+    def lose(self) -> None:
+        """The lease is gone: kill the executor, record nothing."""
+        if not self.lost:
+            log.warning("run_lease_lost", run_id=str(self.run_id), job_id=self.run.job_id)
+        self.lost = True
+        self.cancel.set()
+
+    async def execute(self) -> None:
+        job = await self._persist(lambda: sync_jobs.find_job(self.context.db, ObjectId(self.run.job_id)))
+        if job is None:
+            await self._persist(lambda: self._finish(RunStatus.CANCELLED, {"error": "job deleted"}))
+            return
+        outcome = await self._run_executor(job)
+        self.executing = False  # the next run may start while this one's outcome is written
+        self._slot_freed()
+        await self._record(job, outcome)
+
+    async def _run_executor(self, job: SyncJob) -> ExecutionOutcome:
+        context, run = self.context, self.run
+        log.info(
+            "run_started", run_id=run.id, job_id=run.job_id, trigger=run.trigger, worker=context.claimant.worker_id
+        )
+        if run.trigger == "schedule":
+            metrics.fire_lag_seconds.observe(max(0.0, (context.clock.now() - run.scheduled_for).total_seconds()))
+        env = {**context.executor.env, "SYNCJOBS_RUN_ID": run.id}
+        metrics.executors_running.inc()
+        try:
+            argv = [*context.executor.argv, "--run-id", run.id]
+            return await run_executor(
+                argv, env, float(job.timeout_seconds), self.cancel, fork_server=context.executor.fork_server
+            )
+        finally:
+            metrics.executors_running.dec()
+
+    async def _record(self, job: SyncJob, outcome: ExecutionOutcome) -> None:
+        """The outcome on the run (only while it is ours), then on the job; then a retry if its policy says."""
+        context, run = self.context, self.run
+        self.recording = True
+        landed = not self.lost and await self._persist(lambda: self._finish(outcome.status, outcome.run_fields()))
+        if not landed:
+            log.warning("run_outcome_not_recorded", run_id=run.id, status=outcome.status, reason="run lease lost")
+            return
+        now = context.clock.now()
+        job_id = ObjectId(run.job_id)
+        await self._persist(
+            lambda: sync_jobs.record_run_outcome(
+                context.db,
+                job_id,
+                None,
+                status=outcome.status,
+                finished_at=now,
+                error=outcome.error,
+                duration_ms=outcome.duration_ms,
+            )
+        )
+        log.info(
+            "run_finished", run_id=run.id, job_id=run.job_id, status=outcome.status, duration_ms=outcome.duration_ms
+        )
+        metrics.observe_run_finished(outcome.status, outcome.duration_ms)
+        if context.on_run_finished is not None:
+            await context.on_run_finished(job_id, self.run_id)
+        if should_retry(outcome.status, run.attempt, job.retry.max_attempts):
+            worker_id = context.claimant.worker_id
+            await self._persist(
+                lambda: insert_retry(
+                    context.db, job, run, worker_id=worker_id, token=None, now=now, random=context.random_fraction
+                )
+            )
+
+    async def _finish(self, status: str, fields: Document) -> bool:
+        context = self.context
+        return await job_runs.finish_claimed_run(
+            context.db, context.claimant, self.run_id, status=status, now=context.clock.now(), fields=fields
+        )
+
+    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T | None:
+        """Retry a write through a database outage while the run's lease is known to hold; then give up:
+        the leader fails the run as lost and retries it."""
+        delay = 0.2
+        while True:
+            try:
+                result = await write()
+            except PyMongoError as error:
+                self.context.health.failed(error)
+                if self.lost or time.monotonic() > self.trusted_until:
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.context.health.succeeded()
+            return result
+
+
+async def insert_retry(
+    db: Database,
+    job: SyncJob,
+    run: JobRun,
+    *,
+    worker_id: str,
+    token: int | None,
+    now: datetime,
+    random: Callable[[], float],
+) -> Document | None:
+    """The next attempt of a failed run, due after its backoff; once only, through the fire key."""
+    due_at = now + retry_delay(run.attempt, job.retry.backoff_seconds, random)
+    doc = await job_runs.insert_fire(
+        db,
+        job,
+        trigger="retry",
+        scheduled_for=run.scheduled_for,
+        attempt=run.attempt + 1,
+        status=RunStatus.PENDING,
+        worker_id=worker_id,
+        token=token,
+        now=now,
+        due_at=due_at,
+    )
+    if doc is not None:
+        log.info("retry_planned", run_id=str(doc["_id"]), attempt=run.attempt + 1, due_at=due_at.isoformat())
+    return doc
