@@ -7,6 +7,9 @@ server's own raw write rate measured in the same run.
 `--executor`: `cold` spawns `python -P -m syncjobs.executor` per run (SYNCJOBS_WARM_EXECUTOR=false),
 `warm` forks it from the worker's fork server (the default), `true` runs the `true` stand-in (no sync at
 all: the scheduler's and the database's own cost). Every combination runs on the same fresh server.
+`--baseline COMMIT` adds the path as it was at COMMIT (e.g. 4ac387b, before every replica executed and
+before the warm executor): its workers, cold spawns, leader only, run from that commit's tree on the same
+server in the same run, so the speed-up is measured, not remembered.
 
 Printed per combination:
 - fire lag p50/p99: `scheduledFor` -> `startedAt` of each run;
@@ -53,6 +56,7 @@ from bench.worker_support import (
     client,
     job_docs,
     next_whole_second,
+    package_view,
     percentiles,
     process_env,
     server,
@@ -64,7 +68,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 async def trivial_source(uri: str) -> tuple[ObjectId, ObjectId, ObjectId]:
-    """A workspace's data source (one collection, one document) and destination; returns their ids."""
+    """A workspace's data source (one collection, one document) and destination; returns their ids.
+    Their configs hold no password, so they are stored in clear: a baseline tree without encryption
+    reads them too."""
     mongo = connect(uri)
     try:
         await mongo[SOURCE_DB].items.insert_one({"_id": 1, "name": "one"})
@@ -77,6 +83,10 @@ async def trivial_source(uri: str) -> tuple[ObjectId, ObjectId, ObjectId]:
         destination = await destinations.store.create(
             db, workspace, DestinationInput.model_validate({"name": "dst", "config": {"uri": uri, "database": DEST_DB}})
         )
+        clear = {"$set": {"config": {"uri": uri, "database": SOURCE_DB}}}
+        await db.data_sources.update_one({"_id": ObjectId(source.id)}, clear)
+        clear = {"$set": {"config": {"uri": uri, "database": DEST_DB}}}
+        await db.destinations.update_one({"_id": ObjectId(destination.id)}, clear)
         return workspace, ObjectId(source.id), ObjectId(destination.id)
     finally:
         await mongo.close()
@@ -193,7 +203,9 @@ def burst(
             job["destinationDatabaseId"] = destination
         mongo[DATABASE].syncjobs.insert_many(docs)
         env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(args.concurrency), "SYNCJOBS_LEASE_TTL_SECONDS": "15"}
-        if executor == "true":
+        if executor == "before":
+            env["PYTHONPATH"] = str(args.baseline_view)  # the baseline's workers, and so its executors
+        elif executor == "true":
             env["SYNCJOBS_EXECUTOR_COMMAND"] = "true"
         else:
             env["SYNCJOBS_WARM_EXECUTOR"] = "true" if executor == "warm" else "false"
@@ -246,7 +258,9 @@ def report(
     statuses = dict(Counter(run["status"] for run in done))
     errors = Counter(str(run.get("error"))[:120] for run in done if run.get("error"))
     by_worker = sorted(Counter(str(run.get("workerId")).rsplit("-", 1)[-1] for run in started).values())
-    name = "true (stand-in, no sync)" if executor == "true" else executor
+    name = {"true": "true (stand-in, no sync)", "before": "cold, leader only, as at the baseline commit"}.get(
+        executor, executor
+    )
     text = "\n".join(
         [
             f"executor={name} replicas={replicas} jobs={jobs}"
@@ -270,6 +284,7 @@ def main() -> None:
     parser.add_argument("--executor", default="cold,warm,true", help="comma list of cold, warm, true")
     parser.add_argument("--concurrency", type=int, default=4, help="SYNCJOBS_MAX_CONCURRENT_RUNS per replica")
     parser.add_argument("--first-event-samples", type=int, default=10)
+    parser.add_argument("--baseline", default=None, help="also run the path as it was at this commit")
     args = parser.parse_args()
     configure_logging("warning")
     executors = args.executor.split(",")
@@ -277,6 +292,8 @@ def main() -> None:
         parser.error("--executor takes cold, warm and true")
     with server() as db_server, tempfile.TemporaryDirectory() as logs:
         uri = db_server.uri
+        if args.baseline:
+            args.baseline_view = package_view(args.baseline, Path(logs) / "baseline")
         one_rate, many_rate = raw_write_rate(uri)
         print(f"server raw writes: insert_one {one_rate:.0f}/s, insert_many {many_rate:.0f} docs/s")
         if args.first_event_samples:
@@ -297,16 +314,22 @@ def main() -> None:
             samples = asyncio.run(first_event_seconds(uri, job, args.first_event_samples))
             for start, values in samples.items():
                 print(f"spawn-to-first-event {start}: {percentiles(values)}")
-        for replicas in [int(r) for r in args.replicas.split(",")]:
-            for executor in executors:
-                text, rate, writes_per_run = burst(uri, db_server.process.pid, args, replicas, executor, Path(logs))
-                ceiling = one_rate / max(writes_per_run, 1e-9)
-                print(text)
-                print(
-                    f"  drain rate / server insert_one rate: {rate / one_rate:.3f}"
-                    f"  (at {writes_per_run:.2f} writes/run the server allows {ceiling:.0f} runs/s;"
-                    f" the drain is {rate / ceiling:.2f} of that)"
-                )
+        combinations = [(1, "before")] if args.baseline else []
+        baseline_rate = None
+        combinations += [(int(r), executor) for r in args.replicas.split(",") for executor in executors]
+        for replicas, executor in combinations:
+            text, rate, writes_per_run = burst(uri, db_server.process.pid, args, replicas, executor, Path(logs))
+            ceiling = one_rate / max(writes_per_run, 1e-9)
+            print(text)
+            print(
+                f"  drain rate / server insert_one rate: {rate / one_rate:.3f}"
+                f"  (at {writes_per_run:.2f} writes/run the server allows {ceiling:.0f} runs/s;"
+                f" the drain is {rate / ceiling:.2f} of that)"
+            )
+            if executor == "before":
+                baseline_rate = rate
+            elif baseline_rate:
+                print(f"  drain rate / the baseline's: {rate / baseline_rate:.1f}x")
 
 
 if __name__ == "__main__":

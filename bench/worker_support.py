@@ -79,6 +79,21 @@ def client(uri: str) -> MongoClient[dict[str, Any]]:
     return MongoClient(uri, tz_aware=True)
 
 
+def package_view(commit: str, directory: Path) -> Path:
+    """Commit `commit` of this repository laid out as the installed package (`<view>/syncjobs/api`, ...),
+    for PYTHONPATH: workers of an older tree run beside this one's on the same machine and server."""
+    source, view = directory / "src", directory / "view"
+    source.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    (view / "syncjobs").mkdir(parents=True)
+    for entry in (source / "syncjobs").glob("*.py"):
+        (view / "syncjobs" / entry.name).symlink_to(entry)
+    for folder in ("api", "worker", "executor", "shared"):
+        (view / "syncjobs" / folder).symlink_to(source / folder)
+    return view
+
+
 def process_env(uri: str, **env: str) -> dict[str, str]:
     """The environment of a bench's worker or executor process: ours without SYNCJOBS_*, then the bench's."""
     return {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")} | {
