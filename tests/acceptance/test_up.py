@@ -180,3 +180,58 @@ def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: RunningStack) -> Non
     assert {"owner", "host", "pid", "fencingToken", "lockedUntil", "heartbeatAt"} <= set(lease)
     sources = mongosh('db.getSiblingDB("syncjobs").data_sources.find({}, {name: 1}).toArray()')
     assert [s["name"] for s in sources] == ["crm"]  # type: ignore[index,union-attr]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children of children too), from /proc."""
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = {int(child) for child in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            pending += children - found
+            found |= children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc (Linux)")
+def test_sigkill_of_up_leaves_no_process_of_the_stack_and_frees_the_ports(stack: RunningStack) -> None:
+    stack_pids = _descendants(stack.process.pid)
+    assert len(stack_pids) >= 3  # the embedded database, the api and the worker
+    api_port = int(stack.api_url.rsplit(":", 1)[1])
+    database_port = int(re.search(r":(\d+)/", stack.database_uri).group(1))  # type: ignore[union-attr]
+    assert not _port_free(api_port) and not _port_free(database_port)
+
+    stack.process.send_signal(signal.SIGKILL)
+    stack.process.wait(timeout=10)
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (
+        any(_alive(pid) for pid in stack_pids) or not _port_free(api_port) or not _port_free(database_port)
+    ):
+        time.sleep(0.1)
+    assert [pid for pid in stack_pids if _alive(pid)] == []
+    assert _port_free(api_port) and _port_free(database_port)
