@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
+from typing import TypeVar
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, connect, ensure_indexes
+from syncjobs.shared.mongo import Database, close_client, connect, ensure_indexes, shutdown_budget
 from syncjobs.shared.settings import Settings
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
@@ -24,6 +26,7 @@ from syncjobs.worker.lease import Lease
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
 STANDBY_RETRY_SECONDS = 1.0
 NOTIFY_CONCURRENCY = 2
 
@@ -50,8 +53,20 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     try:
         await worker.run()
     finally:
-        await client.close()
+        await close_client(client)
         log.info("worker_stopped", worker_id=settings.worker_id)
+
+
+async def _open(feed: ChangeFeed, leadership: Leadership) -> bool:
+    """The change stream first (no edit slips between recovery and it), then recovery of the last term."""
+    await feed.open()
+    await leadership.recover()
+    return True
+
+
+async def _ensure_indexes(db: Database, settings: Settings) -> bool:
+    await ensure_indexes(db, settings.run_retention_days)
+    return True
 
 
 class _Worker:
@@ -71,7 +86,9 @@ class _Worker:
         standing_by = False
         while not self.stop.is_set():
             try:
-                held = await self.lease.acquire()
+                held = await self._unless_stopped(self.lease.acquire())
+                if held is None:
+                    break
                 self.health.succeeded()
             except PyMongoError as error:
                 self.health.failed(error)
@@ -102,8 +119,8 @@ class _Worker:
         holding = asyncio.create_task(self.lease.hold())
         working: list[asyncio.Task[None]] = []
         try:
-            await feed.open()
-            await leadership.recover()
+            if not await self._unless_stopped(_open(feed, leadership)):
+                return
             working = [
                 asyncio.create_task(leadership.fire_due()),
                 asyncio.create_task(feed.run()),
@@ -136,7 +153,8 @@ class _Worker:
 
     async def _release(self) -> None:
         try:
-            await self.lease.release()
+            with shutdown_budget():
+                await self.lease.release()
             log.info("lease_released", owner=self.lease.owner)
         except PyMongoError as error:
             log.warning("lease_release_failed", error=str(error)[:200])
@@ -164,12 +182,27 @@ class _Worker:
     async def _ensure_indexes(self) -> None:
         while not self.stop.is_set():
             try:
-                await ensure_indexes(self.db, self.settings.run_retention_days)
-                self.health.succeeded()
+                if await self._unless_stopped(_ensure_indexes(self.db, self.settings)):
+                    self.health.succeeded()
                 return
             except PyMongoError as error:
                 self.health.failed(error)
                 await self._pause(STANDBY_RETRY_SECONDS)
+
+    async def _unless_stopped(self, work: Coroutine[object, object, T]) -> T | None:
+        """`work`'s result, or None once stop is set (`work` cancelled): SIGTERM never waits on the
+        database's server selection."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
