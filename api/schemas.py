@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime
 from syncjobs.shared.models import DataSource, Destination, JobRun, Output, SyncJob
+from syncjobs.shared.store.webhooks import Webhook, WebhookDelivery
 
 
 class DataSourceList(Output):
@@ -16,6 +17,14 @@ class DestinationList(Output):
 
 class SyncJobList(Output):
     items: list[SyncJob]
+
+
+class WebhookList(Output):
+    items: list[Webhook]
+
+
+class WebhookDeliveryList(Output):
+    items: list[WebhookDelivery]
 
 
 class RunPage(Output):

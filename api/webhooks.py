@@ -5,15 +5,16 @@ from __future__ import annotations
 from aiohttp import web
 from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
 from syncjobs.api.openapi import describe
+from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
 from syncjobs.shared.store import webhooks as store
-from syncjobs.shared.store.webhooks import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput
+from syncjobs.shared.store.webhooks import CreatedWebhook, WebhookInput
 
 routes = web.RouteTableDef()
 TAG = "webhooks"
 
 
 @routes.get("/api/workspaces/{ws}/webhooks")
-@describe("List the workspace's webhooks (secrets are never shown)", tag=TAG, response=Webhook, errors=(404,))
+@describe("List the workspace's webhooks (secrets are never shown)", tag=TAG, response=WebhookList, errors=(404,))
 async def list_webhooks(request: web.Request) -> web.Response:
     items = await store.list_webhooks(db(request), workspace_id(request))
     return web.json_response({"items": [hook.to_json() for hook in items]})
@@ -43,7 +44,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/workspaces/{ws}/webhooks/{id}/deliveries")
-@describe("The webhook's latest deliveries, newest first", tag=TAG, response=WebhookDelivery, errors=(404,))
+@describe("The webhook's latest deliveries, newest first", tag=TAG, response=WebhookDeliveryList, errors=(404,))
 async def list_deliveries(request: web.Request) -> web.Response:
     items = await store.list_deliveries(db(request), workspace_id(request), object_id(request, "id"))
     return web.json_response({"items": [delivery.to_json() for delivery in items]})
