@@ -235,3 +235,41 @@ def test_sigkill_of_up_leaves_no_process_of_the_stack_and_frees_the_ports(stack:
         time.sleep(0.1)
     assert [pid for pid in stack_pids if _alive(pid)] == []
     assert _port_free(api_port) and _port_free(database_port)
+
+
+def _stubborn_children(count: int) -> list[subprocess.Popen[bytes]]:
+    """Children that ignore SIGTERM (a hung api or worker), each told to signal once it ignores it."""
+    script = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(600)"
+    )
+    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) for _ in range(count)]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == b"\n"
+        child.stdout.close()
+    return children
+
+
+def test_up_stops_children_that_ignore_sigterm_once_its_budget_is_spent() -> None:
+    from syncjobs.up import stop_children
+
+    children = _stubborn_children(2)
+    stop_children(children, budget_seconds=0.5, signals={signal.SIGUSR1})
+    assert [child.returncode for child in children] == [-signal.SIGKILL, -signal.SIGKILL]
+
+
+def test_a_second_stop_signal_kills_the_children_at_once() -> None:
+    import threading
+
+    from syncjobs.up import stop_children
+
+    children = _stubborn_children(2)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # pending: read by stop_children
+        started = time.monotonic()
+        stop_children(children, budget_seconds=600, signals={signal.SIGUSR1})
+        elapsed = time.monotonic() - started
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+    assert [child.returncode for child in children] == [-signal.SIGKILL, -signal.SIGKILL]
+    assert elapsed < 60  # far below the 600 s budget: the signal cut the wait short
