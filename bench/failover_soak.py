@@ -98,6 +98,7 @@ class Tally:
     lost: list[tuple[Any, datetime]]
     stuck: int
     statuses: Counter[str]
+    reasons: Counter[str]  # the error of runs that did not succeed
     lags: list[float]
 
 
@@ -122,12 +123,21 @@ def _tally(mongo: Any, jobs: list[dict[str, Any]], first: datetime, last: dateti
         lost=sorted(due - recorded, key=lambda fire: fire[1]),
         stuck=len(stuck),
         statuses=Counter(run["status"] for run in runs if (run["jobId"], run["scheduledFor"]) in due),
+        reasons=Counter(
+            _reason(run["status"], run.get("error"))
+            for run in runs
+            if run["status"] != "succeeded" and (run["jobId"], run["scheduledFor"]) in due
+        ),
         lags=[
             (run["startedAt"] - run["scheduledFor"]).total_seconds()
             for run in runs
             if run.get("startedAt") is not None and (run["jobId"], run["scheduledFor"]) in due
         ],
     )
+
+
+def _reason(status: str, error: str | None) -> str:
+    return error if error and error.startswith(status) else f"{status}: {error}"
 
 
 def main() -> int:
@@ -177,6 +187,8 @@ def main() -> int:
         f"{time.monotonic() - started:.0f}s"
     )
     print(f"fires due:        {tally.due}  ({dict(tally.statuses)})")
+    for reason, count in tally.reasons.most_common(5):
+        print(f"  {count:6d}  {reason[:120]}")
     print(f"double fires:     {tally.doubles} fires with two runs, {tally.double_executions} runs executed twice")
     print(f"lost fires:       {len(tally.lost)}" + (f"  first: {tally.lost[:3]}" if tally.lost else ""))
     print(f"stuck runs:       {tally.stuck}")
