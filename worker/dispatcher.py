@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
 START_RETRY_SECONDS = 1.0
+ABANDON_WAIT_SECONDS = 1.0  # for run tasks to end once cancelled (their executors killed)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class RunDispatcher:
         self._started: set[ObjectId] = set()
         self.cancel = asyncio.Event()
         self.stopping = False
+        self.database_gone = False  # set by abandon(): write nothing more
 
     def dispatch(self, run: Document, job: Document | None = None) -> None:
         """Execute a pending run in the background (`job` when the caller has it at hand)."""
@@ -106,6 +108,19 @@ class RunDispatcher:
             if pending:
                 self.cancel.set()
                 await asyncio.wait(pending)
+
+    async def abandon(self) -> None:
+        """Stopping with the database gone: no outcome can be recorded, so the executors are killed now
+        and nothing more is written (the next leader marks these runs lost), instead of a grace spent
+        waiting and writes retried until the lease lapses."""
+        self.stopping = self.database_gone = True
+        self.cancel.set()
+        running = list(self.tasks.values())
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=ABANDON_WAIT_SECONDS)
+            log.warning("runs_abandoned", count=len(running))
 
     async def _execute(self, run: Document, job: Document | None) -> None:
         try:
@@ -283,7 +298,7 @@ class RunDispatcher:
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T | None:
         """Retry a write through a database outage while the lease holds; one try once it is lost."""
         delay = 0.2
-        while True:
+        while not self.database_gone:
             try:
                 result = await write()
             except PyMongoError as error:
@@ -295,3 +310,4 @@ class RunDispatcher:
                 continue
             self.health.succeeded()
             return result
+        return None

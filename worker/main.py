@@ -80,6 +80,7 @@ class _Worker:
         self._background: set[asyncio.Task[object]] = set()
         self._notify_latest: dict[ObjectId, ObjectId] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
+        self.database_gone = False  # found unreachable while stopping: nothing more is written
 
     async def run(self) -> None:
         await self._ensure_indexes()
@@ -101,7 +102,7 @@ class _Worker:
                 continue
             standing_by = False
             await self._lead()
-        if self._background:
+        if self._background and not self.database_gone:  # alert evaluations need the database
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
 
     async def _lead(self) -> None:
@@ -142,11 +143,16 @@ class _Worker:
             if holding.done():
                 log.warning("stepped_down", owner=self.lease.owner)
                 leadership.executions.cancel.set()
-            await leadership.executions.finish(self.settings.shutdown_grace_seconds)
+            executions = leadership.executions
+            if self.stop.is_set() and executions.tasks and not await self._database_answers():
+                self.database_gone = True
+                await executions.abandon()
+            else:
+                await executions.finish(self.settings.shutdown_grace_seconds)
             holding.cancel()
             await asyncio.gather(holding, return_exceptions=True)
             metrics.lease_held.set(0)
-            if self.lease.state is not None:
+            if self.lease.state is not None and not self.database_gone:
                 await self._release()
         if not self.stop.is_set():
             await self._pause(STANDBY_RETRY_SECONDS)
@@ -188,6 +194,15 @@ class _Worker:
             except PyMongoError as error:
                 self.health.failed(error)
                 await self._pause(STANDBY_RETRY_SECONDS)
+
+    async def _database_answers(self) -> bool:
+        """One ping on the shutdown budget: whether what runs can still be recorded."""
+        try:
+            with shutdown_budget():
+                await self.db.command("ping")
+            return True
+        except PyMongoError:
+            return False
 
     async def _unless_stopped(self, work: Coroutine[object, object, T]) -> T | None:
         """`work`'s result, or None once stop is set (`work` cancelled): SIGTERM never waits on the

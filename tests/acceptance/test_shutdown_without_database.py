@@ -3,6 +3,7 @@ shutdown never waits on server selection (issue 10)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -10,10 +11,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from syncjobs.shared.embedded import EmbeddedServer, free_port, start_embedded
+from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.store import job_runs
+
+from tests.fixtures.worker_jobs import FAKE_EXECUTOR, eventually, file_written, make_job, process_gone
 
 pytestmark = pytest.mark.slow
 STOP_WITHIN_SECONDS = 2.0
@@ -132,3 +139,39 @@ def test_a_worker_stops_within_2s_without_its_database(own_server: EmbeddedServe
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+async def test_a_leader_running_an_executor_stops_within_2s_without_its_database(
+    own_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    """Its run cannot be recorded any more: the executor is killed at once and the next leader marks the
+    run lost, rather than the worker waiting out its grace and retrying writes until its lease lapses."""
+    client = connect(own_server.uri)
+    db = client["shutdown"]
+    pids_file = tmp_path / "pids"
+    log = tmp_path / "w1.log"
+    environment = {"SYNCJOBS_LEASE_TTL_SECONDS": "30", "SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR)}
+    try:
+        await ensure_indexes(db)
+        job = await make_job(db, f"hang:{pids_file}", "0 0 1 1 *", datetime.now(UTC))
+        worker = _start("worker", own_server, log, SYNCJOBS_WORKER_ID="w1", **environment)
+        try:
+            await eventually(lambda: _logged(log, "leader_ready"))
+            await job_runs.create_manual_run(db, from_document(SyncJob, job), datetime.now(UTC))
+            await eventually(lambda: file_written(pids_file))  # the executor runs (it read its job first)
+            executor_pid = int(pids_file.read_text().split()[0])
+            _kill_database(own_server)
+            elapsed = await asyncio.to_thread(_seconds_to_exit_on_sigterm, worker)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    finally:
+        await client.close()
+    assert worker.returncode == 0, log.read_text()[-2000:]
+    assert elapsed < STOP_WITHIN_SECONDS, f"the leader took {elapsed:.1f}s to stop: {log.read_text()[-1500:]}"
+    assert await process_gone(executor_pid)
+
+
+async def _logged(log: Path, event: str) -> bool:
+    return event in log.read_text()  # noqa: ASYNC240 - a small log file in a test probe
