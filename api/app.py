@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -16,7 +18,7 @@ from syncjobs.api.schemas import Health
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.mongo import close_client, connect, ensure_indexes
 from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import store_token
@@ -24,6 +26,10 @@ from syncjobs.shared.store.api_tokens import store_token
 log = get_logger(__name__)
 
 ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
+# How long SIGTERM waits for requests in flight before cancelling them (one waiting on an unreachable
+# database's server selection included): the api stops within 2 s, database or not.
+SHUTDOWN_REQUESTS_SECONDS = 0.5
+IN_FLIGHT_KEY = web.AppKey("in_flight", dict[asyncio.Task[Any], asyncio.Future[None]])
 
 ROUTE_TABLES = (
     workspaces.routes,
@@ -52,7 +58,32 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         log.info("api_database_ready", database=settings.database)
         yield
     finally:
-        await client.close()
+        await close_client(client)
+
+
+@web.middleware
+async def in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Keeps each request's task, so shutdown can cancel the ones that outlast SHUTDOWN_REQUESTS_SECONDS."""
+    task = asyncio.current_task()
+    assert task is not None
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    in_flight = request.app[IN_FLIGHT_KEY]
+    in_flight[task] = finished
+    try:
+        return await handler(request)
+    finally:
+        in_flight.pop(task, None)
+        finished.set_result(None)
+
+
+async def _end_requests(app: web.Application) -> None:
+    """On shutdown: a short grace for requests in flight, then they are cancelled (aiohttp's own shutdown
+    would wait twice its timeout for a handler stuck on server selection)."""
+    in_flight = app[IN_FLIGHT_KEY]
+    if in_flight:
+        await asyncio.wait(list(in_flight.values()), timeout=SHUTDOWN_REQUESTS_SECONDS)
+    for task in list(in_flight):
+        task.cancel()
 
 
 @web.middleware
@@ -88,8 +119,10 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
     """The application; refuses to exist without a secret key (SecretKeyError), since it stores secrets."""
     install_keys(settings.secret_keys)
-    middlewares = [access_log_middleware, error_middleware, auth_middleware]
+    middlewares = [in_flight_middleware, access_log_middleware, error_middleware, auth_middleware]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
+    app[IN_FLIGHT_KEY] = {}
+    app.on_shutdown.append(_end_requests)
     app[SETTINGS_KEY] = settings
     app[CLOCK_KEY] = clock or SystemClock()
     app.cleanup_ctx.append(_database)
@@ -103,4 +136,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Applica
 def run(settings: Settings) -> None:
     """`syncjobs api`: serve until SIGINT / SIGTERM."""
     log.info("api_starting", host=settings.api_host, port=settings.api_port)
-    web.run_app(create_app(settings), host=settings.api_host, port=settings.api_port, print=None, access_log=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_REQUESTS_SECONDS,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+from syncjobs.shared.process import die_with_this_process
 
 
 class EmbeddedUnavailable(RuntimeError):
@@ -64,8 +66,12 @@ def start_embedded(
     log_file: Path | None = None,
     startup_timeout: float = 60.0,
     extra_args: Sequence[str] = (),
+    die_with_parent: bool = False,
 ) -> EmbeddedServer:
-    """Start `secantusd-py` and return once it answers a ping (or raise with its log tail)."""
+    """Start `secantusd-py` and return once it answers a ping (or raise with its log tail).
+
+    `die_with_parent`: the server gets SIGKILL when this process dies (`syncjobs up`'s own database).
+    """
     port = port or free_port()
     storage = str(storage_path)
     if storage != ":memory:":
@@ -83,11 +89,11 @@ def start_embedded(
         "WARNING",
     ]
     command += extra_args  # e.g. a test server's `--enable-test-commands`, `--oplog-max-entries N`
-    if log_path:
-        with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    else:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    preexec_fn = die_with_this_process() if die_with_parent else None
+    with open(log_path or os.devnull, "ab") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn
+        )
     server = EmbeddedServer(process=process, port=port, storage_path=storage)
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:

@@ -169,8 +169,11 @@ class DataSourceInput(Camel):
             raise ValidationError.from_exception_data(
                 type(self).__name__,
                 [
+                    # A custom error type (e.g. `tap_or_command`) is re-raised as itself, message and all.
                     InitErrorDetails(
-                        type=err["type"], loc=("config", *err["loc"]), input=err["input"], ctx=err.get("ctx", {})
+                        type=PydanticCustomError(err["type"], err["msg"]),
+                        loc=("config", *err["loc"]),
+                        input=err["input"],
                     )
                     for err in exc.errors(include_url=False)
                 ],

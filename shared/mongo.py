@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
@@ -12,6 +14,8 @@ from syncjobs.shared.models import RunStatus
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
+# What a process gives its database while it stops: a SIGTERM never waits on server selection.
+SHUTDOWN_DATABASE_SECONDS = 0.3
 
 
 def connect(uri: str, **options: Any) -> AsyncMongoClient[Document]:
@@ -20,6 +24,17 @@ def connect(uri: str, **options: Any) -> AsyncMongoClient[Document]:
     options.setdefault("serverSelectionTimeoutMS", 5000)
     options.setdefault("appname", "syncjobs")
     return AsyncMongoClient(uri, **options)
+
+
+def shutdown_budget() -> ContextManager[None]:
+    """Every database call inside (server selection included) gives up after SHUTDOWN_DATABASE_SECONDS."""
+    return pymongo.timeout(SHUTDOWN_DATABASE_SECONDS)
+
+
+async def close_client(client: AsyncMongoClient[Document]) -> None:
+    """Close without waiting on an unreachable database: endSessions gets the shutdown budget only."""
+    with shutdown_budget():
+        await client.close()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.secrets import new_key
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import api_tokens, workspaces
@@ -24,6 +25,7 @@ ADMIN_TOKEN_FILE = "admin-token"
 SECRET_KEY_FILE = "secret-key"
 # The single-user embedded default may reach this machine's own services (the README's demo does).
 UP_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
+STOP_MARGIN_SECONDS = 5.0  # on top of the worker's shutdown grace, for the api and the database
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,13 @@ async def _prepare_database(settings: Settings, uri: str, token: str) -> str:
         await client.close()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+class _StopRequested(Exception):
+    """Ctrl-C or SIGTERM before the stack was up."""
+
+
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], signals: set[signal.Signals], timeout: float = 60.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -84,23 +92,48 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 6
                 if response.status == 200:
                     return
         except OSError:
-            time.sleep(0.2)
+            if signal.sigtimedwait(signals, 0.2) is not None:
+                raise _StopRequested from None
     raise RuntimeError(f"the api did not answer on {url} within {timeout:.0f}s")
 
 
 def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # A session of its own: Ctrl-C reaches only `up`, which stops the children in order.
-    return subprocess.Popen([sys.executable, "-P", "-m", "syncjobs", command], env=env, start_new_session=True)
+    """A session of its own: Ctrl-C reaches only `up`, which stops the children in order. The child gets
+    SIGKILL if `up` dies (SIGKILL, OOM kill): nothing of the stack outlives it. Called from the main thread
+    (the death signal follows the thread that forked)."""
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "syncjobs", command],
+        env=env,
+        start_new_session=True,
+        preexec_fn=die_with_this_process(),
+    )
 
 
-def _stop(process: subprocess.Popen[bytes], timeout: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _wait_or_signalled(process: subprocess.Popen[bytes], deadline: float, signals: set[signal.Signals]) -> bool:
+    """Wait for `process` until `deadline`; False early when another stop signal arrives (stop now)."""
+    while process.poll() is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if signal.sigtimedwait(signals, min(left, 0.1)) is not None:
+            log.warning("stop_signal_repeated", action="killing the stack")
+            return False
+    return True
+
+
+def stop_children(children: list[subprocess.Popen[bytes]], budget_seconds: float, signals: set[signal.Signals]) -> None:
+    """SIGTERM each child in turn (the worker first: it releases its lease and finishes runs), all within
+    `budget_seconds`; whatever is left then, or after a second Ctrl-C / SIGTERM, is SIGKILLed."""
+    deadline = time.monotonic() + budget_seconds
+    patient = True
+    for child in reversed(children):
+        if patient and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            patient = _wait_or_signalled(child, deadline, signals)
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
 
 def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> int:
@@ -111,7 +144,7 @@ def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> 
     embedded: EmbeddedServer | None = None
     uri = settings.mongodb_uri
     if uri is None:
-        embedded = start_embedded(folder / "db", log_file=folder / "secantusd.log")
+        embedded = start_embedded(folder / "db", log_file=folder / "secantusd.log", die_with_parent=True)
         uri = embedded.uri
         log.info("embedded_database_started", uri=uri, storage=str(folder / "db"))
     token = _admin_token(settings, folder)
@@ -134,25 +167,25 @@ def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> 
         api = _spawn("api", env)
         children.append(api)
         children.append(_spawn("worker", env))
+        # Children start with the default mask; from here on a stop signal is read, not raised.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         shown_host = "localhost" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
         info = StackInfo(f"http://{shown_host}:{api_port}", workspace_id, token)
-        _wait_healthy(f"http://127.0.0.1:{api_port}", api)
+        _wait_healthy(f"http://127.0.0.1:{api_port}", api, stop_signals)
         print(
             f"syncjobs is up\n  API:          {info.api_url}/api\n  dashboard:    {info.api_url}/dashboard\n"
             f"  workspace id: {info.workspace_id}\n  admin token:  {info.admin_token}\n"
             f"  database:     {uri}\nPress Ctrl-C to stop.",
             flush=True,
         )
-        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         while all(child.poll() is None for child in children):
             if signal.sigtimedwait(stop_signals, 0.5) is not None:
                 return 0
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _StopRequested):
         return 0
     finally:
-        for child in reversed(children):  # the worker first: it releases its lease and finishes runs
-            _stop(child, settings.shutdown_grace_seconds + 5)
+        stop_children(children, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS, stop_signals)
         if embedded is not None:
-            embedded.stop()
+            embedded.stop(timeout=STOP_MARGIN_SECONDS)
         log.info("stack_stopped")

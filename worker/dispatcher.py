@@ -35,6 +35,7 @@ from syncjobs.worker.pending_runs import PendingRun, PendingRuns
 log = get_logger(__name__)
 
 DB_RETRY_SECONDS = 1.0
+ABANDON_WAIT_SECONDS = 0.5  # for run tasks to end once cancelled (their executors killed)
 # After a claim finds its run taken by another replica, the pending runs are re-read this soon (not at
 # once: one read per burst of lost races), so a replica stops trying every run the others already took.
 REREAD_AFTER_CONTENTION_SECONDS = 0.5
@@ -264,6 +265,22 @@ class RunDispatcher:
 
     # --- the end ---
 
+    async def abandon(self) -> None:
+        """Stopping with the database gone: no outcome could be recorded, so the executors are killed now
+        and nothing more is written (the leader marks these runs lost once their leases lapse), instead of
+        a grace spent on writes that cannot land."""
+        self.stop_claiming()
+        tasks = []
+        for claimed in list(self._claimed.values()):
+            claimed.lose()
+            if claimed.task is not None:
+                claimed.task.cancel()  # its executor's group is killed on the way out
+                tasks.append(claimed.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=ABANDON_WAIT_SECONDS)
+            log.warning("runs_abandoned", count=len(tasks))
+        await self._stop_heartbeat()
+
     async def finish(self, grace_seconds: float) -> None:
         """Claim nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
         self.stop_claiming()
@@ -275,6 +292,9 @@ class RunDispatcher:
                 for claimed in list(self._claimed.values()):
                     claimed.cancel.set()
                 await asyncio.wait(pending)
+        await self._stop_heartbeat()
+
+    async def _stop_heartbeat(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

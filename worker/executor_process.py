@@ -1,9 +1,12 @@
 """One executor process: spawned in its own process group, watched, killed as a group.
 
 The executor prints NDJSON events on stdout (the last `result` event is the run's result) and human
-logs on stderr (the last 4 KiB are kept for a failure). It dies with the worker, so a SIGKILLed worker
-leaves no orphan writing to a destination while its run is marked lost. It is started cold (a new
-interpreter, PR_SET_PDEATHSIG) or, given a fork server, forked warm from it (`worker/fork_server.py`).
+logs on stderr (the last 4 KiB are kept for a failure). Whatever it prints, the worker's memory stays
+bounded: stdout is read in chunks, a line longer than MAX_EVENT_LINE_BYTES is dropped as it streams by
+(never buffered whole), and only a tail of stderr is kept. Output that is not NDJSON fails a run that
+has no `result` event. It dies with the worker, so a SIGKILLed worker leaves no orphan writing to a
+destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG) or,
+given a fork server, forked warm from it (`worker/fork_server.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +32,8 @@ log = get_logger(__name__)
 
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
-MAX_EVENT_LINE_BYTES = 16 * 1024 * 1024
+MAX_EVENT_LINE_BYTES = 1024 * 1024  # an event line longer than this is dropped: no real event comes near
+READ_CHUNK_BYTES = 65536
 
 
 def default_executor_command() -> tuple[str, ...]:
@@ -111,6 +115,18 @@ class _Output:
     result: dict[str, Any] | None = None
     stderr: bytearray = field(default_factory=bytearray)
     first_event: asyncio.Event = field(default_factory=asyncio.Event)
+    events: int = 0  # lines that parsed as a JSON object
+    malformed: int = 0  # lines that did not
+    overlong: int = 0  # lines dropped for their length
+
+    def junk_error(self) -> str | None:
+        """Why stdout does not count as the executor's events, when it had no result event."""
+        if self.result is not None or not (self.malformed or self.overlong):
+            return None
+        return (
+            f"the executor printed no result event and {self.malformed} line(s) that are not JSON events"
+            f" and {self.overlong} line(s) over {MAX_EVENT_LINE_BYTES} bytes (dropped) on stdout"
+        )
 
 
 async def run_executor(
@@ -156,7 +172,9 @@ async def run_executor(
     elif status == RunStatus.CANCELLED:
         error = "cancelled"
     elif status == RunStatus.FAILED:
-        error = result.get("error") or _last_line(tail) or _exit_error(process.returncode)
+        error = result.get("error") or output.junk_error() or _last_line(tail) or _exit_error(process.returncode)
+    elif output.junk_error() is not None:
+        status, error = RunStatus.FAILED, output.junk_error()
     return ExecutionOutcome(
         status=status,
         exit_code=process.returncode,
@@ -207,21 +225,67 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 async def _read_events(stream: asyncio.StreamReader | None, output: _Output) -> None:
+    """Parse stdout line by line, holding at most MAX_EVENT_LINE_BYTES + one chunk at any time."""
     assert stream is not None
-    async for line in stream:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        output.first_event.set()
-        if isinstance(event, dict) and event.get("event") == "result":
-            output.result = event
+    async for line in bounded_lines(stream, MAX_EVENT_LINE_BYTES, output):
+        _parse_event(line, output)
+
+
+async def bounded_lines(stream: asyncio.StreamReader, max_bytes: int, output: _Output) -> AsyncIterator[bytes]:
+    """The stream's lines (a last one without newline included); longer ones are counted and skipped."""
+    pending = bytearray()
+    dropping = False  # inside a line already known to be too long: skip up to its newline
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            if not dropping:
+                pending += chunk[start:end]
+                if len(pending) <= max_bytes:
+                    yield bytes(pending)
+                else:
+                    output.overlong += 1
+            dropping = False
+            pending.clear()
+            start = end + 1
+        if not dropping:
+            pending += chunk[start:]
+            if len(pending) > max_bytes:
+                output.overlong += 1
+                dropping = True
+                pending.clear()
+    if pending and not dropping:
+        yield bytes(pending)
+
+
+def _parse_event(line: bytes, output: _Output) -> None:
+    if not line.strip():
+        return
+    try:
+        event = json.loads(line)
+    except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested past the parser's depth
+        event = None
+    if not isinstance(event, dict) or (event.get("event") == "result" and not _is_result(event)):
+        output.malformed += 1
+        return
+    output.events += 1
+    output.first_event.set()
+    if event.get("event") == "result":
+        output.result = event
+
+
+def _is_result(event: dict[str, Any]) -> bool:
+    """A result event whose fields have the types a job_runs document stores."""
+    return (
+        isinstance(event.get("stats"), dict | None)
+        and isinstance(event.get("details"), list | None)
+        and isinstance(event.get("error"), str | None)
+    )
 
 
 async def _read_tail(stream: asyncio.StreamReader | None, output: _Output) -> None:
     assert stream is not None
-    while chunk := await stream.read(65536):
-        output.stderr += chunk
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        output.stderr += chunk[-STDERR_TAIL_BYTES:]
         del output.stderr[:-STDERR_TAIL_BYTES]
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Coroutine
+from typing import TypeVar
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, connect, ensure_indexes
+from syncjobs.shared.mongo import Database, close_client, connect, ensure_indexes, shutdown_budget
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker import notifier
@@ -28,8 +30,10 @@ from syncjobs.worker.lease import Lease
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
 STANDBY_RETRY_SECONDS = 1.0
 NOTIFY_CONCURRENCY = 2
+CLAIM_LOOP_STOP_SECONDS = 0.5
 
 
 def main(settings: Settings) -> None:
@@ -60,8 +64,20 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
         if warming is not None:
             await warming
         await worker.fork_server.close()
-        await client.close()
+        await close_client(client)
         log.info("worker_stopped", worker_id=settings.worker_id)
+
+
+async def _open(feed: ChangeFeed, leadership: Leadership) -> bool:
+    """The change stream first (no edit slips between recovery and it), then recovery of the last term."""
+    await feed.open()
+    await leadership.recover()
+    return True
+
+
+async def _ensure_indexes(db: Database, settings: Settings) -> bool:
+    await ensure_indexes(db, settings.run_retention_days)
+    return True
 
 
 class _Worker:
@@ -76,6 +92,7 @@ class _Worker:
         self._background: set[asyncio.Task[object]] = set()
         self._notify_latest: dict[ObjectId, ObjectId] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
+        self.database_gone = False  # found unreachable while stopping: nothing more is written
 
     async def run(self) -> None:
         await self._ensure_indexes()
@@ -93,17 +110,31 @@ class _Worker:
         try:
             await self._lead_when_possible()
         finally:
-            dispatcher.stop_claiming()  # the loop ends after its current claim: a claim sent is never dropped
-            await asyncio.gather(claiming, return_exceptions=True)
-            await dispatcher.finish(self.settings.shutdown_grace_seconds)
-        if self._background:
+            await self._stop_claiming(dispatcher, claiming)
+            if dispatcher.running() and not await self._database_answers():
+                self.database_gone = True
+                await dispatcher.abandon()
+            else:
+                await dispatcher.finish(self.settings.shutdown_grace_seconds)
+        if self._background and not self.database_gone:  # alert evaluations need the database
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+
+    async def _stop_claiming(self, dispatcher: RunDispatcher, claiming: asyncio.Task[None]) -> None:
+        """The claim loop ends after its current claim; one stuck on an unreachable database is cancelled
+        (a claim that landed meanwhile lapses with its run lease, and the leader retries the run)."""
+        dispatcher.stop_claiming()
+        _, stuck = await asyncio.wait([claiming], timeout=CLAIM_LOOP_STOP_SECONDS)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(claiming, return_exceptions=True)
 
     async def _lead_when_possible(self) -> None:
         standing_by = False
         while not self.stop.is_set():
             try:
-                held = await self.lease.acquire()
+                held = await self._unless_stopped(self.lease.acquire())
+                if held is None:
+                    break
                 self.health.succeeded()
             except PyMongoError as error:
                 self.health.failed(error)
@@ -131,8 +162,8 @@ class _Worker:
         holding = asyncio.create_task(self.lease.hold())
         working: list[asyncio.Task[None]] = []
         try:
-            await feed.open()
-            await leadership.recover()
+            if not await self._unless_stopped(_open(feed, leadership)):
+                return
             working = [
                 asyncio.create_task(leadership.fire_due()),
                 asyncio.create_task(feed.run()),
@@ -157,14 +188,15 @@ class _Worker:
             holding.cancel()
             await asyncio.gather(holding, return_exceptions=True)
             metrics.lease_held.set(0)
-            if self.lease.state is not None:
+            if self.lease.state is not None and not self.database_gone:
                 await self._release()
         if not self.stop.is_set():
             await self._pause(STANDBY_RETRY_SECONDS)
 
     async def _release(self) -> None:
         try:
-            await self.lease.release()
+            with shutdown_budget():
+                await self.lease.release()
             log.info("lease_released", owner=self.lease.owner)
         except PyMongoError as error:
             log.warning("lease_release_failed", error=str(error)[:200])
@@ -192,12 +224,36 @@ class _Worker:
     async def _ensure_indexes(self) -> None:
         while not self.stop.is_set():
             try:
-                await ensure_indexes(self.db, self.settings.run_retention_days)
-                self.health.succeeded()
+                if await self._unless_stopped(_ensure_indexes(self.db, self.settings)):
+                    self.health.succeeded()
                 return
             except PyMongoError as error:
                 self.health.failed(error)
                 await self._pause(STANDBY_RETRY_SECONDS)
+
+    async def _database_answers(self) -> bool:
+        """One ping on the shutdown budget: whether what runs can still be recorded."""
+        try:
+            with shutdown_budget():
+                await self.db.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    async def _unless_stopped(self, work: Coroutine[object, object, T]) -> T | None:
+        """`work`'s result, or None once stop is set (`work` cancelled): SIGTERM never waits on the
+        database's server selection."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return None
+        return task.result()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

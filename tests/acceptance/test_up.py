@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pymongo import MongoClient
 
+from syncjobs.up import stop_children
 from tests.fixtures.eventually import eventually_blocking
 from tests.fixtures.syncjobs_up import UpStack, running_up
 
@@ -103,3 +110,89 @@ def test_mongosh_shows_the_lease_holder_and_the_jobs(stack: UpStack) -> None:
     assert {"owner", "host", "pid", "fencingToken", "lockedUntil", "heartbeatAt"} <= set(lease)
     sources = mongosh('db.getSiblingDB("syncjobs").data_sources.find({}, {name: 1}).toArray()')
     assert [s["name"] for s in sources] == ["crm"]  # type: ignore[index,union-attr]
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (children of children too), from /proc."""
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = {int(child) for child in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            pending += children - found
+            found |= children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from /proc (Linux)")
+def test_sigkill_of_up_leaves_no_process_of_the_stack_and_frees_the_ports(stack: UpStack) -> None:
+    stack_pids = _descendants(stack.process.pid)
+    assert len(stack_pids) >= 3  # the embedded database, the api and the worker
+    api_port = stack.port
+    database_port = int(re.search(r":(\d+)/", stack.database_uri).group(1))  # type: ignore[union-attr]
+    assert not _port_free(api_port) and not _port_free(database_port)
+
+    stack.process.send_signal(signal.SIGKILL)
+    stack.process.wait(timeout=10)
+
+    def stack_gone() -> bool:
+        return not any(_alive(pid) for pid in stack_pids) and _port_free(api_port) and _port_free(database_port)
+
+    with contextlib.suppress(AssertionError):
+        eventually_blocking(stack_gone, "the stack gone", within=15, every=0.1)
+    assert [pid for pid in stack_pids if _alive(pid)] == []
+    assert _port_free(api_port) and _port_free(database_port)
+
+
+def _stubborn_children(count: int) -> list[subprocess.Popen[bytes]]:
+    """Children that ignore SIGTERM (a hung api or worker), each told to signal once it ignores it."""
+    script = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(600)"
+    )
+    children = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) for _ in range(count)]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline() == b"\n"
+        child.stdout.close()
+    return children
+
+
+def test_up_stops_children_that_ignore_sigterm_once_its_budget_is_spent() -> None:
+    children = _stubborn_children(2)
+    stop_children(children, budget_seconds=0.5, signals={signal.SIGUSR1})
+    assert [child.returncode for child in children] == [-signal.SIGKILL, -signal.SIGKILL]
+
+
+def test_a_second_stop_signal_kills_the_children_at_once() -> None:
+
+    children = _stubborn_children(2)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # pending: read by stop_children
+        started = time.monotonic()
+        stop_children(children, budget_seconds=600, signals={signal.SIGUSR1})
+        elapsed = time.monotonic() - started
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+    assert [child.returncode for child in children] == [-signal.SIGKILL, -signal.SIGKILL]
+    assert elapsed < 60  # far below the 600 s budget: the signal cut the wait short

@@ -268,3 +268,14 @@ async def test_an_unexpected_failure_is_a_json_500_that_reveals_nothing(
     assert_error(status, body, 500, "internal_error")
     assert "s3cret-mode" not in json.dumps(body)
     assert (await tenant.api.call("GET", tenant.path()))[0] == 200
+
+
+@pytest.mark.parametrize("config", [{}, {"tap": "singer-test", "command": ["x"]}, {"other": {"nested": 1}}])
+async def test_a_command_source_needs_exactly_one_of_tap_or_command(
+    tenant: Tenant, db: Database, config: dict[str, Any]
+) -> None:
+    """Found by the fuzzer: a model-level error inside a source config was a 500, not a 422."""
+    body = {"name": "cmd", "kind": "command", "config": config}
+    error = await rejected(tenant, db, "POST", "/data-sources", 422, "validation_error", json=body)
+    assert [detail["field"] for detail in error["details"]] == ["config"]
+    assert "tap" in error["details"][0]["message"]
