@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Coroutine
-from typing import TypeVar
+from collections.abc import Collection, Coroutine
+from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
@@ -34,6 +34,7 @@ T = TypeVar("T")
 STANDBY_RETRY_SECONDS = 1.0
 NOTIFY_CONCURRENCY = 2
 CLAIM_LOOP_STOP_SECONDS = 0.5
+CANCEL_WAIT_SECONDS = 0.2
 
 
 def main(settings: Settings) -> None:
@@ -73,6 +74,21 @@ async def _open(feed: ChangeFeed, leadership: Leadership) -> bool:
     await feed.open()
     await leadership.recover()
     return True
+
+
+async def _cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel and wait briefly, twice: a driver call may answer its first cancel with cleanup on the
+    database (a change stream closes its cursor), which on a dead server waits out server selection; the
+    second cancel cuts that short, so stopping never waits on it."""
+    for _ in range(2):
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=CANCEL_WAIT_SECONDS)
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: what failed was logged where it failed
 
 
 async def _ensure_indexes(db: Database, settings: Settings) -> bool:
@@ -124,9 +140,7 @@ class _Worker:
         (a claim that landed meanwhile lapses with its run lease, and the leader retries the run)."""
         dispatcher.stop_claiming()
         _, stuck = await asyncio.wait([claiming], timeout=CLAIM_LOOP_STOP_SECONDS)
-        for task in stuck:
-            task.cancel()
-        await asyncio.gather(claiming, return_exceptions=True)
+        await _cancel_all(stuck)
 
     async def _lead_when_possible(self) -> None:
         standing_by = False
@@ -180,13 +194,10 @@ class _Worker:
             self.health.failed(error)
             log.warning("leader_start_failed", error=str(error)[:200])
         finally:
-            for task in working:
-                task.cancel()
-            await asyncio.gather(*working, return_exceptions=True)
+            await _cancel_all(working)
             if holding.done():
                 log.warning("stepped_down", owner=self.lease.owner)
-            holding.cancel()
-            await asyncio.gather(holding, return_exceptions=True)
+            await _cancel_all([holding])
             metrics.lease_held.set(0)
             if self.lease.state is not None and not self.database_gone:
                 await self._release()
