@@ -108,6 +108,8 @@ def own_destinations(mongo: MongoClient[dict[str, Any]], template_id: ObjectId, 
         for i in range(count)
     ]
     destinations_collection.insert_many(copies)
+    for i in range(count):  # the steady state of an hourly burst: each job has run before
+        mongo[f"{DEST_DB}_{i}"].create_collection("items")
     return [copy["_id"] for copy in copies]
 
 

@@ -22,18 +22,6 @@ from syncjobs.worker.leadership import Leadership
 
 log = get_logger(__name__)
 
-# Edits bump `version`; the worker's own writes (nextRunAt, lastRunAt...) do not and are filtered out.
-# A pipeline update shows as `replace` on some servers: it carries its document, so it costs no read.
-PIPELINE = [
-    {
-        "$match": {
-            "$or": [
-                {"ns.coll": "syncjobs", "operationType": {"$in": ["insert", "replace", "delete"]}},
-                {"ns.coll": "syncjobs", "updateDescription.updatedFields.version": {"$exists": True}},
-            ]
-        }
-    }
-]
 RECONNECT_SECONDS = 1.0
 
 
@@ -50,7 +38,7 @@ class ChangeFeed:
     async def open(self) -> None:
         """Open the change stream, or settle for polling when the server has none."""
         try:
-            self._stream = await self.db.watch(PIPELINE)
+            self._stream = await sync_jobs.watch_job_edits(self.db)
             self._resume_token = self._stream.resume_token
             log.info("change_feed_started", mode="change_stream")
         except OperationFailure as error:
@@ -77,7 +65,7 @@ class ChangeFeed:
         while True:
             try:
                 if self._stream is None:
-                    self._stream = await self.db.watch(PIPELINE, resume_after=self._resume_token)
+                    self._stream = await sync_jobs.watch_job_edits(self.db, resume_after=self._resume_token)
                     self.health.succeeded()
                     metrics.change_stream_reconnects_total.inc()
                     log.info("change_feed_resumed", resynced=needs_resync)

@@ -82,11 +82,18 @@ def _created_if(statuses: Iterable[RunStatus]) -> Document:
     return {"$cond": [{"$in": ["$status", sorted(statuses)]}, "$createdAt", None]}
 
 
-def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None) -> list[Document]:
-    """One pass over the workspace's runs in the range, on the (workspaceId, createdAt) index, grouped by job."""
-    runs_filter: Document = {"workspaceId": workspace_id, "createdAt": {"$gte": since}}
+def _runs_in_range(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None) -> Document:
+    """The workspace's runs in the range, on the (workspaceId, createdAt) index; or one job's, on the
+    (jobId, createdAt) index, with no workspace term: beside it SecantusDB plans the workspace index and
+    reads every run of the workspace (20 ms at 1,000 runs against 0.5 ms, on every run's alert check)."""
     if job_id is not None:
-        runs_filter["jobId"] = job_id
+        return {"jobId": job_id, "createdAt": {"$gte": since}}
+    return {"workspaceId": workspace_id, "createdAt": {"$gte": since}}
+
+
+def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None) -> list[Document]:
+    """One pass over the runs in the range (the workspace's, or one job's), grouped by job."""
+    runs_filter = _runs_in_range(workspace_id, since, job_id)
     return [
         {"$match": runs_filter},
         {
@@ -110,7 +117,9 @@ def summary_pipeline(workspace_id: ObjectId, since: datetime, job_id: ObjectId |
     ]
 
 
-def streak_pipeline(workspace_id: ObjectId, since: datetime, summaries: list[Document]) -> list[Document] | None:
+def streak_pipeline(
+    workspace_id: ObjectId, since: datetime, summaries: list[Document], job_id: ObjectId | None = None
+) -> list[Document] | None:
     """Each job's current failure streak: its failures after its last success in the range (None: no failures)."""
     after_last_success = [
         {"jobId": s["_id"], "createdAt": {"$gt": s["lastSuccessAt"]}} if s.get("lastSuccessAt") else {"jobId": s["_id"]}
@@ -122,8 +131,7 @@ def streak_pipeline(workspace_id: ObjectId, since: datetime, summaries: list[Doc
     return [
         {
             "$match": {
-                "workspaceId": workspace_id,
-                "createdAt": {"$gte": since},
+                **_runs_in_range(workspace_id, since, job_id),
                 "status": {"$in": sorted(FAILED_STATUSES)},
                 "$or": after_last_success,
             }
@@ -155,8 +163,8 @@ def _stats_from(job: Document, summary: Document, streak: Document) -> JobRunSta
     )
 
 
-async def _aggregate(db: Database, pipeline: list[Document], hint: str | None = None) -> dict[Any, Document]:
-    cursor = await (db.job_runs.aggregate(pipeline, hint=hint) if hint else db.job_runs.aggregate(pipeline))
+async def _aggregate(db: Database, pipeline: list[Document]) -> dict[Any, Document]:
+    cursor = await db.job_runs.aggregate(pipeline)
     return {doc["_id"]: doc for doc in await cursor.to_list()}
 
 
@@ -164,15 +172,17 @@ async def job_run_stats(
     db: Database, workspace_id: ObjectId, since: datetime, job_id: ObjectId | None = None
 ) -> list[JobRunStats]:
     """One entry per job of the workspace (or just `job_id`), jobs without runs included, by name."""
-    job_filter: Document = {"workspaceId": workspace_id}
-    if job_id is not None:
-        job_filter["_id"] = job_id
-    jobs = await db.syncjobs.find(job_filter, {"name": 1}).sort("name", 1).to_list()
-    # One job (the worker's check after each run): read that job's runs only, not the whole workspace's.
-    hint = "job_created" if job_id is not None else None
-    summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id), hint)
-    streak_query = streak_pipeline(workspace_id, since, list(summaries.values()))
-    streaks = await _aggregate(db, streak_query, hint) if streak_query else {}
+    if job_id is not None:  # by _id alone: a workspace term beside it makes SecantusDB scan the workspace
+        jobs = [
+            job
+            for job in await db.syncjobs.find({"_id": job_id}, {"name": 1, "workspaceId": 1}).to_list()
+            if job["workspaceId"] == workspace_id
+        ]
+    else:
+        jobs = await db.syncjobs.find({"workspaceId": workspace_id}, {"name": 1}).sort("name", 1).to_list()
+    summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id))
+    streak_query = streak_pipeline(workspace_id, since, list(summaries.values()), job_id)
+    streaks = await _aggregate(db, streak_query) if streak_query else {}
     return [_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs]
 
 

@@ -227,3 +227,22 @@ async def record_run_outcome(
         }
     query = _fenced(job_id, token) if token is not None else {"_id": job_id}
     await db.syncjobs.update_one(query, [{"$set": fields}])
+
+
+# Edits bump `version`; the worker's own writes (nextRunAt, lastRunAt...) do not and are filtered out.
+# A pipeline update shows as `replace` on some servers: it carries its document, so it costs no read.
+JOB_EDITS: list[Document] = [
+    {
+        "$match": {
+            "$or": [
+                {"ns.coll": "syncjobs", "operationType": {"$in": ["insert", "replace", "delete"]}},
+                {"ns.coll": "syncjobs", "updateDescription.updatedFields.version": {"$exists": True}},
+            ]
+        }
+    }
+]
+
+
+def watch_job_edits(db: Database, resume_after: Any = None) -> Any:
+    """A change stream of every job edit, toggle and delete (JOB_EDITS), resumed after `resume_after`."""
+    return db.watch(JOB_EDITS, resume_after=resume_after)
