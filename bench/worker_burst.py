@@ -6,7 +6,7 @@ server's own raw write rate measured in the same run.
 
 `--executor`: `cold` spawns `python -P -m syncjobs.executor` per run (SYNCJOBS_WARM_EXECUTOR=false),
 `warm` forks it from the worker's fork server (the default), `true` runs the `true` stand-in (no sync at
-all: the scheduler's and the database's own cost). Every combination runs on the same fresh server.
+all: the scheduler's and the database's own cost). Every combination runs on a fresh server of its own, in the same run.
 `--baseline COMMIT` adds the path as it was at COMMIT (e.g. 4ac387b, before every replica executed and
 before the warm executor): its workers, cold spawns, leader only, run from that commit's tree on the same
 server in the same run, so the speed-up is measured, not remembered.
@@ -292,39 +292,27 @@ def main() -> None:
     executors = args.executor.split(",")
     if not set(executors) <= {"cold", "warm", "true"}:
         parser.error("--executor takes cold, warm and true")
-    with server() as db_server, tempfile.TemporaryDirectory() as logs:
-        uri = db_server.uri
+    with tempfile.TemporaryDirectory() as logs:
         if args.baseline:
             args.baseline_view = package_view(args.baseline, Path(logs) / "baseline")
-        one_rate, many_rate = raw_write_rate(uri)
-        print(f"server raw writes: insert_one {one_rate:.0f}/s, insert_many {many_rate:.0f} docs/s")
         if args.first_event_samples:
-            with client(uri) as mongo:
-                mongo.drop_database(DATABASE)
-            workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
-            [job] = job_docs(
-                1,
-                "0 0 1 1 *",
-                datetime.now(UTC),
-                workspaceId=workspace,
-                dataSourceId=source_id,
-                destinationDatabaseId=destination_id,
-                enabled=False,
-            )
-            with client(uri) as mongo:
-                mongo[DATABASE].syncjobs.insert_one(job)
-            samples = asyncio.run(first_event_seconds(uri, job, args.first_event_samples))
-            for start, values in samples.items():
-                print(f"spawn-to-first-event {start}: {percentiles(values)}")
+            with server() as db_server:
+                print_first_event_seconds(db_server.uri, args.first_event_samples)
         combinations = [(1, "before")] if args.baseline else []
         baseline_rate = None
         combinations += [(int(r), executor) for r in args.replicas.split(",") for executor in executors]
         for replicas, executor in combinations:
-            text, rate, writes_per_run = burst(uri, db_server.process.pid, args, replicas, executor, Path(logs))
+            # A fresh server each: one that already holds a burst's dropped databases and oplog is slower.
+            with server() as db_server:
+                one_rate, many_rate = raw_write_rate(db_server.uri)
+                text, rate, writes_per_run = burst(
+                    db_server.uri, db_server.process.pid, args, replicas, executor, Path(logs)
+                )
             ceiling = one_rate / max(writes_per_run, 1e-9)
             print(text)
             print(
-                f"  drain rate / server insert_one rate: {rate / one_rate:.3f}"
+                f"  its server's raw writes: insert_one {one_rate:.0f}/s, insert_many {many_rate:.0f} docs/s;"
+                f" drain rate / insert_one rate: {rate / one_rate:.3f}"
                 f"  (at {writes_per_run:.2f} writes/run the server allows {ceiling:.0f} runs/s;"
                 f" the drain is {rate / ceiling:.2f} of that)"
             )
@@ -332,6 +320,24 @@ def main() -> None:
                 baseline_rate = rate
             elif baseline_rate:
                 print(f"  drain rate / the baseline's: {rate / baseline_rate:.1f}x")
+
+
+def print_first_event_seconds(uri: str, samples: int) -> None:
+    """Spawn-to-first-event, cold and warm, one executor at a time on an idle, worker-less server."""
+    workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
+    [job] = job_docs(
+        1,
+        "0 0 1 1 *",
+        datetime.now(UTC),
+        workspaceId=workspace,
+        dataSourceId=source_id,
+        destinationDatabaseId=destination_id,
+        enabled=False,
+    )
+    with client(uri) as mongo:
+        mongo[DATABASE].syncjobs.insert_one(job)
+    for start, values in asyncio.run(first_event_seconds(uri, job, samples)).items():
+        print(f"spawn-to-first-event {start}: {percentiles(values)}")
 
 
 if __name__ == "__main__":
