@@ -35,7 +35,7 @@ from syncjobs.worker.pending_runs import PendingRun, PendingRuns
 log = get_logger(__name__)
 
 DB_RETRY_SECONDS = 1.0
-ABANDON_WAIT_SECONDS = 0.5  # for run tasks to end once cancelled (their executors killed)
+ABANDON_WAIT_SECONDS = 0.2  # for run tasks to end once cancelled (their executors killed)
 # After a claim finds its run taken by another replica, the pending runs are re-read this soon (not at
 # once: one read per burst of lost races), so a replica stops trying every run the others already took.
 REREAD_AFTER_CONTENTION_SECONDS = 0.5
