@@ -20,6 +20,7 @@ from bson import ObjectId
 from pymongo import MongoClient
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 from syncjobs.shared.secrets import install_keys, new_key
+from syncjobs.shared.store import sync_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATABASE = "bench"
@@ -60,15 +61,7 @@ def job_docs(
             "retry": {"maxAttempts": 1, "backoffSeconds": 30},
             "catchUpFires": 1,
             "nextRunAt": next_run_at,
-            "lastRunAt": None,
-            "lastStatus": None,
-            "lastError": None,
-            "lastDurationMs": None,
-            "averageDurationMs": None,
-            "runCount": 0,
-            "version": 1,
-            "createdAt": now,
-            "updatedAt": now,
+            **sync_jobs.new_job_state(now),
             **fields,
         }
         for i in range(count)

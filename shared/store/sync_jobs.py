@@ -46,12 +46,9 @@ async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobIn
     return fields
 
 
-async def create_job(db: Database, workspace_id: ObjectId, body: SyncJobInput, now: datetime) -> SyncJob:
-    fields = await _editable_fields(db, workspace_id, body, now)
-    doc: Document = {
-        "_id": ObjectId(),
-        "workspaceId": workspace_id,
-        **fields,
+def new_job_state(now: datetime) -> Document:
+    """What a new job stores beside its editable fields: no run yet, version 1."""
+    return {
         "lastRunAt": None,
         "lastStatus": None,
         "lastError": None,
@@ -62,6 +59,11 @@ async def create_job(db: Database, workspace_id: ObjectId, body: SyncJobInput, n
         "createdAt": to_ms(now),
         "updatedAt": to_ms(now),
     }
+
+
+async def create_job(db: Database, workspace_id: ObjectId, body: SyncJobInput, now: datetime) -> SyncJob:
+    fields = await _editable_fields(db, workspace_id, body, now)
+    doc: Document = {"_id": ObjectId(), "workspaceId": workspace_id, **fields, **new_job_state(now)}
     try:
         await db.syncjobs.insert_one(doc)
     except DuplicateKeyError:

@@ -30,16 +30,7 @@ def test_up_serves_the_api_and_stops_cleanly_on_sigterm(stack: UpStack, tmp_path
     ws = f"/api/workspaces/{stack.workspace_id}"
     status, workspace = stack.request("GET", ws)
     assert status == 200 and workspace["name"] == "default"
-    source = stack.call(
-        "POST",
-        f"{ws}/data-sources",
-        {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
-    )
-    destination = stack.call(
-        "POST",
-        f"{ws}/destinations",
-        {"name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}},
-    )
+    source, destination = stack.crm_to_warehouse()
     status, job = stack.request(
         "POST",
         f"{ws}/sync-jobs",

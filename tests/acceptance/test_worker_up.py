@@ -17,16 +17,7 @@ def test_a_job_every_five_seconds_runs_and_shows_in_status(stack: UpStack) -> No
     with MongoClient(stack.database_uri) as mongo:
         mongo.crm.customers.insert_many([{"_id": i, "name": f"customer {i}"} for i in range(3)])
     ws = f"/api/workspaces/{stack.workspace_id}"
-    source = stack.call(
-        "POST",
-        f"{ws}/data-sources",
-        {"name": "crm", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "crm"}},
-    )
-    destination = stack.call(
-        "POST",
-        f"{ws}/destinations",
-        {"name": "warehouse", "kind": "mongodb", "config": {"uri": stack.database_uri, "database": "warehouse"}},
-    )
+    source, destination = stack.crm_to_warehouse()
     job = stack.call(
         "POST",
         f"{ws}/sync-jobs",
