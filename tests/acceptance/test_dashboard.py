@@ -176,7 +176,8 @@ def _drive(stack: UpStack, receiver: Recorder, hook_port: int, source_port: int)
 
     api_metrics = stack.call("GET", "/metrics").decode()
     assert _metric(api_metrics, 'syncjobs_stored_runs{status="failed"}') >= 3
-    worker_metrics = urllib.request.urlopen(stack.worker_metrics_url, timeout=10).read().decode()
+    with urllib.request.urlopen(stack.worker_metrics_url, timeout=10) as response:
+        worker_metrics = response.read().decode()
     assert _metric(worker_metrics, 'syncjobs_runs_total{status="failed"}') >= 3
     assert _metric(worker_metrics, "syncjobs_lease_held") == 1  # the only worker leads
     assert _metric(api_metrics, 'syncjobs_open_alerts{kind="consecutive_failures"}') >= 1
