@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
@@ -34,7 +35,7 @@ from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_fact
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
-from syncjobs.shared.mongo import Database, connect
+from syncjobs.shared.mongo import Client, Database, connect_for_one_run
 from syncjobs.shared.secrets import SecretKeyError, install_keys
 from syncjobs.shared.settings import Settings, SettingsError
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs
@@ -104,7 +105,7 @@ async def _main(
 ) -> int:
     for host, port in uri_parser.parse_uri(uri)["nodelist"]:
         exempt_host(guard, host, port)
-    client = connect(uri, event_listeners=[ControlMembers(guard)])
+    client = connect_for_one_run(uri, event_listeners=[ControlMembers(guard)])
     try:
         rules = ConnectionRules.from_settings(settings, await discover_control_cluster(client, settings))
         return await execute_run(
@@ -122,13 +123,14 @@ async def execute_run(
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     events: EventWriter | None = None,
+    progress_every_seconds: float = PROGRESS_WRITE_SECONDS,
 ) -> int:
     """Sync every selected entity of the run's job; emits the events and returns the exit code."""
     events = events or EventWriter()
     started = time.monotonic()
     results: list[EntityResult] = []
     try:
-        results = await _sync_run(db, rules, run_id, dry_run, batch_size, events)
+        results = await _sync_run(db, rules, run_id, dry_run, batch_size, events, progress_every_seconds)
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
         error = getattr(exc, "message", None) or str(exc)
         log.error("run_failed", run_id=str(run_id), error=error)
@@ -159,7 +161,13 @@ async def execute_run(
 
 
 async def _sync_run(
-    db: Database, rules: ConnectionRules, run_id: ObjectId, dry_run: bool, batch_size: int, events: EventWriter
+    db: Database,
+    rules: ConnectionRules,
+    run_id: ObjectId,
+    dry_run: bool,
+    batch_size: int,
+    events: EventWriter,
+    progress_every_seconds: float,
 ) -> list[EntityResult]:
     run = await job_runs.get_run(db, run_id)
     job = await sync_jobs.get_job(db, ObjectId(run.job_id))
@@ -172,12 +180,20 @@ async def _sync_run(
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source_config = await runnable_source_config(rules, source_doc)
     await check_destination(rules, destination_doc["config"])
-    source = build_source(str(source_doc.get("kind")), source_config, batch_size=batch_size, egress=rules.egress)
-    dest_client = None
+    clients = RunClients()
+    kind = str(source_doc.get("kind"))
+    source_uri = source_config.get("uri") if kind == "mongodb" else None
+    source = build_source(
+        kind,
+        source_config,
+        batch_size=batch_size,
+        egress=rules.egress,
+        mongo_client=clients.get(source_uri) if isinstance(source_uri, str) else None,
+    )
     try:
         if isinstance(source, MongoSource):
             await check_connected(rules, source.client, str(source_config.get("database")), SOURCE)
-        dest_client = connect(dest_uri)
+        dest_client = clients.get(dest_uri)
         await check_connected(rules, dest_client, dest_database, DESTINATION)
         selected = select_entities(await source.list_entities(), job.entities.include, job.entities.exclude)
         log.info(
@@ -190,7 +206,7 @@ async def _sync_run(
             dry_run=dry_run,
         )
         destination = Destination(dest_client[dest_database], dry_run=dry_run)
-        progress = RunProgress(db, run_id, events, selected, record=not dry_run)
+        progress = RunProgress(db, run_id, events, selected, record=not dry_run, every_seconds=progress_every_seconds)
         cursors = JobCursors(db, ObjectId(job.id))
         results = []
         for entity in selected:
@@ -211,8 +227,7 @@ async def _sync_run(
         return results
     finally:
         await _close(source)
-        if dest_client is not None:
-            await dest_client.close()
+        await clients.close()
 
 
 async def _close(source: Source) -> None:
@@ -222,22 +237,51 @@ async def _close(source: Source) -> None:
         log.warning("source_close_failed", error=str(exc))
 
 
+class RunClients:
+    """The run's database clients, one per URI: a source and a destination on one server share it."""
+
+    def __init__(self) -> None:
+        self._by_uri: dict[str, Client] = {}
+
+    def get(self, uri: str) -> Client:
+        if uri not in self._by_uri:
+            self._by_uri[uri] = connect_for_one_run(uri)
+        return self._by_uri[uri]
+
+    async def close(self) -> None:
+        for client in self._by_uri.values():
+            await client.close()
+
+
 class RunProgress:
-    """Progress on stdout for every batch, and on the run document at most once a second."""
+    """Progress on stdout for every batch; on the run document at most once every `every_seconds`, and
+    only once the run has lasted that long: a shorter run's result says it all (a burst of short runs
+    saves two writes each). A run that wrote progress writes it again as each entity starts and ends."""
 
     def __init__(
-        self, db: Database, run_id: ObjectId, events: EventWriter, entities: list[str], *, record: bool
+        self,
+        db: Database,
+        run_id: ObjectId,
+        events: EventWriter,
+        entities: list[str],
+        *,
+        record: bool,
+        every_seconds: float = PROGRESS_WRITE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = db
         self._run_id = run_id
         self._events = events
         self._entities = entities
         self._record = record
+        self._every_seconds = every_seconds
+        self._clock = clock
         self._done: list[str] = []
-        self._last_write = 0.0
+        self._last_write = clock()
+        self._written = False
 
     async def start(self, entity: str) -> None:
-        await self._write(entity, EntityStats(), force=True)
+        await self._write(entity, EntityStats(), force=self._written)
 
     async def on_batch(self, entity: str, stats: EntityStats) -> None:
         self._events.emit("progress", entity=entity, **stats.as_dict())
@@ -245,13 +289,14 @@ class RunProgress:
 
     async def finish(self, result: EntityResult) -> None:
         self._done.append(result.entity)
-        await self._write(result.entity, result.stats, force=True)
+        await self._write(result.entity, result.stats, force=self._written)
 
     async def _write(self, entity: str, stats: EntityStats, *, force: bool) -> None:
-        now = time.monotonic()
-        if not self._record or (not force and now - self._last_write < PROGRESS_WRITE_SECONDS):
+        now = self._clock()
+        if not self._record or (not force and now - self._last_write < self._every_seconds):
             return
         self._last_write = now
+        self._written = True
         progress: dict[str, Any] = {
             "entity": entity,
             "entitiesDone": len(self._done),

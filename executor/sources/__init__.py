@@ -42,12 +42,15 @@ class Source(Protocol):
         ...
 
 
-def build_source(kind: str, config: Mapping[str, Any], *, batch_size: int, egress: Any = None) -> Source:
-    """The source for a `data_sources` document's kind and (unredacted) config."""
+def build_source(
+    kind: str, config: Mapping[str, Any], *, batch_size: int, egress: Any = None, mongo_client: Any = None
+) -> Source:
+    """The source for a `data_sources` document's kind and (unredacted) config; `mongo_client`, if given,
+    is the caller's client for a `mongodb` source's uri."""
     if kind == "mongodb":
         from syncjobs.executor.sources.mongodb import MongoSource
 
-        return MongoSource(config, batch_size=batch_size)
+        return MongoSource(config, batch_size=batch_size, client=mongo_client)
     if kind == "http":
         from syncjobs.executor.sources.http import HttpSource
 

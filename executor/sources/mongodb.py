@@ -12,7 +12,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import PyMongoError
 from syncjobs.executor.sources import Batch, Record, SourceError
-from syncjobs.shared.mongo import connect
+from syncjobs.shared.mongo import connect_for_one_run
 
 DEFAULT_CURSOR_FIELD = "updatedAt"
 
@@ -20,7 +20,8 @@ DEFAULT_CURSOR_FIELD = "updatedAt"
 class MongoSource:
     """Reads `config.database` at `config.uri`; each collection is an entity."""
 
-    def __init__(self, config: Mapping[str, Any], *, batch_size: int) -> None:
+    def __init__(self, config: Mapping[str, Any], *, batch_size: int, client: Any = None) -> None:
+        """`client`, when given, is already connected to `config.uri` and belongs to the caller."""
         try:
             self._uri = str(config["uri"])
             self._database = str(config["database"])
@@ -28,7 +29,8 @@ class MongoSource:
             raise SourceError(f"mongodb source config lacks {missing.args[0]!r}") from None
         self._entity_config: Mapping[str, Any] = config.get("entities") or {}
         self._batch_size = batch_size
-        self._client = connect(self._uri)
+        self._owns_client = client is None
+        self._client = connect_for_one_run(self._uri) if client is None else client
 
     @property
     def client(self) -> Any:
@@ -67,7 +69,8 @@ class MongoSource:
             raise SourceError(f"cannot read {self._database}.{entity}: {exc}") from None
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._owns_client:
+            await self._client.close()
 
 
 def past_cursor_filter(field: str, value: Any, last_id: Any) -> dict[str, Any]:

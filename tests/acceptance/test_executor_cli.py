@@ -85,8 +85,6 @@ async def test_exec_syncs_and_speaks_ndjson(db: Database, mongo_uri: str) -> Non
         assert any(json.loads(line).get("event") == "run_finished" for line in stderr.splitlines())
         assert await contents(dest, "users") == await contents(source, "users")
         assert "logs" not in await dest.list_collection_names()
-        progress = (await db.job_runs.find_one({"_id": run_id}))["progress"]
-        assert (progress["entitiesDone"], progress["entitiesTotal"], progress["inserted"]) == (1, 1, 5)
 
 
 async def test_exec_fails_cleanly_for_an_unknown_run(db: Database, mongo_uri: str) -> None:

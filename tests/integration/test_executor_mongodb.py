@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from syncjobs.executor.cli import RunProgress
+from syncjobs.executor.events import EventWriter
+from syncjobs.executor.sync import EntityResult, EntityStats
 from syncjobs.shared.mongo import Database
 
 from tests.fixtures.executor_world import contents, make_job, make_mongodb_job, result_of, run_job, scratch_databases
@@ -23,7 +27,7 @@ async def test_full_sync_copies_selected_collections_then_only_the_edits(db: Dat
         await source.audit.insert_one({"_id": 1, "ignored": True})
         _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, include=["users", "orders"])
 
-        code, events = await run_job(db, job_id, batch_size=3)
+        code, events = await run_job(db, job_id, batch_size=3, progress_every_seconds=0.0)
         assert code == 0
         result = result_of(events)
         assert result["status"] == "succeeded"
@@ -46,7 +50,7 @@ async def test_full_sync_copies_selected_collections_then_only_the_edits(db: Dat
         await source.users.update_one({"_id": 4}, {"$set": {"name": "u4"}})  # no actual change
         await source.users.delete_many({"_id": {"$in": [7, 8]}})
         await source.users.insert_one({"_id": 100, "name": "new"})
-        code, events = await run_job(db, job_id, batch_size=3)
+        code, events = await run_job(db, job_id, batch_size=3, progress_every_seconds=0.0)
         assert code == 0
         stats = result_of(events)["stats"]
         assert {k: stats["entities"]["users"][k] for k in ("read", "inserted", "updated", "deleted", "unchanged")} == {
@@ -134,7 +138,7 @@ async def test_dry_run_counts_without_writing(db: Database, mongo_uri: str) -> N
         await source.items.insert_many([{"_id": i, "updatedAt": at(i)} for i in range(4)])
         await dest.items.insert_one({"_id": 99})
         _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
-        code, events = await run_job(db, job_id, dry_run=True)
+        code, events = await run_job(db, job_id, dry_run=True, progress_every_seconds=0.0)
         assert code == 0
         stats = result_of(events)["stats"]["entities"]["items"]
         assert (stats["inserted"], stats["deleted"]) == (4, 1)
@@ -190,3 +194,43 @@ async def test_incremental_without_the_cursor_field_follows_ids(db: Database, mo
         code, events = await run_job(db, job_id, batch_size=2)
         assert (code, result_of(events)["stats"]["entities"]["items"]["inserted"]) == (0, 2)
         assert sorted(await contents(dest, "items")) == [-1, 0, 1, 2, 3]
+
+
+async def test_progress_reaches_the_run_document_only_once_a_run_lasts(db: Database) -> None:
+    """A run shorter than the interval writes no progress (its result says it all); a longer one writes
+    at most once an interval, and again as each entity starts and ends so it never shows a stale entity."""
+    short_run, long_run = ObjectId(), ObjectId()
+    await db.job_runs.insert_many([{"_id": run_id, "jobId": run_id} for run_id in (short_run, long_run)])
+    now = [0.0]
+
+    def progress_of(run_id: ObjectId) -> RunProgress:
+        return RunProgress(
+            db, run_id, EventWriter(io.StringIO()), ["a", "b"], record=True, every_seconds=1.0, clock=lambda: now[0]
+        )
+
+    short = progress_of(short_run)
+    await short.start("a")
+    now[0] = 0.9
+    await short.on_batch("a", EntityStats(read=3))
+    await short.finish(EntityResult("a", EntityStats(read=3, inserted=3)))
+    assert "progress" not in (await db.job_runs.find_one({"_id": short_run}) or {})
+
+    now[0] = 10.0
+    long = progress_of(long_run)
+    await long.start("a")
+    now[0] = 10.5
+    await long.on_batch("a", EntityStats(read=1))
+    assert "progress" not in (await db.job_runs.find_one({"_id": long_run}) or {})
+    now[0] = 11.0
+    await long.on_batch("a", EntityStats(read=2))
+    stored = (await db.job_runs.find_one({"_id": long_run}) or {})["progress"]
+    assert (stored["entity"], stored["read"], stored["entitiesDone"]) == ("a", 2, 0)
+    now[0] = 11.1
+    await long.on_batch("a", EntityStats(read=4))  # within the interval: not written
+    await long.finish(EntityResult("a", EntityStats(read=4, inserted=4)))
+    await long.start("b")
+    stored = (await db.job_runs.find_one({"_id": long_run}) or {})["progress"]
+    assert (stored["entity"], stored["read"], stored["entitiesDone"]) == ("b", 0, 1)
+    await long.finish(EntityResult("b", EntityStats(read=1, inserted=1)))
+    stored = (await db.job_runs.find_one({"_id": long_run}) or {})["progress"]
+    assert (stored["entity"], stored["inserted"], stored["entitiesDone"], stored["entitiesTotal"]) == ("b", 1, 2, 2)
