@@ -30,7 +30,8 @@ from syncjobs.worker.health import DatabaseHealth
 log = get_logger(__name__)
 T = TypeVar("T")
 
-RunCallback = Callable[[ObjectId, ObjectId], Awaitable[None]]
+# Called with the job's identity (`sync_jobs.job_identity`) and the run's id once its outcome is recorded.
+RunCallback = Callable[[Document, ObjectId], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class ClaimedRun:
             return
         now = context.clock.now()
         job_id = ObjectId(run.job_id)
-        await self._persist(
+        job_exists = await self._persist(
             lambda: sync_jobs.record_run_outcome(
                 context.db,
                 job_id,
@@ -128,8 +129,8 @@ class ClaimedRun:
             "run_finished", run_id=run.id, job_id=run.job_id, status=outcome.status, duration_ms=outcome.duration_ms
         )
         metrics.observe_run_finished(outcome.status, outcome.duration_ms)
-        if context.on_run_finished is not None:
-            await context.on_run_finished(job_id, self.run_id)
+        if context.on_run_finished is not None and job_exists:
+            await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)
         if should_retry(outcome.status, run.attempt, job.retry.max_attempts):
             worker_id = context.claimant.worker_id
             await self._persist(

@@ -16,7 +16,7 @@ from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, close_client, connect, ensure_indexes, shutdown_budget
+from syncjobs.shared.mongo import Database, Document, close_client, connect, ensure_indexes, shutdown_budget
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker import notifier
@@ -106,7 +106,7 @@ class _Worker:
         self.health = DatabaseHealth()
         self.fork_server = ForkServer()  # warmed up at start (when used), shared by every term
         self._background: set[asyncio.Task[object]] = set()
-        self._notify_latest: dict[ObjectId, ObjectId] = {}
+        self._notify_latest: dict[ObjectId, tuple[Document, ObjectId]] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
         self.database_gone = False  # found unreachable while stopping: nothing more is written
 
@@ -212,15 +212,16 @@ class _Worker:
         except PyMongoError as error:
             log.warning("lease_release_failed", error=str(error)[:200])
 
-    async def _notify(self, job_id: ObjectId, run_id: ObjectId) -> None:
+    async def _notify(self, job: Document, run_id: ObjectId) -> None:
         """Alerts and webhooks run beside the worker, so a slow webhook never holds a job's lock.
 
         At most NOTIFY_CONCURRENCY evaluations run at once and a job waits in line once: its evaluation
         reads the job's latest state, so a burst of runs costs the database one evaluation per job, and
         the fire path keeps its share of the database.
         """
+        job_id = job["_id"]
         queued = job_id in self._notify_latest
-        self._notify_latest[job_id] = run_id
+        self._notify_latest[job_id] = (job, run_id)
         if queued:
             return
         task = asyncio.create_task(self._evaluate_alerts(job_id))
@@ -229,8 +230,8 @@ class _Worker:
 
     async def _evaluate_alerts(self, job_id: ObjectId) -> None:
         async with self._notify_slots:
-            run_id = self._notify_latest.pop(job_id)
-            await notifier.on_run_finished(self.db, self.settings, job_id, run_id)
+            job, run_id = self._notify_latest.pop(job_id)
+            await notifier.on_run_finished(self.db, self.settings, job_id, run_id, job=job)
 
     async def _ensure_indexes(self) -> None:
         while not self.stop.is_set():

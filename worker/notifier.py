@@ -225,16 +225,18 @@ async def on_run_finished(
     job_id: ObjectId | str,
     run_id: ObjectId | str,
     *,
+    job: Document | None = None,
     policy: DeliveryPolicy | None = None,
     now: datetime | None = None,
 ) -> list[AlertEvent]:
     """Re-evaluate `job_id`'s alerts after run `run_id` and deliver what changed; never raises into the worker.
+    `job`: its identity (`sync_jobs.job_identity`) when the caller has it, else it is read.
 
     Returns the events announced (delivered or not), for the caller's logs and the tests.
     """
     now = to_ms(now or datetime.now(UTC))
     try:
-        job = await sync_jobs.find_job_identity(db, ObjectId(job_id))
+        job = job or await sync_jobs.find_job_identity(db, ObjectId(job_id))
         if job is None:
             return []
         events = await _changes(db, settings, job, str(run_id), now)

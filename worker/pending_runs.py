@@ -34,10 +34,11 @@ class PendingRun:
 
 class PendingRuns:
     """Runs created at the same instant (a burst's fires) are ordered by a hash salted per process, so
-    replicas start on different runs instead of all racing for the same ones."""
+    replicas start on different runs instead of all racing for the same ones. Each run's place is worked
+    out once, as it arrives: a burst asks for the order once per claim round."""
 
     def __init__(self, salt: bytes | None = None) -> None:
-        self._runs: dict[ObjectId, PendingRun] = {}
+        self._runs: dict[ObjectId, tuple[tuple[datetime, bytes], PendingRun]] = {}
         self._salt = os.urandom(8) if salt is None else salt
 
     def _order(self, run: PendingRun) -> tuple[datetime, bytes]:
@@ -47,22 +48,28 @@ class PendingRuns:
         return len(self._runs)
 
     def add(self, run: PendingRun) -> None:
-        self._runs[run.run_id] = run
+        self._runs[run.run_id] = (self._order(run), run)
 
     def discard(self, run_id: ObjectId) -> None:
         self._runs.pop(run_id, None)
 
     def replace(self, runs: Iterable[PendingRun]) -> None:
-        self._runs = {run.run_id: run for run in runs}
+        self._runs = {}
+        for run in runs:
+            self.add(run)
 
     def due_by_workspace(self, now: datetime, waiting_jobs: set[ObjectId]) -> dict[ObjectId, list[PendingRun]]:
         """The runs due at `now` of jobs not waiting for their running run, per workspace, oldest first."""
         due: dict[ObjectId, list[PendingRun]] = {}
-        for run in sorted(self._runs.values(), key=self._order):
+        for _, run in sorted(self._runs.values(), key=_place):
             if (run.due_at is None or run.due_at <= now) and run.job_id not in waiting_jobs:
                 due.setdefault(run.workspace_id, []).append(run)
         return due
 
     def next_due_after(self, now: datetime) -> datetime | None:
         """The earliest due time still to come (a retry's backoff), if any."""
-        return min((run.due_at for run in self._runs.values() if run.due_at and run.due_at > now), default=None)
+        return min((run.due_at for _, run in self._runs.values() if run.due_at and run.due_at > now), default=None)
+
+
+def _place(entry: tuple[tuple[datetime, bytes], PendingRun]) -> tuple[datetime, bytes]:
+    return entry[0]

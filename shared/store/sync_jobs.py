@@ -158,6 +158,11 @@ async def find_job_identity(db: Database, job_id: ObjectId) -> Document | None:
     return await db.syncjobs.find_one({"_id": job_id}, {"name": 1, "workspaceId": 1})
 
 
+def job_identity(job: SyncJob) -> Document:
+    """`find_job_identity`'s answer, from a job already read."""
+    return {"_id": ObjectId(job.id), "name": job.name, "workspaceId": ObjectId(job.workspace_id)}
+
+
 async def find_job(db: Database, job_id: ObjectId) -> SyncJob | None:
     """The job as the worker uses it: typed, so each default is the model's."""
     doc = await find_job_doc(db, job_id)
@@ -207,8 +212,9 @@ async def record_run_outcome(
     finished_at: datetime,
     error: str | None,
     duration_ms: int | None,
-) -> None:
-    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs.
+) -> bool:
+    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs; False
+    when the job is gone (deleted) or the fence refused the write.
 
     The leader writes under its fencing token; a claimer (token None) only after its own run's outcome
     landed under the run's lease, which is what guards it."""
@@ -228,7 +234,8 @@ async def record_run_outcome(
             "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
         }
     query = _fenced(job_id, token) if token is not None else {"_id": job_id}
-    await db.syncjobs.update_one(query, [{"$set": fields}])
+    result = await db.syncjobs.update_one(query, [{"$set": fields}])
+    return result.matched_count == 1
 
 
 # Edits bump `version`; the worker's own writes (nextRunAt, lastRunAt...) do not and are filtered out.

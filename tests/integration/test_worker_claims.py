@@ -236,6 +236,47 @@ async def test_a_manual_run_of_a_deleted_job_is_cancelled(harness: Harness, db: 
     assert done["error"] == "job deleted"
 
 
+async def test_a_finished_run_hands_its_jobs_identity_to_the_alert_evaluation_unless_the_job_is_gone(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    """The claimer already read the job: the evaluation gets its identity instead of reading it again, and
+    a job deleted while its run went has no alerts to evaluate."""
+    kept = await make_job(db, "fail", "0 0 1 1 *", T0)
+    release = tmp_path / "release"
+    deleted = await make_job(db, f"wait:{release}", "0 0 1 1 *", T0)
+    finished: list[tuple[Document, ObjectId]] = []
+
+    async def on_run_finished(job: Document, run_id: ObjectId) -> None:
+        finished.append((job, run_id))
+
+    async def any_finished() -> list[tuple[Document, ObjectId]]:
+        return finished
+
+    spec = ExecutorSpec.from_settings(settings.with_overrides(executor_command=FAKE_EXECUTOR))
+    dispatcher = RunDispatcher(
+        db, FakeClock(T0), ME, executor=spec, health=DatabaseHealth(), on_run_finished=on_run_finished
+    )
+    claiming = asyncio.create_task(dispatcher.run())
+    try:
+        failed_run = await job_runs.create_manual_run(db, from_document(SyncJob, kept), T0)
+        await eventually(any_finished)
+        identity = {"_id": kept["_id"], "name": "fail", "workspaceId": kept["workspaceId"]}
+        assert finished == [(identity, ObjectId(failed_run.id))]
+
+        gone_run = await job_runs.create_manual_run(db, from_document(SyncJob, deleted), T0)
+        await eventually(lambda: db.job_runs.find_one({"_id": ObjectId(gone_run.id), "status": "running"}))
+        await db.syncjobs.delete_one({"_id": deleted["_id"]})
+        release.touch()
+        await eventually(lambda: db.job_runs.find_one({"_id": ObjectId(gone_run.id), "status": "succeeded"}))
+        dispatcher.stop_claiming()
+        await claiming
+        await dispatcher.finish(grace_seconds=5)
+        assert len(finished) == 1
+    finally:
+        claiming.cancel()
+        await asyncio.gather(claiming, return_exceptions=True)
+
+
 @pytest.fixture(scope="module")
 def faulty_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     server = start_embedded(tmp_path_factory.mktemp("faulty"), extra_args=("--enable-test-commands",))
