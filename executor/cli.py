@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bson import ObjectId
@@ -36,9 +37,10 @@ from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, Database, connect_for_one_run
+from syncjobs.shared.run_spec import RUN_SPEC_ENV, RunSpec, RunSpecError, read_run_spec
 from syncjobs.shared.secrets import SecretKeyError, install_keys
 from syncjobs.shared.settings import Settings, SettingsError
-from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs
+from syncjobs.shared.store import job_runs
 from syncjobs.shared.store.sync_state import JobCursors
 
 log = get_logger(__name__)
@@ -88,10 +90,17 @@ def main(argv: list[str] | None = None) -> int:
             details=[],
         )
         return EXIT_USAGE
+    run_id = ObjectId(args.run_id)
+    try:
+        spec_text = os.environ.get(RUN_SPEC_ENV)
+        spec = RunSpec.from_json(spec_text, run_id) if spec_text else None
+    except RunSpecError as exc:
+        events.emit("result", status=RunStatus.FAILED, error=str(exc), stats=empty_stats(0), details=[])
+        return EXIT_USAGE
     # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
     with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
-        return runner.run(_main(settings, uri, guard, ObjectId(args.run_id), args.dry_run, args.batch_size, events))
+        return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
 
 
 async def _main(
@@ -99,38 +108,101 @@ async def _main(
     uri: str,
     guard: ConnectGuard,
     run_id: ObjectId,
+    spec: RunSpec | None,
     dry_run: bool,
     batch_size: int,
     events: EventWriter,
 ) -> int:
     for host, port in uri_parser.parse_uri(uri)["nodelist"]:
         exempt_host(guard, host, port)
-    client = connect_for_one_run(uri, event_listeners=[ControlMembers(guard)])
+    control = ControlDatabase.connecting(uri, settings.database, guard)
     try:
-        rules = ConnectionRules.from_settings(settings, await discover_control_cluster(client, settings))
+        if spec is None:  # by hand, or from a worker that could not read it: discover who the control server is
+            cluster = await discover_control_cluster((await control.database()).client, settings)
+        else:
+            cluster = spec.control_cluster(settings)
+        rules = ConnectionRules.from_settings(settings, cluster)
         return await execute_run(
-            client[settings.database], run_id, rules=rules, dry_run=dry_run, batch_size=batch_size, events=events
+            control, run_id, rules=rules, spec=spec, dry_run=dry_run, batch_size=batch_size, events=events
         )
     finally:
-        await client.close()
+        await control.close()
+
+
+class ControlDatabase:
+    """The executor's control database, connected on first use: an executor handed its run's spec needs it
+    only for incremental cursors and for the progress of a run that lasts."""
+
+    def __init__(self, open_database: Callable[[], Database], close: Callable[[Database], Awaitable[None]]) -> None:
+        self._open_database = open_database
+        self._close = close
+        self._database: Database | None = None
+
+    @classmethod
+    def connecting(cls, uri: str, database: str, guard: ConnectGuard) -> ControlDatabase:
+        """A client of its own, exempt from the egress guard for every member of the control replica set."""
+
+        def open_database() -> Database:
+            return connect_for_one_run(uri, event_listeners=[ControlMembers(guard)])[database]
+
+        async def close(db: Database) -> None:
+            await db.client.close()
+
+        return cls(open_database, close)
+
+    @classmethod
+    def of(cls, db: Database) -> ControlDatabase:
+        """A database the caller opened and closes."""
+
+        async def leave_open(_: Database) -> None:
+            return None
+
+        return cls(lambda: db, leave_open)
+
+    async def database(self) -> Database:
+        if self._database is None:
+            self._database = self._open_database()
+        return self._database
+
+    async def close(self) -> None:
+        if self._database is not None:
+            await self._close(self._database)
+
+
+class ControlCursors:
+    """The job's incremental cursors (`sync_state`), through the control database opened when first needed."""
+
+    def __init__(self, control: ControlDatabase, job_id: ObjectId) -> None:
+        self._control = control
+        self._job_id = job_id
+
+    async def load(self, entity: str) -> Any | None:
+        return await JobCursors(await self._control.database(), self._job_id).load(entity)
+
+    async def save(self, entity: str, cursor: Any) -> None:
+        await JobCursors(await self._control.database(), self._job_id).save(entity, cursor)
 
 
 async def execute_run(
-    db: Database,
+    control: ControlDatabase,
     run_id: ObjectId,
     *,
     rules: ConnectionRules,
+    spec: RunSpec | None = None,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     events: EventWriter | None = None,
     progress_every_seconds: float = PROGRESS_WRITE_SECONDS,
 ) -> int:
-    """Sync every selected entity of the run's job; emits the events and returns the exit code."""
+    """Sync every selected entity of the run's job (as `spec` says, else as read); emits the events and
+    returns the exit code."""
     events = events or EventWriter()
     started = time.monotonic()
     results: list[EntityResult] = []
     try:
-        results = await _sync_run(db, rules, run_id, dry_run, batch_size, events, progress_every_seconds)
+        if spec is None:
+            spec = await read_run_spec(await control.database(), run_id, rules.control)
+        results = await _sync_run(control, rules, spec, dry_run, batch_size, events, progress_every_seconds)
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
         error = getattr(exc, "message", None) or str(exc)
         log.error("run_failed", run_id=str(run_id), error=error)
@@ -161,18 +233,16 @@ async def execute_run(
 
 
 async def _sync_run(
-    db: Database,
+    control: ControlDatabase,
     rules: ConnectionRules,
-    run_id: ObjectId,
+    spec: RunSpec,
     dry_run: bool,
     batch_size: int,
     events: EventWriter,
     progress_every_seconds: float,
 ) -> list[EntityResult]:
-    run = await job_runs.get_run(db, run_id)
-    job = await sync_jobs.get_job(db, ObjectId(run.job_id))
-    source_doc = await data_sources.store.get_raw(db, ObjectId(job.data_source_id))
-    destination_doc = await destinations.store.get_raw(db, ObjectId(job.destination_database_id))
+    job, run_id = spec.job, spec.run_id
+    source_doc, destination_doc = spec.opened_source(), spec.opened_destination()
     try:
         dest_uri = str(destination_doc["config"]["uri"])
         dest_database = str(destination_doc["config"]["database"])
@@ -201,13 +271,15 @@ async def _sync_run(
             run_id=str(run_id),
             job_id=job.id,
             mode=job.sync_mode,
-            source_kind=source_doc.get("kind"),
+            source_kind=kind,
             entities=selected,
             dry_run=dry_run,
         )
         destination = Destination(dest_client[dest_database], dry_run=dry_run)
-        progress = RunProgress(db, run_id, events, selected, record=not dry_run, every_seconds=progress_every_seconds)
-        cursors = JobCursors(db, ObjectId(job.id))
+        progress = RunProgress(
+            control, run_id, events, selected, record=not dry_run, every_seconds=progress_every_seconds
+        )
+        cursors = ControlCursors(control, ObjectId(job.id))
         results = []
         for entity in selected:
             entity_started = time.monotonic()
@@ -260,7 +332,7 @@ class RunProgress:
 
     def __init__(
         self,
-        db: Database,
+        control: ControlDatabase,
         run_id: ObjectId,
         events: EventWriter,
         entities: list[str],
@@ -269,7 +341,7 @@ class RunProgress:
         every_seconds: float = PROGRESS_WRITE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._db = db
+        self._control = control
         self._run_id = run_id
         self._events = events
         self._entities = entities
@@ -305,7 +377,7 @@ class RunProgress:
             "updatedAt": utc_now(),
         }
         try:
-            await job_runs.record_progress(self._db, self._run_id, progress)
+            await job_runs.record_progress(await self._control.database(), self._run_id, progress)
         except PyMongoError as exc:  # progress is a courtesy: never fail a sync over it
             log.warning("progress_not_recorded", error=str(exc))
 

@@ -6,7 +6,8 @@ field) and again when the executor runs (DNS can change: the run fails naming th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,6 +78,31 @@ async def discover_control_cluster(client: Any, settings: Settings) -> ControlCl
         process_ids=frozenset(process_ids),
         other_databases=settings.control_cluster_databases,
     )
+
+
+class ControlClusterCache:
+    """The control cluster as `client` discovers it, discovered again once `max_age_seconds` old: a worker
+    hands it to every executor it starts, and members can be added to a replica set while it runs."""
+
+    def __init__(
+        self,
+        client: Any,
+        settings: Settings,
+        *,
+        max_age_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._known: tuple[float, ControlCluster] | None = None
+
+    async def get(self) -> ControlCluster:
+        now = self._clock()
+        if self._known is None or now - self._known[0] >= self._max_age_seconds:
+            self._known = (now, await discover_control_cluster(self._client, self._settings))
+        return self._known[1]
 
 
 @dataclass(frozen=True)

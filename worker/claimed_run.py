@@ -18,9 +18,11 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock
+from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.run_spec import RUN_SPEC_ENV, spec_for_claimed_run
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
@@ -95,6 +97,9 @@ class ClaimedRun:
         if run.trigger == "schedule":
             metrics.fire_lag_seconds.observe(max(0.0, (context.clock.now() - run.scheduled_for).total_seconds()))
         env = {**context.executor.env, "SYNCJOBS_RUN_ID": run.id}
+        spec = await self._run_spec(job)
+        if spec is not None:
+            env[RUN_SPEC_ENV] = spec
         metrics.executors_running.inc()
         try:
             argv = [*context.executor.argv, "--run-id", run.id]
@@ -103,6 +108,19 @@ class ClaimedRun:
             )
         finally:
             metrics.executors_running.dec()
+
+    async def _run_spec(self, job: SyncJob) -> str | None:
+        """The run's spec for its executor; None (the executor reads it itself) without a control cluster
+        to name or when it cannot be read now."""
+        control = self.context.executor.control
+        if control is None:
+            return None
+        try:
+            spec = await spec_for_claimed_run(self.context.db, self.run_id, job, await control.get())
+        except (PyMongoError, SyncjobsError) as error:
+            log.warning("run_spec_not_read", run_id=self.run.id, error=str(error)[:200])
+            return None
+        return spec.to_json()
 
     async def _record(self, job: SyncJob, outcome: ExecutionOutcome) -> None:
         """The outcome on the run (only while it is ours), then on the job; then a retry if its policy says."""

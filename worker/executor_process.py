@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from syncjobs.shared import metrics
+from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
@@ -57,31 +58,37 @@ class ExecutorProcess(Protocol):
 @dataclass(frozen=True)
 class ExecutorSpec:
     """How runs are executed: the executor's argv prefix and environment, how many run at once here, how
-    many run at once per workspace across the cluster (None: unlimited), and the fork server that starts
-    them warm (None: a new process per run)."""
+    many run at once per workspace across the cluster (None: unlimited), the fork server that starts
+    them warm (None: a new process per run), and the control cluster to name in each run's spec (None:
+    no spec is handed over, the executor reads what it needs)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
     max_concurrent_runs: int
     max_runs_per_workspace: int | None = None
     fork_server: ForkServer | None = None
+    control: ControlClusterCache | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, fork_server: ForkServer | None = None) -> ExecutorSpec:
-        """The executor finds the database through the same settings as the worker; `fork_server` is
-        used only for the default executor with SYNCJOBS_WARM_EXECUTOR on."""
+    def from_settings(
+        cls, settings: Settings, fork_server: ForkServer | None = None, control: ControlClusterCache | None = None
+    ) -> ExecutorSpec:
+        """The executor finds the database through the same settings as the worker; `fork_server` and
+        `control` (run specs) are used only for the default executor, the fork server only with
+        SYNCJOBS_WARM_EXECUTOR on."""
         env = {
             **os.environ,
             "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(),
             "SYNCJOBS_DATABASE": settings.database,
         }
-        warm = settings.warm_executor and not settings.executor_command
+        default = not settings.executor_command
         return cls(
             settings.executor_command or default_executor_command(),
             env,
             settings.max_concurrent_runs,
             settings.max_runs_per_workspace,
-            fork_server if warm else None,
+            fork_server if default and settings.warm_executor else None,
+            control if default else None,
         )
 
 

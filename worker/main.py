@@ -15,6 +15,7 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
+from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document, close_client, connect, ensure_indexes, shutdown_budget
 from syncjobs.shared.settings import Settings
@@ -117,7 +118,9 @@ class _Worker:
             self.db,
             self.clock,
             claimant,
-            executor=ExecutorSpec.from_settings(self.settings, self.fork_server),
+            executor=ExecutorSpec.from_settings(
+                self.settings, self.fork_server, ControlClusterCache(self.db.client, self.settings)
+            ),
             health=self.health,
             poll_seconds=self.settings.poll_seconds,
             on_run_finished=self._notify,

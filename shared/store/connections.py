@@ -77,6 +77,13 @@ class ConnectionStore(Generic[InputT, OutputT]):
         config: Document = open_config((await self._stored(db, workspace_id, doc_id)).get("config") or {})
         return config
 
+    async def get_sealed(self, db: Database, doc_id: ObjectId) -> Document:
+        """The document as stored, its secrets sealed: what a worker hands to the executor it starts."""
+        doc = await db[self.collection].find_one({"_id": doc_id})
+        if doc is None:
+            raise self._not_found()
+        return doc
+
     async def get_raw(self, db: Database, doc_id: ObjectId) -> Document:
         """The document with its secrets decrypted, for the executor only (it is handed ids by a run and
         belongs to no workspace); never serialise it."""

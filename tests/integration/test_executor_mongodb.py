@@ -6,7 +6,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
-from syncjobs.executor.cli import RunProgress
+from syncjobs.executor.cli import ControlDatabase, RunProgress
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.sync import EntityResult, EntityStats
 from syncjobs.shared.mongo import Database
@@ -205,7 +205,13 @@ async def test_progress_reaches_the_run_document_only_once_a_run_lasts(db: Datab
 
     def progress_of(run_id: ObjectId) -> RunProgress:
         return RunProgress(
-            db, run_id, EventWriter(io.StringIO()), ["a", "b"], record=True, every_seconds=1.0, clock=lambda: now[0]
+            ControlDatabase.of(db),
+            run_id,
+            EventWriter(io.StringIO()),
+            ["a", "b"],
+            record=True,
+            every_seconds=1.0,
+            clock=lambda: now[0],
         )
 
     short = progress_of(short_run)

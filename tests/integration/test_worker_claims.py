@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +15,11 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
+from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
 from syncjobs.shared.models import SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
+from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs
 from syncjobs.shared.store.job_runs import Claimant
@@ -275,6 +278,38 @@ async def test_a_finished_run_hands_its_jobs_identity_to_the_alert_evaluation_un
     finally:
         claiming.cancel()
         await asyncio.gather(claiming, return_exceptions=True)
+
+
+async def test_a_claimer_hands_the_executor_its_runs_spec_or_nothing_when_it_cannot_read_it(
+    db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    handed, unread = tmp_path / "handed", tmp_path / "unread"
+    job = await make_job(db, f"spec:{handed}", "0 0 1 1 *", T0)
+    orphan = await make_job(db, f"spec:{unread}", "0 0 1 1 *", T0)
+    await db.data_sources.delete_one({"_id": orphan["dataSourceId"]})  # the spec cannot be read
+    control = ControlClusterCache(db.client, settings)
+    spec = replace(ExecutorSpec.from_settings(settings.with_overrides(executor_command=FAKE_EXECUTOR)), control=control)
+    dispatcher = RunDispatcher(db, FakeClock(T0), ME, executor=spec, health=DatabaseHealth())
+    claiming = asyncio.create_task(dispatcher.run())
+    try:
+        run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
+        orphan_run = await job_runs.create_manual_run(db, from_document(SyncJob, orphan), T0)
+        for run_id in (run.id, orphan_run.id):
+            await eventually(
+                lambda run_id=run_id: db.job_runs.find_one({"_id": ObjectId(run_id), "status": "succeeded"})
+            )
+        given = RunSpec.from_json(handed.read_text(), ObjectId(run.id))
+        assert (given.job.id, given.source["_id"], given.destination["_id"]) == (
+            str(job["_id"]),
+            job["dataSourceId"],
+            job["destinationDatabaseId"],
+        )
+        assert given.control_process_ids == (await control.get()).process_ids != frozenset()
+        assert unread.read_text() == ""
+    finally:
+        dispatcher.stop_claiming()
+        await claiming
+        await dispatcher.finish(grace_seconds=5)
 
 
 @pytest.fixture(scope="module")
