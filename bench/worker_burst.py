@@ -22,8 +22,12 @@ Printed per combination:
 - writes per run: serverStatus opcounters (insert+update+delete) before/after, over runs. SecantusDB
   counts one per write *command* (an insert_many or a bulk_write is 1; findAndModify is an update), so
   this is write round trips per run, executor writes (progress on the run, the destination) included;
+  beside them reads (queries + getMores, change streams included), other commands (hello, ping,
+  listCollections, aggregate...) and connections opened per run (the bench's own polling included);
 - the server's raw write rate (a loop of insert_one of small documents, and insert_many of 1,000) and the
-  drain rate as a fraction of it: the runs/s ceiling is that insert_one rate / writes per run;
+  drain rate as a fraction of it: the runs/s ceiling is that insert_one rate / writes per run. It is
+  measured on a fresh server of its own: its thousands of insert_one leave as many retryable-write
+  records, which SecantusDB scans on every later write for 30 minutes;
 - spawn-to-first-event cold vs warm: one executor at a time on an idle worker-less server, from asking
   for the executor to its first NDJSON event (the worker's `syncjobs_executor_first_event_seconds`).
 """
@@ -183,10 +187,17 @@ def tree_cpu_seconds(root: int) -> float:
     return sum(ticks.get(pid, 0) for pid in tree) / CLK_TCK
 
 
-def write_ops(uri: str) -> int:
+def server_counters(uri: str) -> Counter[str]:
+    """Write commands, reads (queries + getMores), other commands and connections opened, so far."""
     with client(uri) as mongo:
-        counters = mongo.admin.command("serverStatus")["opcounters"]
-    return int(counters["insert"] + counters["update"] + counters["delete"])
+        status = mongo.admin.command("serverStatus")
+    ops = status["opcounters"]
+    return Counter(
+        writes=int(ops["insert"] + ops["update"] + ops["delete"]),
+        reads=int(ops["query"] + ops["getmore"]),
+        commands=int(ops["command"]),
+        connections=int(status["connections"]["totalCreated"]),
+    )
 
 
 def burst(
@@ -222,12 +233,13 @@ def burst(
             late = datetime.now(UTC) > due
             cpu_before = sum(tree_cpu_seconds(w.process.pid) for w in workers)
             server_before = tree_cpu_seconds(server_pid)
-            writes_before = write_ops(uri)
+            counters_before = server_counters(uri)
             runs = mongo[DATABASE].job_runs
             deadline = time.monotonic() + 300 + 2 * args.jobs
             while runs.count_documents({"status": {"$in": FINAL}}) < args.jobs and time.monotonic() < deadline:
                 time.sleep(0.25)
-            writes = write_ops(uri) - writes_before
+            counters = server_counters(uri)
+            counters.subtract(counters_before)
             cpu = sum(tree_cpu_seconds(w.process.pid) for w in workers) - cpu_before
             server_cpu = tree_cpu_seconds(server_pid) - server_before
             fields = ["startedAt", "finishedAt", "scheduledFor", "status", "workerId", "error"]
@@ -235,7 +247,7 @@ def burst(
         finally:
             for worker in workers:
                 worker.stop()
-    return report(done, due, late, cpu, server_cpu, writes, replicas, executor, args.jobs)
+    return report(done, due, late, cpu, server_cpu, counters, replicas, executor, args.jobs)
 
 
 def report(
@@ -244,7 +256,7 @@ def report(
     late: bool,
     cpu: float,
     server_cpu: float,
-    writes: int,
+    counters: Counter[str],
     replicas: int,
     executor: str,
     jobs: int,
@@ -273,10 +285,12 @@ def report(
             f"  runs started/s {len(started) / start_s:.1f}"
             f"  drain {drain_s:.2f}s = {len(finished) / drain_s:.1f} runs/s",
             f"  CPU/run: workers' trees {cpu / count:.3f}s, server {server_cpu / count:.3f}s"
-            f"  writes/run {writes / count:.2f}",
+            f"  writes/run {counters['writes'] / count:.2f}",
+            f"  per run: reads {counters['reads'] / count:.2f}, other commands {counters['commands'] / count:.2f},"
+            f" connections opened {counters['connections'] / count:.2f}",
         ]
     )
-    return text, len(finished) / drain_s, writes / count
+    return text, len(finished) / drain_s, counters["writes"] / count
 
 
 def main() -> None:
