@@ -45,6 +45,15 @@ FDS_PER_REQUEST = 4
 EXIT_NOT_STARTED = 3  # the worker gave up on this child before it ran (never a run's outcome)
 
 
+def warm_up() -> None:
+    """What every child would otherwise do for itself on its first connection: glibc reads nsswitch.conf,
+    /etc/hosts and resolv.conf and loads its NSS modules on the first name lookup (~4 ms of CPU a run)."""
+    try:
+        socket.getaddrinfo("localhost", None)
+    except OSError:
+        pass  # nothing to warm: children look names up themselves
+
+
 def serve(control: socket.socket, lifeline: int) -> int:
     """Fork a child per request until the worker closes its end of `control`."""
     wake_read, wake_write = os.pipe()
@@ -176,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline-fd", type=int, required=True)
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
+    warm_up()
     try:
         return serve(control, args.lifeline_fd)
     except (BrokenPipeError, ConnectionResetError):

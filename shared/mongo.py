@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 from syncjobs.shared.models import RunStatus
@@ -32,6 +36,28 @@ def connect_for_one_run(uri: str, **options: Any) -> AsyncMongoClient[Document]:
     no round-trip-time connection (two connections per server, not three; a burst of runs opens thousands)."""
     options.setdefault("serverMonitoringMode", "poll")
     return connect(uri, **options)
+
+
+# SecantusDB answers a change stream's getMore as soon as anything is written anywhere, with an empty batch
+# when the write was not one the stream watches: without a pause, each write costs every open stream a
+# round trip (a burst of 1,000 runs: thousands). mongod answers empty only when maxAwaitTimeMS ran out.
+EMPTY_GETMORE_INTERVAL_SECONDS = 0.05
+
+
+async def paced_changes(
+    stream: AsyncChangeStream[Document], min_interval_seconds: float = EMPTY_GETMORE_INTERVAL_SECONDS
+) -> AsyncIterator[Document]:
+    """Each change of `stream`, as `async for` would give them, but after a getMore that came back empty
+    sooner than `min_interval_seconds` the next waits out the rest of it: a change is at most that late."""
+    while stream.alive:
+        asked = time.monotonic()
+        change = await stream.try_next()
+        if change is not None:
+            yield change
+            continue
+        rest = min_interval_seconds - (time.monotonic() - asked)
+        if rest > 0:
+            await asyncio.sleep(rest)
 
 
 def shutdown_budget() -> ContextManager[None]:

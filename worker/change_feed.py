@@ -15,7 +15,7 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, paced_changes
 from syncjobs.shared.store import sync_jobs
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
@@ -72,7 +72,7 @@ class ChangeFeed:
                 if needs_resync:  # the stream could not resume: changes may have been lost meanwhile
                     await self.resync()
                     needs_resync = False
-                async for change in self._stream:
+                async for change in paced_changes(self._stream):
                     await self._apply(change)
                     self._resume_token = self._stream.resume_token
                 # The stream ended without an error (invalidated, e.g. the database was dropped): its token

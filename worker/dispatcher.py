@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, from_document
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, paced_changes
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker.claimed_run import ClaimedRun, RunCallback, RunContext
@@ -185,7 +185,7 @@ class RunDispatcher:
                 async with await job_runs.watch_pending_inserts(self.db) as stream:
                     self._reread_at = 0.0  # what was inserted while the stream was down
                     self._wake.set()
-                    async for change in stream:
+                    async for change in paced_changes(stream):
                         self._arrive(change.get("fullDocument") or {})
             except OperationFailure as error:
                 if error.code == NO_CHANGE_STREAMS:
