@@ -55,11 +55,14 @@ async def check_destination(rules: ConnectionRules, config: Mapping[str, Any]) -
 
 
 async def check_connected(rules: ConnectionRules, client: Any, database: str, prefix: str) -> None:
-    """Connect and check every server the client discovered, before anything is read or written."""
-    try:
-        await client.admin.command("ping")
-    except PyMongoError:
-        return  # unreachable: the run fails on its first real operation, with the driver's own message
+    """Connect and check every server the client discovered, before anything is read or written (a client
+    already connected, checked for another role, is not asked again)."""
+    descriptions = client.topology_description.server_descriptions().values()
+    if not any(description.is_server_type_known for description in descriptions):
+        try:
+            await client.admin.command("ping")
+        except PyMongoError:
+            return  # unreachable: the run fails on its first real operation, with the driver's own message
     for description in client.topology_description.server_descriptions().values():
         host, port = description.address
         where = f"{host}:{port}"

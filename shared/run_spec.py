@@ -10,6 +10,7 @@ executor started without a spec, reads the same facts itself (`read_run_spec`).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,9 +87,12 @@ class RunSpec:
 
 
 async def spec_for_claimed_run(db: Database, run_id: ObjectId, job: SyncJob, control: ControlCluster) -> RunSpec:
-    """The spec of a run whose job the caller has read: two reads (the source and the destination)."""
-    source = await data_sources.store.get_sealed(db, ObjectId(job.data_source_id))
-    destination = await destinations.store.get_sealed(db, ObjectId(job.destination_database_id))
+    """The spec of a run whose job the caller has read: two reads (the source and the destination), side
+    by side."""
+    source, destination = await asyncio.gather(
+        data_sources.store.get_sealed(db, ObjectId(job.data_source_id)),
+        destinations.store.get_sealed(db, ObjectId(job.destination_database_id)),
+    )
     return RunSpec(run_id, job, source, destination, control.addresses, control.process_ids)
 
 
