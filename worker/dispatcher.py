@@ -155,7 +155,7 @@ class RunDispatcher:
         """Claim one run and start it; False when it is gone or its job runs somewhere (it then waits)."""
         sent_at = time.monotonic()
         try:
-            doc = await job_runs.claim_run(self.db, self.claimant, candidate.run_id, now=now)
+            doc = await job_runs.claim_run(self.db, self.claimant, candidate.document, now=now)
         except DuplicateKeyError:  # the job's run goes somewhere: its lock is taken
             self._waiting_jobs.add(candidate.job_id)
             await self._apply_overlap(candidate.job_id, now)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +19,19 @@ from bson import ObjectId
 
 @dataclass(frozen=True)
 class PendingRun:
-    """What a claimer needs of a pending run: its creation time (the order), workspace, job and due time."""
+    """What a claimer needs of a pending run: its creation time (the order), workspace, job and due time,
+    and, to start it once claimed, its `document` as read (`job_runs.PENDING_RUN_FIELDS`)."""
 
     created_at: datetime
     run_id: ObjectId
     workspace_id: ObjectId
     job_id: ObjectId
     due_at: datetime | None = None
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> PendingRun:
-        return cls(doc["createdAt"], doc["_id"], doc["workspaceId"], doc["jobId"], doc.get("dueAt"))
+        return cls(doc["createdAt"], doc["_id"], doc["workspaceId"], doc["jobId"], doc.get("dueAt"), doc)
 
 
 class PendingRuns:

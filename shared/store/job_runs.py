@@ -248,29 +248,26 @@ def _lease_until(claimant: Claimant) -> Document:
     return {"$dateAdd": {"startDate": "$$NOW", "unit": "millisecond", "amount": claimant.lease_ms}}
 
 
-async def claim_run(db: Database, claimant: Claimant, run_id: ObjectId, *, now: datetime) -> Document | None:
-    """pending -> running in one atomic write by `_id` (the run as claimed is read back); None when the run
-    is not pending (another replica claimed it, or it was skipped) or not yet due.
+async def claim_run(db: Database, claimant: Claimant, pending: Document, *, now: datetime) -> Document | None:
+    """pending -> running in one atomic write by `_id`; None when the run is not pending (another replica
+    claimed it, or it was skipped) or not yet due. `pending` is the run as the claimer knows it (at least
+    PENDING_RUN_FIELDS, which a pending run never changes); the run as claimed is that with the claim's
+    fields, not read back: SecantusDB answers a findAndModify in ~6 ms, an update in ~1.6 ms.
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
     exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""
-    update = [
-        {
-            "$set": {
-                "status": RunStatus.RUNNING,
-                "startedAt": to_ms(now),
-                "workerId": claimant.worker_id,
-                "claimedBy": claimant.instance,
-                "leaseUntil": _lease_until(claimant),
-                "exclusive": {"$ifNull": ["$exclusive", True]},
-            }
-        }
-    ]
-    query = {"_id": run_id, "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
-    # update_one then a read by _id: SecantusDB answers a findAndModify in ~7 ms, this pair in ~2.3 ms.
+    claim: Document = {
+        "status": RunStatus.RUNNING,
+        "startedAt": to_ms(now),
+        "workerId": claimant.worker_id,
+        "claimedBy": claimant.instance,
+        "leaseUntil": _lease_until(claimant),
+    }
+    update = [{"$set": {**claim, "exclusive": {"$ifNull": ["$exclusive", True]}}}]
+    query = {"_id": pending["_id"], "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
     if (await db.job_runs.update_one(query, update)).modified_count != 1:
         return None
-    return await db.job_runs.find_one({"_id": run_id})
+    return {**pending, **claim}
 
 
 async def renew_run_leases(db: Database, claimant: Claimant, run_ids: list[ObjectId]) -> set[ObjectId]:
@@ -309,7 +306,18 @@ def _due(now: datetime) -> Document:
     return {"status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
 
 
-PENDING_RUN_FIELDS = {"_id": 1, "createdAt": 1, "workspaceId": 1, "jobId": 1, "dueAt": 1}
+# What a claimer orders and picks pending runs by, and all it needs of the run it claims.
+PENDING_RUN_FIELDS = {
+    "_id": 1,
+    "createdAt": 1,
+    "workspaceId": 1,
+    "jobId": 1,
+    "dueAt": 1,
+    "trigger": 1,
+    "scheduledFor": 1,
+    "attempt": 1,
+    "fencingToken": 1,
+}
 
 
 def watch_pending_inserts(db: Database) -> Any:

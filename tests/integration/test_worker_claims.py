@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
-from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.models import JobRun, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.settings import Settings
@@ -60,19 +60,24 @@ async def _pending(db: Database, job: Document, seconds: int) -> Document:
 async def test_a_claim_is_the_jobs_lock_unless_its_overlap_is_allow(db: Database) -> None:
     exclusive = await make_job(db, "ok", "* * * * *", T0)
     first, second = await _pending(db, exclusive, 0), await _pending(db, exclusive, 60)
-    claimed = await job_runs.claim_run(db, ME, first["_id"], now=T0)
+    claimed = await job_runs.claim_run(db, ME, first, now=T0)
     assert claimed is not None
     assert (claimed["status"], claimed["workerId"], claimed["claimedBy"]) == ("running", "w1", "instance-1")
-    assert await job_runs.claim_run(db, ME, first["_id"], now=T0) is None  # claimed once only
+    assert await job_runs.claim_run(db, ME, first, now=T0) is None  # claimed once only
     with pytest.raises(DuplicateKeyError):
-        await job_runs.claim_run(db, ME, second["_id"], now=T0)
+        await job_runs.claim_run(db, ME, second, now=T0)
     assert (await job_runs.get_run(db, second["_id"])).status == "pending"
     assert await job_runs.finish_claimed_run(db, ME, first["_id"], status="succeeded", now=T0, fields={})
-    assert await job_runs.claim_run(db, ME, second["_id"], now=T0) is not None
+    assert await job_runs.claim_run(db, ME, second, now=T0) is not None
 
     side_by_side = await make_job(db, "ok-too", "* * * * *", T0, overlap="allow")
     for run in [await _pending(db, side_by_side, s) for s in (0, 60)]:
-        assert await job_runs.claim_run(db, ME, run["_id"], now=T0) is not None
+        # A claimer knows only PENDING_RUN_FIELDS of a run; the claim (one write) answers the run as stored.
+        known = {name: run[name] for name in job_runs.PENDING_RUN_FIELDS if name in run}
+        claimed = await job_runs.claim_run(db, ME, known, now=T0)
+        assert claimed is not None
+        stored = await db.job_runs.find_one({"_id": run["_id"]})
+        assert from_document(JobRun, claimed) == from_document(JobRun, stored)
     assert [run["status"] for run in await runs_of(db, side_by_side["_id"])] == ["running", "running"]
 
 
@@ -91,14 +96,15 @@ async def test_a_run_is_claimed_only_once_due(db: Database) -> None:
         due_at=T0 + timedelta(seconds=10),
     )
     assert retry is not None
-    assert await job_runs.claim_run(db, ME, retry["_id"], now=T0 + timedelta(seconds=9)) is None
-    assert await job_runs.claim_run(db, ME, retry["_id"], now=T0 + timedelta(seconds=10)) is not None
+    assert await job_runs.claim_run(db, ME, retry, now=T0 + timedelta(seconds=9)) is None
+    assert await job_runs.claim_run(db, ME, retry, now=T0 + timedelta(seconds=10)) is not None
 
 
 async def test_a_claimers_writes_land_only_while_its_run_lease_holds(db: Database) -> None:
     job = await make_job(db, "ok", "* * * * *", T0)
-    run_id = (await _pending(db, job, 0))["_id"]
-    assert await job_runs.claim_run(db, ME, run_id, now=T0) is not None
+    run = await _pending(db, job, 0)
+    run_id = run["_id"]
+    assert await job_runs.claim_run(db, ME, run, now=T0) is not None
     other = Claimant("w1", "another-process-same-worker-id", lease_seconds=30)
     assert await job_runs.renew_run_leases(db, other, [run_id]) == {run_id}
     assert not await job_runs.finish_claimed_run(db, other, run_id, status="succeeded", now=T0, fields={})
