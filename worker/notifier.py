@@ -103,7 +103,7 @@ def _event(name: str, alert: dict[str, Any], job: Document, run_id: str | None, 
 
 async def _current_alerts(db: Database, settings: Settings, job: Document, now: datetime) -> list[Alert]:
     """The job's alerts over the last ALERT_WINDOW, by the same rules as the monitoring endpoint."""
-    [stats] = await run_stats.job_run_stats(db, job["workspaceId"], to_ms(now - ALERT_WINDOW), job["_id"])
+    stats = await run_stats.one_job_run_stats(db, job, to_ms(now - ALERT_WINDOW))
     return evaluate_job(stats, settings.alerts, now)
 
 

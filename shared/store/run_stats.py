@@ -173,17 +173,22 @@ async def job_run_stats(
 ) -> list[JobRunStats]:
     """One entry per job of the workspace (or just `job_id`), jobs without runs included, by name."""
     if job_id is not None:  # by _id alone: a workspace term beside it makes SecantusDB scan the workspace
-        jobs = [
-            job
-            for job in await db.syncjobs.find({"_id": job_id}, {"name": 1, "workspaceId": 1}).to_list()
-            if job["workspaceId"] == workspace_id
-        ]
-    else:
-        jobs = await db.syncjobs.find({"workspaceId": workspace_id}, {"name": 1}).sort("name", 1).to_list()
+        found = await db.syncjobs.find({"_id": job_id}, {"name": 1, "workspaceId": 1}).to_list()
+        return [await one_job_run_stats(db, job, since) for job in found if job["workspaceId"] == workspace_id]
+    jobs = await db.syncjobs.find({"workspaceId": workspace_id}, {"name": 1}).sort("name", 1).to_list()
+    summaries = await _aggregate(db, summary_pipeline(workspace_id, since))
+    streak_query = streak_pipeline(workspace_id, since, list(summaries.values()))
+    streaks = await _aggregate(db, streak_query) if streak_query else {}
+    return [_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs]
+
+
+async def one_job_run_stats(db: Database, job: Document, since: datetime) -> JobRunStats:
+    """The entry of one job whose identity (`{_id, name, workspaceId}`) the caller has already read."""
+    workspace_id, job_id = job["workspaceId"], job["_id"]
     summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id))
     streak_query = streak_pipeline(workspace_id, since, list(summaries.values()), job_id)
     streaks = await _aggregate(db, streak_query) if streak_query else {}
-    return [_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs]
+    return _stats_from(job, summaries.get(job_id, {}), streaks.get(job_id, {}))
 
 
 async def count_runs_by_status(db: Database) -> dict[str, int]:
