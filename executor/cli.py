@@ -78,29 +78,26 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, SecretKeyError) as exc:
         configure_logging()
         log.error("executor_misconfigured", error=str(exc))
-        events.emit("result", status=RunStatus.FAILED, error=str(exc), stats=empty_stats(0), details=[])
-        return EXIT_USAGE
+        return _bad_invocation(events, str(exc))
     configure_logging(settings.log_level)
     if not ObjectId.is_valid(args.run_id) or args.batch_size < 1:
-        events.emit(
-            "result",
-            status=RunStatus.FAILED,
-            error="--run-id must be an ObjectId and --batch-size >= 1",
-            stats=empty_stats(0),
-            details=[],
-        )
-        return EXIT_USAGE
+        return _bad_invocation(events, "--run-id must be an ObjectId and --batch-size >= 1")
     run_id = ObjectId(args.run_id)
     try:
         spec_text = os.environ.get(RUN_SPEC_ENV)
         spec = RunSpec.from_json(spec_text, run_id) if spec_text else None
     except RunSpecError as exc:
-        events.emit("result", status=RunStatus.FAILED, error=str(exc), stats=empty_stats(0), details=[])
-        return EXIT_USAGE
+        return _bad_invocation(events, str(exc))
     # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
     with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
         return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+
+
+def _bad_invocation(events: EventWriter, error: str) -> int:
+    """The failed `result` of a run that could not start as invoked, and its exit code."""
+    events.emit("result", status=RunStatus.FAILED, error=error, stats=empty_stats(0), details=[])
+    return EXIT_USAGE
 
 
 async def _main(

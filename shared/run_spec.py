@@ -42,11 +42,11 @@ class RunSpec:
 
     def opened_source(self) -> Document:
         """`source` with its secrets in clear, for the executor only: never serialise it."""
-        return {**self.source, "config": open_config(self.source.get("config") or {})}
+        return _opened(self.source)
 
     def opened_destination(self) -> Document:
         """`destination` with its secrets in clear, for the executor only: never serialise it."""
-        return {**self.destination, "config": open_config(self.destination.get("config") or {})}
+        return _opened(self.destination)
 
     def control_cluster(self, settings: Settings) -> ControlCluster:
         return ControlCluster(
@@ -84,6 +84,10 @@ class RunSpec:
         if spec.run_id != run_id:
             raise RunSpecError(f"{RUN_SPEC_ENV} is the spec of run {spec.run_id}, not of {run_id}")
         return spec
+
+
+def _opened(connection: Document) -> Document:
+    return {**connection, "config": open_config(connection.get("config") or {})}
 
 
 async def spec_for_claimed_run(db: Database, run_id: ObjectId, job: SyncJob, control: ControlCluster) -> RunSpec:

@@ -84,14 +84,6 @@ class ConnectionStore(Generic[InputT, OutputT]):
             raise self._not_found()
         return doc
 
-    async def get_raw(self, db: Database, doc_id: ObjectId) -> Document:
-        """The document with its secrets decrypted, for the executor only (it is handed ids by a run and
-        belongs to no workspace); never serialise it."""
-        doc = await db[self.collection].find_one({"_id": doc_id})
-        if doc is None:
-            raise self._not_found()
-        return {**doc, "config": open_config(doc.get("config") or {})}
-
     async def exists(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> bool:
         return await db[self.collection].count_documents({"_id": doc_id, "workspaceId": workspace_id}) > 0
 
