@@ -46,12 +46,13 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import MongoClient
+from syncjobs.shared.executor_protocol import EXECUTOR_COMMAND
 from syncjobs.shared.logging import configure_logging
 from syncjobs.shared.metrics import WORKER_REGISTRY
 from syncjobs.shared.models import DataSourceInput, DestinationInput, SyncJob, from_document
 from syncjobs.shared.mongo import connect, ensure_indexes
 from syncjobs.shared.store import data_sources, destinations, job_runs
-from syncjobs.worker.executor_process import default_executor_command, run_executor
+from syncjobs.worker.executor_process import run_executor
 from syncjobs.worker.fork_server import ForkServer
 
 from bench.worker_support import (
@@ -148,7 +149,7 @@ async def first_event_seconds(uri: str, job: dict[str, Any], samples: int) -> di
             for _ in range(samples):
                 run = await job_runs.create_manual_run(mongo[DATABASE], model, datetime.now(UTC))
                 before = _histogram_sum(start)
-                argv = [*default_executor_command(), "--run-id", run.id]
+                argv = [*EXECUTOR_COMMAND, "--run-id", run.id]
                 outcome = await run_executor(argv, env, 60, asyncio.Event(), fork_server=server_or_none)
                 if outcome.status != "succeeded":
                     raise RuntimeError(f"a {start} sample run {outcome.status}: {outcome.error}")

@@ -19,6 +19,11 @@ class EventWriter:
         self._stream.write(line + "\n")
         self._stream.flush()
 
+    def send(self, line: bytes) -> None:
+        """A line already encoded (a run channel request, in extended JSON)."""
+        self._stream.write(line.decode())
+        self._stream.flush()
+
 
 def _plain(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)

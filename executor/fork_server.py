@@ -5,7 +5,8 @@ forked from here starts with them done. The worker starts this server (`worker/f
 talks to it over a Unix socket (SOCK_SEQPACKET, one JSON object per message):
 
 - worker -> server: `{"id": n, "args": [...], "env": {...}}` with four descriptors (`socket.send_fds`):
-  the read end of a "go" pipe and the write ends of the child's stdout, stderr and exit-status pipes;
+  the read end of a "go" pipe (after the go byte, the child's stdin: the run channel) and the write ends
+  of the child's stdout, stderr and exit-status pipes;
 - server -> worker: `{"ready": true}` once imported; `{"id": n, "pid": p}` right after each fork (or
   `{"id": n, "error": "..."}`); `{"pid": p, "returncode": rc}` when that child ends (negative: signal).
 
@@ -16,7 +17,10 @@ worker has its pid and sends the go byte, so a server that dies between fork and
 second copy of a run going. It does not die with the server (a restarted server does not lose the runs
 in flight): it dies with the worker, through the worker's lifeline pipe, whose end of file it watches.
 The server opens no event loop and no database client (it checks it has no second thread before each
-fork), so a child inherits neither.
+fork), so a child inherits neither. It is a fresh interpreter started with the executor's allowlisted
+environment (`shared.executor_protocol.executor_environment`): it never held a control secret to leak
+into a child's memory, and it is non-dumpable, as its children are. The keys and message sizes are
+`shared.executor_protocol`'s.
 """
 
 from __future__ import annotations
@@ -42,13 +46,23 @@ import syncjobs.executor.sources.http
 import syncjobs.executor.sources.mongodb  # noqa: F401
 from bson import ObjectId
 from syncjobs.executor import cli
+from syncjobs.shared.executor_protocol import (
+    EXIT_NOT_STARTED,
+    KEY_ARGS,
+    KEY_ENV,
+    KEY_ERROR,
+    KEY_ID,
+    KEY_PID,
+    KEY_READY,
+    KEY_RETURNCODE,
+    MAX_FORK_REQUEST_BYTES,
+)
 from syncjobs.shared.models import SyncJob
+from syncjobs.shared.process import make_non_dumpable
 from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.settings import Settings, SettingsError
 
-MAX_MESSAGE_BYTES = 1 << 20
 FDS_PER_REQUEST = 4
-EXIT_NOT_STARTED = 3  # the worker gave up on this child before it ran (never a run's outcome)
 
 
 def warm_up() -> None:
@@ -91,14 +105,14 @@ def serve(control: socket.socket, lifeline: int) -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD interrupts select and wakes us
     own_fds = [control.fileno(), wake_read, wake_write]
     gc.freeze()  # what is imported stays out of the children's collections: fewer copy-on-write pages
-    _send(control, {"ready": True})
+    _send(control, {KEY_READY: True})
     while True:
         readable, _, _ = select.select([control.fileno(), wake_read], [], [])
         if wake_read in readable:
             os.read(wake_read, 4096)
             _reap(control)
         if control.fileno() in readable:
-            data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE_BYTES, FDS_PER_REQUEST)
+            data, fds, _, _ = socket.recv_fds(control, MAX_FORK_REQUEST_BYTES, FDS_PER_REQUEST)
             if not data:
                 return 0  # the worker is gone or done with us; children go on until its lifeline closes
             _start(control, json.loads(data), fds, lifeline, own_fds)
@@ -116,7 +130,7 @@ def _reap(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        _send(control, {"pid": pid, "returncode": os.waitstatus_to_exitcode(status)})
+        _send(control, {KEY_PID: pid, KEY_RETURNCODE: os.waitstatus_to_exitcode(status)})
 
 
 def _start(control: socket.socket, request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list[int]) -> None:
@@ -131,7 +145,7 @@ def _start(control: socket.socket, request: dict[str, Any], fds: list[int], life
     except (OSError, ValueError, RuntimeError) as exc:
         for fd in fds:
             os.close(fd)
-        _send(control, {"id": request.get("id"), "error": str(exc)})
+        _send(control, {KEY_ID: request.get(KEY_ID), KEY_ERROR: str(exc)})
         return
     if pid == 0:
         code = 1
@@ -143,7 +157,7 @@ def _start(control: socket.socket, request: dict[str, Any], fds: list[int], life
             os._exit(code)
     for fd in fds:
         os.close(fd)
-    _send(control, {"id": request["id"], "pid": pid})
+    _send(control, {KEY_ID: request[KEY_ID], KEY_PID: pid})
 
 
 def _child(request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list[int]) -> int:
@@ -158,16 +172,14 @@ def _child(request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list
     os.close(stderr)
     if os.read(go, 1) != b"1":  # the worker never learnt our pid (its server died): do not run
         return EXIT_NOT_STARTED
+    os.dup2(go, 0)  # what the worker writes next on the go pipe is the run channel
     os.close(go)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
     threading.Thread(target=_die_with_the_worker, args=(lifeline,), daemon=True).start()
     os.environ.clear()
-    os.environ.update(request["env"])
+    os.environ.update(request[KEY_ENV])
     random.seed()
-    sys.argv = ["syncjobs.executor", *request["args"]]
-    code = _run_cli(request["args"])
+    sys.argv = ["syncjobs.executor", *request[KEY_ARGS]]
+    code = _run_cli(request[KEY_ARGS])
     os.write(status, str(code).encode())
     return code
 
@@ -214,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifeline-fd", type=int, required=True)
     args = parser.parse_args(argv)
     control = socket.socket(fileno=args.control_fd)
+    make_non_dumpable()  # and so is every child forked from here
     warm_up()
     try:
         return serve(control, args.lifeline_fd)

@@ -4,18 +4,22 @@ The api checked them when they were written; DNS may have changed since, a repli
 member, and a raw-argv command may predate the rule that only an admin may save one. So the run re-checks
 the names (`shared.connection_rules`), and after connecting checks every server the MongoDB client
 discovered: its addresses against the egress policy and the control server's, and its process id (from
-`hello`) against the control servers' own, which catches any alias of the control server. In the executor
-process every TCP connect goes through `shared.egress.ConnectGuard` as well.
+`hello`) against the control servers' own, which catches any alias of the control server. The executor
+holds no control client, so nothing in it is exempt: `ControlFence` judges every server again at each
+socket connect, server selection and hello, members found later included.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pymongo import monitoring
 from pymongo.errors import PyMongoError
+from pymongo.server_description import ServerDescription
 from syncjobs.shared.connection_rules import (
     ConnectionRules,
     TargetRefused,
@@ -24,9 +28,10 @@ from syncjobs.shared.connection_rules import (
     refuse_control,
     tap_argv,
 )
-from syncjobs.shared.egress import ConnectGuard, EgressRefused, resolve
+from syncjobs.shared.egress import EgressRefused, literal_ip, resolve
 from syncjobs.shared.mongo import Document
 
+Roles = list[tuple[str, str]]  # (database, setting prefix) a client serves in the run
 SOURCE = "source.config."
 DESTINATION = "destination.config."
 
@@ -54,51 +59,134 @@ async def check_destination(rules: ConnectionRules, config: Mapping[str, Any]) -
     await check_mongodb(rules, uri, database, prefix=DESTINATION, at_run_time=True)
 
 
-async def check_connected(rules: ConnectionRules, client: Any, database: str, prefix: str) -> None:
-    """Connect and check every server the client discovered, before anything is read or written (a client
-    already connected, checked for another role, is not asked again)."""
-    descriptions = client.topology_description.server_descriptions().values()
-    if not any(description.is_server_type_known for description in descriptions):
-        try:
-            await client.admin.command("ping")
-        except PyMongoError:
-            return  # unreachable: the run fails on its first real operation, with the driver's own message
-    for description in client.topology_description.server_descriptions().values():
-        host, port = description.address
-        where = f"{host}:{port}"
-        version = description.topology_version or {}
-        if str(version.get("processId")) in rules.control.process_ids:
-            refuse_control(rules.control, database, prefix, where)
-        for address in await resolve(host, port):
-            try:
-                rules.egress.check(where, address)
-            except EgressRefused as exc:
-                raise TargetRefused(f"{prefix}uri", str(exc)) from None
-            if (address, port) in rules.control.addresses:
-                refuse_control(rules.control, database, prefix, where)
-
-
-class ControlMembers(monitoring.ServerListener):
-    """Lets the executor's own control client reach every member of the control replica set through the
-    connect guard: each server it opens is exempted, resolved, as it appears."""
-
-    def __init__(self, guard: ConnectGuard) -> None:
-        self._guard = guard
-
-    def opened(self, event: monitoring.ServerOpeningEvent) -> None:
-        exempt_host(self._guard, *event.server_address)
-
-    def description_changed(self, event: monitoring.ServerDescriptionChangedEvent) -> None:
-        pass
-
-    def closed(self, event: monitoring.ServerClosedEvent) -> None:
-        pass
-
-
-def exempt_host(guard: ConnectGuard, host: str, port: int | None) -> None:
-    port = port or 27017
+async def check_connected(fence: ControlFence, client: Any, database: str, prefix: str) -> None:
+    """Connect and judge every server the client discovered, before anything is read or written. A server
+    that cannot be reached or judged fails the run: nothing passes unchecked because it did not answer."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
-        return
-    guard.exempt |= {(str(info[4][0]), port) for info in infos}
+        await client.admin.command("ping")
+    except PyMongoError as exc:
+        raise TargetRefused(f"{prefix}uri", f"cannot reach the server to check it: {exc}") from None
+    for description in client.topology_description.server_descriptions().values():
+        await fence.judge_server(description, database, prefix)
+
+
+class ControlFence:
+    """Refuses the control cluster to every tenant client of the run, whatever address or member the driver
+    finds: at every socket connect (`check_socket`, from the event loop's guard), at every server selection
+    (`selector`, a custom server selector: replica sets and sharded clusters, before any command is sent)
+    and at every hello a monitor reads (`Listener`). A refusal anywhere trips the fence, which fails the
+    run at once (`tripped`)."""
+
+    def __init__(self, rules: ConnectionRules) -> None:
+        self._rules = rules
+        self._clients: list[tuple[Any, Roles]] = []
+        self._resolved: dict[tuple[str, int], frozenset[str]] = {}
+        self.refusal: TargetRefused | None = None
+        self.tripped = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def client_options(self, roles: Roles) -> dict[str, Any]:
+        """The options a tenant client is created with: this fence's selector and listener, judging for
+        each of its `roles` ((database, setting prefix) pairs, added to as the run uses the client)."""
+        return {"server_selector": self.selector(roles), "event_listeners": [self.Listener(self, roles)]}
+
+    def watch(self, client: Any, roles: Roles) -> None:
+        self._clients.append((client, roles))
+
+    def trip(self, refusal: TargetRefused) -> TargetRefused:
+        if self.refusal is None:
+            self.refusal = refusal
+            self._loop.call_soon_threadsafe(self.tripped.set)
+        return refusal
+
+    def is_control(self, description: ServerDescription, addresses: frozenset[str] | None = None) -> bool:
+        control = self._rules.control
+        version = description.topology_version or {}
+        if "processId" in version and str(version["processId"]) in control.process_ids:
+            return True
+        port = int(description.address[1] or 27017)
+        known = addresses if addresses is not None else self._addresses_now(description.address)
+        return any((address, port) in control.addresses for address in known)
+
+    def refuse(self, description: ServerDescription, roles: Roles) -> None:
+        host, port = description.address
+        try:
+            for database, prefix in roles:
+                refuse_control(self._rules.control, database, prefix, f"{host}:{port}")
+        except TargetRefused as refused:
+            raise self.trip(refused) from None
+
+    async def judge_server(self, description: ServerDescription, database: str, prefix: str) -> None:
+        host, port = description.address
+        addresses = await self._resolve(host, int(port or 27017))
+        if not addresses:
+            raise self.trip(TargetRefused(f"{prefix}uri", f"{host}:{port} does not resolve"))
+        for address in addresses:
+            try:
+                self._rules.egress.check(f"{host}:{port}", address)
+            except EgressRefused as exc:
+                raise self.trip(TargetRefused(f"{prefix}uri", str(exc))) from None
+        if self.is_control(description, addresses):
+            self.refuse(description, [(database, prefix)])
+
+    def selector(self, roles: Roles) -> Callable[[list[ServerDescription]], list[ServerDescription]]:
+        def select(descriptions: list[ServerDescription]) -> list[ServerDescription]:
+            if self.refusal is not None:
+                raise self.refusal
+            for description in descriptions:
+                if self.is_control(description):
+                    self.refuse(description, roles)
+            return descriptions
+
+        return select
+
+    async def check_socket(self, ip: str, port: int) -> None:
+        """Before a socket to (ip, port) opens: refuse it when it is a control server's, or a server whose
+        hello named a control process, for a client that may not use the control server's databases."""
+        if self.refusal is not None:
+            raise self.refusal
+        claimed = False
+        for client, roles in self._clients:
+            for description in client.topology_description.server_descriptions().values():
+                address = description.address
+                if ip not in await self._resolve(str(address[0]), int(address[1] or 27017)) or address[1] != port:
+                    continue
+                claimed = True
+                if self.is_control(description):
+                    self.refuse(description, roles)
+        if not claimed and (ip, port) in self._rules.control.addresses:
+            raise self.trip(TargetRefused("uri", f"{ip}:{port} is the control database's server"))
+
+    def _addresses_now(self, address: tuple[str, int | None]) -> frozenset[str]:
+        host, port = str(address[0]), int(address[1] or 27017)
+        if (ip := literal_ip(host)) is not None:
+            return frozenset({str(ip)})
+        if (host, port) not in self._resolved:  # resolved on its socket's connect; rarely first seen here
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:
+                infos = []
+            self._resolved[(host, port)] = frozenset(str(info[4][0]) for info in infos)
+        return self._resolved[(host, port)]
+
+    async def _resolve(self, host: str, port: int) -> frozenset[str]:
+        if (host, port) not in self._resolved:
+            self._resolved[(host, port)] = frozenset(await resolve(host, port))
+        return self._resolved[(host, port)]
+
+    class Listener(monitoring.ServerListener):
+        """Judges each hello a monitor reads (a member that appears later, a server whose process changed)."""
+
+        def __init__(self, fence: ControlFence, roles: Roles) -> None:
+            self._fence, self._roles = fence, roles
+
+        def opened(self, event: monitoring.ServerOpeningEvent) -> None:
+            pass
+
+        def description_changed(self, event: monitoring.ServerDescriptionChangedEvent) -> None:
+            if self._fence.is_control(event.new_description):
+                with contextlib.suppress(TargetRefused):
+                    self._fence.refuse(event.new_description, self._roles)
+
+        def closed(self, event: monitoring.ServerClosedEvent) -> None:
+            pass

@@ -65,9 +65,9 @@ class EntityResult:
 
 
 class CursorStore(Protocol):
-    async def load(self, entity: str) -> Any | None: ...
+    async def load_cursor(self, entity: str) -> Any | None: ...
 
-    async def save(self, entity: str, cursor: Any) -> None: ...
+    async def save_cursor(self, entity: str, cursor: Any) -> None: ...
 
 
 ProgressCallback = Callable[[str, EntityStats], Awaitable[None]]
@@ -164,7 +164,7 @@ async def sync_incremental(
     on_progress: ProgressCallback,
 ) -> list[str]:
     """Upsert what the source returns past the saved cursor, saving the cursor behind the writes."""
-    cursor = await cursors.load(entity)
+    cursor = await cursors.load_cursor(entity)
     async with aclosing(source.read(entity, incremental=True, cursor=cursor)) as batches:
         async for batch in batches:
             stats.read += len(batch.records)
@@ -176,7 +176,7 @@ async def sync_incremental(
                     # Stop before a later cursor could be saved past the documents that failed.
                     return errors
             if batch.cursor is not None and not destination.dry_run:
-                await cursors.save(entity, batch.cursor)
+                await cursors.save_cursor(entity, batch.cursor)
             await on_progress(entity, stats)
     return []
 

@@ -14,7 +14,7 @@ import asyncio
 import errno
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,24 +142,27 @@ def guarded_connector(policy: EgressPolicy) -> aiohttp.TCPConnector:
 
 @dataclass
 class ConnectGuard:
-    """Refuses `sock_connect` to an address the policy refuses, except the exempt (ip, port) pairs: the
-    control database's own server, which the process itself must reach."""
+    """Refuses `sock_connect` to an address the policy refuses, and asks `fence` (the executor's control
+    fence) about every other: nothing is exempt, the executor process holds no control client."""
 
     policy: EgressPolicy
-    exempt: set[tuple[str, int]] = field(default_factory=set)
+    fence: Callable[[str, int], Awaitable[None]] | None = None
     refused: list[EgressRefused] = field(default_factory=list)
 
-    def check(self, address: Any) -> None:
+    async def check(self, address: Any) -> None:
         if not isinstance(address, tuple) or len(address) < 2:
             return  # a unix socket
         ip, port = str(address[0]), int(address[1])
-        if (ip, port) in self.exempt or (str(unwrap(ipaddress.ip_address(ip.split("%", 1)[0]))), port) in self.exempt:
-            return
         reason = self.policy.refusal(ip)
         if reason is not None:
             refused = EgressRefused(f"{ip}:{port}", ip, reason)
             self.refused.append(refused)
             raise ConnectionRefusedError(errno.ECONNREFUSED, str(refused))
+        if self.fence is not None:
+            try:
+                await self.fence(str(unwrap(ipaddress.ip_address(ip.split("%", 1)[0]))), port)
+            except Exception as exc:  # the fence's refusal, as a refused connect to the driver
+                raise ConnectionRefusedError(errno.ECONNREFUSED, str(exc)) from exc
 
 
 def guarded_loop_factory(guard: ConnectGuard) -> Any:
@@ -167,7 +170,7 @@ def guarded_loop_factory(guard: ConnectGuard) -> Any:
 
     class GuardedEventLoop(asyncio.SelectorEventLoop):
         async def sock_connect(self, sock: socket.socket, address: Any) -> None:
-            guard.check(address)
+            await guard.check(address)
             await super().sock_connect(sock, address)
 
     return GuardedEventLoop

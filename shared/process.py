@@ -1,4 +1,4 @@
-"""Child processes that die with the process that started them.
+"""Child processes that die with the process that started them, and processes no sibling can read.
 
 The worker starts the executor and the executor starts a Singer tap; if either parent is SIGKILLed, its
 child must not live on (an orphaned executor writing to a destination while a new leader marks its run
@@ -45,3 +45,13 @@ def die_with_this_process() -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return set_parent_death_signal
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def make_non_dumpable() -> bool:
+    """Mark this process non-dumpable (PR_SET_DUMPABLE 0): no core dump, and no process without
+    CAP_SYS_PTRACE (a tap of the same user) can ptrace it or read its /proc/<pid>/mem and environ. Kept
+    across fork, reset by exec; False where the kernel has no prctl."""
+    return _prctl is not None and _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0

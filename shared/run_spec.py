@@ -1,34 +1,37 @@
 """What one run needs to know, handed by the worker to the executor it starts: the run, its job, the job's
-data source and destination as stored (secrets sealed: the executor opens them), and who the control
-server is (its addresses and process ids), which the executor must refuse to connect to.
+data source and destination, and who the control server is (its addresses and process ids), which the
+executor must refuse to connect to.
 
-The worker has read the job to claim the run; with the spec in `SYNCJOBS_RUN_SPEC` a full sync reads
-nothing from the control database and opens no connection to it (an executor per run in a burst of
-1,000 runs: 1,000 connections, handshakes and reads fewer). `syncjobs exec --run-id` by hand, or an
-executor started without a spec, reads the same facts itself (`read_run_spec`).
+The worker has read the job to claim the run; it reads the source and destination (secrets sealed),
+opens them (`opened`) and writes the spec as the first line of the executor's stdin (the run channel,
+`shared.executor_protocol`): the executor holds no key and no control client. `syncjobs exec --run-id`
+by hand reads the same facts (`read_run_spec`) and hands them over the same way. What the run needs of
+the control database afterwards (cursors, progress) its parent serves through `RunControlAccess`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId, json_util
 from bson.json_util import JSONMode, JSONOptions
+from syncjobs.shared.clock import utc_now
 from syncjobs.shared.connection_rules import ControlCluster
 from syncjobs.shared.models import SyncJob
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.secrets import open_config
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs
+from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs, sync_state
 
-RUN_SPEC_ENV = "SYNCJOBS_RUN_SPEC"
 _JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
 
 
 class RunSpecError(ValueError):
-    """`SYNCJOBS_RUN_SPEC` is not a spec of this run."""
+    """What the executor was handed is not a spec of its run."""
 
 
 @dataclass(frozen=True)
@@ -53,24 +56,43 @@ class RunSpec:
             settings.database, self.control_addresses, self.control_process_ids, settings.control_cluster_databases
         )
 
-    def to_json(self) -> str:
-        return json_util.dumps(
-            {
-                "runId": self.run_id,
-                "job": self.job.model_dump(mode="json"),
-                "source": self.source,
-                "destination": self.destination,
-                "controlAddresses": sorted([host, port] for host, port in self.control_addresses),
-                "controlProcessIds": sorted(self.control_process_ids),
-            },
-            json_options=_JSON,
+    def opened(self) -> RunSpec:
+        """This spec with its source's and destination's secrets in clear: for the executor's stdin only."""
+        return RunSpec(
+            self.run_id,
+            self.job,
+            self.opened_source(),
+            self.opened_destination(),
+            self.control_addresses,
+            self.control_process_ids,
         )
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "job": self.job.model_dump(mode="json"),
+            "source": self.source,
+            "destination": self.destination,
+            "controlAddresses": sorted([host, port] for host, port in self.control_addresses),
+            "controlProcessIds": sorted(self.control_process_ids),
+        }
+
+    def to_json(self) -> str:
+        return json_util.dumps(self.to_document(), json_options=_JSON)
 
     @classmethod
     def from_json(cls, text: str, run_id: ObjectId) -> RunSpec:
         """The spec in `text`, which must be `run_id`'s."""
         try:
-            raw: dict[str, Any] = json_util.loads(text, json_options=_JSON)
+            raw = json_util.loads(text, json_options=_JSON)
+        except ValueError as exc:
+            raise RunSpecError(f"not a run spec: {exc}") from None
+        return cls.from_document(raw, run_id)
+
+    @classmethod
+    def from_document(cls, raw: Any, run_id: ObjectId) -> RunSpec:
+        """The spec in `raw`, which must be `run_id`'s."""
+        try:
             spec = cls(
                 raw["runId"],
                 SyncJob.model_validate(raw["job"]),
@@ -80,9 +102,9 @@ class RunSpec:
                 frozenset(str(pid) for pid in raw["controlProcessIds"]),
             )
         except (ValueError, TypeError, KeyError) as exc:
-            raise RunSpecError(f"{RUN_SPEC_ENV} is not a run spec: {exc}") from None
+            raise RunSpecError(f"not a run spec: {exc}") from None
         if spec.run_id != run_id:
-            raise RunSpecError(f"{RUN_SPEC_ENV} is the spec of run {spec.run_id}, not of {run_id}")
+            raise RunSpecError(f"the spec handed over is the spec of run {spec.run_id}, not of {run_id}")
         return spec
 
 
@@ -105,3 +127,23 @@ async def read_run_spec(db: Database, run_id: ObjectId, control: ControlCluster)
     run = await job_runs.get_run(db, run_id)
     job = await sync_jobs.get_job(db, ObjectId(run.job_id))
     return await spec_for_claimed_run(db, run_id, job, control)
+
+
+class RunControlAccess:
+    """What one run may do in the control database, served by its executor's parent over the run channel
+    (`shared.executor_protocol.answer`): its own job's cursors and its own run's progress note, nothing else."""
+
+    def __init__(self, db: Database, run_id: ObjectId, job_id: ObjectId, now: Callable[[], datetime] = utc_now) -> None:
+        self._db = db
+        self._run_id = run_id
+        self._job_id = job_id
+        self._now = now
+
+    async def load_cursor(self, entity: str) -> Any | None:
+        return await sync_state.load_cursor(self._db, self._job_id, entity)
+
+    async def save_cursor(self, entity: str, cursor: Any) -> None:
+        await sync_state.save_cursor(self._db, self._job_id, entity, cursor)
+
+    async def record_progress(self, progress: dict[str, Any]) -> None:
+        await job_runs.record_progress(self._db, self._run_id, {**progress, "updatedAt": self._now()})

@@ -18,11 +18,13 @@ from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock
+from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.errors import SyncjobsError
+from syncjobs.shared.executor_protocol import CHANNEL_FLAG, RunChannel, dumps
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.run_spec import RUN_SPEC_ENV, spec_for_claimed_run
+from syncjobs.shared.run_spec import RunControlAccess, spec_for_claimed_run
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
@@ -96,31 +98,35 @@ class ClaimedRun:
         )
         if run.trigger == "schedule":
             metrics.fire_lag_seconds.observe(max(0.0, (context.clock.now() - run.scheduled_for).total_seconds()))
-        env = {**context.executor.env, "SYNCJOBS_RUN_ID": run.id}
-        spec = await self._run_spec(job)
-        if spec is not None:
-            env[RUN_SPEC_ENV] = spec
+        argv = [*context.executor.argv, "--run-id", run.id]
+        channel = None
+        if context.executor.control is not None:
+            try:
+                channel = await self._run_channel(job, context.executor.control)
+            except (PyMongoError, SyncjobsError) as error:
+                log.warning("run_spec_not_read", run_id=self.run.id, error=str(error)[:200])
+                return ExecutionOutcome(RunStatus.FAILED, None, 0, error=f"the run's spec could not be read: {error}")
+            argv.append(CHANNEL_FLAG)
         metrics.executors_running.inc()
         try:
-            argv = [*context.executor.argv, "--run-id", run.id]
             return await run_executor(
-                argv, env, float(job.timeout_seconds), self.cancel, fork_server=context.executor.fork_server
+                argv,
+                context.executor.env,
+                float(job.timeout_seconds),
+                self.cancel,
+                fork_server=context.executor.fork_server,
+                channel=channel,
             )
         finally:
             metrics.executors_running.dec()
 
-    async def _run_spec(self, job: SyncJob) -> str | None:
-        """The run's spec for its executor; None (the executor reads it itself) without a control cluster
-        to name or when it cannot be read now."""
-        control = self.context.executor.control
-        if control is None:
-            return None
-        try:
-            spec = await spec_for_claimed_run(self.context.db, self.run_id, job, await control.get())
-        except (PyMongoError, SyncjobsError) as error:
-            log.warning("run_spec_not_read", run_id=self.run.id, error=str(error)[:200])
-            return None
-        return spec.to_json()
+    async def _run_channel(self, job: SyncJob, control: ControlClusterCache) -> RunChannel:
+        """The run's channel: its spec, connection settings opened here (the executor holds no key), and
+        this run's own access to the control database, served to the executor as it asks."""
+        db = self.context.db
+        spec = await spec_for_claimed_run(db, self.run_id, job, await control.get())
+        access = RunControlAccess(db, self.run_id, ObjectId(job.id), now=self.context.clock.now)
+        return RunChannel(dumps({"spec": spec.opened().to_document()}), access)
 
     async def _record(self, job: SyncJob, outcome: ExecutionOutcome) -> None:
         """The outcome on the run (only while it is ours), then on the job; then a retry if its policy says."""

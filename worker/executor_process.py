@@ -23,22 +23,28 @@ from typing import Any, Protocol
 
 from syncjobs.shared import metrics
 from syncjobs.shared.connection_rules import ControlClusterCache
+from syncjobs.shared.executor_protocol import (
+    ASK,
+    EXECUTOR_COMMAND,
+    MAX_EVENT_LINE_BYTES,
+    ChannelError,
+    RunChannel,
+    answer,
+    executor_environment,
+    is_result,
+    loads,
+)
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.settings import Settings
-from syncjobs.worker.fork_server import EXECUTOR_COMMAND, ForkServer, ForkServerLost
+from syncjobs.worker.fork_server import ForkServer, ForkServerLost
 
 log = get_logger(__name__)
 
 STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
-MAX_EVENT_LINE_BYTES = 1024 * 1024  # an event line longer than this is dropped: no real event comes near
 READ_CHUNK_BYTES = 65536
-
-
-def default_executor_command() -> tuple[str, ...]:
-    return EXECUTOR_COMMAND
 
 
 class ExecutorProcess(Protocol):
@@ -52,6 +58,8 @@ class ExecutorProcess(Protocol):
     def stdout(self) -> asyncio.StreamReader | None: ...
     @property
     def stderr(self) -> asyncio.StreamReader | None: ...
+    @property
+    def stdin(self) -> asyncio.StreamWriter | None: ...
     async def wait(self) -> int | None: ...
 
 
@@ -60,7 +68,7 @@ class ExecutorSpec:
     """How runs are executed: the executor's argv prefix and environment, how many run at once here, how
     many run at once per workspace across the cluster (None: unlimited), the fork server that starts
     them warm (None: a new process per run), and the control cluster to name in each run's spec (None:
-    no spec is handed over, the executor reads what it needs)."""
+    an operator's own executor command, which gets no run channel)."""
 
     argv: tuple[str, ...]
     env: Mapping[str, str]
@@ -73,17 +81,17 @@ class ExecutorSpec:
     def from_settings(
         cls, settings: Settings, fork_server: ForkServer | None = None, control: ControlClusterCache | None = None
     ) -> ExecutorSpec:
-        """The executor finds the database through the same settings as the worker; `fork_server` and
-        `control` (run specs) are used only for the default executor, the fork server only with
-        SYNCJOBS_WARM_EXECUTOR on."""
-        env = {
-            **os.environ,
-            "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(),
-            "SYNCJOBS_DATABASE": settings.database,
-        }
+        """The default executor gets the allowlisted environment only (no control URI, no keys, no admin
+        token: its spec and control-database answers come over the run channel); `fork_server` and
+        `control` are used only for it, the fork server only with SYNCJOBS_WARM_EXECUTOR on. An
+        operator's own SYNCJOBS_EXECUTOR_COMMAND is trusted as the worker is: it finds the database
+        through the worker's settings."""
         default = not settings.executor_command
+        env = executor_environment(os.environ) | {"SYNCJOBS_DATABASE": settings.database}
+        if not default:
+            env = {**os.environ, "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(), **env}
         return cls(
-            settings.executor_command or default_executor_command(),
+            settings.executor_command or EXECUTOR_COMMAND,
             env,
             settings.max_concurrent_runs,
             settings.max_runs_per_workspace,
@@ -143,13 +151,17 @@ async def run_executor(
     cancel: asyncio.Event,
     *,
     fork_server: ForkServer | None = None,
+    channel: RunChannel | None = None,
 ) -> ExecutionOutcome:
     """Run the executor to its end, its timeout (timed_out) or `cancel` being set (cancelled); forked
-    from `fork_server` when one is given and `argv` is the default executor command."""
+    from `fork_server` when one is given and `argv` is the default executor command. With `channel`,
+    the executor's stdin carries its spec and the answers to its requests."""
     started = time.monotonic()
-    process, kind = await _start(argv, env, fork_server)
+    process, kind = await _start(argv, env, fork_server, channel is not None)
     output = _Output()
-    readers = asyncio.gather(_read_events(process.stdout, output), _read_tail(process.stderr, output))
+    readers = asyncio.gather(
+        _read_events(process.stdout, output, process.stdin, channel), _read_tail(process.stderr, output)
+    )
     first_event = asyncio.ensure_future(_observe_first_event(output, started, kind))
     exited = asyncio.ensure_future(process.wait())
     cancelled = asyncio.ensure_future(cancel.wait())
@@ -194,16 +206,16 @@ async def run_executor(
 
 
 async def _start(
-    argv: Sequence[str], env: Mapping[str, str], fork_server: ForkServer | None
+    argv: Sequence[str], env: Mapping[str, str], fork_server: ForkServer | None, stdin: bool
 ) -> tuple[ExecutorProcess, str]:
     if fork_server is not None and tuple(argv[: len(EXECUTOR_COMMAND)]) == EXECUTOR_COMMAND:
         try:
-            return await fork_server.spawn(argv, env, stdout_limit=MAX_EVENT_LINE_BYTES), "warm"
+            return await fork_server.spawn(argv, env, stdout_limit=MAX_EVENT_LINE_BYTES, stdin=stdin), "warm"
         except ForkServerLost as lost:  # slower, never lost
             log.warning("executor_spawned_cold", reason=str(lost))
     process = await asyncio.create_subprocess_exec(
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=dict(env),
@@ -231,11 +243,35 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-async def _read_events(stream: asyncio.StreamReader | None, output: _Output) -> None:
-    """Parse stdout line by line, holding at most MAX_EVENT_LINE_BYTES + one chunk at any time."""
+async def _read_events(
+    stream: asyncio.StreamReader | None,
+    output: _Output,
+    stdin: asyncio.StreamWriter | None,
+    channel: RunChannel | None,
+) -> None:
+    """Parse stdout line by line, holding at most MAX_EVENT_LINE_BYTES + one chunk at any time; with a
+    run channel, send the spec first and answer each request as it comes (the executor waits for it)."""
     assert stream is not None
-    async for line in bounded_lines(stream, MAX_EVENT_LINE_BYTES, output):
-        _parse_event(line, output)
+    try:
+        if channel is not None and stdin is not None:
+            await _send(stdin, channel.spec_line)
+        async for line in bounded_lines(stream, MAX_EVENT_LINE_BYTES, output):
+            event = _parse_event(line, output)
+            if event is not None and event.get("event") == ASK and channel is not None and stdin is not None:
+                try:
+                    request = loads(line)
+                except ChannelError:
+                    continue
+                await _send(stdin, await answer(request, channel.control))
+    finally:
+        if stdin is not None:
+            stdin.close()
+
+
+async def _send(stdin: asyncio.StreamWriter, line: bytes) -> None:
+    with contextlib.suppress(ConnectionError):  # the executor is gone: its exit tells the rest
+        stdin.write(line)
+        await stdin.drain()
 
 
 async def bounded_lines(stream: asyncio.StreamReader, max_bytes: int, output: _Output) -> AsyncIterator[bytes]:
@@ -264,29 +300,21 @@ async def bounded_lines(stream: asyncio.StreamReader, max_bytes: int, output: _O
         yield bytes(pending)
 
 
-def _parse_event(line: bytes, output: _Output) -> None:
+def _parse_event(line: bytes, output: _Output) -> dict[str, Any] | None:
     if not line.strip():
-        return
+        return None
     try:
         event = json.loads(line)
     except (ValueError, RecursionError):  # RecursionError: `[[[[...` nested past the parser's depth
         event = None
-    if not isinstance(event, dict) or (event.get("event") == "result" and not _is_result(event)):
+    if not isinstance(event, dict) or (event.get("event") == "result" and not is_result(event)):
         output.malformed += 1
-        return
+        return None
     output.events += 1
     output.first_event.set()
     if event.get("event") == "result":
         output.result = event
-
-
-def _is_result(event: dict[str, Any]) -> bool:
-    """A result event whose fields have the types a job_runs document stores."""
-    return (
-        isinstance(event.get("stats"), dict | None)
-        and isinstance(event.get("details"), list | None)
-        and isinstance(event.get("error"), str | None)
-    )
+    return event
 
 
 async def _read_tail(stream: asyncio.StreamReader | None, output: _Output) -> None:

@@ -19,16 +19,26 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from syncjobs.shared.executor_protocol import (
+    EXECUTOR_COMMAND,
+    KEY_ARGS,
+    KEY_ENV,
+    KEY_ERROR,
+    KEY_ID,
+    KEY_PID,
+    KEY_READY,
+    KEY_RETURNCODE,
+    MAX_FORK_REPLY_BYTES,
+    executor_environment,
+)
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.process import die_with_this_process
 
 log = get_logger(__name__)
 
 SERVER_MODULE = "syncjobs.executor.fork_server"
-EXECUTOR_COMMAND = (sys.executable, "-P", "-m", "syncjobs.executor")
 START_ATTEMPTS = 3
 READY_TIMEOUT_SECONDS = 60.0
-MAX_MESSAGE_BYTES = 1 << 16
 
 _lifeline: int | None = None
 
@@ -53,6 +63,14 @@ async def _pipe_reader(fd: int, limit: int) -> asyncio.StreamReader:
     return reader
 
 
+async def _pipe_writer(fd: int) -> asyncio.StreamWriter:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(fd, "wb", 0)
+    )
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
 class WarmProcess:
     """A child of the fork server, with the face of `asyncio.subprocess.Process` that the worker uses."""
 
@@ -62,6 +80,7 @@ class WarmProcess:
         self.pid = pid
         self.stdout = stdout
         self.stderr = stderr
+        self.stdin: asyncio.StreamWriter | None = None  # the run channel, when the run has one
         self.returncode: int | None = None
         self._exit_status = exit_status
         self._status_fd: int | None = None
@@ -81,7 +100,7 @@ class WarmProcess:
         fd, self._status_fd = self._status_fd, None
         if fd is None:
             return None
-        written = await (await _pipe_reader(fd, MAX_MESSAGE_BYTES)).read()
+        written = await (await _pipe_reader(fd, MAX_FORK_REPLY_BYTES)).read()
         try:
             return int(written)
         except ValueError:  # killed by a signal: the status is lost with the server that would have reaped it
@@ -97,7 +116,8 @@ class ForkServer:
     """One fork server per worker, started on first use and again whenever it dies."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = dict(os.environ if env is None else env)
+        # A fresh interpreter with the executor's allowlisted environment: it never holds a control secret.
+        self._env = executor_environment(os.environ if env is None else env)
         self._process: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._starting = asyncio.Lock()
@@ -111,15 +131,18 @@ class ForkServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._control is not None else None
 
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], *, stdout_limit: int) -> WarmProcess:
-        """What `python -P -m syncjobs.executor ARGS` would be, forked warm; `argv` is that command line."""
+    async def spawn(
+        self, argv: Sequence[str], env: Mapping[str, str], *, stdout_limit: int, stdin: bool = False
+    ) -> WarmProcess:
+        """What `python -P -m syncjobs.executor ARGS` would be, forked warm; `argv` is that command line.
+        With `stdin`, the child's stdin is a pipe the returned process writes to (the run channel)."""
         if list(argv[: len(EXECUTOR_COMMAND)]) != list(EXECUTOR_COMMAND):
             raise ValueError(f"the fork server runs {' '.join(EXECUTOR_COMMAND)} only, not {argv}")
         args = list(argv[len(EXECUTOR_COMMAND) :])
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self.start()
-                return await self._spawn_once(args, env, stdout_limit)
+                return await self._spawn_once(args, env, stdout_limit, stdin)
             except ForkServerLost as lost:
                 log.warning("fork_server_lost", attempt=attempt, error=str(lost))
                 await self._discard()
@@ -179,7 +202,7 @@ class ForkServer:
                 process.kill()
                 await process.wait()
 
-    async def _spawn_once(self, args: list[str], env: Mapping[str, str], stdout_limit: int) -> WarmProcess:
+    async def _spawn_once(self, args: list[str], env: Mapping[str, str], stdout_limit: int, stdin: bool) -> WarmProcess:
         control = self._control
         if control is None:
             raise ForkServerLost("the fork server is not running")
@@ -193,7 +216,7 @@ class ForkServer:
         theirs = [go_read, out_write, err_write, status_write]
         ours = [go_write, out_read, err_read, status_read]
         try:
-            message = json.dumps({"id": request_id, "args": args, "env": dict(env)}).encode()
+            message = json.dumps({KEY_ID: request_id, KEY_ARGS: args, KEY_ENV: dict(env)}).encode()
             await self._send(control, message, theirs)
         except OSError as exc:
             self._close_all(ours)
@@ -207,8 +230,7 @@ class ForkServer:
             raise
         finally:
             self._replies.pop(request_id, None)
-        os.write(go_write, b"1")
-        os.close(go_write)
+        os.write(go_write, b"1")  # then the go pipe is the child's stdin
         process = WarmProcess(
             pid,
             await _pipe_reader(out_read, stdout_limit),
@@ -216,6 +238,10 @@ class ForkServer:
             exit_status,
         )
         process._status_fd = status_read
+        if stdin:
+            process.stdin = await _pipe_writer(go_write)
+        else:
+            os.close(go_write)
         return process
 
     async def _send(self, control: socket.socket, message: bytes, fds: list[int]) -> None:
@@ -234,7 +260,7 @@ class ForkServer:
 
     def _on_message(self, control: socket.socket) -> None:
         try:
-            data = control.recv(MAX_MESSAGE_BYTES)
+            data = control.recv(MAX_FORK_REPLY_BYTES)
         except BlockingIOError:
             return
         except OSError:
@@ -243,19 +269,19 @@ class ForkServer:
             self._lost("the fork server died")
             return
         message: dict[str, Any] = json.loads(data)
-        if message.get("ready") and self._ready is not None and not self._ready.done():
+        if message.get(KEY_READY) and self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
-        elif "returncode" in message:
-            exit_status = self._exits.pop(message["pid"], None)
+        elif KEY_RETURNCODE in message:
+            exit_status = self._exits.pop(message[KEY_PID], None)
             if exit_status is not None and not exit_status.done():
-                exit_status.set_result(int(message["returncode"]))
-        elif (reply := self._replies.get(message.get("id", -1))) is not None and not reply.done():
-            if "pid" in message:
+                exit_status.set_result(int(message[KEY_RETURNCODE]))
+        elif (reply := self._replies.get(message.get(KEY_ID, -1))) is not None and not reply.done():
+            if KEY_PID in message:
                 exit_status = asyncio.get_running_loop().create_future()
-                self._exits[message["pid"]] = exit_status
-                reply.set_result((int(message["pid"]), exit_status))
+                self._exits[message[KEY_PID]] = exit_status
+                reply.set_result((int(message[KEY_PID]), exit_status))
             else:
-                reply.set_exception(ForkServerLost(f"the fork server refused: {message.get('error')}"))
+                reply.set_exception(ForkServerLost(f"the fork server refused: {message.get(KEY_ERROR)}"))
 
     def _lost(self, reason: str) -> None:
         """Fail every wait on this server: spawns are retried, running children are read from their pipes."""

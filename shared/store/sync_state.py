@@ -34,17 +34,3 @@ async def save_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str, cur
         {"$set": {"cursor": cursor, "updatedAt": to_ms(datetime.now(UTC))}},
         upsert=True,
     )
-
-
-class JobCursors:
-    """The cursors of one job, as the sync algorithm sees them."""
-
-    def __init__(self, db: AsyncDatabase[Any], job_id: ObjectId) -> None:
-        self._db = db
-        self._job_id = job_id
-
-    async def load(self, entity: str) -> Any | None:
-        return await load_cursor(self._db, self._job_id, entity)
-
-    async def save(self, entity: str, cursor: Any) -> None:
-        await save_cursor(self._db, self._job_id, entity, cursor)

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from syncjobs.shared.executor_protocol import EXECUTOR_COMMAND
 from syncjobs.shared.metrics import WORKER_REGISTRY
 from syncjobs.shared.models import SyncJob, from_document
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import job_runs
-from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
+from syncjobs.worker.executor_process import ExecutionOutcome, run_executor
 from syncjobs.worker.fork_server import START_ATTEMPTS, ForkServer
 
 from tests.fixtures.eventually import eventually
@@ -50,9 +51,7 @@ async def fork_server() -> AsyncIterator[ForkServer]:
 async def execute(
     args: list[str], env: dict[str, str], fork_server: ForkServer | None, seconds: float = 60
 ) -> ExecutionOutcome:
-    return await run_executor(
-        [*default_executor_command(), *args], env, seconds, asyncio.Event(), fork_server=fork_server
-    )
+    return await run_executor([*EXECUTOR_COMMAND, *args], env, seconds, asyncio.Event(), fork_server=fork_server)
 
 
 def warm_first_events() -> float:
@@ -117,7 +116,7 @@ async def test_a_tap_of_a_warm_run_sees_only_the_runs_environment(
     tap_config = {"streams": {"rows": [{"id": 1, "seq": 1}]}, "envFile": str(env_file)}
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config)
-        env = executor_env(mongo_uri, db.name) | {"SYNCJOBS_RUN_ID": "x"}
+        env = executor_env(mongo_uri, db.name)
         outcome = await execute(["--run-id", str(await new_run(db, job_id))], env, fork_server)
         assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.stderr_tail
         assert await contents(dest, "rows") == {1: {"_id": 1, "id": 1, "seq": 1}}

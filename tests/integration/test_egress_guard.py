@@ -32,11 +32,23 @@ async def test_pymongo_cannot_connect_to_a_refused_address(mongo_uri: str) -> No
     assert guard.refused and guard.refused[0].reason == "loopback"
 
 
-async def test_an_exempt_server_is_reachable(mongo_uri: str) -> None:
+async def test_the_fence_is_asked_about_every_address_the_policy_allows(mongo_uri: str) -> None:
+    """Nothing is exempt: an allowed address still goes through the executor's control fence."""
     port = int(mongo_uri.split(":")[2].split("/")[0])
-    guard = ConnectGuard(EgressPolicy(), exempt={("127.0.0.1", port)})
+    asked: list[tuple[str, int]] = []
+
+    async def fence(ip: str, port: int) -> None:
+        asked.append((ip, port))
+
+    async def refusing_fence(ip: str, port: int) -> None:
+        raise ValueError(f"{ip}:{port} is the control database's server")
+
+    allowed = EgressPolicy.from_strings(["127.0.0.1/32"])
+    guard = ConnectGuard(allowed, fence=fence)
     assert (await asyncio.to_thread(_ping_in_a_guarded_loop, mongo_uri, guard))["ok"] == 1
-    assert guard.refused == []
+    assert ("127.0.0.1", port) in asked and guard.refused == []
+    with pytest.raises(Exception, match="control database's server"):
+        await asyncio.to_thread(_ping_in_a_guarded_loop, mongo_uri, ConnectGuard(allowed, fence=refusing_fence))
 
 
 def _get_in_a_guarded_loop(url: str, guard: ConnectGuard) -> str:

@@ -6,10 +6,11 @@ import io
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
-from syncjobs.executor.cli import ControlDatabase, RunProgress
 from syncjobs.executor.events import EventWriter
+from syncjobs.executor.run import RunProgress
 from syncjobs.executor.sync import EntityResult, EntityStats
 from syncjobs.shared.mongo import Database
+from syncjobs.shared.run_spec import RunControlAccess
 
 from tests.fixtures.executor_world import contents, make_job, make_mongodb_job, result_of, run_job, scratch_databases
 
@@ -205,8 +206,7 @@ async def test_progress_reaches_the_run_document_only_once_a_run_lasts(db: Datab
 
     def progress_of(run_id: ObjectId) -> RunProgress:
         return RunProgress(
-            ControlDatabase.of(db),
-            run_id,
+            RunControlAccess(db, run_id, run_id),
             EventWriter(io.StringIO()),
             ["a", "b"],
             record=True,

@@ -74,10 +74,10 @@ class MemoryCursors:
     def __init__(self) -> None:
         self.saved: dict[str, Any] = {}
 
-    async def load(self, entity: str) -> Any | None:
+    async def load_cursor(self, entity: str) -> Any | None:
         return self.saved.get(entity)
 
-    async def save(self, entity: str, cursor: Any) -> None:
+    async def save_cursor(self, entity: str, cursor: Any) -> None:
         self.saved[entity] = cursor
 
 

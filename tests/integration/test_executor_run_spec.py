@@ -1,45 +1,50 @@
-"""The run spec a worker hands its executor: sealed secrets, its own run only, and a full sync that opens
-no connection to the control database (an incremental one opens it for its cursors)."""
+"""The run spec a worker hands its executor: sealed secrets where it is stored, its own run only, over the
+run channel (the executor's stdin); a full sync asks nothing of the control database, an incremental one
+asks its parent for its cursors."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-import sys
+from typing import Any
 
 import pytest
 from bson import ObjectId
-from syncjobs.executor.cli import ControlDatabase, execute_run
 from syncjobs.executor.events import EventWriter
+from syncjobs.executor.run import execute_run
 from syncjobs.shared.connection_rules import ControlCluster, ControlClusterCache
+from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, executor_environment
 from syncjobs.shared.mongo import Database
-from syncjobs.shared.run_spec import RUN_SPEC_ENV, RunSpec, RunSpecError, read_run_spec
+from syncjobs.shared.run_spec import RunControlAccess, RunSpec, RunSpecError, read_run_spec
 from syncjobs.shared.settings import Settings
+from syncjobs.worker.executor_process import run_executor
 
-from tests.acceptance.test_executor_cli import run_cli
 from tests.fixtures.executor_world import (
     connection_rules,
     contents,
-    executor_env,
     make_job,
     make_mongodb_job,
     new_run,
+    run_channel,
     scratch_databases,
 )
+from tests.fixtures.security import security_env
 
-EXECUTOR_MODULE = [sys.executable, "-P", "-m", "syncjobs.executor"]
 
+class CountingAccess(RunControlAccess):
+    """The run's access to the control database, noting each request the executor makes."""
 
-def _counting(db: Database, opened: list[str]) -> ControlDatabase:
-    """`db` as the control database, noting each time the executor opens it."""
+    def __init__(self, db: Database, run_id: ObjectId, job_id: ObjectId, asked: list[str]) -> None:
+        super().__init__(db, run_id, job_id)
+        self.asked = asked
 
-    def open_database() -> Database:
-        opened.append(db.name)
-        return db
+    async def load_cursor(self, entity: str) -> Any | None:
+        self.asked.append("cursor.load")
+        return await super().load_cursor(entity)
 
-    async def leave_open(_: Database) -> None:
-        return None
-
-    return ControlDatabase(open_database, leave_open)
+    async def save_cursor(self, entity: str, cursor: Any) -> None:
+        self.asked.append("cursor.save")
+        await super().save_cursor(entity, cursor)
 
 
 async def test_a_spec_keeps_secrets_sealed_and_names_one_run(db: Database) -> None:
@@ -67,46 +72,47 @@ async def test_a_spec_keeps_secrets_sealed_and_names_one_run(db: Database) -> No
         RunSpec.from_json('{"runId": 1}', run_id)
 
 
-async def test_a_full_sync_handed_its_spec_never_opens_the_control_database(db: Database, mongo_uri: str) -> None:
+async def test_a_full_sync_asks_nothing_of_the_control_database(db: Database, mongo_uri: str) -> None:
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.users.insert_many([{"_id": i, "n": i, "updatedAt": i} for i in range(4)])
         rules = await connection_rules(db)
-        for mode, opens in (("full", []), ("incremental", [db.name])):
+        for mode, asks in (("full", []), ("incremental", ["cursor.load", "cursor.save"])):
             _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, mode=mode)
             run_id = await new_run(db, job_id)
-            spec = await read_run_spec(db, run_id, rules.control)
-            opened: list[str] = []
+            spec = (await read_run_spec(db, run_id, rules.control)).opened()
+            asked: list[str] = []
             out = io.StringIO()
-            code = await execute_run(_counting(db, opened), run_id, rules=rules, spec=spec, events=EventWriter(out))
+            access = CountingAccess(db, run_id, job_id, asked)
+            code = await execute_run(access, spec, rules=rules, events=EventWriter(out))
             assert code == 0, out.getvalue()
-            assert opened[:1] == opens  # incremental: opened for the cursors (then reused)
+            assert asked == asks
             assert await contents(dest, "users") == await contents(source, "users")
         assert await db.sync_state.count_documents({}) == 1
 
 
-async def test_the_executor_takes_its_spec_from_the_environment(db: Database, mongo_uri: str) -> None:
-    """With the spec, the run needs nothing of the control database it is pointed at (here an empty one);
-    a spec of another run is refused before anything runs."""
-    async with scratch_databases(mongo_uri, 3) as (source, dest, empty_control):
-        await source.items.insert_many([{"_id": i} for i in range(3)])
-        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
+async def test_the_executor_takes_its_spec_over_its_stdin(db: Database, mongo_uri: str) -> None:
+    """With the channel, the executor needs no control setting at all (its environment has none); a spec
+    of another run is refused before anything runs, and so is no spec."""
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.items.insert_many([{"_id": i, "updatedAt": i} for i in range(3)])
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, mode="incremental")
         run_id = await new_run(db, job_id)
-        spec = await read_run_spec(db, run_id, (await connection_rules(db)).control)
-        env = executor_env(mongo_uri, empty_control.name)
+        env = executor_environment({**security_env(), "PATH": "/usr/bin:/bin"}) | {"SYNCJOBS_DATABASE": db.name}
+        assert not {"SYNCJOBS_MONGODB_URI", "SYNCJOBS_SECRET_KEYS"} & set(env)
+        channel = await run_channel(db, run_id)
 
-        code, events, stderr = await run_cli(
-            [*EXECUTOR_MODULE, "--run-id", str(run_id)], env | {RUN_SPEC_ENV: spec.to_json()}
-        )
-        assert (code, events[-1]["status"]) == (0, "succeeded"), stderr
+        def argv(run: ObjectId) -> list[str]:
+            return [*EXECUTOR_COMMAND, "--run-id", str(run), CHANNEL_FLAG]
+
+        outcome = await run_executor(argv(run_id), env, 60, asyncio.Event(), channel=channel)
+        assert (outcome.exit_code, outcome.status) == (0, "succeeded"), outcome.stderr_tail
         assert await contents(dest, "items") == await contents(source, "items")
+        assert await db.sync_state.count_documents({"_id.jobId": job_id}) == 1  # saved through the parent
 
-        code, events, _ = await run_cli(
-            [*EXECUTOR_MODULE, "--run-id", str(ObjectId())], env | {RUN_SPEC_ENV: spec.to_json()}
-        )
-        assert code == 2 and "not of" in events[-1]["error"]
-
-        code, events, _ = await run_cli([*EXECUTOR_MODULE, "--run-id", str(run_id)], env)
-        assert code == 1 and "not found" in events[-1]["error"]  # without it, the empty database has no such run
+        other = await run_executor(argv(ObjectId()), env, 60, asyncio.Event(), channel=channel)
+        assert other.exit_code == 2 and "not of" in (other.error or "")
+        none = await run_executor(argv(run_id), env, 60, asyncio.Event())
+        assert none.exit_code == 2 and "channel" in (none.error or "")
 
 
 async def test_the_workers_control_cluster_is_discovered_again_once_a_minute_old(db: Database) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from bson import ObjectId
-from syncjobs.executor.guard import check_connected
+from syncjobs.executor.guard import ControlFence, check_connected
 from syncjobs.shared.connection_rules import ConnectionRules, ControlCluster, TargetRefused
 from syncjobs.shared.egress import EgressPolicy
 from syncjobs.shared.mongo import Database, connect
@@ -136,7 +136,7 @@ async def test_a_server_known_only_by_its_process_id_is_still_the_control_server
     client = connect(mongo_uri)
     try:
         with pytest.raises(TargetRefused, match="control database's server"):
-            await check_connected(blind, client, "tenant", "destination.config.")
+            await check_connected(ControlFence(blind), client, "tenant", "destination.config.")
     finally:
         await client.close()
 

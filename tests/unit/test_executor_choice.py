@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from syncjobs.shared.executor_protocol import EXECUTOR_COMMAND
 from syncjobs.shared.settings import Settings, SettingsError
-from syncjobs.worker.executor_process import ExecutorSpec, default_executor_command
+from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.fork_server import ForkServer
 
 URI = {"SYNCJOBS_MONGODB_URI": "mongodb://127.0.0.1:1"}
@@ -17,10 +18,10 @@ def spec(env: dict[str, str], fork_server: ForkServer) -> ExecutorSpec:
 def test_the_default_executor_is_forked_warm_unless_switched_off_or_replaced() -> None:
     fork_server = ForkServer({})
     warm = spec({}, fork_server)
-    assert (warm.fork_server, warm.argv) == (fork_server, default_executor_command())
+    assert (warm.fork_server, warm.argv) == (fork_server, EXECUTOR_COMMAND)
     for value in ("false", "0", "no", "off", "FALSE"):
         cold = spec({"SYNCJOBS_WARM_EXECUTOR": value}, fork_server)
-        assert (cold.fork_server, cold.argv) == (None, default_executor_command())
+        assert (cold.fork_server, cold.argv) == (None, EXECUTOR_COMMAND)
     assert spec({"SYNCJOBS_WARM_EXECUTOR": "true"}, fork_server).fork_server is fork_server
     command = spec({"SYNCJOBS_EXECUTOR_COMMAND": "my-executor --flag"}, fork_server)
     assert (command.fork_server, command.argv) == (None, ("my-executor", "--flag"))

@@ -1,0 +1,79 @@
+"""The executor's side of the run channel (`shared.executor_protocol`): its spec and what it needs of the
+control database, asked of its parent over its own stdin and stdout; the executor holds no control client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from typing import Any
+
+from bson import ObjectId
+from syncjobs.executor.events import EventWriter
+from syncjobs.shared.executor_protocol import (
+    MAX_CHANNEL_LINE_BYTES,
+    OP_CURSOR_LOAD,
+    OP_CURSOR_SAVE,
+    OP_PROGRESS,
+    ChannelError,
+    ask_line,
+    loads,
+)
+from syncjobs.shared.run_spec import RunSpec, RunSpecError
+
+
+class WorkerChannel:
+    """A `RunControl` whose every call is one request line on stdout and one reply line on stdin."""
+
+    def __init__(self, replies: asyncio.StreamReader, events: EventWriter) -> None:
+        self._replies = replies
+        self._events = events
+        self._ids = 0
+        self._one_at_a_time = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, events: EventWriter) -> WorkerChannel:
+        if not stat.S_ISFIFO(os.fstat(0).st_mode):
+            raise ChannelError("stdin is not the run channel (a pipe from the executor's parent)")
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_CHANNEL_LINE_BYTES, loop=loop)
+        pipe = os.fdopen(os.dup(0), "rb", 0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+        return cls(reader, events)
+
+    async def read_spec(self, run_id: ObjectId) -> RunSpec:
+        """The first line: this run's spec, its connection settings opened by the parent."""
+        line = await self._line()
+        message = loads(line) if line else None
+        if not isinstance(message, dict) or "spec" not in message:
+            raise RunSpecError("the run channel's first line is not the run's spec")
+        return RunSpec.from_document(message["spec"], run_id)
+
+    async def load_cursor(self, entity: str) -> Any | None:
+        return await self._ask(OP_CURSOR_LOAD, entity=entity)
+
+    async def save_cursor(self, entity: str, cursor: Any) -> None:
+        await self._ask(OP_CURSOR_SAVE, entity=entity, cursor=cursor)
+
+    async def record_progress(self, progress: dict[str, Any]) -> None:
+        await self._ask(OP_PROGRESS, progress=progress)
+
+    async def _ask(self, op: str, **fields: Any) -> Any:
+        async with self._one_at_a_time:
+            self._ids += 1
+            self._events.send(ask_line(self._ids, op, **fields))
+            reply = loads(await self._line())
+            if not isinstance(reply, dict) or reply.get("id") != self._ids:
+                raise ChannelError(f"the reply to request {self._ids} ({op}) is not its reply")
+            if reply.get("ok") is not True:
+                raise ChannelError(f"{op}: {reply.get('error')}")
+            return reply.get("value")
+
+    async def _line(self) -> bytes:
+        try:
+            line = await self._replies.readline()
+        except ValueError as exc:  # over the limit
+            raise ChannelError(f"a line on the run channel is too long: {exc}") from None
+        if not line:
+            raise ChannelError("the executor's parent closed the run channel")
+        return line

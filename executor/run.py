@@ -1,0 +1,268 @@
+"""One run in the executor: every selected entity of the run's job, from its data source to its destination.
+
+The run holds nothing of the control plane: its spec (connection settings opened) and what it needs of the
+control database (`RunControl`: cursors, progress) come from its parent over the run channel. Every
+tenant client it opens is fenced off the control cluster (`guard.ControlFence`); a refusal anywhere fails
+the run at once, naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pymongo.errors import PyMongoError
+from syncjobs.executor.destination import Destination
+from syncjobs.executor.events import EventWriter
+from syncjobs.executor.guard import (
+    DESTINATION,
+    SOURCE,
+    ControlFence,
+    Roles,
+    check_connected,
+    check_destination,
+    runnable_source_config,
+)
+from syncjobs.executor.sources import Source, SourceError, build_source
+from syncjobs.executor.sources.mongodb import MongoSource
+from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
+from syncjobs.shared.connection_rules import ConnectionRules
+from syncjobs.shared.egress import ConnectGuard
+from syncjobs.shared.errors import SyncjobsError
+from syncjobs.shared.executor_protocol import EXIT_FAILED, EXIT_OK, ChannelError, RunControl, result_event
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.models import RunStatus
+from syncjobs.shared.mongo import Client, connect_for_one_run
+from syncjobs.shared.run_spec import RunSpec
+
+log = get_logger(__name__)
+
+DEFAULT_BATCH_SIZE = 1000
+PROGRESS_WRITE_SECONDS = 1.0
+MAX_ERROR_CHARS = 2000
+
+
+class RunFailed(Exception):
+    """The run cannot start for a reason the store does not report itself (a destination config unusable)."""
+
+
+async def execute_run(
+    control: RunControl,
+    spec: RunSpec,
+    *,
+    rules: ConnectionRules,
+    guard: ConnectGuard | None = None,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    events: EventWriter | None = None,
+    progress_every_seconds: float = PROGRESS_WRITE_SECONDS,
+) -> int:
+    """Sync every selected entity of the spec's job; emits the events and returns the exit code. With
+    `guard` (the process's connect guard), every socket is judged by the run's control fence too."""
+    events = events or EventWriter()
+    started = time.monotonic()
+    fence = ControlFence(rules)
+    if guard is not None:
+        guard.fence = fence.check_socket
+    syncing = asyncio.ensure_future(
+        _sync_run(control, rules, fence, spec, dry_run, batch_size, events, progress_every_seconds)
+    )
+    tripped = asyncio.ensure_future(fence.tripped.wait())
+    try:
+        await asyncio.wait({syncing, tripped}, return_when=asyncio.FIRST_COMPLETED)
+        if fence.refusal is not None:  # refused anywhere, whatever the driver made of it: the run fails
+            syncing.cancel()
+            with contextlib.suppress(BaseException):
+                await syncing
+            raise fence.refusal
+        results = syncing.result()
+    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, ChannelError) as exc:
+        error = (getattr(exc, "message", None) or str(exc))[:MAX_ERROR_CHARS]
+        log.error("run_failed", run_id=str(spec.run_id), error=error)
+        stats = run_stats([], _elapsed_ms(started))
+        events.emit("result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=dry_run))
+        return EXIT_FAILED
+    finally:
+        tripped.cancel()
+    details = [r.detail() for r in results]
+    failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
+    summary = (f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed))[:MAX_ERROR_CHARS]
+    status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
+    stats = run_stats(results, _elapsed_ms(started))
+    error = summary if failed else None
+    events.emit("result", **result_event(status, stats=stats, details=details, error=error, dry_run=dry_run))
+    log.info("run_finished", run_id=str(spec.run_id), ok=not failed, entities=len(results))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+async def _sync_run(
+    control: RunControl,
+    rules: ConnectionRules,
+    fence: ControlFence,
+    spec: RunSpec,
+    dry_run: bool,
+    batch_size: int,
+    events: EventWriter,
+    progress_every_seconds: float,
+) -> list[EntityResult]:
+    job, run_id = spec.job, spec.run_id
+    source_doc, destination_doc = spec.source, spec.destination
+    try:
+        dest_uri = str(destination_doc["config"]["uri"])
+        dest_database = str(destination_doc["config"]["database"])
+    except (KeyError, TypeError):
+        raise RunFailed("the destination config needs `uri` and `database`") from None
+    source_config = await runnable_source_config(rules, source_doc)
+    await check_destination(rules, destination_doc["config"])
+    clients = RunClients(fence)
+    kind = str(source_doc.get("kind"))
+    source_uri = source_config.get("uri") if kind == "mongodb" else None
+    source_database = str(source_config.get("database"))
+    source = build_source(
+        kind,
+        source_config,
+        batch_size=batch_size,
+        egress=rules.egress,
+        mongo_client=clients.get(source_uri, source_database, SOURCE) if isinstance(source_uri, str) else None,
+    )
+    try:
+        if isinstance(source, MongoSource):
+            await check_connected(fence, source.client, source_database, SOURCE)
+        dest_client = clients.get(dest_uri, dest_database, DESTINATION)
+        await check_connected(fence, dest_client, dest_database, DESTINATION)
+        selected = select_entities(await source.list_entities(), job.entities.include, job.entities.exclude)
+        log.info(
+            "run_started",
+            run_id=str(run_id),
+            job_id=job.id,
+            mode=job.sync_mode,
+            source_kind=kind,
+            entities=selected,
+            dry_run=dry_run,
+        )
+        destination = Destination(dest_client[dest_database], dry_run=dry_run)
+        progress = RunProgress(control, events, selected, record=not dry_run, every_seconds=progress_every_seconds)
+        results = []
+        for entity in selected:
+            entity_started = time.monotonic()
+            await progress.start(entity)
+            result = await sync_entity(job.sync_mode, source, destination, control, entity, progress.on_batch)
+            result.duration_ms = _elapsed_ms(entity_started)
+            await progress.finish(result)
+            events.emit(
+                "entity",
+                entity=entity,
+                status=result.status,
+                stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
+                **({"error": result.detail()["error"]} if result.status == "failed" else {}),
+            )
+            log.info("entity_synced", entity=entity, status=result.status, **result.stats.as_dict())
+            results.append(result)
+        return results
+    finally:
+        await _close(source)
+        await clients.close()
+
+
+async def _close(source: Source) -> None:
+    try:
+        await source.close()
+    except Exception as exc:  # closing must not hide the run's own outcome
+        log.warning("source_close_failed", error=str(exc))
+
+
+class RunClients:
+    """The run's database clients, one per URI (a source and a destination on one server share it), each
+    fenced off the control cluster for the database it was opened for."""
+
+    def __init__(self, fence: ControlFence) -> None:
+        self._fence = fence
+        self._by_uri: dict[str, tuple[Client, Roles]] = {}
+
+    def get(self, uri: str, database: str, prefix: str) -> Client:
+        if uri not in self._by_uri:
+            roles: Roles = []
+            client = connect_for_one_run(uri, **self._fence.client_options(roles))
+            self._fence.watch(client, roles)
+            self._by_uri[uri] = (client, roles)
+        client, roles = self._by_uri[uri]
+        roles.append((database, prefix))
+        return client
+
+    async def close(self) -> None:
+        for client, _ in self._by_uri.values():
+            await client.close()
+
+
+class RunProgress:
+    """Progress on stdout for every batch; on the run document (through the parent) at most once every
+    `every_seconds`, and only once the run has lasted that long: a shorter run's result says it all (a
+    burst of short runs saves two writes each). A run that wrote progress writes it again as each entity
+    starts and ends."""
+
+    def __init__(
+        self,
+        control: RunControl,
+        events: EventWriter,
+        entities: list[str],
+        *,
+        record: bool,
+        every_seconds: float = PROGRESS_WRITE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._control = control
+        self._events = events
+        self._entities = entities
+        self._record = record
+        self._every_seconds = every_seconds
+        self._clock = clock
+        self._done: list[str] = []
+        self._last_write = clock()
+        self._written = False
+
+    async def start(self, entity: str) -> None:
+        await self._write(entity, EntityStats(), force=self._written)
+
+    async def on_batch(self, entity: str, stats: EntityStats) -> None:
+        self._events.emit("progress", entity=entity, **stats.as_dict())
+        await self._write(entity, stats, force=False)
+
+    async def finish(self, result: EntityResult) -> None:
+        self._done.append(result.entity)
+        await self._write(result.entity, result.stats, force=self._written)
+
+    async def _write(self, entity: str, stats: EntityStats, *, force: bool) -> None:
+        now = self._clock()
+        if not self._record or (not force and now - self._last_write < self._every_seconds):
+            return
+        self._last_write = now
+        self._written = True
+        progress: dict[str, Any] = {
+            "entity": entity,
+            "entitiesDone": len(self._done),
+            "entitiesTotal": len(self._entities),
+            **stats.as_dict(),
+        }
+        try:
+            await self._control.record_progress(progress)
+        except (ChannelError, PyMongoError) as exc:  # progress is a courtesy: never fail a sync over it
+            log.warning("progress_not_recorded", error=str(exc))
+
+
+def run_stats(results: list[EntityResult], duration_ms: int) -> dict[str, Any]:
+    """`stats` of the result event: per entity and totals, each with the counts and durationMs."""
+    totals = EntityStats()
+    for result in results:
+        totals.add(result.stats)
+    return {
+        "entities": {r.entity: {**r.stats.as_dict(), "durationMs": r.duration_ms} for r in results},
+        "totals": {**totals.as_dict(), "durationMs": duration_ms},
+        "durationMs": duration_ms,
+    }
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
