@@ -32,6 +32,7 @@ from syncjobs.shared.executor_protocol import (
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import connect_for_one_run
+from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.run_spec import RunControlAccess, read_run_spec
 from syncjobs.shared.secrets import SecretKeyError, install_keys
 from syncjobs.shared.settings import Settings, SettingsError
@@ -70,6 +71,7 @@ async def _launch(
             stdout=asyncio.subprocess.PIPE,
             env=executor_environment(os.environ) | {"SYNCJOBS_DATABASE": settings.database},
             limit=MAX_EVENT_LINE_BYTES,
+            preexec_fn=die_with_this_process(),
         )
         control = RunControlAccess(db, run_id, ObjectId(spec.job.id))
         return await serve_child(child, dumps({"spec": spec.opened().to_document()}), control)

@@ -34,7 +34,9 @@ EXIT_USAGE = 2  # a bad invocation: the run never started
 EXIT_NOT_STARTED = 3  # the worker gave up on a forked child before it ran (never a run's outcome)
 
 # An executor sees these, and nothing else of its parent's environment (no control URI, no keys, no token).
-EXECUTOR_ENV_NAMES = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "HOME", "TZ", "TMPDIR"})
+EXECUTOR_ENV_NAMES = frozenset(
+    {"PATH", "LANG", "LC_ALL", "LC_CTYPE", "HOME", "TZ", "TMPDIR", "PYTHONHOME", "PYTHONPATH"}
+)
 EXECUTOR_SETTINGS = frozenset(
     {
         "SYNCJOBS_DATABASE",  # the control database's name, to refuse it on the control server

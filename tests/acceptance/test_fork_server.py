@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from syncjobs.shared.executor_protocol import EXECUTOR_COMMAND
+from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, executor_environment
 from syncjobs.shared.metrics import WORKER_REGISTRY
 from syncjobs.shared.models import SyncJob, from_document
 from syncjobs.shared.mongo import Database
@@ -31,8 +31,10 @@ from tests.fixtures.executor_world import (
     make_mongodb_job,
     make_tap_job,
     new_run,
+    run_channel,
     scratch_databases,
 )
+from tests.fixtures.security import security_env
 from tests.fixtures.worker_jobs import file_written, process_gone, runs_of
 from tests.fixtures.worker_processes import Workers, has_runs
 
@@ -51,7 +53,18 @@ async def fork_server() -> AsyncIterator[ForkServer]:
 async def execute(
     args: list[str], env: dict[str, str], fork_server: ForkServer | None, seconds: float = 60
 ) -> ExecutionOutcome:
+    """The executor as `syncjobs exec` by hand runs it (it reads the run itself, then forks the executor)."""
     return await run_executor([*EXECUTOR_COMMAND, *args], env, seconds, asyncio.Event(), fork_server=fork_server)
+
+
+async def execute_run_of(
+    db: Database, run_id: ObjectId, fork_server: ForkServer | None, seconds: float = 60
+) -> ExecutionOutcome:
+    """The executor as the worker runs it: its environment allowlisted, its spec over the run channel."""
+    env = executor_environment({**os.environ, **security_env()}) | {"SYNCJOBS_DATABASE": db.name}
+    argv = [*EXECUTOR_COMMAND, "--run-id", str(run_id), CHANNEL_FLAG]
+    channel = await run_channel(db, run_id)
+    return await run_executor(argv, env, seconds, asyncio.Event(), fork_server=fork_server, channel=channel)
 
 
 def warm_first_events() -> float:
@@ -70,14 +83,14 @@ def parent_of(pid: int) -> int:
 
 
 async def test_a_warm_run_ends_as_a_cold_run_does(db: Database, mongo_uri: str, fork_server: ForkServer) -> None:
-    env = executor_env(mongo_uri, db.name)
+    env = executor_env(mongo_uri, db.name)  # for `syncjobs exec` by hand, below
     warm_before = warm_first_events()
     async with scratch_databases(mongo_uri, 3) as (source, cold_dest, warm_dest):
         await source.users.insert_many([{"_id": i, "n": i} for i in range(5)])
         outcomes = {}
         for server, dest in ((None, cold_dest), (fork_server, warm_dest)):
             _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
-            outcomes[server] = await execute(["--run-id", str(await new_run(db, job_id))], env, server)
+            outcomes[server] = await execute_run_of(db, await new_run(db, job_id), server)
         cold, warm = outcomes[None], outcomes[fork_server]
         assert (warm.status, warm.exit_code, warm.error, warm.details) == ("succeeded", 0, None, cold.details)
         assert (cold.status, cold.exit_code, cold.details) == (
@@ -116,8 +129,7 @@ async def test_a_tap_of_a_warm_run_sees_only_the_runs_environment(
     tap_config = {"streams": {"rows": [{"id": 1, "seq": 1}]}, "envFile": str(env_file)}
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config)
-        env = executor_env(mongo_uri, db.name)
-        outcome = await execute(["--run-id", str(await new_run(db, job_id))], env, fork_server)
+        outcome = await execute_run_of(db, await new_run(db, job_id), fork_server)
         assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.stderr_tail
         assert await contents(dest, "rows") == {1: {"_id": 1, "id": 1, "seq": 1}}
     names = json.loads(env_file.read_text())
@@ -131,8 +143,7 @@ async def test_a_timeout_kills_the_warm_executors_group(
     pid_file = tmp_path / "tap.pid"
     async with scratch_databases(mongo_uri, 1) as (dest,):
         job_id = await hanging_tap_job(db, mongo_uri, dest, pid_file)
-        env = executor_env(mongo_uri, db.name)
-        running = asyncio.create_task(execute(["--run-id", str(await new_run(db, job_id))], env, fork_server, 3))
+        running = asyncio.create_task(execute_run_of(db, await new_run(db, job_id), fork_server, 3))
         await eventually(lambda: file_written(pid_file))
         tap_pid = int(pid_file.read_text())
         executor_pid = parent_of(tap_pid)
@@ -149,20 +160,19 @@ async def test_runs_in_flight_outlive_a_sigkilled_fork_server_and_new_ones_get_a
 ) -> None:
     pid_file, release = tmp_path / "tap.pid", tmp_path / "release"
     waiting = {"streams": {"rows": [{"id": 0, "seq": 0}]}, "pidFile": str(pid_file), "waitFor": str(release)}
-    env = executor_env(mongo_uri, db.name)
     async with scratch_databases(mongo_uri, 3) as (source, first_dest, second_dest):
         await source.users.insert_one({"_id": 1})
         _, waiting_job = await make_tap_job(db, mongo_uri, first_dest, waiting)
         await _without_discovery(db)
         _, quick_job = await make_mongodb_job(db, mongo_uri, source, second_dest)
-        in_flight = asyncio.create_task(execute(["--run-id", str(await new_run(db, waiting_job))], env, fork_server))
+        in_flight = asyncio.create_task(execute_run_of(db, await new_run(db, waiting_job), fork_server))
         await eventually(lambda: file_written(pid_file))
         first_server = fork_server.pid
         assert first_server is not None
         os.kill(first_server, signal.SIGKILL)
         await eventually(lambda: process_gone(first_server))
 
-        after = await execute(["--run-id", str(await new_run(db, quick_job))], env, fork_server)
+        after = await execute_run_of(db, await new_run(db, quick_job), fork_server)
         assert (after.status, after.exit_code) == ("succeeded", 0), after.stderr_tail
         assert fork_server.starts == 2 and fork_server.pid not in (None, first_server)
         assert not in_flight.done()
@@ -191,8 +201,7 @@ async def test_a_fork_server_that_cannot_start_costs_speed_not_the_run(db: Datab
         async with scratch_databases(mongo_uri, 2) as (source, dest):
             await source.users.insert_one({"_id": 1})
             _, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
-            env = executor_env(mongo_uri, db.name)
-            outcome = await execute(["--run-id", str(await new_run(db, job_id))], env, broken)
+            outcome = await execute_run_of(db, await new_run(db, job_id), broken)
             assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.stderr_tail
             assert await contents(dest, "users") == {1: {"_id": 1}}
         assert broken.starts == START_ATTEMPTS and broken.pid is None  # then the run was spawned cold

@@ -17,6 +17,7 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
+from syncjobs.shared.executor_protocol import loads
 from syncjobs.shared.models import JobRun, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.run_spec import RunSpec
@@ -286,9 +287,11 @@ async def test_a_finished_run_hands_its_jobs_identity_to_the_alert_evaluation_un
         await asyncio.gather(claiming, return_exceptions=True)
 
 
-async def test_a_claimer_hands_the_executor_its_runs_spec_or_nothing_when_it_cannot_read_it(
+async def test_a_claimer_hands_the_executor_its_runs_spec_or_fails_the_run_when_it_cannot_read_it(
     db: Database, settings: Settings, tmp_path: Path
 ) -> None:
+    """The spec goes over the run channel (the executor's stdin), its connection settings opened: the
+    executor holds no key to open them, and no control client to read them itself."""
     handed, unread = tmp_path / "handed", tmp_path / "unread"
     job = await make_job(db, f"spec:{handed}", "0 0 1 1 *", T0)
     orphan = await make_job(db, f"spec:{unread}", "0 0 1 1 *", T0)
@@ -300,18 +303,20 @@ async def test_a_claimer_hands_the_executor_its_runs_spec_or_nothing_when_it_can
     try:
         run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
         orphan_run = await job_runs.create_manual_run(db, from_document(SyncJob, orphan), T0)
-        for run_id in (run.id, orphan_run.id):
+        for run_id, status in ((run.id, "succeeded"), (orphan_run.id, "failed")):
             await eventually(
-                lambda run_id=run_id: db.job_runs.find_one({"_id": ObjectId(run_id), "status": "succeeded"})
+                lambda run_id=run_id, status=status: db.job_runs.find_one({"_id": ObjectId(run_id), "status": status})
             )
-        given = RunSpec.from_json(handed.read_text(), ObjectId(run.id))
+        given = RunSpec.from_document(loads(handed.read_text())["spec"], ObjectId(run.id))
         assert (given.job.id, given.source["_id"], given.destination["_id"]) == (
             str(job["_id"]),
             job["dataSourceId"],
             job["destinationDatabaseId"],
         )
         assert given.control_process_ids == (await control.get()).process_ids != frozenset()
-        assert unread.read_text() == ""
+        failed = await db.job_runs.find_one({"_id": ObjectId(orphan_run.id)})
+        assert failed is not None and "the run's spec could not be read" in failed["error"]
+        assert not unread.exists()  # no executor was started for it
     finally:
         dispatcher.stop_claiming()
         await claiming
