@@ -12,6 +12,7 @@ from bson import ObjectId
 from syncjobs.executor.events import EventWriter
 from syncjobs.shared.executor_protocol import (
     MAX_CHANNEL_LINE_BYTES,
+    MAX_EVENT_LINE_BYTES,
     OP_CURSOR_LOAD,
     OP_CURSOR_SAVE,
     OP_PROGRESS,
@@ -61,7 +62,10 @@ class WorkerChannel:
     async def _ask(self, op: str, **fields: Any) -> Any:
         async with self._one_at_a_time:
             self._ids += 1
-            self._events.send(ask_line(self._ids, op, **fields))
+            line = ask_line(self._ids, op, **fields)
+            if len(line) > MAX_EVENT_LINE_BYTES:  # the parent would drop it and never answer
+                raise ChannelError(f"{op}: a request of {len(line)} bytes is over {MAX_EVENT_LINE_BYTES}")
+            self._events.send(line)
             reply = loads(await self._line())
             if not isinstance(reply, dict) or reply.get("id") != self._ids:
                 raise ChannelError(f"the reply to request {self._ids} ({op}) is not its reply")
