@@ -28,7 +28,7 @@ from syncjobs.shared.connection_rules import (
     refuse_control,
     tap_argv,
 )
-from syncjobs.shared.egress import EgressRefused, literal_ip, resolve
+from syncjobs.shared.egress import EgressRefused, literal_ip, resolve, unwrap
 from syncjobs.shared.mongo import Document
 
 Roles = list[tuple[str, str]]  # (database, setting prefix) a client serves in the run
@@ -57,6 +57,15 @@ async def runnable_source_config(rules: ConnectionRules, source: Document) -> di
 async def check_destination(rules: ConnectionRules, config: Mapping[str, Any]) -> None:
     uri, database = str(config.get("uri", "")), str(config.get("database", ""))
     await check_mongodb(rules, uri, database, prefix=DESTINATION, at_run_time=True)
+
+
+def canonical(addresses: frozenset[str]) -> set[str]:
+    """Addresses as the connect guard and the control cluster name them: `::ffff:a.b.c.d` is `a.b.c.d`."""
+    found = set()
+    for address in addresses:
+        ip = literal_ip(address)
+        found.add(str(unwrap(ip)) if ip is not None else address)
+    return found
 
 
 async def check_connected(fence: ControlFence, client: Any, database: str, prefix: str) -> None:
@@ -106,7 +115,7 @@ class ControlFence:
             return True
         port = int(description.address[1] or 27017)
         known = addresses if addresses is not None else self._addresses_now(description.address)
-        return any((address, port) in control.addresses for address in known)
+        return any((address, port) in control.addresses for address in canonical(known))
 
     def refuse(self, description: ServerDescription, roles: Roles) -> None:
         host, port = description.address
@@ -118,9 +127,7 @@ class ControlFence:
 
     async def judge_server(self, description: ServerDescription, database: str, prefix: str) -> None:
         host, port = description.address
-        addresses = await self._resolve(host, int(port or 27017))
-        if not addresses:
-            raise self.trip(TargetRefused(f"{prefix}uri", f"{host}:{port} does not resolve"))
+        addresses = await self._resolve(host, int(port or 27017))  # none: never connected, or judged then
         for address in addresses:
             try:
                 self._rules.egress.check(f"{host}:{port}", address)
@@ -149,7 +156,8 @@ class ControlFence:
         for client, roles in self._clients:
             for description in client.topology_description.server_descriptions().values():
                 address = description.address
-                if ip not in await self._resolve(str(address[0]), int(address[1] or 27017)) or address[1] != port:
+                resolved = canonical(await self._resolve(str(address[0]), int(address[1] or 27017)))
+                if ip not in resolved or int(address[1] or 27017) != port:
                     continue
                 claimed = True
                 if self.is_control(description):

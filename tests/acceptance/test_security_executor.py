@@ -1,5 +1,6 @@
-"""The executor process under the production egress policy: it still reaches its own control database
-(exempted in its connect guard) but a tenant destination on a refused address fails the run, naming it."""
+"""`syncjobs exec` under the production egress policy: its privileged side still reads the run from the
+control database (the executor it starts has no control client to exempt) but a tenant destination on a
+refused address fails the run, naming it."""
 
 from __future__ import annotations
 

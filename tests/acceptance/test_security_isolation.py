@@ -211,3 +211,14 @@ async def test_a_check_that_cannot_be_made_fails_the_run(db: Database) -> None:
         assert outcome.status == "failed" and outcome.exit_code == 1, outcome.stderr_tail
         assert "destination.config." in (outcome.error or ""), outcome.error
         assert tenant.writes == []
+
+
+async def test_an_ipv4_mapped_alias_of_the_control_server_fails_the_run(db: Database, mongo_uri: str) -> None:
+    """Issue 21, finding 2's alias: `[::ffff:127.0.0.1]` is the control server's own 127.0.0.1."""
+    port = mongo_uri.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    tokens_before = await db.api_tokens.count_documents({})
+    outcome, _ = await run_into(db, f"mongodb://[::ffff:127.0.0.1]:{port}/?directConnection=true", db.name)
+    assert outcome.status == "failed", outcome.stderr_tail
+    assert "control database's server" in (outcome.error or ""), outcome.error
+    assert "rows" not in await db.list_collection_names()
+    assert await db.api_tokens.count_documents({}) == tokens_before
