@@ -23,7 +23,6 @@ from syncjobs.shared.executor_protocol import (
     ChannelError,
     RunControl,
     answer,
-    dumps,
     executor_argv,
     executor_environment,
     loads,
@@ -74,7 +73,7 @@ async def _launch(
             preexec_fn=die_with_this_process(),
         )
         control = RunControlAccess(db, run_id, ObjectId(spec.job.id))
-        return await serve_child(child, dumps({"spec": spec.opened().to_document()}), control)
+        return await serve_child(child, spec.to_line(), control)
     finally:
         await client.close()
 

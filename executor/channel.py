@@ -20,7 +20,7 @@ from syncjobs.shared.executor_protocol import (
     ask_line,
     loads,
 )
-from syncjobs.shared.run_spec import RunSpec, RunSpecError
+from syncjobs.shared.run_spec import RunSpec
 
 
 class WorkerChannel:
@@ -44,11 +44,7 @@ class WorkerChannel:
 
     async def read_spec(self, run_id: ObjectId) -> RunSpec:
         """The first line: this run's spec, its connection settings opened by the parent."""
-        line = await self._line()
-        message = loads(line) if line else None
-        if not isinstance(message, dict) or "spec" not in message:
-            raise RunSpecError("the run channel's first line is not the run's spec")
-        return RunSpec.from_document(message["spec"], run_id)
+        return RunSpec.from_line(await self._line(), run_id)
 
     async def load_cursor(self, entity: str) -> Any | None:
         return await self._ask(OP_CURSOR_LOAD, entity=entity)

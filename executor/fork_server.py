@@ -78,7 +78,7 @@ def warm_up() -> None:
     sample_id = ObjectId()
     job = SyncJob.model_validate({**_WARM_UP_JOB, "id": str(sample_id)})
     spec = RunSpec(sample_id, job, {"config": {}}, {"config": {}}, frozenset(), frozenset())
-    RunSpec.from_json(spec.to_json(), sample_id)
+    RunSpec.from_line(spec.to_line(), sample_id)
     asyncio.new_event_loop().close()
 
 

@@ -17,17 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from bson import ObjectId, json_util
-from bson.json_util import JSONMode, JSONOptions
+from bson import ObjectId
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.connection_rules import ControlCluster
+from syncjobs.shared.executor_protocol import ChannelError, dumps, loads
 from syncjobs.shared.models import SyncJob
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.secrets import open_config
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs, sync_state
-
-_JSON = JSONOptions(json_mode=JSONMode.RELAXED, tz_aware=True)
 
 
 class RunSpecError(ValueError):
@@ -77,17 +75,20 @@ class RunSpec:
             "controlProcessIds": sorted(self.control_process_ids),
         }
 
-    def to_json(self) -> str:
-        return json_util.dumps(self.to_document(), json_options=_JSON)
+    def to_line(self) -> bytes:
+        """The run channel's first line: this spec, opened (for the executor's stdin only, never stored)."""
+        return dumps({"spec": self.opened().to_document()})
 
     @classmethod
-    def from_json(cls, text: str, run_id: ObjectId) -> RunSpec:
-        """The spec in `text`, which must be `run_id`'s."""
+    def from_line(cls, line: bytes, run_id: ObjectId) -> RunSpec:
+        """The spec on the run channel's first line, which must be `run_id`'s."""
         try:
-            raw = json_util.loads(text, json_options=_JSON)
-        except ValueError as exc:
+            message = loads(line)
+        except ChannelError as exc:
             raise RunSpecError(f"not a run spec: {exc}") from None
-        return cls.from_document(raw, run_id)
+        if not isinstance(message, dict) or "spec" not in message:
+            raise RunSpecError("the run channel's first line is not the run's spec")
+        return cls.from_document(message["spec"], run_id)
 
     @classmethod
     def from_document(cls, raw: Any, run_id: ObjectId) -> RunSpec:

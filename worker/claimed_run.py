@@ -20,7 +20,7 @@ from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.errors import SyncjobsError
-from syncjobs.shared.executor_protocol import CHANNEL_FLAG, RunChannel, dumps
+from syncjobs.shared.executor_protocol import CHANNEL_FLAG, RunChannel
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob
 from syncjobs.shared.mongo import Database, Document
@@ -126,7 +126,7 @@ class ClaimedRun:
         db = self.context.db
         spec = await spec_for_claimed_run(db, self.run_id, job, await control.get())
         access = RunControlAccess(db, self.run_id, ObjectId(job.id), now=self.context.clock.now)
-        return RunChannel(dumps({"spec": spec.opened().to_document()}), access)
+        return RunChannel(spec.to_line(), access)
 
     async def _record(self, job: SyncJob, outcome: ExecutionOutcome) -> None:
         """The outcome on the run (only while it is ours), then on the job; then a retry if its policy says."""

@@ -59,17 +59,19 @@ async def test_a_spec_keeps_secrets_sealed_and_names_one_run(db: Database) -> No
     cluster = ControlCluster(db.name, frozenset({("127.0.0.1", 27017)}), frozenset({"a-process"}))
     spec = await read_run_spec(db, run_id, cluster)
 
-    text = spec.to_json()
-    assert "s3cret-pw" not in text and "other-pw" not in text
-    again = RunSpec.from_json(text, run_id)
-    assert again == spec
-    assert "s3cret-pw" in again.opened_source()["config"]["uri"]
-    assert "other-pw" in again.opened_destination()["config"]["uri"]
+    assert "s3cret-pw" not in str(spec.to_document()) and "other-pw" not in str(spec.to_document())
+    line = spec.to_line()  # for the executor's stdin only: opened there, by the worker
+    assert b"s3cret-pw" in line and b"other-pw" in line
+    again = RunSpec.from_line(line, run_id)
+    assert again == spec.opened()
+    assert "s3cret-pw" in again.source["config"]["uri"] and "other-pw" in again.destination["config"]["uri"]
     assert again.job.id == str(job_id) and again.control_process_ids == {"a-process"}
     with pytest.raises(RunSpecError, match="not of"):
-        RunSpec.from_json(text, ObjectId())
+        RunSpec.from_line(line, ObjectId())
     with pytest.raises(RunSpecError, match="not a run spec"):
-        RunSpec.from_json('{"runId": 1}', run_id)
+        RunSpec.from_line(b'{"spec": {"runId": 1}}', run_id)
+    with pytest.raises(RunSpecError, match="not a run spec"):
+        RunSpec.from_line(b"[[[", run_id)
 
 
 async def test_a_full_sync_asks_nothing_of_the_control_database(db: Database, mongo_uri: str) -> None:

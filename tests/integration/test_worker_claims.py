@@ -17,7 +17,6 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
-from syncjobs.shared.executor_protocol import loads
 from syncjobs.shared.models import JobRun, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.run_spec import RunSpec
@@ -307,7 +306,7 @@ async def test_a_claimer_hands_the_executor_its_runs_spec_or_fails_the_run_when_
             await eventually(
                 lambda run_id=run_id, status=status: db.job_runs.find_one({"_id": ObjectId(run_id), "status": status})
             )
-        given = RunSpec.from_document(loads(handed.read_text())["spec"], ObjectId(run.id))
+        given = RunSpec.from_line(handed.read_bytes(), ObjectId(run.id))
         assert (given.job.id, given.source["_id"], given.destination["_id"]) == (
             str(job["_id"]),
             job["dataSourceId"],
