@@ -46,11 +46,14 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import MongoClient
-from syncjobs.shared.executor_protocol import EXECUTOR_COMMAND
+from syncjobs.shared.connection_rules import discover_control_cluster
+from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, RunChannel, executor_environment
 from syncjobs.shared.logging import configure_logging
 from syncjobs.shared.metrics import WORKER_REGISTRY
 from syncjobs.shared.models import DataSourceInput, DestinationInput, SyncJob, from_document
 from syncjobs.shared.mongo import connect, ensure_indexes
+from syncjobs.shared.run_spec import RunControlAccess, read_run_spec
+from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import data_sources, destinations, job_runs
 from syncjobs.worker.executor_process import run_executor
 from syncjobs.worker.fork_server import ForkServer
@@ -137,8 +140,8 @@ def raw_write_rate(uri: str, seconds: float = 3.0) -> tuple[float, float]:
 
 
 async def first_event_seconds(uri: str, job: dict[str, Any], samples: int) -> dict[str, list[float]]:
-    """One executor at a time, cold then warm, each on a fresh run of `job`."""
-    env = process_env(uri)
+    """One executor at a time, cold then warm, each on a fresh run of `job`, served as the worker serves it."""
+    env = executor_environment(process_env(uri)) | {"SYNCJOBS_DATABASE": DATABASE}
     mongo = connect(uri)
     fork_server = ForkServer(env)
     found: dict[str, list[float]] = {"cold": [], "warm": []}
@@ -149,8 +152,15 @@ async def first_event_seconds(uri: str, job: dict[str, Any], samples: int) -> di
             for _ in range(samples):
                 run = await job_runs.create_manual_run(mongo[DATABASE], model, datetime.now(UTC))
                 before = _histogram_sum(start)
-                argv = [*EXECUTOR_COMMAND, "--run-id", run.id]
-                outcome = await run_executor(argv, env, 60, asyncio.Event(), fork_server=server_or_none)
+                db, run_id = mongo[DATABASE], ObjectId(run.id)
+                spec = await read_run_spec(
+                    db, run_id, await discover_control_cluster(mongo, Settings(database=DATABASE))
+                )
+                channel = RunChannel(spec.to_line(), RunControlAccess(db, run_id, ObjectId(model.id)))
+                argv = [*EXECUTOR_COMMAND, "--run-id", run.id, CHANNEL_FLAG]
+                outcome = await run_executor(
+                    argv, env, 60, asyncio.Event(), fork_server=server_or_none, channel=channel
+                )
                 if outcome.status != "succeeded":
                     raise RuntimeError(f"a {start} sample run {outcome.status}: {outcome.error}")
                 found[start].append(_histogram_sum(start) - before)

@@ -106,7 +106,8 @@ async def is_running(db: Database, job_id: ObjectId) -> bool:
 
 
 async def record_progress(db: Database, run_id: ObjectId, progress: dict[str, Any]) -> None:
-    """The executor's own progress note on its run; the worker owns status and result."""
+    """The executor's progress note on its run, written by its parent over the run channel; the worker owns
+    status and result."""
     await db.job_runs.update_one({"_id": run_id}, {"$set": {"progress": progress}})
 
 
