@@ -52,6 +52,6 @@ _PR_SET_DUMPABLE = 4
 
 def make_non_dumpable() -> bool:
     """Mark this process non-dumpable (PR_SET_DUMPABLE 0): no core dump, and no process without
-    CAP_SYS_PTRACE (a tap of the same user) can ptrace it or read its /proc/<pid>/mem and environ. Kept
-    across fork, reset by exec; False where the kernel has no prctl."""
+    CAP_SYS_PTRACE (a tap of the same user) can ptrace it or read its /proc/<pid>/mem (nor, for a non-root
+    user, its environ and maps). Kept across fork, reset by exec; False where the kernel has no prctl."""
     return _prctl is not None and _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0

@@ -6,6 +6,7 @@ fails the run."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -22,7 +23,16 @@ from syncjobs.shared.settings import Settings
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
 from syncjobs.worker.fork_server import ForkServer
 
-from tests.fixtures.executor_world import make_job, make_mongodb_job, new_run, run_channel, scratch_databases
+from tests.acceptance.test_executor_cli import SYNCJOBS_CLI, run_cli
+from tests.fixtures.executor_world import (
+    executor_env,
+    make_job,
+    make_mongodb_job,
+    make_tap_job,
+    new_run,
+    run_channel,
+    scratch_databases,
+)
 from tests.fixtures.fake_mongo import fake_mongo
 from tests.fixtures.security import TEST_SECRET_KEY, TEST_TAP, security_env
 
@@ -222,3 +232,24 @@ async def test_an_ipv4_mapped_alias_of_the_control_server_fails_the_run(db: Data
     assert "control database's server" in (outcome.error or ""), outcome.error
     assert "rows" not in await db.list_collection_names()
     assert await db.api_tokens.count_documents({}) == tokens_before
+
+
+async def test_a_tap_reads_nothing_of_its_executor(
+    db: Database, mongo_uri: str, tmp_path: Path, without_ptrace_capability: None
+) -> None:
+    """Issue 21, finding 5, through `syncjobs exec` by hand with the worker's whole environment: the tap's
+    parent is the executor, which has no secret in its environment and whose memory the tap cannot read."""
+    report = tmp_path / "parent.json"
+    tap_config = {"streams": {"rows": [{"id": 1, "seq": 1}]}, "parentFile": str(report)}
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config)
+        env = executor_env(mongo_uri, db.name) | {"SYNCJOBS_ADMIN_TOKEN": ADMIN_TOKEN}
+        code, events, stderr = await run_cli([*SYNCJOBS_CLI, "exec", "--run-id", str(await new_run(db, job_id))], env)
+        assert (code, events[-1]["status"]) == (0, "succeeded"), stderr
+        assert await dest.rows.count_documents({}) == 1
+    parent = json.loads(report.read_text())
+    assert "SYNCJOBS_DATABASE=" in parent["environ"] or parent["environ"].startswith("refused"), parent
+    leaked = [s for s in (TEST_SECRET_KEY, ADMIN_TOKEN, mongo_uri) if s in parent["environ"]]
+    assert leaked == [] and parent["mem"].startswith("refused"), parent
+    # As root (the tests' user) the tap may still list its parent's environ; as the worker's own non-root
+    # user (the Dockerfile's) the kernel refuses a non-dumpable process's environ and maps as well.
