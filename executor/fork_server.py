@@ -46,17 +46,7 @@ import syncjobs.executor.sources.http
 import syncjobs.executor.sources.mongodb  # noqa: F401
 from bson import ObjectId
 from syncjobs.executor import cli
-from syncjobs.shared.executor_protocol import (
-    EXIT_NOT_STARTED,
-    KEY_ARGS,
-    KEY_ENV,
-    KEY_ERROR,
-    KEY_ID,
-    KEY_PID,
-    KEY_READY,
-    KEY_RETURNCODE,
-    MAX_FORK_REQUEST_BYTES,
-)
+from syncjobs.shared import executor_protocol as protocol
 from syncjobs.shared.models import SyncJob
 from syncjobs.shared.process import make_non_dumpable
 from syncjobs.shared.run_spec import RunSpec
@@ -105,14 +95,14 @@ def serve(control: socket.socket, lifeline: int) -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so SIGCHLD interrupts select and wakes us
     own_fds = [control.fileno(), wake_read, wake_write]
     gc.freeze()  # what is imported stays out of the children's collections: fewer copy-on-write pages
-    _send(control, {KEY_READY: True})
+    _send(control, {protocol.KEY_READY: True})
     while True:
         readable, _, _ = select.select([control.fileno(), wake_read], [], [])
         if wake_read in readable:
             os.read(wake_read, 4096)
             _reap(control)
         if control.fileno() in readable:
-            data, fds, _, _ = socket.recv_fds(control, MAX_FORK_REQUEST_BYTES, FDS_PER_REQUEST)
+            data, fds, _, _ = socket.recv_fds(control, protocol.MAX_FORK_REQUEST_BYTES, FDS_PER_REQUEST)
             if not data:
                 return 0  # the worker is gone or done with us; children go on until its lifeline closes
             _start(control, json.loads(data), fds, lifeline, own_fds)
@@ -130,7 +120,7 @@ def _reap(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        _send(control, {KEY_PID: pid, KEY_RETURNCODE: os.waitstatus_to_exitcode(status)})
+        _send(control, {protocol.KEY_PID: pid, protocol.KEY_RETURNCODE: os.waitstatus_to_exitcode(status)})
 
 
 def _start(control: socket.socket, request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list[int]) -> None:
@@ -145,7 +135,7 @@ def _start(control: socket.socket, request: dict[str, Any], fds: list[int], life
     except (OSError, ValueError, RuntimeError) as exc:
         for fd in fds:
             os.close(fd)
-        _send(control, {KEY_ID: request.get(KEY_ID), KEY_ERROR: str(exc)})
+        _send(control, {protocol.KEY_ID: request.get(protocol.KEY_ID), protocol.KEY_ERROR: str(exc)})
         return
     if pid == 0:
         code = 1
@@ -157,7 +147,7 @@ def _start(control: socket.socket, request: dict[str, Any], fds: list[int], life
             os._exit(code)
     for fd in fds:
         os.close(fd)
-    _send(control, {KEY_ID: request[KEY_ID], KEY_PID: pid})
+    _send(control, {protocol.KEY_ID: request[protocol.KEY_ID], protocol.KEY_PID: pid})
 
 
 def _child(request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list[int]) -> int:
@@ -171,15 +161,15 @@ def _child(request: dict[str, Any], fds: list[int], lifeline: int, own_fds: list
     os.close(stdout)
     os.close(stderr)
     if os.read(go, 1) != b"1":  # the worker never learnt our pid (its server died): do not run
-        return EXIT_NOT_STARTED
+        return protocol.EXIT_NOT_STARTED
     os.dup2(go, 0)  # what the worker writes next on the go pipe is the run channel
     os.close(go)
     threading.Thread(target=_die_with_the_worker, args=(lifeline,), daemon=True).start()
     os.environ.clear()
-    os.environ.update(request[KEY_ENV])
+    os.environ.update(request[protocol.KEY_ENV])
     random.seed()
-    sys.argv = ["syncjobs.executor", *request[KEY_ARGS]]
-    code = _run_cli(request[KEY_ARGS])
+    sys.argv = ["syncjobs.executor", *request[protocol.KEY_ARGS]]
+    code = _run_cli(request[protocol.KEY_ARGS])
     os.write(status, str(code).encode())
     return code
 

@@ -19,18 +19,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from syncjobs.shared.executor_protocol import (
-    EXECUTOR_COMMAND,
-    KEY_ARGS,
-    KEY_ENV,
-    KEY_ERROR,
-    KEY_ID,
-    KEY_PID,
-    KEY_READY,
-    KEY_RETURNCODE,
-    MAX_FORK_REPLY_BYTES,
-    executor_environment,
-)
+from syncjobs.shared import executor_protocol as protocol
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.process import die_with_this_process
 
@@ -100,7 +89,7 @@ class WarmProcess:
         fd, self._status_fd = self._status_fd, None
         if fd is None:
             return None
-        written = await (await _pipe_reader(fd, MAX_FORK_REPLY_BYTES)).read()
+        written = await (await _pipe_reader(fd, protocol.MAX_FORK_REPLY_BYTES)).read()
         try:
             return int(written)
         except ValueError:  # killed by a signal: the status is lost with the server that would have reaped it
@@ -117,7 +106,7 @@ class ForkServer:
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         # A fresh interpreter with the executor's allowlisted environment: it never holds a control secret.
-        self._env = executor_environment(os.environ if env is None else env)
+        self._env = protocol.executor_environment(os.environ if env is None else env)
         self._process: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._starting = asyncio.Lock()
@@ -136,9 +125,9 @@ class ForkServer:
     ) -> WarmProcess:
         """What `python -P -m syncjobs.executor ARGS` would be, forked warm; `argv` is that command line.
         With `stdin`, the child's stdin is a pipe the returned process writes to (the run channel)."""
-        if list(argv[: len(EXECUTOR_COMMAND)]) != list(EXECUTOR_COMMAND):
-            raise ValueError(f"the fork server runs {' '.join(EXECUTOR_COMMAND)} only, not {argv}")
-        args = list(argv[len(EXECUTOR_COMMAND) :])
+        if list(argv[: len(protocol.EXECUTOR_COMMAND)]) != list(protocol.EXECUTOR_COMMAND):
+            raise ValueError(f"the fork server runs {' '.join(protocol.EXECUTOR_COMMAND)} only, not {argv}")
+        args = list(argv[len(protocol.EXECUTOR_COMMAND) :])
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self.start()
@@ -216,7 +205,9 @@ class ForkServer:
         theirs = [go_read, out_write, err_write, status_write]
         ours = [go_write, out_read, err_read, status_read]
         try:
-            message = json.dumps({KEY_ID: request_id, KEY_ARGS: args, KEY_ENV: dict(env)}).encode()
+            message = json.dumps(
+                {protocol.KEY_ID: request_id, protocol.KEY_ARGS: args, protocol.KEY_ENV: dict(env)}
+            ).encode()
             await self._send(control, message, theirs)
         except OSError as exc:
             self._close_all(ours)
@@ -260,7 +251,7 @@ class ForkServer:
 
     def _on_message(self, control: socket.socket) -> None:
         try:
-            data = control.recv(MAX_FORK_REPLY_BYTES)
+            data = control.recv(protocol.MAX_FORK_REPLY_BYTES)
         except BlockingIOError:
             return
         except OSError:
@@ -269,19 +260,19 @@ class ForkServer:
             self._lost("the fork server died")
             return
         message: dict[str, Any] = json.loads(data)
-        if message.get(KEY_READY) and self._ready is not None and not self._ready.done():
+        if message.get(protocol.KEY_READY) and self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
-        elif KEY_RETURNCODE in message:
-            exit_status = self._exits.pop(message[KEY_PID], None)
+        elif protocol.KEY_RETURNCODE in message:
+            exit_status = self._exits.pop(message[protocol.KEY_PID], None)
             if exit_status is not None and not exit_status.done():
-                exit_status.set_result(int(message[KEY_RETURNCODE]))
-        elif (reply := self._replies.get(message.get(KEY_ID, -1))) is not None and not reply.done():
-            if KEY_PID in message:
+                exit_status.set_result(int(message[protocol.KEY_RETURNCODE]))
+        elif (reply := self._replies.get(message.get(protocol.KEY_ID, -1))) is not None and not reply.done():
+            if protocol.KEY_PID in message:
                 exit_status = asyncio.get_running_loop().create_future()
-                self._exits[message[KEY_PID]] = exit_status
-                reply.set_result((int(message[KEY_PID]), exit_status))
+                self._exits[message[protocol.KEY_PID]] = exit_status
+                reply.set_result((int(message[protocol.KEY_PID]), exit_status))
             else:
-                reply.set_exception(ForkServerLost(f"the fork server refused: {message.get(KEY_ERROR)}"))
+                reply.set_exception(ForkServerLost(f"the fork server refused: {message.get(protocol.KEY_ERROR)}"))
 
     def _lost(self, reason: str) -> None:
         """Fail every wait on this server: spawns are retried, running children are read from their pipes."""
