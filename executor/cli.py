@@ -60,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_by_hand(run_id, args.dry_run, args.batch_size, events)
     make_non_dumpable()
+    held = held_settings()
+    os.environ.clear()  # what it was started with beyond the allowlist, no child (a tap) inherits either
+    os.environ.update(held)
     try:
-        settings = Settings.from_env(held_settings())
+        settings = Settings.from_env(held)
     except SettingsError as exc:
         configure_logging()
         return bad_invocation(events, str(exc))
