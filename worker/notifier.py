@@ -212,7 +212,7 @@ async def announce(
         return
     async with aiohttp.ClientSession(connector=guarded_connector(egress)) as session, asyncio.TaskGroup() as group:
         for hook in hooks:
-            group.create_task(_deliver_in_order(db, session, hook, events, policy))
+            group.create_task(_deliver_in_order(db, session, hook, events, policy), name=f"webhook {hook['_id']}")
 
 
 def _egress(settings: Settings) -> EgressPolicy:
