@@ -233,7 +233,7 @@ class _Worker:
     async def _evaluate_alerts(self, job_id: ObjectId) -> None:
         async with self._notify_slots:
             job, run_id = self._notify_latest.pop(job_id)
-            await notifier.on_run_finished(self.db, self.settings, job_id, run_id, job=job)
+            await notifier.on_run_finished(self.db, self.settings, job_id, run_id, clock=self.clock, job=job)
 
     async def _ensure_indexes(self) -> None:
         while not self.stop.is_set():

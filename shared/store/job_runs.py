@@ -10,7 +10,7 @@ from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import ACTIVE_STATUSES, NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
+from syncjobs.shared.models import NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 
 MAX_PAGE = 100
@@ -174,32 +174,6 @@ async def insert_fires(db: Database, docs: list[Document]) -> list[Document]:
         taken = {e["index"] for e in errors}
         return [doc for index, doc in enumerate(docs) if index not in taken]
     return docs
-
-
-async def start_run(db: Database, run_id: ObjectId, *, worker_id: str, token: int, now: datetime) -> bool:
-    """pending -> running under the leader's token; False when the run is gone, started, or fenced off."""
-    result = await db.job_runs.update_one(
-        _fenced(run_id, token, status=RunStatus.PENDING),
-        {"$set": {"status": RunStatus.RUNNING, "startedAt": to_ms(now), "workerId": worker_id, "fencingToken": token}},
-    )
-    return result.modified_count == 1
-
-
-async def finish_run(
-    db: Database,
-    run_id: ObjectId,
-    *,
-    token: int,
-    status: RunStatus,
-    now: datetime,
-    fields: dict[str, Any] | None = None,
-) -> bool:
-    """pending/running -> a final status with its outcome fields, under the leader's token."""
-    result = await db.job_runs.update_one(
-        _fenced(run_id, token, status={"$in": sorted(ACTIVE_STATUSES)}),
-        {"$set": {"status": status, "finishedAt": to_ms(now), "fencingToken": token, **(fields or {})}},
-    )
-    return result.modified_count == 1
 
 
 async def mark_lost(db: Database, run: Document, *, token: int, now: datetime, duration_ms: int | None) -> bool:

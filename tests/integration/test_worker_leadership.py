@@ -14,6 +14,7 @@ from syncjobs.shared.models import SyncJob, SyncJobInput, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store.job_runs import Claimant
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
@@ -79,10 +80,10 @@ async def test_a_stale_leader_cannot_write_a_run_a_newer_leader_touched(db: Data
         db, job, trigger="schedule", scheduled_for=T0, attempt=1, status="pending", worker_id="new", token=5, now=T0
     )
     assert run is not None
-    assert not await job_runs.start_run(db, run["_id"], worker_id="old", token=4, now=T0)
-    assert await job_runs.start_run(db, run["_id"], worker_id="new", token=5, now=T0)
-    assert not await job_runs.finish_run(db, run["_id"], token=4, status="succeeded", now=T0)
-    assert await job_runs.finish_run(db, run["_id"], token=6, status="failed", now=T0, fields={"error": "worker lost"})
+    claimed = await job_runs.claim_run(db, Claimant("claimer", "instance", 30.0), run, now=T0)
+    assert claimed is not None
+    assert not await job_runs.mark_lost(db, claimed, token=4, now=T0, duration_ms=None)
+    assert await job_runs.mark_lost(db, claimed, token=6, now=T0, duration_ms=None)
     assert (await job_runs.get_run(db, run["_id"])).fencing_token == 6
     await sync_jobs.record_run_outcome(db, job["_id"], 6, status="failed", finished_at=T0, error="x", duration_ms=10)
     await sync_jobs.record_run_outcome(db, job["_id"], 5, status="succeeded", finished_at=T0, error=None, duration_ms=1)
