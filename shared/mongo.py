@@ -82,8 +82,13 @@ def _index(keys: list[tuple[str, int]], name: str, **options: Any) -> IndexModel
 
 
 def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
-    """Every index of docs/DESIGN.md; the unique ones are what makes duplicates impossible."""
+    """Every collection of docs/DESIGN.md with its indexes (tests/unit/test_design_map.py holds the two
+    equal); the unique ones are what makes duplicates impossible."""
     return [
+        CollectionIndexes("workspaces", ()),
+        CollectionIndexes("worker_locks", ()),
+        CollectionIndexes("sync_state", ()),
+        CollectionIndexes("alert_states", ()),
         CollectionIndexes("api_tokens", (_index([("workspaceId", ASCENDING)], "workspace"),)),
         CollectionIndexes(
             "data_sources",

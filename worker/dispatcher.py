@@ -20,7 +20,7 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError, PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import JobRun, from_document
+from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
 from syncjobs.shared.mongo import Database, Document, no_change_streams, paced_changes
 from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.store import job_runs, sync_jobs
@@ -166,7 +166,9 @@ class RunDispatcher:
         (until a run of the job ends here, a new run of it arrives, or the next re-read)."""
         job = await sync_jobs.find_job(self.db, job_id)
         waiting = await job_runs.due_runs_of_job(self.db, job_id, now)
-        skipped = runs_to_skip(job.overlap if job else "skip", [(run["_id"], run["trigger"]) for run in waiting])
+        skipped = runs_to_skip(
+            job.overlap if job else DEFAULT_OVERLAP, [(run["_id"], run["trigger"]) for run in waiting]
+        )
         await job_runs.skip_pending_runs(self.db, skipped, now=now, error="skipped: the previous run is still going")
         for run_id in skipped:
             self._pending.discard(run_id)

@@ -226,7 +226,8 @@ async def claim_run(db: Database, claimant: Claimant, pending: Document, *, now:
     """pending -> running in one atomic write by `_id`; None when the run is not pending (another replica
     claimed it, or it was skipped) or not yet due. `pending` is the run as the claimer knows it (at least
     PENDING_RUN_FIELDS, which a pending run never changes); the run as claimed is that with the claim's
-    fields, not read back: SecantusDB answers a findAndModify in ~6 ms, an update in ~1.6 ms.
+    fields, not read back: an update answers several times faster than a findAndModify (bench/RESULTS.md,
+    "figures behind the code").
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
     exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""

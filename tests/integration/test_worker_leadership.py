@@ -80,7 +80,8 @@ async def test_a_stale_leader_cannot_write_a_run_a_newer_leader_touched(db: Data
         db, job, trigger="schedule", scheduled_for=T0, attempt=1, status="pending", worker_id="new", token=5, now=T0
     )
     assert run is not None
-    claimed = await job_runs.claim_run(db, Claimant("claimer", "instance", 30.0), run, now=T0)
+    assert await job_runs.claim_run(db, Claimant("claimer", "instance", 30.0), run, now=T0) is not None
+    claimed = await db.job_runs.find_one({"_id": run["_id"]})  # as the leader reads it: its lease as stored
     assert claimed is not None
     assert not await job_runs.mark_lost(db, claimed, token=4, now=T0, duration_ms=None)
     assert await job_runs.mark_lost(db, claimed, token=6, now=T0, duration_ms=None)
