@@ -37,6 +37,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, connect_for_one_run
 from syncjobs.shared.run_spec import RunSpec
+from syncjobs.shared.waits import spawn, wait_any
 
 log = get_logger(__name__)
 
@@ -67,15 +68,15 @@ async def execute_run(
     fence = ControlFence(rules)
     if guard is not None:
         guard.fence = fence.check_socket
-    syncing = asyncio.ensure_future(
-        _sync_run(control, rules, fence, spec, dry_run, batch_size, events, progress_every_seconds)
+    syncing = spawn(
+        _sync_run(control, rules, fence, spec, dry_run, batch_size, events, progress_every_seconds),
+        f"run {spec.run_id}",
     )
-    tripped = asyncio.ensure_future(fence.tripped.wait())
     try:
-        await asyncio.wait({syncing, tripped}, return_when=asyncio.FIRST_COMPLETED)
+        await wait_any(syncing, fence.tripped.wait())
         if fence.refusal is not None:  # refused anywhere, whatever the driver made of it: the run fails
             syncing.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await syncing
             raise fence.refusal
         results = syncing.result()
@@ -85,8 +86,6 @@ async def execute_run(
         stats = run_stats([], _elapsed_ms(started))
         events.emit("result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=dry_run))
         return EXIT_FAILED
-    finally:
-        tripped.cancel()
     details = [r.detail() for r in results]
     failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
     summary = (f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed))[:MAX_ERROR_CHARS]

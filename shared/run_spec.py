@@ -144,7 +144,7 @@ class RunControlAccess:
         return await sync_state.load_cursor(self._db, self._job_id, entity)
 
     async def save_cursor(self, entity: str, cursor: Any) -> None:
-        await sync_state.save_cursor(self._db, self._job_id, entity, cursor)
+        await sync_state.save_cursor(self._db, self._job_id, entity, cursor, self._now())
 
     async def record_progress(self, progress: dict[str, Any]) -> None:
         await job_runs.record_progress(self._db, self._run_id, {**progress, "updatedAt": self._now()})

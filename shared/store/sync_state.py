@@ -6,7 +6,7 @@ re-reads (and idempotently re-upserts) at most one batch, and never skips a reco
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -27,10 +27,10 @@ async def load_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str) -> 
     return None if doc is None else doc.get("cursor")
 
 
-async def save_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str, cursor: Any) -> None:
+async def save_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str, cursor: Any, now: datetime) -> None:
     """Record how far the entity is synced (acknowledged write, upserted)."""
     await db[COLLECTION].update_one(
         {"_id": _state_id(job_id, entity)},
-        {"$set": {"cursor": cursor, "updatedAt": to_ms(datetime.now(UTC))}},
+        {"$set": {"cursor": cursor, "updatedAt": to_ms(now)}},
         upsert=True,
     )
