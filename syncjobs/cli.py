@@ -22,6 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--data-dir", default="./syncjobs-data", help="where the embedded database keeps its data")
     up.add_argument("--port", type=int, default=None, help="API port (default: SYNCJOBS_API_PORT or 8080)")
+    up.add_argument(
+        "--db-port",
+        type=int,
+        default=None,
+        help="the embedded database's port (default: the one chosen at first start, kept in --data-dir)",
+    )
 
     commands.add_parser("api", help="run the REST API", description="Serve the REST API (SYNCJOBS_API_*).")
     commands.add_parser(
@@ -124,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from syncjobs.up import run_stack
 
-        return run_stack(settings, data_dir=args.data_dir, port=args.port)
+        return run_stack(settings, data_dir=args.data_dir, port=args.port, db_port=args.db_port)
     if args.command == "api":
         from syncjobs.api.app import run as run_api
 
