@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
+from syncjobs.commands import add_client_commands, run_client_command
 from syncjobs.shared.settings import Settings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncjobs", description="A MongoDB-backed scheduler for data-sync jobs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('syncjobs')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
@@ -22,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--data-dir", default="./syncjobs-data", help="where the embedded database keeps its data")
     up.add_argument("--port", type=int, default=None, help="API port (default: SYNCJOBS_API_PORT or 8080)")
+    up.add_argument("--demo", action="store_true", help="once up, run `syncjobs demo` against it")
     up.add_argument(
         "--db-port",
         type=int,
@@ -45,17 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     execute.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     execute.add_argument("--batch-size", type=int, default=None, help="records per bulk write")
 
-    token = commands.add_parser("token", help="manage API tokens", description="Manage API tokens.")
-    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    create = token_commands.add_parser(
-        "create",
-        help="create a token and print it once",
-        description="Create an API token; it is printed once, stored hashed.",
-    )
-    scope = create.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--workspace", help="the workspace id the token may act in")
-    scope.add_argument("--admin", action="store_true", help="a token that may act in every workspace")
-    create.add_argument("--name", default="cli", help="a label for the token")
+    add_client_commands(commands)
 
     secrets = commands.add_parser(
         "secrets", help="manage the encryption of stored secrets", description="Manage stored secrets."
@@ -81,29 +75,24 @@ async def _rotate_secrets(settings: Settings) -> dict[str, int]:
         await client.close()
 
 
-async def _create_token(settings: Settings, workspace: str | None, name: str) -> str:
-    from syncjobs.shared.errors import NotFound
-    from syncjobs.shared.models import parse_object_id
+async def _create_admin_token(settings: Settings, name: str) -> str:
+    """An admin token straight in the database: the API makes workspace tokens only."""
     from syncjobs.shared.mongo import connect, ensure_indexes
-    from syncjobs.shared.store import api_tokens, workspaces
+    from syncjobs.shared.store import api_tokens
 
     client = connect(settings.require_mongodb_uri())
     try:
         db = client[settings.database]
         await ensure_indexes(db, settings.run_retention_days)
-        workspace_id = None
-        if workspace is not None:
-            workspace_id = parse_object_id(workspace)
-            if workspace_id is None:
-                raise NotFound(f"workspace {workspace} not found")
-            await workspaces.get_workspace(db, workspace_id)
-        return await api_tokens.create_token(db, workspace_id, name)
+        return await api_tokens.create_token(db, None, name)
     finally:
         await client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command in ("jobs", "apply", "demo") or (args.command == "token" and not args.admin):
+        return run_client_command(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
@@ -130,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         from syncjobs.up import run_stack
 
-        return run_stack(settings, data_dir=args.data_dir, port=args.port, db_port=args.db_port)
+        return run_stack(settings, data_dir=args.data_dir, port=args.port, db_port=args.db_port, demo=args.demo)
     if args.command == "api":
         from syncjobs.api.app import run as run_api
 
@@ -151,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = asyncio.run(_rotate_secrets(settings))
             print(" ".join(f"{collection}={count}" for collection, count in counts.items()))
             return 0
-        token = asyncio.run(_create_token(settings, args.workspace, args.name))
+        token = asyncio.run(_create_admin_token(settings, args.name))
     except (SyncjobsError, SettingsError, PyMongoError, SecretKeyError) as exc:
         print(f"syncjobs: {exc}", file=sys.stderr)
         return 1

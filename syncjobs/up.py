@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo.errors import PyMongoError
+
 from syncjobs.shared.embedded import EmbeddedServer, embedded_uri, free_port, start_embedded
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
@@ -55,6 +57,18 @@ class StackInfo:
             f"Paste in another shell for the CLI and the README's examples:\n  {export}\n"
             "Press Ctrl-C to stop."
         )
+
+
+def _run_demo(info: StackInfo, local_url: str) -> None:
+    """`up --demo`: the demo against this stack, printed below the banner; a failure leaves the stack up."""
+    from syncjobs.client import ApiClient, ClientError
+    from syncjobs.demo import run_demo
+
+    client = ApiClient(local_url, info.admin_token, info.workspace_id)
+    try:
+        run_demo(client, info.database_uri, sys.stdout)
+    except (ClientError, PyMongoError) as exc:
+        print(f"demo: failed: {exc}", flush=True)
 
 
 class PortTaken(Exception):
@@ -195,7 +209,9 @@ def _embeds(settings: Settings, data_dir: Path) -> bool:
     return settings.mongodb_uri is None or (saved is not None and settings.mongodb_uri == embedded_uri(saved))
 
 
-def run_stack(settings: Settings, *, data_dir: str, port: int | None = None, db_port: int | None = None) -> int:
+def run_stack(
+    settings: Settings, *, data_dir: str, port: int | None = None, db_port: int | None = None, demo: bool = False
+) -> int:
     """Start database (unless external), api and one worker; stop all of it on Ctrl-C or SIGTERM.
     A taken port is refused (exit 2) before anything starts."""
     folder = Path(data_dir).resolve()
@@ -243,6 +259,8 @@ def run_stack(settings: Settings, *, data_dir: str, port: int | None = None, db_
         info = StackInfo(f"http://{shown_host}:{api_port}", workspace_id, token, uri)
         _wait_healthy(f"http://127.0.0.1:{api_port}", api, stop_signals)
         print(info.banner(), flush=True)
+        if demo:
+            _run_demo(info, f"http://127.0.0.1:{api_port}")
         while all(child.poll() is None for child in children):
             if signal.sigtimedwait(stop_signals, 0.5) is not None:
                 return 0

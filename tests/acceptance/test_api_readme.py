@@ -38,17 +38,14 @@ def readme_api_script() -> str:
 def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) -> None:
     answers = tmp_path / "answers.jsonl"
     script = readme_api_script()
-    assert re.search(r"^API=.*$", script, re.MULTILINE)
     # The one placeholder a reader fills in by hand: the `next` of a previous page (here: the newest run).
     script = script.replace(
         "before=<next>",
         'before=$(command curl -s "${auth[@]}" '
-        '"$API/api/workspaces/$WS/sync-jobs/$JOB/runs?limit=1" | python3 -c '
+        '"$SYNCJOBS_API/api/workspaces/$SYNCJOBS_WORKSPACE/sync-jobs/$JOB/runs?limit=1" | python3 -c '
         "\"import json, sys; print(json.load(sys.stdin)['runs'][0]['id'])\")",
     )
-    values = f"API={stack.url} TOKEN={shlex.quote(stack.token)} WS={shlex.quote(stack.workspace_id)}"
-    script = re.sub(r"^API=.*$", lambda _: values, script, count=1, flags=re.MULTILINE)
-    log, python, database = (shlex.quote(str(answers)), shlex.quote(sys.executable), shlex.quote(stack.database_uri))
+    log, python = shlex.quote(str(answers)), shlex.quote(sys.executable)
     prelude = "\n".join(
         [
             "set -euo pipefail",
@@ -57,13 +54,14 @@ def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) 
             '  local out; out=$(command curl --fail-with-body -sS "$@")',
             f"  printf '%s\\n' \"$out\" >> {log}; printf '%s' \"$out\"",
             "}",
-            f'syncjobs() {{ SYNCJOBS_MONGODB_URI={database} {python} -P -m syncjobs "$@"; }}',
+            f'syncjobs() {{ {python} -P -m syncjobs "$@"; }}',
+            stack.export_line,  # as pasted from the banner (localhost: the API listens on every address)
             "",
         ]
     )
     started = datetime.now(UTC)
     result = subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + answers.read_text()[-1500:]
 
     bodies: list[Any] = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
     assert {"status": "ok"} in bodies
