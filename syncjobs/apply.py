@@ -38,19 +38,29 @@ class Change:
         return f"{self.action:<9} {self.label} {self.name}"
 
 
+def _expanded(value: Any, path: str) -> Any:
+    """`${VAR}` in the file's string values, from the environment (comments are not values)."""
+
+    def variable(match: re.Match[str]) -> str:
+        if (found := os.environ.get(match.group(1))) is None:
+            raise ClientError(f"{path}: ${{{match.group(1)}}} is not set")
+        return found
+
+    if isinstance(value, str):
+        return VARIABLE.sub(variable, value)
+    if isinstance(value, dict):
+        return {key: _expanded(item, path) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expanded(item, path) for item in value]
+    return value
+
+
 def load(path: str) -> dict[str, list[dict[str, Any]]]:
     """The file (YAML, or JSON) with `${VAR}` taken from the environment: URIs and secrets stay out of it."""
-    text = Path(path).read_text()
-
-    def expand(match: re.Match[str]) -> str:
-        if (value := os.environ.get(match.group(1))) is None:
-            raise ClientError(f"{path}: ${{{match.group(1)}}} is not set")
-        return value
-
     try:
-        document = yaml.safe_load(VARIABLE.sub(expand, text)) or {}
-    except yaml.YAMLError as exc:
-        raise ClientError(f"{path}: not YAML: {exc}") from None
+        document = _expanded(yaml.safe_load(Path(path).read_text()) or {}, path)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ClientError(f"{path}: {exc}") from None
     if not isinstance(document, dict) or set(document) - {key for key, _, _ in KINDS}:
         raise ClientError(f"{path}: expected a mapping of sources, destinations and jobs")
     for key, _, label in KINDS:

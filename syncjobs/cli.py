@@ -11,6 +11,19 @@ from importlib.metadata import version
 from syncjobs.commands import add_client_commands, run_client_command
 from syncjobs.shared.settings import Settings, SettingsError
 
+DATABASE_ENV = "SYNCJOBS_MONGODB_URI, SYNCJOBS_DATABASE, SYNCJOBS_SECRET_KEYS, SYNCJOBS_LOG_LEVEL"
+EGRESS_ENV = "SYNCJOBS_ALLOWED_NETWORKS, SYNCJOBS_CONTROL_CLUSTER_DATABASES, SYNCJOBS_TAPS"
+API_ENV = "SYNCJOBS_API_HOST, SYNCJOBS_API_PORT, SYNCJOBS_ADMIN_TOKEN, SYNCJOBS_RUN_RETENTION_DAYS, SYNCJOBS_ALERT_*"
+WORKER_ENV = (
+    "SYNCJOBS_WORKER_ID, SYNCJOBS_LEASE_TTL_SECONDS, SYNCJOBS_POLL_SECONDS, SYNCJOBS_MAX_CONCURRENT_RUNS, "
+    "SYNCJOBS_MAX_RUNS_PER_WORKSPACE, SYNCJOBS_SHUTDOWN_GRACE_SECONDS, SYNCJOBS_EXECUTOR_COMMAND, "
+    "SYNCJOBS_WARM_EXECUTOR, SYNCJOBS_WORKER_METRICS_PORT, SYNCJOBS_ALERT_SWEEP_SECONDS, SYNCJOBS_ALERT_*"
+)
+
+
+def _reads(*groups: str) -> str:
+    return "Reads " + ", ".join(groups) + "."
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncjobs", description="A MongoDB-backed scheduler for data-sync jobs.")
@@ -22,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run api + worker (+ an embedded database unless SYNCJOBS_MONGODB_URI is set)",
         description="Run the whole stack in the foreground. Without SYNCJOBS_MONGODB_URI an embedded "
         "SecantusDB keeps its data in --data-dir. Ctrl-C stops everything.",
+        epilog=_reads(DATABASE_ENV, EGRESS_ENV, API_ENV, WORKER_ENV),
     )
     up.add_argument("--data-dir", default="./syncjobs-data", help="where the embedded database keeps its data")
     up.add_argument("--port", type=int, default=None, help="API port (default: SYNCJOBS_API_PORT or 8080)")
@@ -33,17 +47,24 @@ def _parser() -> argparse.ArgumentParser:
         help="the embedded database's port (default: the one chosen at first start, kept in --data-dir)",
     )
 
-    commands.add_parser("api", help="run the REST API", description="Serve the REST API (SYNCJOBS_API_*).")
+    commands.add_parser(
+        "api",
+        help="run the REST API",
+        description="Serve the REST API.",
+        epilog=_reads(DATABASE_ENV, EGRESS_ENV, API_ENV),
+    )
     commands.add_parser(
         "worker",
         help="run a scheduler worker replica",
         description="Run one worker replica; the one holding the lease schedules.",
+        epilog=_reads(DATABASE_ENV, EGRESS_ENV, WORKER_ENV),
     )
 
     execute = commands.add_parser(
         "exec",
         help="run one sync run (what the worker spawns)",
         description="Execute one run: read the source, write the destination.",
+        epilog=_reads(DATABASE_ENV, EGRESS_ENV, "SYNCJOBS_RUN_SPEC (what a worker hands over)"),
     )
     execute.add_argument("--run-id", required=True, help="the job_runs id to execute")
     execute.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
@@ -60,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
         help="re-encrypt every stored secret under the first key of SYNCJOBS_SECRET_KEYS",
         description="Re-encrypt every secret of data sources, destinations and webhooks under the first key "
         "of SYNCJOBS_SECRET_KEYS (all listed keys decrypt). Clear legacy secrets get encrypted.",
+        epilog=_reads(DATABASE_ENV),
     )
     return parser
 
@@ -91,7 +113,7 @@ async def _create_admin_token(settings: Settings, name: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("jobs", "apply", "demo") or (args.command == "token" and not args.admin):
+    if args.command in ("jobs", "apply", "demo") or (args.command == "token" and not getattr(args, "admin", False)):
         return run_client_command(args)
     try:
         settings = Settings.from_env()
