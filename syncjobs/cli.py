@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     execute.add_argument("--run-id", required=True, help="the job_runs id to execute")
     execute.add_argument("--dry-run", action="store_true", help="report what would change, write nothing")
     execute.add_argument("--batch-size", type=int, default=None, help="records per bulk write")
+    execute.add_argument(
+        "--data-dir",
+        help="the data dir of `syncjobs up`: its database, secret key and network defaults, as up gives its worker",
+    )
 
     add_client_commands(commands)
 
@@ -125,6 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "exec":
         from syncjobs.executor.cli import main as exec_main
 
+        if args.data_dir is not None:
+            from syncjobs.up import StackError, environment_of
+
+            try:
+                os.environ.update(environment_of(args.data_dir, os.environ))
+            except StackError as exc:
+                print(f"syncjobs exec: {exc}", file=sys.stderr)
+                return 2
         forwarded = ["--run-id", args.run_id, *(["--dry-run"] if args.dry_run else [])]
         if args.batch_size is not None:
             forwarded += ["--batch-size", str(args.batch_size)]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,25 @@ def _run_demo(info: StackInfo, local_url: str) -> None:
         run_demo(client, info.database_uri, sys.stdout)
     except (ClientError, PyMongoError) as exc:
         print(f"demo: failed: {exc}", flush=True)
+
+
+class StackError(Exception):
+    """A data dir that is not one `syncjobs up` made."""
+
+
+def environment_of(data_dir: str, env: Mapping[str, str]) -> dict[str, str]:
+    """What `syncjobs exec --data-dir` takes of an `up` data dir: the embedded database's URI and the secret key
+    (these win: they are what up gave its worker), and up's network defaults where `env` sets none."""
+    folder = Path(data_dir)
+    key_file = folder / SECRET_KEY_FILE
+    port = _saved_db_port(folder) if folder.is_dir() else None
+    if not key_file.exists():
+        raise StackError(f"{folder} is not a data dir of `syncjobs up` (it has no {SECRET_KEY_FILE})")
+    found = {"SYNCJOBS_SECRET_KEYS": key_file.read_text().strip()}
+    if port is not None:
+        found["SYNCJOBS_MONGODB_URI"] = embedded_uri(port)
+    defaults = {"SYNCJOBS_ALLOWED_NETWORKS": UP_ALLOWED_NETWORKS, "SYNCJOBS_CONTROL_CLUSTER_DATABASES": "*"}
+    return found | {name: value for name, value in defaults.items() if not env.get(name)}
 
 
 class PortTaken(Exception):
