@@ -247,3 +247,29 @@ def _ended(stack: UpStack, job_id: str, run_id: str) -> dict[str, object] | None
     runs = stack.call("GET", stack.ws(f"/sync-jobs/{job_id}/runs?limit=5"))["runs"]
     run = next(run for run in runs if run["id"] == run_id)
     return run if run["status"] not in ("pending", "running") else None
+
+
+def test_up_logs_requests_at_debug_and_a_failed_run_at_warning_with_its_error(stack: UpStack) -> None:
+    source, destination = stack.crm_to_warehouse()
+    job = stack.call(
+        "POST",
+        stack.ws("/sync-jobs"),
+        {
+            "name": "fails",
+            "dataSourceId": source["id"],
+            "destinationDatabaseId": destination["id"],
+            "schedule": {"cron": "0 0 * * *"},
+            "entities": {"include": ["no_such_collection"], "exclude": []},
+        },
+    )
+    run = stack.call("POST", stack.ws(f"/sync-jobs/{job['id']}/run"))
+    ended = eventually_blocking(lambda: _ended(stack, job["id"], run["runId"]), "the failing run ends", within=60)
+    assert ended["status"] == "failed"
+
+    def finished() -> list[dict[str, object]]:
+        events = [json.loads(line) for line in stack.logs().splitlines() if line.startswith("{")]
+        return [e for e in events if e.get("event") == "run_finished" and e.get("run_id") == run["runId"]]
+
+    [logged] = eventually_blocking(finished, "the failed run in up's log", within=30)
+    assert logged["level"] == "warning" and "no_such_collection" in str(logged["error"])
+    assert '"http_request"' not in stack.logs()  # requests are at debug; up logs at info
