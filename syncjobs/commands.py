@@ -1,4 +1,5 @@
-"""The client commands of `syncjobs`: tokens, jobs, apply and demo, each a call or two to the REST API."""
+"""The client commands of `syncjobs`: tokens, jobs, apply and demo, each a call or two to the REST API.
+YAML, apply and demo are imported by the commands that use them: every `syncjobs` start builds this parser."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from syncjobs import apply, demo
 from syncjobs.client import CLIENT_ENVIRONMENT, ApiClient, ClientError, table
 
 JOB_COLUMNS = ["id", "name", "enabled", "syncMode", "schedule", "nextRunAt", "lastStatus"]
@@ -99,6 +97,8 @@ def add_client_commands(commands: Any) -> None:
 
 
 def _print(args: argparse.Namespace, answer: Any, columns: list[str] | None = None) -> None:
+    import yaml
+
     if args.json:
         print(json.dumps(answer, indent=2))
     elif columns is not None:
@@ -124,6 +124,10 @@ def _token(args: argparse.Namespace, client: ApiClient) -> None:
 
 
 def _job_file(client: ApiClient, path: str) -> dict[str, Any]:
+    import yaml
+
+    from syncjobs import apply
+
     try:
         job = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -161,6 +165,8 @@ def _jobs(args: argparse.Namespace, client: ApiClient) -> None:
 
 
 def _apply(args: argparse.Namespace, client: ApiClient) -> None:
+    from syncjobs import apply
+
     changes = apply.plan(client, apply.load(args.file))
     for change in changes:
         print(change.line())
@@ -175,6 +181,8 @@ def _apply(args: argparse.Namespace, client: ApiClient) -> None:
 
 
 def _demo(args: argparse.Namespace, client: ApiClient) -> int:
+    from syncjobs import demo
+
     uri = os.environ.get("SYNCJOBS_MONGODB_URI")
     if not uri:
         raise ClientError("no database: set SYNCJOBS_MONGODB_URI (the database `syncjobs up` prints)")
