@@ -12,13 +12,17 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
+from pymongo import MongoClient
 
-from tests.fixtures.syncjobs_up import UpStack
+from tests.fixtures.eventually import eventually_blocking
+from tests.fixtures.syncjobs_up import UpStack, running_up
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +39,16 @@ def readme_api_script() -> str:
     return match.group(1)
 
 
-def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) -> None:
+@pytest.fixture
+def demo_stack(tmp_path: Path) -> Iterator[UpStack]:
+    """`syncjobs up --demo` once its demo has run: the quickstart the walk-through follows."""
+    with running_up(tmp_path, "--demo") as stack:
+        eventually_blocking(lambda: "demo: run " in stack.log.read_text(), "the demo's run", within=120)
+        yield stack
+
+
+def test_the_readme_walkthrough_runs_as_written(demo_stack: UpStack, tmp_path: Path) -> None:
+    stack = demo_stack
     answers = tmp_path / "answers.jsonl"
     script = readme_api_script()
     # The one placeholder a reader fills in by hand: the `next` of a previous page (here: the newest run).
@@ -78,3 +91,14 @@ def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) 
     assert len(status["nextRuns"]) == 5
     assert any(set(body) == {"runId", "status"} for body in bodies)
     assert any(set(body) == {"runs", "next"} for body in bodies)
+    # the walk-through's source is the demo's database: its manual run of orders and customers really syncs
+    [run_id] = [body["runId"] for body in bodies if set(body) == {"runId", "status"}]
+    run = eventually_blocking(lambda: _ended_run(stack, run_id), "the walk-through's run ends", within=60)
+    assert run["status"] == "succeeded", run
+    assert set(run["stats"]["entities"]) == {"orders", "customers"}
+
+
+def _ended_run(stack: UpStack, run_id: str) -> dict[str, Any] | None:
+    with MongoClient(stack.database_uri) as client:
+        run = client.syncjobs.job_runs.find_one({"_id": ObjectId(run_id)})
+    return run if run is not None and run["status"] not in ("pending", "running") else None
