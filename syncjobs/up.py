@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pymongo.errors import PyMongoError
 
-from syncjobs.shared.embedded import EmbeddedServer, embedded_uri, free_port, start_embedded
+from syncjobs.shared.embedded import EmbeddedServer, EmbeddedUnavailable, embedded_uri, free_port, start_embedded
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
 from syncjobs.shared.process import die_with_this_process
@@ -162,6 +162,10 @@ async def _prepare_database(settings: Settings, uri: str, token: str) -> str:
         await client.close()
 
 
+class ApiDidNotStart(Exception):
+    """The api exited or never answered: `up` stops what it started and says so in one line."""
+
+
 class _StopRequested(Exception):
     """Ctrl-C or SIGTERM before the stack was up."""
 
@@ -172,7 +176,7 @@ def _wait_healthy(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the api exited with {process.returncode} before it was healthy")
+            raise ApiDidNotStart(f"the api exited with {process.returncode} before it was healthy")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -180,7 +184,7 @@ def _wait_healthy(
         except OSError:
             if signal.sigtimedwait(signals, 0.2) is not None:
                 raise _StopRequested from None
-    raise RuntimeError(f"the api did not answer on {url} within {timeout:.0f}s")
+    raise ApiDidNotStart(f"the api did not answer on {url} within {timeout:.0f}s")
 
 
 def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -248,9 +252,13 @@ def run_stack(
     if chosen_db_port is None:
         uri = settings.require_mongodb_uri()
     else:
-        embedded = start_embedded(
-            folder / "db", chosen_db_port, log_file=folder / "secantusd.log", die_with_parent=True
-        )
+        try:
+            embedded = start_embedded(
+                folder / "db", chosen_db_port, log_file=folder / "secantusd.log", die_with_parent=True
+            )
+        except EmbeddedUnavailable as exc:
+            print(f"syncjobs up: the embedded database did not start: {exc}", file=sys.stderr)
+            return 1
         uri = embedded.uri
         log.info("embedded_database_started", uri=uri, storage=str(folder / "db"))
     token = _admin_token(settings, folder)
@@ -287,6 +295,9 @@ def run_stack(
         return 1
     except (KeyboardInterrupt, _StopRequested):
         return 0
+    except ApiDidNotStart as exc:
+        print(f"syncjobs up: {exc}", file=sys.stderr)
+        return 1
     finally:
         stop_children(children, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS, stop_signals)
         if embedded is not None:
