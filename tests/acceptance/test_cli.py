@@ -171,3 +171,13 @@ def test_jobs_commands_through_the_api(stack: UpStack, tmp_path: Path) -> None:
 
     unknown = _syncjobs("jobs", "get", "nope", env=env)
     assert unknown.returncode == 1 and "nope" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_token_create_admin_writes_to_the_database_and_the_token_acts_in_every_workspace(stack: UpStack) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+    result = _syncjobs(
+        "token", "create", "--admin", "--name", "ops", env=env | {"SYNCJOBS_MONGODB_URI": stack.database_uri}
+    )
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert stack.request("POST", "/api/workspaces", {"name": "second"}, token=token)[0] == 201

@@ -29,8 +29,8 @@ def quickstart_commands() -> list[str]:
     return [line for line in match.group(1).splitlines() if line.strip()]
 
 
-def _demo_result(log: Path, start: int) -> tuple[str, str, str] | None:
-    found = DEMO_RESULT.search(log.read_text()[start:])
+def _demo_result(log: Path) -> tuple[str, str, str] | None:
+    found = DEMO_RESULT.search(log.read_text())
     return None if found is None else (found.group(1), found.group(2), found.group(3) or "")
 
 
@@ -40,7 +40,7 @@ def test_the_quickstart_syncs_the_seeded_documents_and_again_after_a_restart(tmp
     assert commands[-1] == "syncjobs up --demo"  # run below with the test's own data dir and a free API port
     seeded = sum(SEED.values())
     with running_up(tmp_path, "--demo") as first:
-        _, status, counts = eventually_blocking(lambda: _demo_result(first.log, 0), "the demo's run", within=120)
+        _, status, counts = eventually_blocking(lambda: _demo_result(first.log), "the demo's run", within=120)
         assert status == "succeeded", first.logs()[-3000:]
         assert counts.startswith(f"{seeded} read, {seeded} inserted")
         with MongoClient(first.database_uri) as client:
