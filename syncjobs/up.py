@@ -60,12 +60,12 @@ class StackInfo:
         )
 
 
-def _run_demo(info: StackInfo, local_url: str) -> None:
+def _run_demo(info: StackInfo) -> None:
     """`up --demo`: the demo against this stack, printed below the banner; a failure leaves the stack up."""
     from syncjobs.client import ApiClient, ClientError
     from syncjobs.demo import run_demo
 
-    client = ApiClient(local_url, info.admin_token, info.workspace_id)
+    client = ApiClient(info.api_url, info.admin_token, info.workspace_id)
     try:
         run_demo(client, info.database_uri, sys.stdout)
     except (ClientError, PyMongoError) as exc:
@@ -288,7 +288,7 @@ def run_stack(
         _wait_healthy(f"http://127.0.0.1:{api_port}", api, stop_signals)
         print(info.banner(), flush=True)
         if demo:
-            _run_demo(info, f"http://127.0.0.1:{api_port}")
+            _run_demo(info)
         while all(child.poll() is None for child in children):
             if signal.sigtimedwait(stop_signals, 0.5) is not None:
                 return 0
