@@ -232,7 +232,8 @@ def test_up_keeps_its_database_address_and_saved_sources_work_after_a_restart(tm
             f"export SYNCJOBS_API=http://localhost:{first.port} SYNCJOBS_TOKEN={first.token} "
             f"SYNCJOBS_WORKSPACE={first.workspace_id} SYNCJOBS_MONGODB_URI='{first.database_uri}'"
         )
-    with running_up(tmp_path) as second:
+    # restarted in the shell where the banner's export line was pasted: its own URI still embeds
+    with running_up(tmp_path, SYNCJOBS_MONGODB_URI=first.database_uri) as second:
         assert second.database_uri == first.database_uri
         run = second.call("POST", second.ws(f"/sync-jobs/{job['id']}/run"))
         ended = eventually_blocking(
