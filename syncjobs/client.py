@@ -71,7 +71,12 @@ class ApiClient:
             raise ClientError(
                 f"the API at {self.base_url} does not answer ({error}); is `syncjobs up` running?"
             ) from None
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise ClientError(
+                f"{self.base_url} answered {path} with something else than JSON; is it syncjobs?"
+            ) from None
 
     def items(self, path: str, *, cursor: str = "after", limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Every item of a list, page after page: `{items, next}` (or the run list's `{runs, next}`, or a bare

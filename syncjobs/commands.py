@@ -186,7 +186,12 @@ def _demo(args: argparse.Namespace, client: ApiClient) -> int:
     uri = os.environ.get("SYNCJOBS_MONGODB_URI")
     if not uri:
         raise ClientError("no database: set SYNCJOBS_MONGODB_URI (the database `syncjobs up` prints)")
-    return demo.run_demo(client, uri, sys.stdout)
+    from pymongo.errors import PyMongoError
+
+    try:
+        return demo.run_demo(client, uri, sys.stdout)
+    except PyMongoError as exc:
+        raise ClientError(f"the database at SYNCJOBS_MONGODB_URI: {str(exc)[:300]}") from None
 
 
 HANDLERS: dict[str, Callable[[argparse.Namespace, ApiClient], int | None]] = {
