@@ -68,8 +68,9 @@ class ApiClient:
             with error:
                 raise ClientError(f"{method} {path}: {error.code} {_error_message(error.read())}") from None
         except OSError as error:
+            reason = getattr(error, "reason", error)  # a URLError wraps the socket's error
             raise ClientError(
-                f"the API at {self.base_url} does not answer ({error}); is `syncjobs up` running?"
+                f"the API at {self.base_url} does not answer ({reason}); is `syncjobs up` running?"
             ) from None
         try:
             return json.loads(raw) if raw else None
