@@ -22,11 +22,24 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 DEMO_RESULT = re.compile(r"^demo: run (\S+) (\w+)(?:: (.*))?$", re.MULTILINE)
 
 
-def quickstart_commands() -> list[str]:
+def quickstart_blocks() -> list[str]:
     section = README.read_text().split("\n## Quickstart", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
-    assert match, "no ```sh block in the README's quickstart"
-    return [line for line in match.group(1).splitlines() if line.strip()]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) >= 2, "the quickstart's install block and its CLI block"
+    return blocks
+
+
+def quickstart_commands() -> list[str]:
+    return [line for line in quickstart_blocks()[0].splitlines() if line.strip()]
+
+
+def _pasted(export_line: str) -> dict[str, str]:
+    """The test's environment, without its SYNCJOBS_ variables, plus the banner's export line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+    for assignment in shlex.split(export_line.removeprefix("export ")):
+        name, value = assignment.split("=", 1)
+        env[name] = value
+    return env
 
 
 def _demo_result(log: Path) -> tuple[str, str, str] | None:
@@ -47,14 +60,27 @@ def test_the_quickstart_syncs_the_seeded_documents_and_again_after_a_restart(tmp
             copied = {name: client.demo_warehouse[name].count_documents({}) for name in SEED}
         assert copied == SEED
 
+        # the CLI block, as written, in a shell where the export line was pasted
+        cli = subprocess.run(
+            ["bash", "-c", "\n".join(["set -euo pipefail", first.export_line, quickstart_blocks()[1]])],
+            env=_pasted(first.export_line) | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=README.parent,
+        )
+        assert cli.returncode == 0, cli.stdout[-3000:] + cli.stderr[-3000:]
+        assert "demo-every-minute" in cli.stdout and "unchanged job demo-every-minute" in cli.stdout
+        assert "demo-nightly-full" in cli.stdout and "sjt_" in cli.stdout and "syncjobs 0.1.0" in cli.stdout
+
     with running_up(tmp_path) as second:
         assert second.database_uri == first.database_uri
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-        for assignment in shlex.split(second.export_line.removeprefix("export ")):
-            name, value = assignment.split("=", 1)
-            env[name] = value
         again = subprocess.run(
-            [sys.executable, "-P", "-m", "syncjobs", "demo"], env=env, capture_output=True, text=True, timeout=180
+            [sys.executable, "-P", "-m", "syncjobs", "demo"],
+            env=_pasted(second.export_line),
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert again.returncode == 0, again.stdout + again.stderr
         assert "demo: unchanged source demo-shop" in again.stdout  # nothing declared twice
