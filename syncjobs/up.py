@@ -115,8 +115,12 @@ def _saved_db_port(data_dir: Path) -> int | None:
 
 def _db_port(data_dir: Path, requested: int | None) -> int:
     """--db-port, else the port kept from the first start, else a free one; kept for the next start."""
-    port = requested or _saved_db_port(data_dir) or free_port()
+    saved = _saved_db_port(data_dir)
+    port = requested or saved or free_port()
     _refuse_taken("127.0.0.1", port, "database", "--db-port")
+    if saved is not None and port != saved:
+        # Sources and destinations saved with the old URI no longer reach this server.
+        log.warning("embedded_database_moved", old_port=saved, new_port=port, uri=embedded_uri(port))
     (data_dir / DB_PORT_FILE).write_text(f"{port}\n")
     return port
 
