@@ -33,9 +33,11 @@ class Change:
     name: str
     body: dict[str, Any]
     current_id: str | None
+    fields: tuple[str, ...] = ()  # what an update changes
 
     def line(self) -> str:
-        return f"{self.action:<9} {self.label} {self.name}"
+        changed = f" ({', '.join(self.fields)})" if self.fields else ""
+        return f"{self.action:<9} {self.label} {self.name}{changed}"
 
 
 def _expanded(value: Any, path: str) -> Any:
@@ -104,8 +106,12 @@ def plan(client: ApiClient, document: dict[str, list[dict[str, Any]]]) -> list[C
             body = job_body(entry, ids) if key == "jobs" else entry
             ids[key].setdefault(name, f"<{label} {name}>")  # a job may name a source created by this apply
             current = existing.get(name)
-            action = "create" if current is None else "update" if _differs(body, current) else "unchanged"
-            changes.append(Change(action, label, collection, name, body, None if current is None else current["id"]))
+            if current is None:
+                changes.append(Change("create", label, collection, name, body, None))
+                continue
+            fields = tuple(field for field, value in body.items() if _differs(value, current.get(field)))
+            action = "update" if fields else "unchanged"
+            changes.append(Change(action, label, collection, name, body, current["id"], fields))
     return changes
 
 

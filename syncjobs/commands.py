@@ -177,7 +177,7 @@ def _apply(args: argparse.Namespace, client: ApiClient) -> None:
         print(f"{len(pending)} to change (dry run: nothing applied)")
     else:
         apply.execute(client, changes)
-        print(f"applied {len(pending)} changes")
+        print(f"applied {len(pending)} change" + ("" if len(pending) == 1 else "s"))
 
 
 def _demo(args: argparse.Namespace, client: ApiClient) -> int:

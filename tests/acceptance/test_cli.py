@@ -116,7 +116,7 @@ def test_token_create_refuses_an_unknown_workspace(stack: UpStack) -> None:
         assert client.syncjobs.api_tokens.count_documents({"name": "cli"}) == 0
 
 
-def test_apply_creates_then_a_second_apply_changes_nothing(stack: UpStack) -> None:
+def test_apply_creates_then_a_second_apply_changes_nothing(stack: UpStack, tmp_path: Path) -> None:
     env = _exported(stack)
     first = _syncjobs("apply", "-f", "examples/jobs.yaml", env=env)
     assert first.returncode == 0, first.stderr
@@ -133,6 +133,20 @@ def test_apply_creates_then_a_second_apply_changes_nothing(stack: UpStack) -> No
     assert second.stdout.splitlines()[-1] == "no changes"
     assert all(line.startswith("unchanged") for line in second.stdout.splitlines()[:-1])
     assert stack.call("GET", stack.ws(f"/sync-jobs/{job['id']}"))["version"] == job["version"]
+
+    edited = tmp_path / "jobs.yaml"
+    edited.write_text((ROOT / "examples" / "jobs.yaml").read_text().replace('cron: "* * * * *"', "cron: '@hourly'"))
+    planned = _syncjobs("apply", "-f", str(edited), "--dry-run", env=env)
+    assert planned.stdout.splitlines()[2:] == [
+        "update    job demo-every-minute (schedule)",
+        "1 to change (dry run: nothing applied)",
+    ]
+    assert stack.call("GET", stack.ws(f"/sync-jobs/{job['id']}"))["version"] == job["version"]
+    updated = _syncjobs("apply", "-f", str(edited), env=env)
+    assert updated.returncode == 0 and updated.stdout.splitlines()[-1] == "applied 1 change"
+    stored = stack.call("GET", stack.ws(f"/sync-jobs/{job['id']}"))
+    assert stored["schedule"] == {"cron": "@hourly", "timezone": "UTC"}  # as written
+    assert _syncjobs("apply", "-f", str(edited), env=env).stdout.splitlines()[-1] == "no changes"
 
 
 def test_jobs_commands_through_the_api(stack: UpStack, tmp_path: Path) -> None:
