@@ -90,8 +90,20 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_invocation(events, str(exc))
     # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
-    with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
-        return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    try:
+        with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
+            return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
+        log.exception("executor_crashed", run_id=args.run_id)
+        events.emit(
+            "result",
+            status=RunStatus.FAILED,
+            error=f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS],
+            stats=empty_stats(0),
+            details=[],
+            dryRun=args.dry_run,
+        )
+        return EXIT_FAILED
 
 
 def _bad_invocation(events: EventWriter, error: str) -> int:
@@ -200,7 +212,7 @@ async def execute_run(
         if spec is None:
             spec = await read_run_spec(await control.database(), run_id, rules.control)
         results = await _sync_run(control, rules, spec, dry_run, batch_size, events, progress_every_seconds)
-    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
+    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, SecretKeyError) as exc:
         error = getattr(exc, "message", None) or str(exc)
         log.error("run_failed", run_id=str(run_id), error=error)
         events.emit(
