@@ -13,7 +13,8 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash, id_key
+from syncjobs.executor.bson_ids import id_key, same_bson
+from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash
 from syncjobs.executor.sources import Record, Source, SourceError
 
 SyncMode = Literal["full", "incremental"]
@@ -98,12 +99,18 @@ class BatchPlan:
     keys: list[Hashable] = field(default_factory=list)
     inserts: list[Record] = field(default_factory=list)
     replaces: list[Record] = field(default_factory=list)
+    retyped: list[tuple[Any, Record]] = field(default_factory=list)
     unchanged: int = 0
 
 
-def plan_batch(records: Sequence[Record], known: dict[Hashable, str | None]) -> BatchPlan:
-    """Sort records into inserts, replacements and no-ops; `known` is updated to what will be stored."""
+def plan_batch(
+    records: Sequence[Record], known: dict[Hashable, str | None], stored_ids: dict[Hashable, Any] | None = None
+) -> BatchPlan:
+    """Sort records into inserts, replacements and no-ops; `known` (and `stored_ids`, the destination's
+    `_id` of each key) are updated to what will be stored. A record whose `_id` equals a stored one of
+    another type (`1` and `1.0`) is `retyped`: one document whose id changed type, never a second one."""
     plan = BatchPlan()
+    stored_ids = {} if stored_ids is None else stored_ids
     for record in records:
         if "_id" not in record:
             raise SourceError("a source record has no _id")
@@ -112,16 +119,19 @@ def plan_batch(records: Sequence[Record], known: dict[Hashable, str | None]) -> 
         plan.keys.append(key)
         if key not in known:
             plan.inserts.append({**record, HASH_FIELD: digest})
-        elif known[key] != digest:
-            plan.replaces.append({**record, HASH_FIELD: digest})
-        else:
+        elif known[key] == digest:
             plan.unchanged += 1
+        elif key in stored_ids and not same_bson(stored_ids[key], record["_id"]):
+            plan.retyped.append((stored_ids[key], {**record, HASH_FIELD: digest}))
+        else:
+            plan.replaces.append({**record, HASH_FIELD: digest})
         known[key] = digest
+        stored_ids[key] = record["_id"]
     return plan
 
 
 async def _write_plan(destination: Destination, entity: str, plan: BatchPlan, stats: EntityStats) -> list[str]:
-    counts = await destination.write(entity, inserts=plan.inserts, replaces=plan.replaces)
+    counts = await destination.write(entity, inserts=plan.inserts, replaces=plan.replaces, retyped=plan.retyped)
     stats.inserted += counts.inserted
     stats.updated += counts.updated
     stats.unchanged += plan.unchanged
@@ -139,12 +149,13 @@ async def sync_full(
     """Make the destination entity equal the source; returns per-document write errors."""
     stored = await destination.stored_hashes(entity)
     known = {key: digest for key, (_, digest) in stored.items()}
+    stored_ids = {key: doc_id for key, (doc_id, _) in stored.items()}
     seen: set[Hashable] = set()
     errors: list[str] = []
     async with aclosing(source.read(entity, incremental=False, cursor=None)) as batches:
         async for batch in batches:
             stats.read += len(batch.records)
-            plan = plan_batch(batch.records, known)
+            plan = plan_batch(batch.records, known, stored_ids)
             seen.update(plan.keys)
             errors.extend(await _write_plan(destination, entity, plan, stats))
             await on_progress(entity, stats)
@@ -170,8 +181,11 @@ async def sync_incremental(
             stats.read += len(batch.records)
             if batch.records:
                 ids = [r["_id"] for r in batch.records if "_id" in r]
-                known = await destination.hashes_of(entity, ids)
-                errors = await _write_plan(destination, entity, plan_batch(batch.records, known), stats)
+                stored = await destination.hashes_of(entity, ids)
+                known = {key: digest for key, (_, digest) in stored.items()}
+                stored_ids = {key: doc_id for key, (doc_id, _) in stored.items()}
+                plan = plan_batch(batch.records, known, stored_ids)
+                errors = await _write_plan(destination, entity, plan, stats)
                 if errors:
                     # Stop before a later cursor could be saved past the documents that failed.
                     return errors

@@ -74,10 +74,16 @@ class MongoSource:
 
 
 def past_cursor_filter(field: str, value: Any, last_id: Any) -> dict[str, Any]:
-    """Documents strictly after (value, last_id) in (field, _id) order; null/missing sorts first."""
+    """Documents strictly after (value, last_id) in (field, _id) order; null/missing sorts first.
+
+    The `_id` tie-break is an `$expr`: a query's `$gt` only matches ids of the same BSON type, while an
+    aggregation comparison follows the sort order across types (a `Decimal128` after an `int`, a
+    string after a number), so equal-cursor documents with ids of mixed types are not skipped.
+    """
+    after_id = {"$expr": {"$gt": ["$_id", {"$literal": last_id}]}}
     if value is None:
-        return {"$or": [{field: None, "_id": {"$gt": last_id}}, {field: {"$ne": None}}]}
-    return {"$or": [{field: {"$gt": value}}, {field: value, "_id": {"$gt": last_id}}]}
+        return {"$or": [{field: None, **after_id}, {field: {"$ne": None}}]}
+    return {"$or": [{field: {"$gt": value}}, {field: value, **after_id}]}
 
 
 def _cursor_after(field: str, doc: Record) -> dict[str, Any]:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
-from syncjobs.executor.destination import HASH_FIELD, content_hash, id_key
+from syncjobs.executor.bson_ids import id_key
+from syncjobs.executor.destination import HASH_FIELD, content_hash
 from syncjobs.executor.sources import SourceError
 from syncjobs.executor.sources.command import _with_id as singer_record
 from syncjobs.executor.sources.http import _link_next, dig, retry_after_seconds
