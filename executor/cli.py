@@ -29,7 +29,14 @@ from syncjobs.executor.guard import (
 )
 from syncjobs.executor.sources import Source, SourceError, build_source
 from syncjobs.executor.sources.mongodb import MongoSource
-from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
+from syncjobs.executor.sync import (
+    EntityResult,
+    EntitySelectionError,
+    EntityStats,
+    select_entities,
+    sync_entity,
+    sync_options,
+)
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
@@ -281,7 +288,9 @@ async def _sync_run(
         for entity in selected:
             entity_started = time.monotonic()
             await progress.start(entity)
-            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch)
+            result = await sync_entity(
+                job.sync_mode, source, destination, cursors, entity, progress.on_batch, sync_options(job)
+            )
             result.duration_ms = _elapsed_ms(entity_started)
             await progress.finish(result)
             events.emit(

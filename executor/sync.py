@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from syncjobs.executor.bson_ids import id_key, same_bson
 from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash
 from syncjobs.executor.sources import Record, Source, SourceError
+from syncjobs.shared.models import SyncJob
 
 SyncMode = Literal["full", "incremental"]
 STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed")
@@ -23,6 +24,50 @@ STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed")
 
 class EntitySelectionError(Exception):
     """The job's `entities` selection names something the source does not offer."""
+
+
+MASS_DELETE_MIN_DOCUMENTS = 100
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """The job's settings the sync algorithm reads (the defaults are the job model's)."""
+
+    max_delete_fraction: float = 0.5
+    lookback_seconds: float = 0
+    include_missing_cursor: bool = False
+
+
+def sync_options(job: SyncJob) -> SyncOptions:
+    return SyncOptions(
+        max_delete_fraction=job.max_delete_fraction,
+        lookback_seconds=job.lookback_seconds,
+        include_missing_cursor=job.on_missing_cursor == "include",
+    )
+
+
+@dataclass(eq=False)
+class DeletesRefused(Exception):
+    """A full read that would empty too much of the destination: more likely a broken source than real."""
+
+    source_count: int
+    destination_count: int
+    would_delete: int
+    max_fraction: float
+
+    def __str__(self) -> str:
+        return (
+            f"source returned {self.source_count:,} of {self.destination_count:,} documents: deleting"
+            f" {self.would_delete:,} exceeds maxDeleteFraction {self.max_fraction:g}, nothing deleted"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "sourceCount": self.source_count,
+            "destinationCount": self.destination_count,
+            "wouldDelete": self.would_delete,
+            "maxDeleteFraction": self.max_fraction,
+        }
 
 
 @dataclass
@@ -50,6 +95,7 @@ class EntityResult:
     stats: EntityStats = field(default_factory=EntityStats)
     error: str | None = None
     duration_ms: int = 0
+    deletes_refused: DeletesRefused | None = None
 
     @property
     def status(self) -> Literal["updated", "unchanged", "failed"]:
@@ -62,6 +108,8 @@ class EntityResult:
         detail: dict[str, Any] = {"entity": self.entity, "status": self.status}
         if self.status == "failed":
             detail["error"] = self.error or f"{self.stats.failed} documents failed to write"
+        if self.deletes_refused is not None:
+            detail["deletesRefused"] = self.deletes_refused.as_json()
         return detail
 
 
@@ -145,8 +193,10 @@ async def sync_full(
     entity: str,
     stats: EntityStats,
     on_progress: ProgressCallback,
+    max_delete_fraction: float = 1.0,
 ) -> list[str]:
-    """Make the destination entity equal the source; returns per-document write errors."""
+    """Make the destination entity equal the source; returns per-document write errors. Deleting more
+    than `max_delete_fraction` of an entity of at least 100 documents raises DeletesRefused instead."""
     stored = await destination.stored_hashes(entity)
     known = {key: digest for key, (_, digest) in stored.items()}
     stored_ids = {key: doc_id for key, (doc_id, _) in stored.items()}
@@ -160,6 +210,9 @@ async def sync_full(
             errors.extend(await _write_plan(destination, entity, plan, stats))
             await on_progress(entity, stats)
     gone = [doc_id for key, (doc_id, _) in stored.items() if key not in seen]
+    too_many = len(gone) > max_delete_fraction * len(stored) and max_delete_fraction < 1
+    if too_many and len(stored) >= MASS_DELETE_MIN_DOCUMENTS:
+        raise DeletesRefused(len(seen), len(stored), len(gone), max_delete_fraction)
     if gone:
         stats.deleted += await destination.delete(entity, gone)
         await on_progress(entity, stats)
@@ -202,14 +255,20 @@ async def sync_entity(
     cursors: CursorStore,
     entity: str,
     on_progress: ProgressCallback,
+    options: SyncOptions | None = None,
 ) -> EntityResult:
     """Sync one entity, turning any source or destination failure into a failed result."""
+    options = options or SyncOptions()
     result = EntityResult(entity)
     try:
         if mode == "full":
-            errors = await sync_full(source, destination, entity, result.stats, on_progress)
+            errors = await sync_full(
+                source, destination, entity, result.stats, on_progress, options.max_delete_fraction
+            )
         else:
             errors = await sync_incremental(source, destination, cursors, entity, result.stats, on_progress)
+    except DeletesRefused as exc:
+        result.error, result.deletes_refused = str(exc), exc
     except (SourceError, DestinationError, EntitySelectionError) as exc:
         result.error = str(exc)
     except Exception as exc:  # one entity's surprise must not stop the others

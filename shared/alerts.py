@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args
 from syncjobs.shared.settings import AlertThresholds
 from syncjobs.shared.store.run_stats import JobRunStats
 
-AlertKind = Literal["high_failure_rate", "consecutive_failures", "long_duration", "missed_runs"]
+AlertKind = Literal["high_failure_rate", "consecutive_failures", "long_duration", "missed_runs", "deletes_refused"]
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 
 
@@ -88,7 +88,22 @@ def evaluate_job(stats: JobRunStats, thresholds: AlertThresholds, now: datetime)
                 stats.first_missed_at or now,
             )
         )
+    refused = _deletes_refused(stats)
+    if refused is not None:
+        alerts.append(Alert(stats.job_id, "deletes_refused", refused[0], refused[1] or now))
     return alerts
+
+
+def _deletes_refused(stats: JobRunStats) -> tuple[str, datetime | None] | None:
+    """The last finished run's refusal of a mass delete (its message, when), if it refused one."""
+    last = next((run for run in stats.recent_runs if run.status in ("succeeded", "failed")), None)
+    if last is None:
+        return None
+    refused = [d for d in last.details or [] if "deletesRefused" in d]
+    if not refused:
+        return None
+    message = "; ".join(f"{d['entity']}: {d.get('error', 'deletes refused')}" for d in refused)
+    return message, last.finished_at
 
 
 def evaluate(all_stats: Iterable[JobRunStats], thresholds: AlertThresholds, now: datetime) -> list[Alert]:

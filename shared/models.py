@@ -244,6 +244,12 @@ class SyncJobInput(Camel):
     timeout_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     catch_up_fires: int = Field(default=1, ge=0, le=1000)
+    # A full run deleting more than this share of an entity's (>= 100) destination documents deletes none.
+    max_delete_fraction: float = Field(default=0.5, ge=0, le=1)
+    # Incremental: re-read from the saved cursor minus this, writing only changed documents (late arrivals).
+    lookback_seconds: float = Field(default=0, ge=0, le=30 * 86400)
+    # Incremental: documents without the cursor field are counted (`skip`) or re-read each run (`include`).
+    on_missing_cursor: Literal["skip", "include"] = "skip"
 
 
 class SyncJob(Output):
@@ -260,6 +266,9 @@ class SyncJob(Output):
     timeout_seconds: int = 3600
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     catch_up_fires: int = 1
+    max_delete_fraction: float = 0.5
+    lookback_seconds: float = 0
+    on_missing_cursor: Literal["skip", "include"] = "skip"
     next_run_at: AwareDatetime | None = None
     last_run_at: AwareDatetime | None = None
     last_status: RunStatus | None = None

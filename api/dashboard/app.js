@@ -11,7 +11,7 @@ const MACROS = {
 };
 const ALERT_TITLES = {
   high_failure_rate: "High failure rate", consecutive_failures: "Consecutive failures",
-  long_duration: "Long duration", missed_runs: "Missed runs",
+  long_duration: "Long duration", missed_runs: "Missed runs", deletes_refused: "Mass delete refused",
 };
 
 const session = {
@@ -190,7 +190,7 @@ function entityTable(stats, details) {
   const entities = stats && stats.entities ? Object.entries(stats.entities) : [];
   if (!entities.length) return null;
   const errors = Object.fromEntries((details || []).filter((d) => d.error).map((d) => [d.entity, d.error]));
-  const columns = ["read", "inserted", "updated", "deleted", "unchanged", "failed"];
+  const columns = ["read", "inserted", "updated", "deleted", "unchanged", "failed", "skippedNoCursor"];
   return el("table", { class: "entities" },
     el("thead", {}, el("tr", {}, el("th", {}, "entity"), columns.map((c) => el("th", {}, c)))),
     el("tbody", {}, entities.map(([name, counts]) => [
