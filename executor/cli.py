@@ -257,12 +257,14 @@ async def _sync_run(
     clients = RunClients()
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
+    options = sync_options(job)
     source = build_source(
         kind,
         source_config,
         batch_size=batch_size,
         egress=rules.egress,
         mongo_client=clients.get(source_uri) if isinstance(source_uri, str) else None,
+        incremental=options.incremental,
     )
     try:
         if isinstance(source, MongoSource):
@@ -288,9 +290,7 @@ async def _sync_run(
         for entity in selected:
             entity_started = time.monotonic()
             await progress.start(entity)
-            result = await sync_entity(
-                job.sync_mode, source, destination, cursors, entity, progress.on_batch, sync_options(job)
-            )
+            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch, options)
             result.duration_ms = _elapsed_ms(entity_started)
             await progress.finish(result)
             events.emit(

@@ -15,11 +15,11 @@ from typing import Any, Literal, Protocol
 
 from syncjobs.executor.bson_ids import id_key, same_bson
 from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash
-from syncjobs.executor.sources import Record, Source, SourceError
+from syncjobs.executor.sources import IncrementalOptions, Record, Source, SourceError
 from syncjobs.shared.models import SyncJob
 
 SyncMode = Literal["full", "incremental"]
-STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed")
+STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed", "skipped_no_cursor")
 
 
 class EntitySelectionError(Exception):
@@ -31,18 +31,18 @@ MASS_DELETE_MIN_DOCUMENTS = 100
 
 @dataclass(frozen=True)
 class SyncOptions:
-    """The job's settings the sync algorithm reads (the defaults are the job model's)."""
+    """The job's settings the sync algorithm and its source read (the defaults are the job model's)."""
 
     max_delete_fraction: float = 0.5
-    lookback_seconds: float = 0
-    include_missing_cursor: bool = False
+    incremental: IncrementalOptions = field(default_factory=IncrementalOptions)
 
 
 def sync_options(job: SyncJob) -> SyncOptions:
     return SyncOptions(
         max_delete_fraction=job.max_delete_fraction,
-        lookback_seconds=job.lookback_seconds,
-        include_missing_cursor=job.on_missing_cursor == "include",
+        incremental=IncrementalOptions(
+            lookback_seconds=job.lookback_seconds, include_missing_cursor=job.on_missing_cursor == "include"
+        ),
     )
 
 
@@ -78,13 +78,16 @@ class EntityStats:
     deleted: int = 0
     unchanged: int = 0
     failed: int = 0
+    skipped_no_cursor: int = 0  # incremental: source documents without the cursor field, not read
 
     def add(self, other: EntityStats) -> None:
         for name in STAT_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        counts = asdict(self)
+        counts["skippedNoCursor"] = counts.pop("skipped_no_cursor")
+        return counts
 
 
 @dataclass
@@ -110,6 +113,11 @@ class EntityResult:
             detail["error"] = self.error or f"{self.stats.failed} documents failed to write"
         if self.deletes_refused is not None:
             detail["deletesRefused"] = self.deletes_refused.as_json()
+        if self.stats.skipped_no_cursor:
+            detail["warning"] = (
+                f"{self.stats.skipped_no_cursor} documents without the cursor field were not synced"
+                ' (onMissingCursor "include" syncs them)'
+            )
         return detail
 
 
@@ -232,6 +240,7 @@ async def sync_incremental(
     async with aclosing(source.read(entity, incremental=True, cursor=cursor)) as batches:
         async for batch in batches:
             stats.read += len(batch.records)
+            stats.skipped_no_cursor += batch.skipped_no_cursor
             if batch.records:
                 ids = [r["_id"] for r in batch.records if "_id" in r]
                 stored = await destination.hashes_of(entity, ids)

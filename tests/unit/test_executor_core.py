@@ -79,7 +79,7 @@ def test_past_cursor_filter_breaks_ties_on_id() -> None:
     oid = ObjectId()
     at = datetime(2026, 1, 1, tzinfo=UTC)
     assert past_cursor_filter("updatedAt", at, oid) == {
-        "$or": [{"updatedAt": {"$gt": at}}, {"updatedAt": at, "_id": {"$gt": oid}}]
+        "$or": [{"updatedAt": {"$gt": at}}, {"updatedAt": at, "$expr": {"$gt": ["$_id", {"$literal": oid}]}}]
     }
     after_null = past_cursor_filter("updatedAt", None, oid)
     assert {"updatedAt": {"$ne": None}} in after_null["$or"]
