@@ -18,7 +18,7 @@ from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationEr
 from syncjobs.executor.sources import IncrementalOptions, Record, Source, SourceError
 from syncjobs.shared.models import SyncJob
 
-SyncMode = Literal["full", "incremental"]
+SyncMode = Literal["full", "incremental"]  # per entity; `changeStream` runs per database (change_stream.py)
 STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed", "skipped_no_cursor")
 
 
@@ -35,6 +35,7 @@ class SyncOptions:
 
     max_delete_fraction: float = 0.5
     incremental: IncrementalOptions = field(default_factory=IncrementalOptions)
+    on_history_lost: Literal["fail", "resnapshot"] = "fail"
 
 
 def sync_options(job: SyncJob) -> SyncOptions:
@@ -43,6 +44,7 @@ def sync_options(job: SyncJob) -> SyncOptions:
         incremental=IncrementalOptions(
             lookback_seconds=job.lookback_seconds, include_missing_cursor=job.on_missing_cursor == "include"
         ),
+        on_history_lost=job.on_history_lost,
     )
 
 
@@ -99,6 +101,7 @@ class EntityResult:
     error: str | None = None
     duration_ms: int = 0
     deletes_refused: DeletesRefused | None = None
+    warning: str | None = None
 
     @property
     def status(self) -> Literal["updated", "unchanged", "failed"]:
@@ -113,7 +116,9 @@ class EntityResult:
             detail["error"] = self.error or f"{self.stats.failed} documents failed to write"
         if self.deletes_refused is not None:
             detail["deletesRefused"] = self.deletes_refused.as_json()
-        if self.stats.skipped_no_cursor:
+        if self.warning is not None:
+            detail["warning"] = self.warning
+        elif self.stats.skipped_no_cursor:
             detail["warning"] = (
                 f"{self.stats.skipped_no_cursor} documents without the cursor field were not synced"
                 ' (onMissingCursor "include" syncs them)'
@@ -186,7 +191,7 @@ def plan_batch(
     return plan
 
 
-async def _write_plan(destination: Destination, entity: str, plan: BatchPlan, stats: EntityStats) -> list[str]:
+async def write_plan(destination: Destination, entity: str, plan: BatchPlan, stats: EntityStats) -> list[str]:
     counts = await destination.write(entity, inserts=plan.inserts, replaces=plan.replaces, retyped=plan.retyped)
     stats.inserted += counts.inserted
     stats.updated += counts.updated
@@ -215,7 +220,7 @@ async def sync_full(
             stats.read += len(batch.records)
             plan = plan_batch(batch.records, known, stored_ids)
             seen.update(plan.keys)
-            errors.extend(await _write_plan(destination, entity, plan, stats))
+            errors.extend(await write_plan(destination, entity, plan, stats))
             await on_progress(entity, stats)
     gone = [doc_id for key, (doc_id, _) in stored.items() if key not in seen]
     too_many = len(gone) > max_delete_fraction * len(stored) and max_delete_fraction < 1
@@ -247,7 +252,7 @@ async def sync_incremental(
                 known = {key: digest for key, (_, digest) in stored.items()}
                 stored_ids = {key: doc_id for key, (doc_id, _) in stored.items()}
                 plan = plan_batch(batch.records, known, stored_ids)
-                errors = await _write_plan(destination, entity, plan, stats)
+                errors = await write_plan(destination, entity, plan, stats)
                 if errors:
                     # Stop before a later cursor could be saved past the documents that failed.
                     return errors

@@ -230,6 +230,9 @@ class RetryPolicy(Camel):
     backoff_seconds: float = Field(default=30.0, ge=0, le=86400)
 
 
+SyncMode = Literal["full", "incremental", "changeStream"]
+
+
 class SyncJobInput(Camel):
     """The editable fields of a job: what POST creates and PUT replaces."""
 
@@ -237,7 +240,7 @@ class SyncJobInput(Camel):
     data_source_id: str
     destination_database_id: str
     schedule: Schedule
-    sync_mode: Literal["full", "incremental"] = "full"
+    sync_mode: SyncMode = "full"
     entities: EntityFilter = Field(default_factory=EntityFilter)
     enabled: bool = True
     overlap: Literal["skip", "queue", "allow"] = "skip"
@@ -250,6 +253,8 @@ class SyncJobInput(Camel):
     lookback_seconds: float = Field(default=0, ge=0, le=30 * 86400)
     # Incremental: documents without the cursor field are counted (`skip`) or re-read each run (`include`).
     on_missing_cursor: Literal["skip", "include"] = "skip"
+    # changeStream: when the source no longer has the stream's history, fail (wait for a reset) or resnapshot.
+    on_history_lost: Literal["fail", "resnapshot"] = "fail"
 
 
 class SyncJob(Output):
@@ -259,7 +264,7 @@ class SyncJob(Output):
     data_source_id: str
     destination_database_id: str
     schedule: Schedule
-    sync_mode: Literal["full", "incremental"]
+    sync_mode: SyncMode
     entities: EntityFilter
     enabled: bool
     overlap: Literal["skip", "queue", "allow"] = "skip"
@@ -269,6 +274,7 @@ class SyncJob(Output):
     max_delete_fraction: float = 0.5
     lookback_seconds: float = 0
     on_missing_cursor: Literal["skip", "include"] = "skip"
+    on_history_lost: Literal["fail", "resnapshot"] = "fail"
     next_run_at: AwareDatetime | None = None
     last_run_at: AwareDatetime | None = None
     last_status: RunStatus | None = None

@@ -51,6 +51,18 @@ class MongoSource:
         """The client, for the executor's check of what it connected to before any data moves."""
         return self._client
 
+    @property
+    def database(self) -> Any:
+        """The source database, for its change stream."""
+        return self._client[self._database]
+
+    async def documents(self, entity: str, ids: list[Any]) -> list[Record]:
+        """The entity's current documents with these ids (those that still exist)."""
+        try:
+            return await self._client[self._database][entity].find({"_id": {"$in": ids}}).to_list()
+        except PyMongoError as exc:
+            raise SourceError(f"cannot read {self._database}.{entity}: {exc}") from None
+
     def cursor_field(self, entity: str) -> str:
         return str((self._entity_config.get(entity) or {}).get("cursorField", DEFAULT_CURSOR_FIELD))
 

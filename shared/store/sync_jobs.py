@@ -39,6 +39,10 @@ async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobIn
     schedule = parse_schedule(body.schedule.cron, body.schedule.timezone)
     fields = body.model_dump(by_alias=True)
     fields["dataSourceId"] = await _reference(db, workspace_id, "dataSourceId", body.data_source_id)
+    if body.sync_mode == "changeStream":
+        source = await data_sources.store.get_sealed(db, fields["dataSourceId"])
+        if source.get("kind") != "mongodb":
+            raise ValidationFailed("syncMode", "changeStream needs a mongodb data source")
     fields["destinationDatabaseId"] = await _reference(
         db, workspace_id, "destinationDatabaseId", body.destination_database_id
     )

@@ -14,6 +14,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from syncjobs.shared.clock import to_ms
 
 COLLECTION = "sync_state"
+# The `entity` under which a changeStream job keeps its resume point ({token, clusterTime}): `$` cannot
+# start a collection name, so it never meets an entity's cursor.
+CHANGE_STREAM_KEY = "$changeStream"
 
 
 def _state_id(job_id: ObjectId, entity: str) -> dict[str, Any]:
