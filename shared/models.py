@@ -39,6 +39,7 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # a fire that found its job's previous run still going (overlap `skip`)
     MISSED = "missed"  # a fire due while no worker led, beyond the job's `catchUpFires`
+    RESET = "reset"  # not a run: an operator cleared the job's cursors and resume point (reset-state)
 
 
 ACTIVE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
@@ -47,9 +48,9 @@ FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 # Runs that actually executed; a `skipped` or `missed` fire never started an executor.
 EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, *FAILED_STATUSES, RunStatus.CANCELLED})
-NOT_EXECUTED_STATUSES = FINISHED_STATUSES - EXECUTED_STATUSES
+NOT_EXECUTED_STATUSES = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
 
-RunTrigger = Literal["schedule", "manual", "retry"]
+RunTrigger = Literal["schedule", "manual", "retry", "reset"]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
