@@ -115,7 +115,7 @@ async def job_status(request: web.Request) -> web.Response:
     zone = ZoneInfo(job.schedule.timezone)
     now = clock(request).now()
     fires = parse_schedule(job.schedule.cron, job.schedule.timezone).next_n(now, NEXT_RUNS) if job.enabled else []
-    resume_at = (await sync_state.change_stream_resume_times(db(request), job_id)).get(job.id)
+    resume_at = (await sync_state.change_stream_resume_times(db(request), [job_id])).get(job.id)
     status = JobStatus(
         job_id=job.id,
         enabled=job.enabled,

@@ -99,6 +99,7 @@ class AlertThresholds:
     min_executions: int = 5
     consecutive_failures: int = 3
     long_duration_ms: int = 5 * 60 * 1000
+    change_stream_lag_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Settings:
                 min_executions=_int(env, "SYNCJOBS_ALERT_MIN_EXECUTIONS", 5),
                 consecutive_failures=_int(env, "SYNCJOBS_ALERT_CONSECUTIVE_FAILURES", 3, minimum=1),
                 long_duration_ms=_int(env, "SYNCJOBS_ALERT_LONG_DURATION_SECONDS", 300) * 1000,
+                change_stream_lag_seconds=_int(env, "SYNCJOBS_ALERT_CHANGE_STREAM_LAG_SECONDS", 86400, minimum=1),
             ),
             secret_keys=_list(env, "SYNCJOBS_SECRET_KEYS"),
             allowed_networks=_networks(env),

@@ -12,6 +12,7 @@ const MACROS = {
 const ALERT_TITLES = {
   high_failure_rate: "High failure rate", consecutive_failures: "Consecutive failures",
   long_duration: "Long duration", missed_runs: "Missed runs", deletes_refused: "Mass delete refused",
+  change_stream_lag: "Change stream lag",
 };
 
 const session = {

@@ -53,11 +53,13 @@ class JobCursors:
         await save_cursor(self._db, self._job_id, entity, cursor)
 
 
-async def change_stream_resume_times(db: AsyncDatabase[Any], job_id: ObjectId | None = None) -> dict[str, datetime]:
-    """The cluster time of each changeStream job's resume point (one job's, when given), by job id."""
+async def change_stream_resume_times(
+    db: AsyncDatabase[Any], job_ids: list[ObjectId] | None = None
+) -> dict[str, datetime]:
+    """The cluster time of each changeStream job's resume point (of those jobs, when given), by job id."""
     query: dict[str, Any] = {"_id.entity": CHANGE_STREAM_KEY}
-    if job_id is not None:
-        query = {"_id": _state_id(job_id, CHANGE_STREAM_KEY)}
+    if job_ids is not None:  # by _id: an index lookup per job
+        query = {"_id": {"$in": [_state_id(job_id, CHANGE_STREAM_KEY) for job_id in job_ids]}}
     times: dict[str, datetime] = {}
     async for doc in db[COLLECTION].find(query, {"cursor.clusterTime": 1}):
         cluster_time = (doc.get("cursor") or {}).get("clusterTime")

@@ -128,3 +128,12 @@ def test_a_refused_mass_delete_alerts_until_a_run_proceeds() -> None:
     proceeded = stats(recent_runs=[_run("succeeded", [{"entity": "items", "status": "updated"}], 1)])
     assert kinds(proceeded) == []
     assert kinds(stats(recent_runs=[proceeded.recent_runs[0], latest_refused.recent_runs[1]])) == []
+
+
+def test_a_change_stream_resume_point_older_than_the_threshold_alerts() -> None:
+    thresholds = AlertThresholds(change_stream_lag_seconds=3600)
+    assert kinds(stats(change_stream_resume_at=NOW - timedelta(minutes=59)), thresholds) == []
+    [alert] = evaluate_job(stats(change_stream_resume_at=NOW - timedelta(hours=3)), thresholds, NOW)
+    assert (alert.kind, alert.since) == ("change_stream_lag", NOW - timedelta(hours=2))
+    assert alert.message == "change stream resume point is 10,800 s old (threshold 3,600 s)"
+    assert Settings.from_env({"SYNCJOBS_ALERT_CHANGE_STREAM_LAG_SECONDS": "60"}).alerts.change_stream_lag_seconds == 60
