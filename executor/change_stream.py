@@ -151,10 +151,10 @@ async def _watch(source: MongoSource, entities: Sequence[str], **kwargs: Any) ->
     try:
         return await source.database.watch(_pipeline(entities), max_await_time_ms=50, **kwargs)
     except OperationFailure as exc:
-        raise _stream_error(exc) from None
+        raise stream_error(exc) from None
 
 
-def _stream_error(exc: OperationFailure) -> Exception:
+def stream_error(exc: OperationFailure) -> Exception:
     if exc.code in HISTORY_LOST_CODES or "resume token" in str(exc):
         return HistoryLost(f"change stream history lost: {exc.details.get('errmsg') if exc.details else exc}")
     if exc.code in NOT_A_REPLICA_SET_CODES:
@@ -183,7 +183,7 @@ async def _replay(
                 try:
                     change = await stream.try_next()
                 except OperationFailure as exc:
-                    raise _stream_error(exc) from None
+                    raise stream_error(exc) from None
                 if change is None:  # nothing more now: the stream's postBatchResumeToken covers the quiet
                     await _flush(source, destination, pending, results, on_progress)
                     last = ResumePoint(stream.resume_token, max(stop, last.cluster_time))
