@@ -12,7 +12,7 @@ position still advances.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bson import Timestamp
@@ -45,19 +45,21 @@ class HistoryLost(Exception):
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """Where the next run resumes: the stream's token, and the cluster time it stands for."""
+    """Where the next run resumes: the stream's token, the cluster time it stands for, and the entities
+    whose snapshot it follows (an entity added to the job later is snapshotted before its changes apply)."""
 
     token: Any
     cluster_time: Timestamp
+    entities: tuple[str, ...] = ()
 
     def to_state(self) -> dict[str, Any]:
-        return {"token": self.token, "clusterTime": self.cluster_time}
+        return {"token": self.token, "clusterTime": self.cluster_time, "entities": list(self.entities)}
 
     @classmethod
     def from_state(cls, state: Any) -> ResumePoint | None:
         if not isinstance(state, dict) or "token" not in state or not isinstance(state.get("clusterTime"), Timestamp):
             return None
-        return cls(state["token"], state["clusterTime"])
+        return cls(state["token"], state["clusterTime"], tuple(state.get("entities") or ()))
 
 
 class _ReplayStopped(Exception):
@@ -78,8 +80,12 @@ async def sync_change_stream(
     if point is None:
         return await _snapshot(source, destination, state, entities, on_progress, options)
     results = {entity: EntityResult(entity) for entity in entities}
+    for entity in entities:
+        if entity not in point.entities:  # new to the job: its documents so far, then its changes
+            results[entity] = await sync_entity("full", source, destination, state, entity, on_progress, options)
+    covered = tuple(e for e in entities if results[e].error is None and not results[e].stats.failed)
     try:
-        await _replay(source, destination, state, point, results, on_progress, batch_size)
+        await _replay(source, destination, state, replace(point, entities=covered), results, on_progress, batch_size)
     except HistoryLost as lost:
         if options.on_history_lost != "resnapshot":
             return _all_failed(entities, f"{lost}; reset the job's state (POST .../reset-state) to resnapshot")
@@ -144,7 +150,7 @@ async def _current_point(source: MongoSource, entities: Sequence[str]) -> Resume
         cluster_time = session.operation_time
     if token is None or cluster_time is None:
         raise SourceError("the source's change stream gave no resume token")
-    return ResumePoint(token, cluster_time)
+    return ResumePoint(token, cluster_time, tuple(entities))
 
 
 async def _watch(source: MongoSource, entities: Sequence[str], **kwargs: Any) -> Any:
@@ -186,7 +192,7 @@ async def _replay(
                     raise stream_error(exc) from None
                 if change is None:  # nothing more now: the stream's postBatchResumeToken covers the quiet
                     await _flush(source, destination, pending, results, on_progress)
-                    last = ResumePoint(stream.resume_token, max(stop, last.cluster_time))
+                    last = replace(last, token=stream.resume_token, cluster_time=max(stop, last.cluster_time))
                     break
                 if change["clusterTime"] > stop:
                     break
@@ -198,7 +204,7 @@ async def _replay(
                 if pending.full:
                     await _flush(source, destination, pending, results, on_progress)
                     await _save(state, destination, last)
-                last = ResumePoint(change["_id"], change["clusterTime"])
+                last = replace(last, token=change["_id"], cluster_time=change["clusterTime"])
     await _flush(source, destination, pending, results, on_progress)
     await _save(state, destination, last)
 

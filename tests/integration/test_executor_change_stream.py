@@ -125,3 +125,22 @@ async def test_a_dropped_entity_invalidates_the_stream(db: Database, mongo_uri: 
         assert code == 0
         assert "change stream invalidated: drop of items" in result_of(events)["details"][0]["warning"]
         assert await contents(dest, "items") == {7: {"_id": 7}}
+
+
+async def test_an_entity_added_to_the_job_is_snapshotted_then_followed(db: Database, mongo_uri: str) -> None:
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.items.insert_many([{"_id": i} for i in range(3)])
+        await source.more.insert_many([{"_id": i} for i in range(4)])
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, mode="changeStream", include=["items"])
+        assert (await run_job(db, job_id))[0] == 0
+        await db.syncjobs.update_one({"_id": job_id}, {"$set": {"entities.include": ["items", "more"]}})
+        await source.items.insert_one({"_id": 10})
+        code, events = await run_job(db, job_id)
+        assert code == 0
+        assert counts(events, "more") == (4, 4, 0, 0, 0)
+        assert counts(events, "items") == (1, 1, 0, 0, 0)
+        assert (await resume_point(db, job_id))["entities"] == ["items", "more"]
+        await source.more.delete_one({"_id": 0})
+        code, events = await run_job(db, job_id)
+        assert code == 0 and counts(events, "more") == (0, 0, 0, 1, 0)
+        assert await contents(dest, "more") == await contents(source, "more")
