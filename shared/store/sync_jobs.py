@@ -14,7 +14,7 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.store import data_sources, destinations
+from syncjobs.shared.store import data_sources, destinations, sync_state
 
 LIST_LIMIT = 1000
 
@@ -138,10 +138,11 @@ async def set_enabled(
 
 
 async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> None:
-    """Delete the job; its run history stays until retention removes it."""
+    """Delete the job and its cursors and resume point; its run history stays until retention removes it."""
     result = await db.syncjobs.delete_one({"_id": job_id, "workspaceId": workspace_id})
     if result.deleted_count == 0:
         raise NotFound("sync job not found")
+    await sync_state.reset_job_state(db, job_id)
 
 
 # --- worker operations ---

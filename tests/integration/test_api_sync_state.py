@@ -63,3 +63,10 @@ async def test_status_and_metrics_show_the_lag_and_reset_state_clears_it(
 
     await db.job_runs.update_one({"_id": ObjectId(run["id"])}, {"$set": {"status": "running"}})
     assert (await tenant.api.call("POST", item + "/reset-state"))[0] == 409
+
+
+async def test_deleting_a_job_forgets_its_state(tenant: Tenant, db: Database) -> None:
+    job = (await make_job(tenant, syncMode="changeStream")).job
+    await save_cursor(db, ObjectId(job["id"]), CHANGE_STREAM_KEY, {"token": {}, "clusterTime": Timestamp(START, 1)})
+    assert (await tenant.api.call("DELETE", tenant.path(f"/sync-jobs/{job['id']}")))[0] == 204
+    assert await db.sync_state.count_documents({}) == 0
