@@ -67,6 +67,9 @@ class JobStatus(Output):
     next_runs: list[str]
     average_duration_ms: float | None
     recent_runs: list[JobRun]
+    # changeStream jobs with a saved resume point: its cluster time and age (how far behind it may be).
+    change_stream_resume_at: AwareDatetime | None = None
+    change_stream_lag_seconds: float | None = None
 
 
 class CleanupInput(Camel):

@@ -11,7 +11,8 @@ const MACROS = {
 };
 const ALERT_TITLES = {
   high_failure_rate: "High failure rate", consecutive_failures: "Consecutive failures",
-  long_duration: "Long duration", missed_runs: "Missed runs",
+  long_duration: "Long duration", missed_runs: "Missed runs", deletes_refused: "Mass delete refused",
+  change_stream_lag: "Change stream lag",
 };
 
 const session = {
@@ -190,12 +191,14 @@ function entityTable(stats, details) {
   const entities = stats && stats.entities ? Object.entries(stats.entities) : [];
   if (!entities.length) return null;
   const errors = Object.fromEntries((details || []).filter((d) => d.error).map((d) => [d.entity, d.error]));
-  const columns = ["read", "inserted", "updated", "deleted", "unchanged", "failed"];
+  const warnings = Object.fromEntries((details || []).filter((d) => d.warning).map((d) => [d.entity, d.warning]));
+  const columns = ["read", "inserted", "updated", "deleted", "unchanged", "failed", "skippedNoCursor"];
   return el("table", { class: "entities" },
     el("thead", {}, el("tr", {}, el("th", {}, "entity"), columns.map((c) => el("th", {}, c)))),
     el("tbody", {}, entities.map(([name, counts]) => [
       el("tr", { "data-entity": name }, el("td", {}, name), columns.map((c) => el("td", {}, counts[c] ?? 0))),
       errors[name] ? el("tr", { class: "entity-error" }, el("td", { colspan: columns.length + 1, class: "error" }, errors[name])) : null,
+      warnings[name] ? el("tr", { class: "entity-warning" }, el("td", { colspan: columns.length + 1, class: "warning" }, warnings[name])) : null,
     ])));
 }
 
