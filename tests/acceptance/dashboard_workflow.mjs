@@ -1,0 +1,218 @@
+// The browser half of test_dashboard_workflow.py: a person's session in the dashboard, step by step.
+// Settings come as JSON in $WORKFLOW; any failed step throws, and the process exits non-zero.
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const settings = JSON.parse(process.env.WORKFLOW);
+const require = createRequire(path.join(settings.nodeModules, "index.js"));
+const { chromium } = require("playwright-core");
+const AXE = require.resolve("axe-core/axe.min.js");
+const WAIT = 90000;
+
+const step = (text) => console.log(`step: ${text}`);
+const shot = (page, name) => page.screenshot({ path: path.join(settings.artifacts, `${name}.png`), fullPage: true });
+
+// axe-core on the page as it is: no violation of impact "serious" or "critical".
+async function accessible(page, name) {
+  await page.addScriptTag({ path: AXE });
+  const violations = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+    .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) })));
+  const bad = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  assert.deepEqual(bad, [], `${name}: accessibility violations ${JSON.stringify(bad, null, 1)}`);
+  console.log(`axe ${name}: ${violations.length} minor violations`);
+}
+
+async function fieldError(page, name) {
+  const node = page.locator(`[data-error-for='${name}']`);
+  await page.waitForFunction((n) => document.querySelector(`[data-error-for='${n}']`)?.textContent.trim(), name, { timeout: WAIT });
+  return node.textContent();
+}
+
+const browser = await chromium.launch({
+  executablePath: settings.chromium, headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+  const page = await context.newPage();
+  const requests = [];
+  page.on("request", (request) => requests.push(request.url()));
+  const failures = [];
+  page.on("response", (response) => { if (response.status() === 401) failures.push(response.url()); });
+  page.on("pageerror", (error) => { throw error; });
+
+  step("sign in with the workspace token alone");
+  await page.goto(`${settings.url}/dashboard/`);
+  await page.waitForSelector("#token-input");
+  assert.equal(await page.locator("#sign-in input").count(), 1, "one input: the token");
+  await accessible(page, "sign-in");
+  await shot(page, "workflow-1-sign-in");
+  await page.fill("#token-input", "sjt_wrong");
+  await page.click("#sign-in-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#sign-in-error").textContent.includes("Unknown"));
+  failures.length = 0;
+  await page.fill("#token-input", settings.token);
+  await page.click("#sign-in-form button[type=submit]");
+  await page.waitForSelector("#workspace-name:has-text('" + settings.workspaceName + "')");
+  await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
+  assert.equal(await page.evaluate(() => localStorage.length), 0, "nothing in localStorage");
+  assert.ok(await page.evaluate(() => sessionStorage.getItem("syncjobs.token")), "the token is in sessionStorage");
+
+  step("the job list: labelled columns, sorting, search, status filter");
+  const headers = await page.locator("table.jobs thead th").allTextContents();
+  for (const label of ["Name", "Status", "Schedule", "Last run", "Next run", "Avg duration", "Success (24 h)", "Actions"]) {
+    assert.ok(headers.some((h) => h.includes(label)), `column ${label} in ${headers}`);
+  }
+  await accessible(page, "job list");
+  await shot(page, "workflow-2-job-list");
+
+  step("a source, a destination and a job through the forms");
+  await page.click("nav a[href='#/data-sources']");
+  await page.click("a[href='#/data-sources/new']");
+  await page.fill("[data-field='name'] input", "shop-db");
+  await page.click("#view form button[type=submit]");
+  assert.match(await fieldError(page, "config.uri"), /\S/, "an empty URI is refused beside its field");
+  await page.fill("[data-field='config.uri'] input", settings.databaseUri);
+  await page.fill("[data-field='config.database'] input", "shop");
+  await accessible(page, "source form");
+  await shot(page, "workflow-3-source-form");
+  await page.click("#view form button[type=submit]");
+  await page.waitForSelector("table.grid td a:has-text('shop-db')");
+  await shot(page, "workflow-4-sources");
+
+  await page.click("nav a[href='#/destinations']");
+  await page.click("a[href='#/destinations/new']");
+  await page.fill("[data-field='name'] input", "shop-copy");
+  await page.fill("[data-field='config.uri'] input", settings.databaseUri);
+  await page.fill("[data-field='config.database'] input", "shop_copy");
+  await page.click("#view form button[type=submit]");
+  await page.waitForSelector("table.grid td a:has-text('shop-copy')");
+
+  await page.click("nav a[href='#/']");
+  await page.click("a[href='#/jobs/new']");
+  await page.fill("[data-field='name'] input", "shop-sync");
+  await page.selectOption("[data-field='dataSourceId'] select", { label: "shop-db (mongodb)" });
+  await page.selectOption("[data-field='destinationDatabaseId'] select", { label: "shop-copy" });
+  await page.fill("[data-field='schedule.timezone'] input", "Europe/London");
+  await page.fill("[data-field='schedule.cron'] input", "61 * * * *");
+  assert.match(await fieldError(page, "schedule.cron"), /\S/, "the preview's 422 beside the cron");
+  await shot(page, "workflow-5-bad-cron");
+  await page.click("#view form button[type=submit]");
+  assert.match(await fieldError(page, "schedule.cron"), /\S/, "the save's 422 beside the cron");
+  assert.equal(await page.locator("[data-field='schedule.cron'] input").getAttribute("aria-invalid"), "true");
+  await page.fill("[data-field='schedule.cron'] input", "30 1 * * *");
+  await page.waitForFunction(() => document.querySelector("#schedule-preview .words")?.textContent === "at 01:30 Europe/London");
+  assert.equal(await page.locator("#schedule-preview li").count(), 5, "the next 5 fires");
+  assert.equal(await page.locator("[data-error-for='schedule.cron']").textContent(), "", "the error is gone");
+  await accessible(page, "job form");
+  await shot(page, "workflow-6-job-form");
+  await page.click("#view form button[type=submit]");
+  await page.waitForSelector("h1.job-title:has-text('shop-sync')");
+
+  step("run the job and watch its run appear without a reload");
+  const navigations = [];
+  page.on("framenavigated", (frame) => { if (frame === page.mainFrame()) navigations.push(frame.url()); });
+  assert.equal(await page.locator("details.run").count(), 0);
+  await page.click(".actions .run-now");
+  await page.waitForSelector("details.run:has-text('manual')", { timeout: WAIT });
+  await page.waitForSelector("details.run[data-status='succeeded'], details.run[data-status='failed']", { timeout: WAIT });
+  assert.ok(navigations.every((url) => url.includes("#/jobs/")), `no reload: ${navigations}`);
+  const dl = await page.locator("dl.config").textContent();
+  for (const words of ["shop-db", "shop-copy", "full", "at 01:30 Europe/London", "skip"]) assert.ok(dl.includes(words), `${words} in ${dl}`);
+  await shot(page, "workflow-7-new-job-ran");
+
+  step("a job with 30 seeded runs: chart, calendar strip, paged and filtered history, run detail");
+  await page.goto(`${settings.url}/dashboard/#/jobs/${settings.seededJobId}`);
+  await page.waitForSelector("svg.chart circle.dot");
+  assert.equal(await page.locator("svg.chart circle.dot").count(), 30, "one dot per seeded run");
+  for (const status of ["succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]) {
+    assert.ok(await page.locator(`svg.chart circle.dot-${status}`).count() > 0, `a ${status} dot`);
+  }
+  const red = await page.locator("svg.chart circle.dot-failed").first().evaluate((n) => getComputedStyle(n).fill);
+  assert.equal(red, "rgb(198, 40, 40)", "failed runs are red");
+  await page.locator("svg.chart circle.dot-failed").first().hover();
+  await page.waitForFunction(() => document.querySelector("#chart-detail").textContent.startsWith("failed"));
+  assert.equal(await page.locator(".calendar li.day").count(), 29, "23 days back, today, 5 ahead");
+  assert.ok(await page.locator(".calendar li.day-failed").count() >= 3, "failed days");
+  assert.ok(await page.locator(".calendar li.day-succeeded").count() >= 3, "good days");
+  assert.ok(await page.locator(".calendar li.day-upcoming").count() >= 1, "planned days");
+  assert.equal(await page.locator("details.run").count(), 20, "the first page");
+  await accessible(page, "job page");
+  await shot(page, "workflow-8-seeded-job");
+  await page.click("button.more-runs");
+  await page.waitForFunction(() => document.querySelectorAll("details.run").length === 30);
+  await page.selectOption("#run-filter", "failed");
+  await page.waitForFunction(() => [...document.querySelectorAll("details.run")].every((n) => n.dataset.status === "failed")
+    && document.querySelectorAll("details.run").length === 5);
+  const failed = page.locator("details.run").first();
+  await failed.locator("summary").click();
+  await failed.locator(".run-error").waitFor();
+  assert.match(await failed.locator(".run-error").textContent(), /connection refused/);
+  assert.match(await failed.locator("pre.stderr").textContent(), /OSError/);
+  assert.ok(await failed.locator("tr[data-entity='orders']").isVisible());
+  await page.waitForTimeout(4500); // one refresh later, the open run stays open
+  assert.ok(await page.locator("details.run[open] .run-error").isVisible());
+  await shot(page, "workflow-9-run-detail");
+
+  step("state-fitting actions: a disabled job offers no Run now");
+  await page.click(".actions .toggle");
+  await page.waitForSelector("h1.job-title .badge[data-status='disabled']");
+  assert.equal(await page.locator(".actions .run-now").count(), 0);
+  await page.click("nav a[href='#/']");
+  const seededRow = page.locator("tr.job[data-job-name='nightly-orders']");
+  await seededRow.waitFor();
+  assert.equal(await seededRow.locator(".run-now").count(), 0);
+  assert.equal(await page.locator("tr.job[data-job-name='shop-sync'] .run-now").count(), 1);
+  await page.click("button.sort[data-sort='name']");
+  await page.waitForSelector("th[aria-sort='descending'] button[data-sort='name']");
+  assert.deepEqual(await page.locator("tr.job").evaluateAll((rows) => rows.map((r) => r.dataset.jobName)), ["shop-sync", "nightly-orders"]);
+  await page.fill("#job-search", "shop");
+  await page.waitForFunction(() => document.querySelectorAll("tr.job").length === 1);
+  await page.fill("#job-search", "");
+  await page.selectOption("#job-filter", "disabled");
+  await page.waitForFunction(() => [...document.querySelectorAll("tr.job")].map((r) => r.dataset.jobName).join() === "nightly-orders");
+  await page.selectOption("#job-filter", "");
+  await shot(page, "workflow-10-job-list");
+
+  step("deleting a source a job uses shows the 409");
+  await page.click("nav a[href='#/data-sources']");
+  await page.click("table.grid td a:has-text('shop-db')");
+  await page.click("button.delete");
+  await page.click("button.confirm-delete");
+  await page.waitForSelector(".delete-error");
+  assert.match(await page.locator(".delete-error").textContent(), /use|job/i);
+  await shot(page, "workflow-11-delete-409");
+
+  step("the API cannot be reached: a banner, gone when it answers again");
+  await page.click("nav a[href='#/']");
+  await page.route("**/api/**", (route) => route.abort());
+  await page.waitForSelector("#offline", { state: "visible", timeout: WAIT });
+  await shot(page, "workflow-12-offline");
+  await page.unroute("**/api/**");
+  await page.waitForSelector("#offline", { state: "hidden", timeout: WAIT });
+
+  step("every request stayed on the API's origin, and nothing asked for a favicon");
+  const origin = new URL(settings.url).origin;
+  assert.deepEqual(requests.filter((url) => !url.startsWith(origin) && !url.startsWith("data:")), []);
+  assert.deepEqual(requests.filter((url) => url.includes("favicon")), []);
+  assert.deepEqual(failures, [], "no 401 once signed in");
+
+  step("an admin token switches workspaces");
+  await page.click("#sign-out");
+  await page.fill("#token-input", settings.adminToken);
+  await page.click("#sign-in-form button[type=submit]");
+  await page.waitForSelector("#workspace-switch:not([hidden]) #workspace-select option");
+  await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
+  await shot(page, "workflow-13-admin");
+
+  step("a phone");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${settings.url}/dashboard/#/jobs/${settings.seededJobId}`);
+  await page.waitForSelector("svg.chart circle.dot");
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no sideways scroll");
+  await shot(page, "workflow-14-phone-job");
+  console.log("workflow done");
+} finally {
+  await browser.close();
+}
