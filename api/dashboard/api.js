@@ -27,6 +27,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// replaceChildren writes a null as the text "null": leave out what is not there.
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+}
+
 class ApiError extends Error {
   constructor(status, message, details) { super(message); this.status = status; this.details = details || []; }
 }

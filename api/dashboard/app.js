@@ -9,7 +9,7 @@ const ALERT_TITLES = {
 };
 
 function renderAlerts(alerts, jobsById) {
-  $("alerts").replaceChildren(...alerts.map((alert) => el("div", { class: "alert", role: "alert", "data-kind": alert.kind },
+  fill($("alerts"), ...alerts.map((alert) => el("div", { class: "alert", role: "alert", "data-kind": alert.kind },
     el("span", { class: "kind" }, ALERT_TITLES[alert.kind] || alert.kind),
     el("a", { href: `#/jobs/${alert.jobId}` }, (jobsById[alert.jobId] || {}).name || alert.jobId),
     ": ", alert.message, " ", el("span", { class: "muted" }, "since ", timeEl(alert.since)))));
@@ -35,7 +35,7 @@ async function mount() {
   const route = ROUTES.find(([pattern]) => pattern.test(hash)) || ROUTES[ROUTES.length - 1];
   const made = await route[1](...(route[0].exec(hash) || []).slice(1));
   current = { hash, view: Array.isArray(made) ? null : made };
-  $("view").replaceChildren(...(Array.isArray(made) ? made : made.frame).filter(Boolean));
+  fill($("view"), ...(Array.isArray(made) ? made : made.frame).filter(Boolean));
   document.querySelectorAll(".nav a").forEach((a) => {
     const here = hash.startsWith(a.getAttribute("href")) && a.getAttribute("href") !== "#/" || (a.getAttribute("href") === "#/" && /^(#\/?|#\/jobs.*)?$/.test(hash));
     if (here) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
@@ -72,7 +72,7 @@ async function showSignedIn(me) {
     const workspaces = listItems(await call("GET", "/api/workspaces"));
     if (!workspaces.length) throw new ApiError(0, "No workspace exists yet: create one with the API.");
     if (!workspaces.some((w) => w.id === session.ws)) session.setWs(workspaces[0].id);
-    $("workspace-select").replaceChildren(...workspaces.map((w) => el("option", { value: w.id, selected: w.id === session.ws }, w.name)));
+    fill($("workspace-select"), ...workspaces.map((w) => el("option", { value: w.id, selected: w.id === session.ws }, w.name)));
     $("workspace-name").textContent = "";
   } else {
     session.setWs(me.workspaceId);

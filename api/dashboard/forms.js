@@ -80,10 +80,10 @@ function deleteButton(noun, name, path, after) {
   const box = el("span", { class: "confirm" });
   const ask = el("button", { type: "button", class: "danger delete" }, `Delete ${noun}`);
   ask.addEventListener("click", () => {
-    box.replaceChildren(el("span", {}, `Delete ${noun} “${name}”? `),
+    fill(box, el("span", {}, `Delete ${noun} “${name}”? `),
       el("button", { type: "button", class: "danger confirm-delete", onclick: async () => {
         try { await call("DELETE", path); location.hash = after; notify(`${noun} “${name}” deleted`); }
-        catch (error) { box.replaceChildren(el("span", { class: "error delete-error", role: "alert" }, error.message)); }
+        catch (error) { fill(box, el("span", { class: "error delete-error", role: "alert" }, error.message)); }
       } }, "Yes, delete"),
       el("button", { type: "button", onclick: () => box.replaceChildren() }, "Keep it"));
     box.querySelector(".confirm-delete").focus();

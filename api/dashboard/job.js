@@ -140,17 +140,20 @@ function renderRun(job, run) {
   return node;
 }
 
-// The history's pages are read afresh on each refresh, as many as have been asked for.
+// The history's pages are read afresh on each refresh, as many as have been asked for; where the API cannot
+// filter by status, larger pages are read until enough runs match.
 async function historyPages(jobId) {
+  const want = pageState.pages * 20;
+  const filtersHere = pageState.status && !api.takes("GET", "/sync-jobs/{id}/runs", "status");
   const runs = [];
   let cursor = null;
-  for (let page = 0; page < pageState.pages; page++) {
-    const answer = await runPage(jobId, { limit: 20, cursor, status: pageState.status });
+  for (let read = 0; read < 20 && runs.length < want; read++) {
+    const answer = await runPage(jobId, { limit: filtersHere ? 100 : 20, cursor, status: pageState.status });
     runs.push(...answer.runs);
     cursor = answer.next;
     if (!cursor) break;
   }
-  return { runs, more: Boolean(cursor) };
+  return { runs: runs.slice(0, want), more: Boolean(cursor) || runs.length > want };
 }
 
 // The runs of the chart and the strip: up to 300, back to the start of the strip.
@@ -188,7 +191,7 @@ function jobView(jobId) {
       ]);
       const stats = report.stats.find((s) => s.jobId === jobId) || {};
       const rate = stats.successRate === null || stats.successRate === undefined ? "—" : `${Math.round(stats.successRate * 100)} %`;
-      top.replaceChildren(
+      fill(top,
         el("div", { class: "heading" }, el("h1", { class: "job-title", "data-job-id": job.id }, job.name, badge(jobStatus(job, stats))),
           el("a", { class: "button", href: `#/jobs/${job.id}/edit` }, "Edit")),
         el("p", {}, "Next run ", job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—"),
@@ -205,7 +208,7 @@ function jobView(jobId) {
               el("div", {}, el("b", {}, (stats.skippedCount ?? 0) + (stats.missedCount ?? 0)), "skipped or missed")))),
         el("h2", {}, "Run duration"), durationChart(runs),
         el("h2", {}, "Fires, 30 days"), calendarStrip(runs, status.nextRuns || []));
-      history.replaceChildren(
+      fill(history,
         pages.runs.length ? el("div", { class: "runs" }, pages.runs.map((run) => renderRun(job, run))) : el("p", { class: "muted" }, "No runs yet."),
         pages.more ? el("button", { type: "button", class: "more-runs", onclick: () => { pageState.pages += 1; refresh(); } }, "Older runs") : null);
     },

@@ -113,13 +113,13 @@ function jobListView() {
       const jobs = listItems(await call("GET", wsPath("/sync-jobs")));
       const rows = jobRows(jobs, Object.fromEntries(report.stats.map((s) => [s.jobId, s])));
       if (!jobs.length) {
-        host.replaceChildren(el("p", { class: "muted empty" }, "No sync jobs in this workspace yet. A job copies a ",
+        fill(host, el("p", { class: "muted empty" }, "No sync jobs in this workspace yet. A job copies a ",
           el("a", { href: "#/data-sources/new" }, "data source"), " into a ", el("a", { href: "#/destinations/new" }, "destination"),
           " on a schedule: ", el("a", { href: "#/jobs/new" }, "create a job"), "."));
         return;
       }
       const shown = sortedRows(rows);
-      host.replaceChildren(shown.length ? jobTable(shown, report.timeRange.hours) : el("p", { class: "muted" }, "No job matches."));
+      fill(host, shown.length ? jobTable(shown, report.timeRange.hours) : el("p", { class: "muted" }, "No job matches."));
     },
   };
 }
@@ -137,7 +137,7 @@ function schedulePreview(form) {
       const preview = await call("GET", `/api/schedule-preview?${query}`);
       if (mine !== asked) return;
       clearErrors(form);
-      box.replaceChildren(el("p", { class: "words" }, preview.description),
+      fill(box, el("p", { class: "words" }, preview.description),
         el("ol", { class: "fires" }, preview.fires.map((fire) => el("li", {}, el("time", { datetime: fire.at }, fire.wallTime),
           fire.dst ? el("span", { class: "dst" }, fire.dst === "gap_shifted" ? " moved to the end of the DST gap" : " the clock shows this hour twice") : null))));
     } catch (error) {

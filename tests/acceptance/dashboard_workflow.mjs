@@ -202,9 +202,15 @@ try {
   await page.click("#sign-out");
   await page.fill("#token-input", settings.adminToken);
   await page.click("#sign-in-form button[type=submit]");
-  await page.waitForSelector("#workspace-switch:not([hidden]) #workspace-select option");
+  await page.waitForSelector("#workspace-switch:not([hidden]) #workspace-select option", { state: "attached" });
   await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
-  await shot(page, "workflow-13-admin");
+  await page.selectOption("#workspace-select", { label: "empty-team" });
+  await page.waitForSelector("p.empty:has-text('No sync jobs')");
+  assert.equal(await page.locator("tr.job").count(), 0);
+  await accessible(page, "empty workspace, admin");
+  await shot(page, "workflow-13-admin-empty-workspace");
+  await page.selectOption("#workspace-select", { label: settings.workspaceName });
+  await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
 
   step("a phone");
   await page.setViewportSize({ width: 390, height: 844 });
@@ -213,6 +219,10 @@ try {
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no sideways scroll");
   await shot(page, "workflow-14-phone-job");
   console.log("workflow done");
+} catch (error) {
+  const [open] = browser.contexts().flatMap((c) => c.pages());
+  if (open) await shot(open, "workflow-failure").catch(() => {});
+  throw error;
 } finally {
   await browser.close();
 }

@@ -88,6 +88,7 @@ def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) 
         },
     )
     seed_runs(stack, seeded)
+    stack.call("POST", "/api/workspaces", {"name": "empty-team"})
     artifacts = ROOT / "tests" / "artifacts"
     artifacts.mkdir(exist_ok=True)
     settings = {
