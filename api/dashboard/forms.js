@@ -37,7 +37,7 @@ function showErrors(form, error) {
     target.querySelector(".field-error").textContent = detail.message;
     target.querySelector("input, select, textarea").setAttribute("aria-invalid", "true");
   }
-  form.querySelector(".form-error").textContent = loose.length ? loose.join("; ") : error.details.length ? error.message : "";
+  form.querySelector(".form-error").textContent = loose.join("; ");
 }
 
 function clearErrors(form) {

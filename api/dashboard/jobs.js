@@ -188,7 +188,7 @@ async function jobForm(id) {
       field("Timeout (seconds)", "timeoutSeconds", numberInput(j.timeoutSeconds, 1)),
       field("Attempts", "retry.maxAttempts", numberInput(j.retry.maxAttempts, 1, 20)),
       field("Retry backoff (seconds)", "retry.backoffSeconds", numberInput(j.retry.backoffSeconds, 0)),
-      field("Missed fires to catch up", "catchUpFires", numberInput(j.catchUpFires, 0, 1000))),
+      field("Catch-up fires", "catchUpFires", numberInput(j.catchUpFires, 0, 1000))),
     el("div", { class: "field inline", "data-field": "enabled" }, el("label", {}, enabled, " Enabled"), el("p", { class: "field-error error" })),
   ], {
     build: (f) => ({
