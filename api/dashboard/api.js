@@ -68,6 +68,19 @@ function listItems(data) {
   return (data && (data.items || data.runs)) || [];
 }
 
+// Every item of a list, following `next` as `after` where the API pages its lists (at most 20 pages).
+async function allItems(path) {
+  const items = [];
+  let next = null;
+  for (let page = 0; page < 20; page++) {
+    const data = await call("GET", next ? `${path}${path.includes("?") ? "&" : "?"}after=${encodeURIComponent(next)}` : path);
+    items.push(...listItems(data));
+    next = data && data.next;
+    if (!next) break;
+  }
+  return items;
+}
+
 const wsPath = (tail) => `/api/workspaces/${encodeURIComponent(session.ws)}${tail}`;
 
 // What this API serves, from its OpenAPI document: newer routes (cancel, pause, fires) show only when served.

@@ -55,6 +55,13 @@ async function render() {
   }
 }
 
+// Goes to `hash`, or builds the page afresh if it is already there (after a delete from a list).
+function show(hash) {
+  if (location.hash !== hash) { location.hash = hash; return; }
+  current = { hash: null, view: null };
+  refresh();
+}
+
 // Refreshes run one after another, so the one asked for after an action always reads the new state.
 let queue = Promise.resolve();
 function refresh() {
@@ -69,7 +76,7 @@ let timer = null;
 async function showSignedIn(me) {
   const switcher = $("workspace-switch");
   if (me.admin) {
-    const workspaces = listItems(await call("GET", "/api/workspaces"));
+    const workspaces = await allItems("/api/workspaces");
     if (!workspaces.length) throw new ApiError(0, "No workspace exists yet: create one with the API.");
     if (!workspaces.some((w) => w.id === session.ws)) session.setWs(workspaces[0].id);
     fill($("workspace-select"), ...workspaces.map((w) => el("option", { value: w.id, selected: w.id === session.ws }, w.name)));

@@ -49,7 +49,8 @@ function jsonValue(text, name) {
   try { return JSON.parse(text); } catch (error) { throw new ApiError(422, "invalid JSON", [{ field: name, message: `not valid JSON: ${error.message}` }]); }
 }
 
-// A form that sends `build()` and goes to `done` on success; a failure shows beside its fields.
+// A form that sends `build()` and goes to `done(saved)` on success (nowhere if that is null); a failure
+// shows beside its fields.
 function apiForm(title, fields, { build, send, done, extra }) {
   const form = el("form", { class: "panel wide", novalidate: true, "aria-label": title },
     el("h1", {}, title), fields,
@@ -63,7 +64,8 @@ function apiForm(title, fields, { build, send, done, extra }) {
     button.disabled = true;
     try {
       const saved = await send(build(form));
-      location.hash = done(saved);
+      const next = done(saved);
+      if (next) location.hash = next;
     } catch (error) {
       showErrors(form, error);
     } finally {
@@ -82,7 +84,7 @@ function deleteButton(noun, name, path, after) {
   ask.addEventListener("click", () => {
     fill(box, el("span", {}, `Delete ${noun} “${name}”? `),
       el("button", { type: "button", class: "danger confirm-delete", onclick: async () => {
-        try { await call("DELETE", path); location.hash = after; notify(`${noun} “${name}” deleted`); }
+        try { await call("DELETE", path); show(after); notify(`${noun} “${name}” deleted`); }
         catch (error) { fill(box, el("span", { class: "error delete-error", role: "alert" }, error.message)); }
       } }, "Yes, delete"),
       el("button", { type: "button", onclick: () => box.replaceChildren() }, "Keep it"));
@@ -100,7 +102,7 @@ const CONNECTIONS = {
 
 async function connectionList(collection) {
   const { noun, title } = CONNECTIONS[collection];
-  const items = listItems(await call("GET", wsPath(`/${collection}`)));
+  const items = await allItems(wsPath(`/${collection}`));
   return [
     el("div", { class: "heading" }, el("h1", {}, title), el("a", { class: "button primary", href: `#/${collection}/new` }, `New ${noun}`)),
     items.length ? el("table", { class: "grid" },
@@ -146,7 +148,7 @@ async function connectionForm(collection, id) {
 // --- webhooks -----------------------------------------------------------------------------------------------
 
 async function webhookList() {
-  const items = listItems(await call("GET", wsPath("/webhooks")));
+  const items = await allItems(wsPath("/webhooks"));
   return [
     el("div", { class: "heading" }, el("h1", {}, "Webhooks"), el("a", { class: "button primary", href: "#/webhooks/new" }, "New webhook")),
     items.length ? el("table", { class: "grid" },
@@ -172,10 +174,14 @@ function webhookForm() {
     },
     send: async (body) => {
       const created = await call("POST", wsPath("/webhooks"), body);
-      notify(`Webhook created. Its signing secret, shown this once: ${created.secret}`);
+      form.replaceWith(el("section", { class: "panel wide", "aria-labelledby": "created-title" },
+        el("h1", { id: "created-title" }, "Webhook created"),
+        el("p", {}, `Deliveries to ${created.url} are signed with this secret, shown this once:`),
+        el("pre", { class: "secret", tabindex: 0 }, created.secret),
+        el("a", { class: "button primary", href: "#/webhooks" }, "Done")));
       return created;
     },
-    done: () => "#/webhooks",
+    done: (created) => (created ? null : "#/webhooks"),
   });
   return [form];
 }

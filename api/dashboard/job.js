@@ -124,7 +124,7 @@ function openRun(runId) {
 }
 
 function renderRun(job, run) {
-  const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{id}/cancel");
+  const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{runId}/cancel");
   const node = el("details", { class: "run", "data-run-id": run.id, "data-status": run.status, open: pageState.open.has(run.id) },
     el("summary", {}, badge(run.status), el("span", { class: "trigger" }, run.trigger),
       el("span", { class: "muted" }, run.startedAt ? "started " : "created ", timeEl(run.startedAt || run.createdAt)),
@@ -183,8 +183,8 @@ function jobView(jobId) {
     async update(report) {
       const [job, sources, destinations, runs, pages, status] = await Promise.all([
         call("GET", wsPath(`/sync-jobs/${jobId}`)),
-        call("GET", wsPath("/data-sources")).then(listItems),
-        call("GET", wsPath("/destinations")).then(listItems),
+        allItems(wsPath("/data-sources")),
+        allItems(wsPath("/destinations")),
         recentRuns(jobId),
         historyPages(jobId),
         call("GET", wsPath(`/sync-jobs/${jobId}/status`)),

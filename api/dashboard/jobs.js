@@ -110,7 +110,7 @@ function jobListView() {
       host,
     ],
     async update(report) {
-      const jobs = listItems(await call("GET", wsPath("/sync-jobs")));
+      const jobs = await allItems(wsPath("/sync-jobs"));
       const rows = jobRows(jobs, Object.fromEntries(report.stats.map((s) => [s.jobId, s])));
       if (!jobs.length) {
         fill(host, el("p", { class: "muted empty" }, "No sync jobs in this workspace yet. A job copies a ",
@@ -156,8 +156,8 @@ const numberInput = (v, min, max, step) => el("input", { type: "number", value: 
 async function jobForm(id) {
   const [job, sources, destinations] = await Promise.all([
     id ? call("GET", wsPath(`/sync-jobs/${id}`)) : null,
-    call("GET", wsPath("/data-sources")).then(listItems),
-    call("GET", wsPath("/destinations")).then(listItems),
+    allItems(wsPath("/data-sources")),
+    allItems(wsPath("/destinations")),
   ]);
   if (!sources.length || !destinations.length) {
     return [el("h1", {}, "New job"), el("p", { class: "empty" }, "A job needs a ",

@@ -122,6 +122,33 @@ try {
   for (const words of ["shop-db", "shop-copy", "full", "at 01:30 Europe/London", "skip"]) assert.ok(dl.includes(words), `${words} in ${dl}`);
   await shot(page, "workflow-7-new-job-ran");
 
+  step("edit the job: the form comes filled, a PUT keeps what it does not show");
+  await page.click("a.button:has-text('Edit')");
+  await page.waitForSelector("#view form [data-field='timeoutSeconds'] input");
+  assert.equal(await page.inputValue("[data-field='schedule.cron'] input"), "30 1 * * *");
+  await page.fill("[data-field='timeoutSeconds'] input", "600");
+  await page.click("#view form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("dl.config")?.textContent.includes("10.0 min"));
+
+  step("a webhook through its form: a bad URL answered beside it, the secret shown once");
+  await page.click("nav a[href='#/webhooks']");
+  await page.click("a[href='#/webhooks/new']");
+  await page.fill("[data-field='url'] input", "not a url");
+  await page.click("#view form button[type=submit]");
+  assert.match(await fieldError(page, "url"), /\S/);
+  await page.fill("[data-field='url'] input", "http://127.0.0.1:9/hook");
+  await page.click("#view form button[type=submit]");
+  await page.waitForSelector("pre.secret");
+  assert.match(await page.locator("pre.secret").textContent(), /^\S{16,}$/, "the signing secret, shown once");
+  await shot(page, "workflow-7b-webhook-secret");
+  await page.click("a.button:has-text('Done')");
+  await page.waitForSelector("table.grid td:has-text('http://127.0.0.1:9/hook')");
+  await accessible(page, "webhooks");
+  await shot(page, "workflow-7c-webhooks");
+  await page.click("table.grid button.delete");
+  await page.click("button.confirm-delete");
+  await page.waitForSelector("p.empty:has-text('No webhooks')");
+
   step("a job with 30 seeded runs: chart, calendar strip, paged and filtered history, run detail");
   await page.goto(`${settings.url}/dashboard/#/jobs/${settings.seededJobId}`);
   await page.waitForSelector("svg.chart circle.dot");
