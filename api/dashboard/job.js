@@ -37,7 +37,9 @@ function durationChart(runs) {
     svg("text", { x: left - 6, y: top + 8, class: "tick", "text-anchor": "end" }, duration(most)),
     svg("text", { x: left - 6, y: height - bottom, class: "tick", "text-anchor": "end" }, "0"),
     svg("text", { x: left, y: height - 6, class: "tick" }, `${PAST_DAYS} days ago`),
-    svg("text", { x: width - 8, y: height - 6, class: "tick", "text-anchor": "end" }, "now"));
+    svg("text", { x: width - 8, y: height - 6, class: "tick", "text-anchor": "end" }, "now"),
+    ...[1, 2, 3].map((weeks) => svg("text", { x: x(now - weeks * 7 * DAY_MS).toFixed(1), y: height - 6, class: "tick", "text-anchor": "middle" },
+      new Date(now - weeks * 7 * DAY_MS).toLocaleDateString(undefined, { month: "short", day: "numeric" }))));
   for (const run of shown) {
     const dot = svg("circle", { cx: x(runTime(run)).toFixed(1), cy: y(run.durationMs || 0).toFixed(1), r: 5,
       class: `dot dot-${run.status}`, "data-run-id": run.id, "data-status": run.status, tabindex: 0 }, svg("title", {}, runLabel(run)));
@@ -60,7 +62,7 @@ function dayKey(time) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
-// One cell per local day: 23 days back, today, 6 ahead; past days by their worst outcome, coming fires
+// One cell per local day, 30 in all: 22 days back, today, 7 ahead; past days by their worst outcome, coming fires
 // as planned.
 function calendarStrip(runs, upcoming) {
   const byDay = new Map();
@@ -75,7 +77,7 @@ function calendarStrip(runs, upcoming) {
   const today = new Date();
   today.setHours(12, 0, 0, 0);
   const cells = [];
-  for (let offset = -PAST_DAYS + 1; offset <= FUTURE_DAYS - 1; offset++) {
+  for (let offset = -PAST_DAYS + 1; offset <= FUTURE_DAYS; offset++) {
     const date = new Date(today.getTime() + offset * DAY_MS);
     const key = dayKey(date);
     const day = byDay.get(key);
@@ -85,7 +87,9 @@ function calendarStrip(runs, upcoming) {
     cells.push(el("li", { class: `day day-${worst}${offset === 0 ? " today" : ""}`, "data-day": key, "data-worst": worst, title: label, tabindex: 0, "aria-label": label },
       el("span", { "aria-hidden": "true" }, date.getDate())));
   }
-  return el("ol", { class: "calendar", "aria-label": "Fires per day, 30 days" }, cells);
+  const span = (offset) => new Date(today.getTime() + offset * DAY_MS).toLocaleDateString(undefined, { month: "short", day: "numeric" });
+  return el("div", {}, el("ol", { class: "calendar", "aria-label": "Fires per day, 30 days" }, cells),
+    el("p", { class: "muted calendar-span" }, `${span(-PAST_DAYS + 1)} to ${span(FUTURE_DAYS)}: each day in the colour of its worst outcome, coming fires dashed; the framed day is today.`));
 }
 
 function configuration(job, sources, destinations) {
@@ -101,6 +105,13 @@ function configuration(job, sources, destinations) {
     ["Retry", job.retry.maxAttempts > 1 ? `${plural(job.retry.maxAttempts, "attempt")}, ${job.retry.backoffSeconds} s apart` : "no retry"],
   ];
   return el("dl", { class: "config" }, rows.map(([term, ...value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+// The coming fires in the job's own zone, beside its recent runs (as the API's status answers them).
+function upcomingList(job, fires) {
+  if (!fires.length) return el("p", { class: "muted" }, job.enabled ? "none planned" : "none: the job is disabled");
+  const wall = new Intl.DateTimeFormat(undefined, { timeZone: job.schedule.timezone, weekday: "short", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: job.schedule.cron.trim().split(/\s+/).length === 6 ? "2-digit" : undefined });
+  return el("ol", { class: "upcoming" }, fires.map((fire) => el("li", {}, el("time", { datetime: fire }, wall.format(new Date(fire))), " ", el("span", { class: "muted" }, relativeTime(fire)))));
 }
 
 // Per-entity counts from the executor's result (`stats.entities`), with each failed entity's own error.
@@ -123,7 +134,7 @@ function openRun(runId) {
   if (node) { node.open = true; node.scrollIntoView({ block: "center" }); node.querySelector("summary").focus(); }
 }
 
-function renderRun(job, run) {
+function renderRun(run) {
   const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{runId}/cancel");
   const node = el("details", { class: "run", "data-run-id": run.id, "data-status": run.status, open: pageState.open.has(run.id) },
     el("summary", {}, badge(run.status), el("span", { class: "trigger" }, run.trigger),
@@ -205,11 +216,12 @@ function jobView(jobId) {
               el("div", {}, el("b", {}, rate), "success rate"),
               el("div", {}, el("b", {}, duration(stats.averageDurationMs) || "—"), "average duration"),
               el("div", {}, el("b", {}, stats.consecutiveFailures ?? 0), "consecutive failures"),
-              el("div", {}, el("b", {}, (stats.skippedCount ?? 0) + (stats.missedCount ?? 0)), "skipped or missed")))),
+              el("div", {}, el("b", {}, (stats.skippedCount ?? 0) + (stats.missedCount ?? 0)), "skipped or missed")),
+            el("h2", {}, "Next fires"), upcomingList(job, status.nextRuns || []))),
         el("h2", {}, "Run duration"), durationChart(runs),
         el("h2", {}, "Fires, 30 days"), calendarStrip(runs, status.nextRuns || []));
       fill(history,
-        pages.runs.length ? el("div", { class: "runs" }, pages.runs.map((run) => renderRun(job, run))) : el("p", { class: "muted" }, "No runs yet."),
+        pages.runs.length ? el("div", { class: "runs" }, pages.runs.map(renderRun)) : el("p", { class: "muted" }, "No runs yet."),
         pages.more ? el("button", { type: "button", class: "more-runs", onclick: () => { pageState.pages += 1; refresh(); } }, "Older runs") : null);
     },
   };

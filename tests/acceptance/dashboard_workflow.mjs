@@ -160,11 +160,13 @@ try {
   assert.equal(red, "rgb(198, 40, 40)", "failed runs are red");
   await page.locator("svg.chart circle.dot-failed").first().hover();
   await page.waitForFunction(() => document.querySelector("#chart-detail").textContent.startsWith("failed"));
-  assert.equal(await page.locator(".calendar li.day").count(), 29, "23 days back, today, 5 ahead");
+  assert.equal(await page.locator(".calendar li.day").count(), 30, "22 days back, today, 7 ahead");
   assert.ok(await page.locator(".calendar li.day-failed").count() >= 3, "failed days");
   assert.ok(await page.locator(".calendar li.day-succeeded").count() >= 3, "good days");
   assert.ok(await page.locator(".calendar li.day-upcoming").count() >= 1, "planned days");
   assert.equal(await page.locator("details.run").count(), 20, "the first page");
+  assert.equal(await page.locator("ol.upcoming li").count(), 5, "the next 5 fires beside the runs");
+  assert.match(await page.locator("ol.upcoming li").first().textContent(), /03:00/);
   await accessible(page, "job page");
   await shot(page, "workflow-8-seeded-job");
   await page.click("button.more-runs");
