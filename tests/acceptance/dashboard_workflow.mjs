@@ -207,6 +207,13 @@ try {
   step("deleting a source a job uses shows the 409");
   await page.click("nav a[href='#/data-sources']");
   await page.click("table.grid td a:has-text('shop-db')");
+  await page.waitForSelector("[data-field='config.uri'] input");
+  assert.equal(await page.inputValue("[data-field='config.uri'] input"), "", "a secret is never shown");
+  assert.ok(!(await page.content()).includes(settings.databaseUri), "the stored URI is nowhere in the page");
+  await page.fill("[data-field='config.database'] input", "shop2");
+  await page.click("#view form button[type=submit]");  // the empty URI sends the write-only marker: kept as stored
+  await page.waitForSelector("table.grid td:has-text('shop2')");
+  await page.click("table.grid td a:has-text('shop-db')");
   await page.click("button.delete");
   await page.click("button.confirm-delete");
   await page.waitForSelector(".delete-error");
