@@ -29,7 +29,7 @@ function el(tag, attrs, ...children) {
 
 // replaceChildren writes a null as the text "null": leave out what is not there.
 function fill(node, ...children) {
-  node.replaceChildren(...children.flat().filter((child) => child !== null && child !== undefined && child !== false));
+  node.replaceChildren(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
 }
 
 class ApiError extends Error {

@@ -36,9 +36,9 @@ function durationChart(runs) {
     svg("line", { x1: left, x2: left, y1: top, y2: height - bottom, class: "axis" }),
     svg("text", { x: left - 6, y: top + 8, class: "tick", "text-anchor": "end" }, duration(most)),
     svg("text", { x: left - 6, y: height - bottom, class: "tick", "text-anchor": "end" }, "0"),
-    svg("text", { x: left, y: height - 6, class: "tick" }, `${PAST_DAYS} days ago`),
+    svg("text", { x: left, y: height - 6, class: "tick" }, new Date(from).toLocaleDateString(undefined, { month: "short", day: "numeric" })),
     svg("text", { x: width - 8, y: height - 6, class: "tick", "text-anchor": "end" }, "now"),
-    ...[1, 2, 3].map((weeks) => svg("text", { x: x(now - weeks * 7 * DAY_MS).toFixed(1), y: height - 6, class: "tick", "text-anchor": "middle" },
+    ...[1, 2].map((weeks) => svg("text", { x: x(now - weeks * 7 * DAY_MS).toFixed(1), y: height - 6, class: "tick", "text-anchor": "middle" },
       new Date(now - weeks * 7 * DAY_MS).toLocaleDateString(undefined, { month: "short", day: "numeric" }))));
   for (const run of shown) {
     const dot = svg("circle", { cx: x(runTime(run)).toFixed(1), cy: y(run.durationMs || 0).toFixed(1), r: 5,
@@ -62,34 +62,61 @@ function dayKey(time) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
 
-// One cell per local day, 30 in all: 22 days back, today, 7 ahead; past days by their worst outcome, coming fires
-// as planned.
-function calendarStrip(runs, upcoming) {
-  const byDay = new Map();
+// The strip's two scales: days (always) and hours (for a job that fires more than twice a day).
+const BY_DAY = {
+  unit: "day", ms: DAY_MS, key: dayKey,
+  middle() { const d = new Date(); d.setHours(12, 0, 0, 0); return d.getTime(); },
+  name: (d) => d.toLocaleDateString(undefined, { weekday: "short", month: "short", day: "numeric" }),
+  short: (d) => d.toLocaleDateString(undefined, { month: "short", day: "numeric" }),
+  text: (d) => d.getDate(),
+};
+const BY_HOUR = {
+  unit: "hour", ms: 3600000, key: (time) => `${dayKey(time)}T${pad(new Date(time).getHours())}`,
+  middle() { const d = new Date(); d.setMinutes(30, 0, 0); return d.getTime(); },
+  name: (d) => d.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" }),
+  short: (d) => d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric" }),
+  text: (d) => d.getHours(),
+};
+
+function firesPerDay(upcoming) {
+  if (upcoming.length < 2) return 1;
+  const span = new Date(upcoming[upcoming.length - 1]).getTime() - new Date(upcoming[0]).getTime();
+  return ((upcoming.length - 1) * DAY_MS) / Math.max(span, 1);
+}
+
+// 30 cells (22 back, the current one, 7 ahead); past cells in the colour of their worst outcome, coming
+// fires as planned.
+function calendarStrip(runs, upcoming, scale) {
+  const cells = new Map();
   const note = (time, outcome) => {
-    const key = dayKey(time);
-    const day = byDay.get(key) || { outcomes: new Map() };
-    day.outcomes.set(outcome, (day.outcomes.get(outcome) || 0) + 1);
-    byDay.set(key, day);
+    const key = scale.key(time);
+    const outcomes = cells.get(key) || new Map();
+    outcomes.set(outcome, (outcomes.get(outcome) || 0) + 1);
+    cells.set(key, outcomes);
   };
   runs.forEach((run) => note(runTime(run), run.status));
   upcoming.forEach((time) => note(new Date(time).getTime(), "upcoming"));
-  const today = new Date();
-  today.setHours(12, 0, 0, 0);
-  const cells = [];
+  const middle = scale.middle();
+  const items = [];
   for (let offset = -PAST_DAYS + 1; offset <= FUTURE_DAYS; offset++) {
-    const date = new Date(today.getTime() + offset * DAY_MS);
-    const key = dayKey(date);
-    const day = byDay.get(key);
-    const worst = day ? SEVERITY.find((s) => day.outcomes.has(s)) : "none";
-    const counts = day ? [...day.outcomes].map(([s, n]) => `${n} ${s.replace("_", " ")}`).join(", ") : "no fires";
-    const label = `${date.toLocaleDateString(undefined, { weekday: "short", month: "short", day: "numeric" })}: ${counts}`;
-    cells.push(el("li", { class: `day day-${worst}${offset === 0 ? " today" : ""}`, "data-day": key, "data-worst": worst, title: label, tabindex: 0, "aria-label": label },
-      el("span", { "aria-hidden": "true" }, date.getDate())));
+    const date = new Date(middle + offset * scale.ms);
+    const key = scale.key(date.getTime());
+    const outcomes = cells.get(key);
+    const worst = outcomes ? SEVERITY.find((s) => outcomes.has(s)) : "none";
+    const counts = outcomes ? [...outcomes].map(([s, n]) => `${n} ${s.replace("_", " ")}`).join(", ") : "no fires";
+    const label = `${scale.name(date)}: ${counts}`;
+    items.push(el("li", { class: `day day-${worst}${offset === 0 ? " today" : ""}`, "data-key": key, "data-worst": worst, title: label, tabindex: 0, "aria-label": label },
+      el("span", { "aria-hidden": "true" }, scale.text(date))));
   }
-  const span = (offset) => new Date(today.getTime() + offset * DAY_MS).toLocaleDateString(undefined, { month: "short", day: "numeric" });
-  return el("div", {}, el("ol", { class: "calendar", "aria-label": "Fires per day, 30 days" }, cells),
-    el("p", { class: "muted calendar-span" }, `${span(-PAST_DAYS + 1)} to ${span(FUTURE_DAYS)}: each day in the colour of its worst outcome, coming fires dashed; the framed day is today.`));
+  const edge = (offset) => scale.short(new Date(middle + offset * scale.ms));
+  return el("div", {}, el("ol", { class: "calendar", "data-unit": scale.unit, "aria-label": `Fires per ${scale.unit}, 30 ${scale.unit}s` }, items),
+    el("p", { class: "muted calendar-span" }, `${edge(-PAST_DAYS + 1)} to ${edge(FUTURE_DAYS)}: each ${scale.unit} in the colour of its worst outcome, coming fires dashed; the framed ${scale.unit} is the current one.`));
+}
+
+function calendars(runs, upcoming) {
+  const hourly = firesPerDay(upcoming) > 2;
+  return [el("h2", {}, "Fires, 30 days"), calendarStrip(runs, upcoming, BY_DAY),
+    hourly ? [el("h2", {}, "Fires, 30 hours"), calendarStrip(runs, upcoming, BY_HOUR)] : null];
 }
 
 function configuration(job, sources, destinations) {
@@ -200,6 +227,8 @@ function jobView(jobId) {
         historyPages(jobId),
         call("GET", wsPath(`/sync-jobs/${jobId}/status`)),
       ]);
+      const preview = `/api/schedule-preview?${new URLSearchParams({ cron: job.schedule.cron, timezone: job.schedule.timezone, count: "20" })}`;
+      const upcoming = job.enabled ? (await call("GET", preview)).fires.map((fire) => fire.at) : [];
       const stats = report.stats.find((s) => s.jobId === jobId) || {};
       const rate = stats.successRate === null || stats.successRate === undefined ? "—" : `${Math.round(stats.successRate * 100)} %`;
       fill(top,
@@ -219,7 +248,7 @@ function jobView(jobId) {
               el("div", {}, el("b", {}, (stats.skippedCount ?? 0) + (stats.missedCount ?? 0)), "skipped or missed")),
             el("h2", {}, "Next fires"), upcomingList(job, status.nextRuns || []))),
         el("h2", {}, "Run duration"), durationChart(runs),
-        el("h2", {}, "Fires, 30 days"), calendarStrip(runs, status.nextRuns || []));
+        calendars(runs, upcoming));
       fill(history,
         pages.runs.length ? el("div", { class: "runs" }, pages.runs.map(renderRun)) : el("p", { class: "muted" }, "No runs yet."),
         pages.more ? el("button", { type: "button", class: "more-runs", onclick: () => { pageState.pages += 1; refresh(); } }, "Older runs") : null);

@@ -127,8 +127,14 @@ try {
   await page.waitForSelector("#view form [data-field='timeoutSeconds'] input");
   assert.equal(await page.inputValue("[data-field='schedule.cron'] input"), "30 1 * * *");
   await page.fill("[data-field='timeoutSeconds'] input", "600");
+  await page.fill("[data-field='schedule.cron'] input", "0 * * * *");
   await page.click("#view form button[type=submit]");
   await page.waitForFunction(() => document.querySelector("dl.config")?.textContent.includes("10.0 min"));
+  assert.match(await page.locator("dl.config").textContent(), /every hour/);
+  // An hourly job gets a strip of hours beside its days: the manual run in this hour, the next hours planned.
+  await page.waitForSelector(".calendar[data-unit='hour'] li.today[data-worst='succeeded'], .calendar[data-unit='hour'] li.today[data-worst='failed']");
+  assert.ok(await page.locator(".calendar[data-unit='hour'] li.day-upcoming").count() >= 6, "the coming hours");
+  await shot(page, "workflow-7a-hourly-job");
 
   step("a webhook through its form: a bad URL answered beside it, the secret shown once");
   await page.click("nav a[href='#/webhooks']");
@@ -160,7 +166,8 @@ try {
   assert.equal(red, "rgb(198, 40, 40)", "failed runs are red");
   await page.locator("svg.chart circle.dot-failed").first().hover();
   await page.waitForFunction(() => document.querySelector("#chart-detail").textContent.startsWith("failed"));
-  assert.equal(await page.locator(".calendar li.day").count(), 30, "22 days back, today, 7 ahead");
+  assert.equal(await page.locator(".calendar[data-unit='day'] li.day").count(), 30, "22 days back, today, 7 ahead");
+  assert.equal(await page.locator(".calendar[data-unit='hour']").count(), 0, "a daily job has no hour strip");
   assert.ok(await page.locator(".calendar li.day-failed").count() >= 3, "failed days");
   assert.ok(await page.locator(".calendar li.day-succeeded").count() >= 3, "good days");
   assert.ok(await page.locator(".calendar li.day-upcoming").count() >= 1, "planned days");
