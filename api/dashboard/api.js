@@ -27,9 +27,25 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// replaceChildren writes a null as the text "null": leave out what is not there.
+// A selector that finds "the same" control after a refresh rebuilt it: its tag and classes, within the
+// job, run or strip cell it belongs to.
+function focusKey(node) {
+  const own = `${node.tagName.toLowerCase()}${[...node.classList].map((c) => `.${CSS.escape(c)}`).join("")}`;
+  const owner = node.closest("[data-job-id], [data-run-id], [data-key]");
+  if (!owner) return own;
+  const scope = ["data-job-id", "data-run-id", "data-key"].filter((a) => owner.hasAttribute(a))
+    .map((a) => `[${a}="${CSS.escape(owner.getAttribute(a))}"]`).join("");
+  return owner === node ? `${own}${scope}` : `${owner.tagName.toLowerCase()}${scope} ${own}`;
+}
+
+// Replaces a node's children, leaving out what is not there (replaceChildren would write a null as
+// "null"); a control that had the keyboard focus has it again after the refresh.
 function fill(node, ...children) {
+  const active = document.activeElement;
+  const key = active && active !== document.body && node.contains(active) ? focusKey(active) : null;
   node.replaceChildren(...children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false));
+  const again = key && node.querySelector(key);
+  if (again) again.focus({ preventScroll: true });
 }
 
 class ApiError extends Error {

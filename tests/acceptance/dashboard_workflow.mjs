@@ -65,6 +65,13 @@ try {
     assert.ok(headers.some((h) => h.includes(label)), `column ${label} in ${headers}`);
   }
   await accessible(page, "job list");
+  // Keyboard users keep their place: a refresh rebuilds the row, the focused button has the focus again.
+  await page.focus("tr.job[data-job-name='nightly-orders'] button.toggle");
+  await page.evaluate(() => { document.activeElement.dataset.seen = "1"; });
+  await page.waitForFunction(() => {
+    const active = document.activeElement;
+    return active.matches("tr.job[data-job-name='nightly-orders'] button.toggle") && !active.dataset.seen;
+  }, null, { timeout: WAIT });
   await shot(page, "workflow-2-job-list");
 
   step("a source, a destination and a job through the forms");
@@ -187,7 +194,13 @@ try {
   assert.match(await failed.locator(".run-error").textContent(), /connection refused/);
   assert.match(await failed.locator("pre.stderr").textContent(), /OSError/);
   assert.ok(await failed.locator("tr[data-entity='orders']").isVisible());
-  await page.waitForTimeout(4500); // one refresh later, the open run stays open
+  // A refresh rebuilds the history: the open run stays open, and its summary keeps the keyboard focus.
+  await failed.locator("summary").focus();
+  await page.evaluate(() => { document.querySelector("details.run[open]").dataset.seen = "1"; });
+  await page.waitForFunction(() => {
+    const open = document.querySelector("details.run[open]");
+    return open && !open.dataset.seen && document.activeElement === open.querySelector("summary");
+  }, null, { timeout: WAIT });
   assert.ok(await page.locator("details.run[open] .run-error").isVisible());
   await shot(page, "workflow-9-run-detail");
 
