@@ -97,6 +97,9 @@ async function allItems(path) {
   return items;
 }
 
+// What the signed-in token may do: a `read` token sees no control that would only answer 403.
+const access = { write: true };
+
 const wsPath = (tail) => `/api/workspaces/${encodeURIComponent(session.ws)}${tail}`;
 
 // What this API serves, from its OpenAPI document: newer routes (cancel, pause, fires) show only when served.

@@ -86,6 +86,7 @@ async function showSignedIn(me) {
     $("workspace-name").textContent = `${me.workspaceName}${me.scope === "read" ? " (read only)" : ""}`;
   }
   switcher.hidden = !me.admin;
+  access.write = me.scope !== "read";
   await api.load();
   $("sign-in").hidden = true;
   $("app").hidden = false;

@@ -79,6 +79,7 @@ const value = (form, name) => form.elements[name].value;
 
 // Delete with a confirmation in the page; a 409 (a job still uses this source) is shown as the API says it.
 function deleteButton(noun, name, path, after) {
+  if (!access.write) return null;
   const box = el("span", { class: "confirm" });
   const ask = el("button", { type: "button", class: "danger delete" }, `Delete ${noun}`);
   ask.addEventListener("click", () => {
@@ -104,7 +105,7 @@ async function connectionList(collection) {
   const { noun, title } = CONNECTIONS[collection];
   const items = await allItems(wsPath(`/${collection}`));
   return [
-    el("div", { class: "heading" }, el("h1", {}, title), el("a", { class: "button primary", href: `#/${collection}/new` }, `New ${noun}`)),
+    el("div", { class: "heading" }, el("h1", {}, title), access.write ? el("a", { class: "button primary", href: `#/${collection}/new` }, `New ${noun}`) : null),
     items.length ? el("table", { class: "grid" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Name"), el("th", { scope: "col" }, "Kind"), el("th", { scope: "col" }, "Database or URL"))),
       el("tbody", {}, items.map((item) => el("tr", { "data-id": item.id },
@@ -150,7 +151,7 @@ async function connectionForm(collection, id) {
 async function webhookList() {
   const items = await allItems(wsPath("/webhooks"));
   return [
-    el("div", { class: "heading" }, el("h1", {}, "Webhooks"), el("a", { class: "button primary", href: "#/webhooks/new" }, "New webhook")),
+    el("div", { class: "heading" }, el("h1", {}, "Webhooks"), access.write ? el("a", { class: "button primary", href: "#/webhooks/new" }, "New webhook") : null),
     items.length ? el("table", { class: "grid" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "URL"), el("th", { scope: "col" }, "Events"), el("th", { scope: "col" }, el("span", { class: "sr-only" }, "Actions")))),
       el("tbody", {}, items.map((hook) => el("tr", { "data-id": hook.id }, el("td", { class: "wrap" }, hook.url), el("td", {}, hook.events.join(", ")),

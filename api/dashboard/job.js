@@ -8,7 +8,7 @@ const PAST_DAYS = 23;
 const FUTURE_DAYS = 7;
 // Worst first: a day's cell takes the colour of its worst outcome.
 const SEVERITY = ["failed", "timed_out", "missed", "cancelled", "skipped", "running", "pending", "succeeded", "upcoming"];
-const pageState = { jobId: null, status: "", pages: 1, open: new Set() };
+const pageState = { jobId: null, status: "", pages: 1, open: new Set(), shown: "" };
 
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS(SVG, tag);
@@ -29,7 +29,7 @@ function durationChart(runs) {
   const most = Math.max(1000, ...shown.map((r) => r.durationMs || 0));
   const x = (t) => left + ((t - from) / (now - from)) * (width - left - 8);
   const y = (ms) => height - bottom - (ms / most) * (height - bottom - top);
-  const detail = el("p", { class: "chart-detail muted", id: "chart-detail", "aria-live": "polite" }, "Hover or focus a dot for its run.");
+  const detail = el("p", { class: "chart-detail muted", id: "chart-detail", "aria-live": "polite" }, pageState.shown || "Hover or focus a dot for its run.");
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-labelledby": "chart-title" },
     svg("title", { id: "chart-title" }, `Run duration over the last ${PAST_DAYS} days: ${shown.length} runs`),
     svg("line", { x1: left, x2: width - 8, y1: height - bottom, y2: height - bottom, class: "axis" }),
@@ -43,7 +43,7 @@ function durationChart(runs) {
   for (const run of shown) {
     const dot = svg("circle", { cx: x(runTime(run)).toFixed(1), cy: y(run.durationMs || 0).toFixed(1), r: 5,
       class: `dot dot-${run.status}`, "data-run-id": run.id, "data-status": run.status, tabindex: 0 }, svg("title", {}, runLabel(run)));
-    const show = () => { detail.textContent = runLabel(run); };
+    const show = () => { pageState.shown = detail.textContent = runLabel(run); };
     dot.addEventListener("mouseenter", show);
     dot.addEventListener("focus", show);
     dot.addEventListener("click", () => openRun(run.id));
@@ -162,7 +162,7 @@ function openRun(runId) {
 }
 
 function renderRun(run) {
-  const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{runId}/cancel");
+  const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{runId}/cancel") && access.write;
   const node = el("details", { class: "run", "data-run-id": run.id, "data-status": run.status, open: pageState.open.has(run.id) },
     el("summary", {}, badge(run.status), el("span", { class: "trigger" }, run.trigger),
       el("span", { class: "muted" }, run.startedAt ? "started " : "created ", timeEl(run.startedAt || run.createdAt)),
@@ -209,7 +209,7 @@ async function recentRuns(jobId) {
 }
 
 function jobView(jobId) {
-  if (pageState.jobId !== jobId) Object.assign(pageState, { jobId, status: "", pages: 1, open: new Set() });
+  if (pageState.jobId !== jobId) Object.assign(pageState, { jobId, status: "", pages: 1, open: new Set(), shown: "" });
   const top = el("div", {});
   const history = el("div", { id: "history" });
   const filter = select([["", "every status"], ...RUN_STATUSES.map((s) => [s, s.replace("_", " ")])], pageState.status);
@@ -233,7 +233,7 @@ function jobView(jobId) {
       const rate = stats.successRate === null || stats.successRate === undefined ? "—" : `${Math.round(stats.successRate * 100)} %`;
       fill(top,
         el("div", { class: "heading" }, el("h1", { class: "job-title", "data-job-id": job.id }, job.name, badge(jobStatus(job, stats))),
-          el("a", { class: "button", href: `#/jobs/${job.id}/edit` }, "Edit")),
+          access.write ? el("a", { class: "button", href: `#/jobs/${job.id}/edit` }, "Edit") : null),
         el("p", {}, "Next run ", job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—"),
         job.lastError && FAILED.has(job.lastStatus) ? el("p", { class: "last-error error" }, job.lastError) : null,
         jobActions(job),

@@ -29,6 +29,7 @@ async function act(button, method, path, done, body) {
 
 // The actions that fit a job's state: Run now only while enabled; pause and resume where the API has them.
 function jobActions(job) {
+  if (!access.write) return null;
   const base = wsPath(`/sync-jobs/${job.id}`);
   const buttons = [el("button", { type: "button", class: "toggle", "aria-label": `${job.enabled ? "Disable" : "Enable"} ${job.name}`,
     onclick: (e) => act(e.currentTarget, "POST", `${base}/toggle`, `${job.name}: ${job.enabled ? "disabled" : "enabled"}`) },
@@ -105,7 +106,7 @@ function jobListView() {
   filter.addEventListener("change", (e) => { listState.status = e.target.value; refresh(); });
   return {
     frame: [
-      el("div", { class: "heading" }, el("h1", {}, "Sync jobs"), el("a", { class: "button primary", href: "#/jobs/new" }, "New job")),
+      el("div", { class: "heading" }, el("h1", {}, "Sync jobs"), access.write ? el("a", { class: "button primary", href: "#/jobs/new" }, "New job") : null),
       el("div", { class: "filters" }, el("label", { for: "job-search" }, "Search"), search, el("label", { for: "job-filter" }, "Status"), filter),
       host,
     ],

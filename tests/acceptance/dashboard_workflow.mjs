@@ -169,8 +169,7 @@ try {
   for (const status of ["succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]) {
     assert.ok(await page.locator(`svg.chart circle.dot-${status}`).count() > 0, `a ${status} dot`);
   }
-  const red = await page.locator("svg.chart circle.dot-failed").first().evaluate((n) => getComputedStyle(n).fill);
-  assert.equal(red, "rgb(198, 40, 40)", "failed runs are red");
+  await page.waitForFunction(() => getComputedStyle(document.querySelector("svg.chart circle.dot-failed")).fill === "rgb(198, 40, 40)");
   await page.locator("svg.chart circle.dot-failed").first().hover();
   await page.waitForFunction(() => document.querySelector("#chart-detail").textContent.startsWith("failed"));
   assert.equal(await page.locator(".calendar[data-unit='day'] li.day").count(), 30, "22 days back, today, 7 ahead");
@@ -268,12 +267,25 @@ try {
   await page.selectOption("#workspace-select", { label: settings.workspaceName });
   await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
 
+  step("a read-only token sees the jobs and no control that would be refused");
+  await page.click("#sign-out");
+  await page.fill("#token-input", settings.readToken);
+  await page.click("#sign-in-form button[type=submit]");
+  await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
+  assert.match(await page.locator("#workspace-name").textContent(), /read only/);
+  assert.equal(await page.locator("tr.job button").count(), 0, "no action buttons");
+  assert.equal(await page.locator("a[href='#/jobs/new']").count(), 0, "no New job");
+  await page.click("tr.job[data-job-name='nightly-orders'] a");
+  await page.waitForSelector("svg.chart circle.dot");
+  assert.equal(await page.locator("a.button:has-text('Edit'), .run-now, .toggle").count(), 0);
+  await shot(page, "workflow-14-read-only");
+
   step("a phone");
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${settings.url}/dashboard/#/jobs/${settings.seededJobId}`);
   await page.waitForSelector("svg.chart circle.dot");
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), "no sideways scroll");
-  await shot(page, "workflow-14-phone-job");
+  await shot(page, "workflow-15-phone-job");
   console.log("workflow done");
 } catch (error) {
   const [open] = browser.contexts().flatMap((c) => c.pages());

@@ -76,6 +76,7 @@ def seed_runs(stack: UpStack, job: dict[str, object]) -> None:
 
 def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) -> None:
     token = stack.call("POST", stack.ws("/tokens"), {"name": "dashboard user"})["token"]
+    read_token = stack.call("POST", stack.ws("/tokens"), {"name": "dashboard reader", "scope": "read"})["token"]
     source, destination = stack.crm_to_warehouse()
     seeded = stack.call(
         "POST",
@@ -95,6 +96,7 @@ def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) 
         "url": stack.url,
         "token": token,
         "adminToken": stack.token,
+        "readToken": read_token,
         "workspaceName": stack.call("GET", stack.ws())["name"],
         "seededJobId": seeded["id"],
         "databaseUri": stack.database_uri,
