@@ -10,7 +10,7 @@ const COLUMNS = [
   ["schedule", "Schedule", (r) => r.schedule],
   ["lastRun", "Last run", (r) => r.job.lastRunAt || ""],
   ["nextRun", "Next run", (r) => (r.job.enabled && r.job.nextRunAt) || "~"],
-  ["duration", "Avg duration", (r) => r.stats.averageDurationMs ?? -1],
+  ["duration", "Avg duration", (r) => r.averageMs ?? -1],
   ["success", "Success", (r) => r.stats.successRate ?? -1],
 ];
 
@@ -55,6 +55,7 @@ function jobRows(jobs, statsById) {
     stats: statsById[job.id] || {},
     status: jobStatus(job, statsById[job.id]),
     schedule: describeSchedule(job.schedule.cron, job.schedule.timezone),
+    averageMs: (statsById[job.id] || {}).averageDurationMs ?? job.averageDurationMs,  // 24 h, else the job's own
   }));
 }
 
@@ -83,13 +84,13 @@ function jobTable(rows, hours) {
   });
   return el("table", { class: "grid jobs" },
     el("thead", {}, el("tr", {}, header, el("th", { scope: "col" }, "Actions"))),
-    el("tbody", {}, rows.map(({ job, stats, status, schedule }) => el("tr", { class: `job job-${status}`, "data-job-id": job.id, "data-job-name": job.name },
+    el("tbody", {}, rows.map(({ job, stats, status, schedule, averageMs }) => el("tr", { class: `job job-${status}`, "data-job-id": job.id, "data-job-name": job.name },
       el("td", { class: "name", "data-label": "Name" }, el("a", { href: `#/jobs/${job.id}` }, job.name)),
       el("td", { "data-label": "Status" }, badge(status)),
       el("td", { "data-label": "Schedule" }, el("span", { class: "schedule" }, schedule)),
       el("td", { "data-label": "Last run" }, el("span", { class: "last-sync" }, timeEl(job.lastRunAt))),
       el("td", { "data-label": "Next run" }, el("span", { class: "next-run" }, job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—")),
-      el("td", { "data-label": "Avg duration" }, duration(stats.averageDurationMs) || "—"),
+      el("td", { "data-label": "Avg duration" }, duration(averageMs) || "—"),
       el("td", { "data-label": "Success" }, stats.successRate === null || stats.successRate === undefined ? "—" : `${Math.round(stats.successRate * 100)} %`),
       el("td", { class: "row-actions" }, jobActions(job),
         job.lastError && FAILED.has(job.lastStatus) ? el("div", { class: "last-error error" }, job.lastError) : null)))));
