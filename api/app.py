@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import connections, dashboard, monitoring, sync_jobs, tokens, webhooks, workspaces
+from syncjobs.api import connections, dashboard, me, monitoring, sync_jobs, tokens, webhooks, workspaces
 from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
@@ -32,6 +32,7 @@ SHUTDOWN_REQUESTS_SECONDS = 0.5
 IN_FLIGHT_KEY = web.AppKey("in_flight", dict[asyncio.Task[Any], asyncio.Future[None]])
 
 ROUTE_TABLES = (
+    me.routes,
     workspaces.routes,
     tokens.routes,
     connections.data_source_routes,
