@@ -37,7 +37,9 @@ async def test_status_and_metrics_show_the_lag_and_reset_state_clears_it(
     job = (await make_job(tenant, syncMode="changeStream")).job
     job_id = ObjectId(job["id"])
     resume_at = START - timedelta(seconds=90)
-    await save_cursor(db, job_id, CHANGE_STREAM_KEY, {"token": {"_data": "x"}, "clusterTime": Timestamp(resume_at, 1)}, START)
+    await save_cursor(
+        db, job_id, CHANGE_STREAM_KEY, {"token": {"_data": "x"}, "clusterTime": Timestamp(resume_at, 1)}, START
+    )
     await save_cursor(db, job_id, "orders", {"field": "updatedAt", "value": None, "id": 1}, START)
     item = tenant.path(f"/sync-jobs/{job['id']}")
 
@@ -67,6 +69,8 @@ async def test_status_and_metrics_show_the_lag_and_reset_state_clears_it(
 
 async def test_deleting_a_job_forgets_its_state(tenant: Tenant, db: Database) -> None:
     job = (await make_job(tenant, syncMode="changeStream")).job
-    await save_cursor(db, ObjectId(job["id"]), CHANGE_STREAM_KEY, {"token": {}, "clusterTime": Timestamp(START, 1)}, START)
+    await save_cursor(
+        db, ObjectId(job["id"]), CHANGE_STREAM_KEY, {"token": {}, "clusterTime": Timestamp(START, 1)}, START
+    )
     assert (await tenant.api.call("DELETE", tenant.path(f"/sync-jobs/{job['id']}")))[0] == 204
     assert await db.sync_state.count_documents({}) == 0
