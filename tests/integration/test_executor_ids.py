@@ -25,7 +25,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENTITY = "things"
 # SecantusDB compares Binary ids without their subtype and Code ids without their scope (MongoDB tells
 # both apart) and embedded documents without numeric equivalence: the payloads below keep those cases
-# distinct to both servers, so the test checks our identity, not the server's deviations.
+# distinct to both servers, so the test checks our identity, not the server's deviations. A NaN `_id` is
+# left out too: SecantusDB refuses to replace the document it names ("_id altered", NaN unequal to itself);
+# `test_ids_mongodb_holds_equal_share_a_key` checks our key for it.
 BINARY_SUBTYPES = (0, 1, 2, 3, 4, 5, 6, 7, 8, 128)
 
 
@@ -42,8 +44,6 @@ POOL: list[Any] = [
     Decimal128("-0"),
     0.5,
     Decimal128("0.5"),
-    float("nan"),
-    Decimal128("NaN"),
     float("inf"),
     Decimal128("Infinity"),
     2**53 + 1,
@@ -148,8 +148,8 @@ def test_ids_mongodb_holds_equal_share_a_key() -> None:
     assert id_key(Code("a")) != id_key("a")
     assert id_key(Binary(b"k", 4)) != id_key(b"k")
     assert id_key(Regex("a", "i")) != id_key(Regex("a"))
-    # Three numbers of five types each, -0 twice as 0, and four pairs (0.5, NaN, Infinity, 2**53 + 1).
-    assert len({id_key(v) for v in POOL}) == len(POOL) - 3 * 4 - 2 - 4
+    # Three numbers of five types each, -0 twice as 0, and three pairs (0.5, Infinity, 2**53 + 1).
+    assert len({id_key(v) for v in POOL}) == len(POOL) - 3 * 4 - 2 - 3
 
 
 async def test_an_id_that_changes_type_is_an_update_in_both_modes(mongo_uri: str) -> None:
