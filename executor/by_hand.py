@@ -59,7 +59,8 @@ async def _launch(
         db = client[settings.database]
         try:
             spec = await read_run_spec(db, run_id, await discover_control_cluster(client, settings))
-        except (SyncjobsError, PyMongoError) as exc:
+            spec_line = spec.to_line()
+        except (SyncjobsError, PyMongoError, SecretKeyError) as exc:
             error = getattr(exc, "message", None) or str(exc)
             log.error("run_failed", run_id=str(run_id), error=error)
             events.emit("result", **result_event(RunStatus.FAILED, stats=run_stats([], 0), details=[], error=error))
@@ -73,7 +74,7 @@ async def _launch(
             preexec_fn=die_with_this_process(),
         )
         control = RunControlAccess(db, run_id, ObjectId(spec.job.id))
-        return await serve_child(child, spec.to_line(), control)
+        return await serve_child(child, spec_line, control)
     finally:
         await client.close()
 

@@ -16,13 +16,14 @@ import os
 from bson import ObjectId
 from syncjobs.executor.channel import WorkerChannel
 from syncjobs.executor.events import EventWriter
-from syncjobs.executor.run import DEFAULT_BATCH_SIZE, execute_run, run_stats
+from syncjobs.executor.run import DEFAULT_BATCH_SIZE, MAX_ERROR_CHARS, execute_run, run_stats
 from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
 from syncjobs.shared.executor_protocol import (
     CHANNEL_FLAG,
     EXECUTOR_ENV_NAMES,
     EXECUTOR_SETTINGS,
+    EXIT_FAILED,
     EXIT_USAGE,
     ChannelError,
     result_event,
@@ -71,8 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     # Every TCP connect of this process is checked against the egress policy and the run's control fence.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
-    with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
-        return runner.run(_served(settings, guard, run_id, args.dry_run, args.batch_size, events))
+    try:
+        with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
+            return runner.run(_served(settings, guard, run_id, args.dry_run, args.batch_size, events))
+    except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
+        log.exception("executor_crashed", run_id=args.run_id)
+        error = f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        stats = run_stats([], 0)
+        events.emit(
+            "result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=args.dry_run)
+        )
+        return EXIT_FAILED
 
 
 def held_settings() -> dict[str, str]:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pymongo.errors import PyMongoError
+from syncjobs.executor.change_stream import sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.guard import (
@@ -28,7 +29,14 @@ from syncjobs.executor.guard import (
 )
 from syncjobs.executor.sources import Source, SourceError, build_source
 from syncjobs.executor.sources.mongodb import MongoSource
-from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
+from syncjobs.executor.sync import (
+    EntityResult,
+    EntitySelectionError,
+    EntityStats,
+    select_entities,
+    sync_entity,
+    sync_options,
+)
 from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.egress import ConnectGuard
 from syncjobs.shared.errors import SyncjobsError
@@ -120,12 +128,14 @@ async def _sync_run(
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
     source_database = str(source_config.get("database"))
+    options = sync_options(job)
     source = build_source(
         kind,
         source_config,
         batch_size=batch_size,
         egress=rules.egress,
         mongo_client=clients.get(source_uri, source_database, SOURCE) if isinstance(source_uri, str) else None,
+        incremental=options.incremental,
     )
     try:
         if isinstance(source, MongoSource):
@@ -144,26 +154,41 @@ async def _sync_run(
         )
         destination = Destination(dest_client[dest_database], dry_run=dry_run)
         progress = RunProgress(control, events, selected, record=not dry_run, every_seconds=progress_every_seconds)
+        if job.sync_mode == "changeStream":
+            if not isinstance(source, MongoSource):
+                raise RunFailed("changeStream needs a mongodb data source")
+            stream_started = time.monotonic()
+            results = await sync_change_stream(
+                source, destination, control, selected, progress.on_batch, options, batch_size
+            )
+            for result in results:
+                result.duration_ms = _elapsed_ms(stream_started)
+                await _entity_done(progress, events, result)
+            return results
         results = []
         for entity in selected:
             entity_started = time.monotonic()
             await progress.start(entity)
-            result = await sync_entity(job.sync_mode, source, destination, control, entity, progress.on_batch)
+            result = await sync_entity(job.sync_mode, source, destination, control, entity, progress.on_batch, options)
             result.duration_ms = _elapsed_ms(entity_started)
-            await progress.finish(result)
-            events.emit(
-                "entity",
-                entity=entity,
-                status=result.status,
-                stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
-                **({"error": result.detail()["error"]} if result.status == "failed" else {}),
-            )
-            log.info("entity_synced", entity=entity, status=result.status, **result.stats.as_dict())
+            await _entity_done(progress, events, result)
             results.append(result)
         return results
     finally:
         await _close(source)
         await clients.close()
+
+
+async def _entity_done(progress: RunProgress, events: EventWriter, result: EntityResult) -> None:
+    await progress.finish(result)
+    events.emit(
+        "entity",
+        entity=result.entity,
+        status=result.status,
+        stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
+        **({"error": result.detail()["error"]} if result.status == "failed" else {}),
+    )
+    log.info("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
 
 
 async def _close(source: Source) -> None:

@@ -26,6 +26,7 @@ from syncjobs.shared.models import JobRun, RunStatus, SyncJob
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.retry import Backoff
 from syncjobs.shared.run_spec import RunControlAccess, spec_for_claimed_run
+from syncjobs.shared.secrets import SecretKeyError
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
@@ -117,7 +118,7 @@ class ClaimedRun:
         if context.executor.control is not None:
             try:
                 channel = await self._run_channel(job, context.executor.control)
-            except (PyMongoError, SyncjobsError) as error:
+            except (PyMongoError, SyncjobsError, SecretKeyError) as error:  # a key gone: the run says which secret
                 log.warning("run_spec_not_read", run_id=self.run.id, error=str(error)[:200])
                 return ExecutionOutcome(RunStatus.FAILED, None, 0, error=f"the run's spec could not be read: {error}")
             argv.append(CHANNEL_FLAG)
@@ -163,9 +164,11 @@ class ClaimedRun:
                 duration_ms=outcome.duration_ms,
             )
         )
-        log.info(
-            "run_finished", run_id=run.id, job_id=run.job_id, status=outcome.status, duration_ms=outcome.duration_ms
-        )
+        fields = {"run_id": run.id, "job_id": run.job_id, "status": outcome.status, "duration_ms": outcome.duration_ms}
+        if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            log.warning("run_finished", **fields, error=(outcome.error or "")[:500])
+        else:
+            log.info("run_finished", **fields)
         metrics.observe_run_finished(outcome.status, outcome.duration_ms)
         if context.on_run_finished is not None and job_exists:
             await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)
