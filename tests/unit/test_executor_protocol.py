@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bson import ObjectId
+from bson import ObjectId, Timestamp
 from syncjobs.shared.executor_protocol import (
     OP_CURSOR_LOAD,
     OP_CURSOR_SAVE,
@@ -18,6 +18,7 @@ from syncjobs.shared.executor_protocol import (
     loads,
     result_event,
 )
+from syncjobs.shared.store.sync_state import CHANGE_STREAM_KEY
 
 
 class MemoryControl:
@@ -75,6 +76,9 @@ async def test_cursors_keep_their_bson_types_through_the_channel() -> None:
     assert (await ask(control, 1, OP_CURSOR_SAVE, entity="users", cursor=cursor))["ok"] is True
     assert (await ask(control, 2, OP_CURSOR_LOAD, entity="users"))["value"] == cursor
     assert (await ask(control, 3, OP_CURSOR_LOAD, entity="other"))["value"] is None
+    resume_point = {"token": {"_data": "8263A1"}, "clusterTime": Timestamp(1_770_000_000, 3)}  # a changeStream's
+    assert (await ask(control, 4, OP_CURSOR_SAVE, entity=CHANGE_STREAM_KEY, cursor=resume_point))["ok"] is True
+    assert (await ask(control, 5, OP_CURSOR_LOAD, entity=CHANGE_STREAM_KEY))["value"] == resume_point
 
 
 async def test_a_malformed_or_failing_request_gets_an_error_and_writes_nothing() -> None:
