@@ -134,6 +134,8 @@ class Settings:
     control_cluster_databases: tuple[str, ...] = ()
     # The Singer taps command sources may name: name -> argv.
     taps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Start against a replica set with arbiters anyway (shared/mongo.py: check_replica_set names the risk).
+    allow_arbiters: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +170,7 @@ class Settings:
             allowed_networks=_networks(env),
             control_cluster_databases=_list(env, "SYNCJOBS_CONTROL_CLUSTER_DATABASES"),
             taps=_taps(env),
+            allow_arbiters=_bool(env, "SYNCJOBS_ALLOW_ARBITERS", False),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

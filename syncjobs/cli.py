@@ -96,6 +96,25 @@ async def _create_token(settings: Settings, workspace: str | None, name: str) ->
         await client.close()
 
 
+def _serve(command: str, settings: Settings) -> int:
+    """Run the api or a worker; a replica set it refuses (arbiters) is a clear message and exit 2."""
+    from syncjobs.shared.errors import ArbitersRefused
+
+    try:
+        if command == "api":
+            from syncjobs.api.app import run as run_api
+
+            run_api(settings)
+        else:
+            from syncjobs.worker.main import main as run_worker
+
+            run_worker(settings)
+    except ArbitersRefused as exc:
+        print(f"syncjobs {command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -125,16 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncjobs.up import run_stack
 
         return run_stack(settings, data_dir=args.data_dir, port=args.port)
-    if args.command == "api":
-        from syncjobs.api.app import run as run_api
-
-        run_api(settings)
-        return 0
-    if args.command == "worker":
-        from syncjobs.worker.main import main as run_worker
-
-        run_worker(settings)
-        return 0
+    if args.command in ("api", "worker"):
+        return _serve(args.command, settings)
     from pymongo.errors import PyMongoError
 
     from syncjobs.shared.errors import SyncjobsError

@@ -17,7 +17,15 @@ from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, Document, close_client, connect, ensure_indexes, shutdown_budget
+from syncjobs.shared.mongo import (
+    Database,
+    Document,
+    check_replica_set,
+    close_client,
+    connect,
+    ensure_indexes,
+    shutdown_budget,
+)
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker import notifier
@@ -93,6 +101,7 @@ async def _cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
 
 
 async def _ensure_indexes(db: Database, settings: Settings) -> bool:
+    await check_replica_set(db.client, allow_arbiters=settings.allow_arbiters)
     await ensure_indexes(db, settings.run_retention_days)
     return True
 
