@@ -36,6 +36,7 @@ from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 from syncjobs.worker.lease import Lease
+from syncjobs.worker.server_clock import ServerClock
 
 log = get_logger(__name__)
 
@@ -53,8 +54,8 @@ def main(settings: Settings) -> None:
 
 
 async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (SIGTERM/SIGINT set it when it is not given)."""
-    clock = clock or SystemClock()
+    """Run until `stop` is set (SIGTERM/SIGINT set it when it is not given). `clock` is this machine's (the
+    system clock unless a test gives one); the worker acts on the database server's (ServerClock)."""
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -62,8 +63,9 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
             loop.add_signal_handler(signum, stop.set)
     client = connect(settings.require_mongodb_uri())
     db = client[settings.database]
+    server_clock = ServerClock(clock or SystemClock(), db)
     lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)
-    worker = _Worker(db, settings, lease, clock, stop)
+    worker = _Worker(db, settings, lease, server_clock, stop)
     log.info("worker_started", worker_id=settings.worker_id, lease_ttl_seconds=settings.lease_ttl_seconds)
     warming = None
     if settings.warm_executor and not settings.executor_command:
@@ -107,7 +109,7 @@ async def _ensure_indexes(db: Database, settings: Settings) -> bool:
 
 
 class _Worker:
-    def __init__(self, db: Database, settings: Settings, lease: Lease, clock: Clock, stop: asyncio.Event) -> None:
+    def __init__(self, db: Database, settings: Settings, lease: Lease, clock: ServerClock, stop: asyncio.Event) -> None:
         self.db = db
         self.settings = settings
         self.lease = lease
@@ -135,9 +137,11 @@ class _Worker:
             on_run_finished=self._notify,
         )
         claiming = asyncio.create_task(dispatcher.run())
+        measuring = asyncio.create_task(self.clock.keep_measuring())
         try:
             await self._lead_when_possible()
         finally:
+            await _cancel_all([measuring])
             await self._stop_claiming(dispatcher, claiming)
             if dispatcher.running() and not await self._database_answers():
                 self.database_gone = True
@@ -158,6 +162,8 @@ class _Worker:
         standing_by = False
         while not self.stop.is_set():
             try:
+                if not self.clock.measured:  # no term is led on an unmeasured clock
+                    await self._unless_stopped(self.clock.measure())
                 held = await self._unless_stopped(self.lease.acquire())
                 if held is None:
                     break
