@@ -44,7 +44,11 @@ class Soak:
 
     def start_worker(self) -> WorkerProcess:
         self.started += 1
-        env = {"SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl), "SYNCJOBS_EXECUTOR_COMMAND": str(self.executor)}
+        env = {
+            "SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl),
+            "SYNCJOBS_RUN_LEASE_SECONDS": str(self.ttl),
+            "SYNCJOBS_EXECUTOR_COMMAND": str(self.executor),
+        }
         worker = WorkerProcess(self.uri, f"w{self.started}", self.logs, **env)
         self.processes.append(worker)
         return worker

@@ -109,7 +109,10 @@ class Settings:
     api_port: int = 8080
     admin_token: str | None = None
     log_level: str = "info"
-    lease_ttl_seconds: int = 15
+    # The scheduler lease: a SIGKILLed leader is replaced within about TTL + 1 s (docs/DECISIONS.md).
+    lease_ttl_seconds: int = 3
+    # Each claimed run's lease: outlasts a replica set election (~12 s), so an election kills no run.
+    run_lease_seconds: int = 15
     worker_id: str = field(default_factory=default_worker_id)
     poll_seconds: float = 5.0
     max_concurrent_runs: int = 4
@@ -149,7 +152,8 @@ class Settings:
             api_port=_int(env, "SYNCJOBS_API_PORT", 8080),
             admin_token=env.get("SYNCJOBS_ADMIN_TOKEN") or None,
             log_level=(env.get("SYNCJOBS_LOG_LEVEL") or "info").lower(),
-            lease_ttl_seconds=_int(env, "SYNCJOBS_LEASE_TTL_SECONDS", 15, minimum=1),
+            lease_ttl_seconds=_int(env, "SYNCJOBS_LEASE_TTL_SECONDS", 3, minimum=1),
+            run_lease_seconds=_int(env, "SYNCJOBS_RUN_LEASE_SECONDS", 15, minimum=1),
             worker_id=env.get("SYNCJOBS_WORKER_ID") or default_worker_id(),
             poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", 5.0),
             max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", 4, minimum=1),

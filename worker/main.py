@@ -124,7 +124,7 @@ class _Worker:
 
     async def run(self) -> None:
         await self._ensure_indexes()
-        claimant = Claimant(self.settings.worker_id, self.lease.instance, float(self.settings.lease_ttl_seconds))
+        claimant = Claimant(self.settings.worker_id, self.lease.instance, float(self.settings.run_lease_seconds))
         dispatcher = RunDispatcher(
             self.db,
             self.clock,
@@ -188,7 +188,7 @@ class _Worker:
             self.lease,
             self.clock,
             health=self.health,
-            run_lease_seconds=float(self.settings.lease_ttl_seconds),
+            run_lease_seconds=float(self.settings.run_lease_seconds),
         )
         feed = ChangeFeed(self.db, leadership, self.settings.poll_seconds, self.health)
         holding = asyncio.create_task(self.lease.hold())
