@@ -87,6 +87,19 @@ def refuse_arbiters(hello: Document, *, allow_arbiters: bool) -> None:
     log.warning("replica_set_has_arbiters", arbiters=arbiters, allowed_by=ALLOW_ARBITERS_ENV)
 
 
+# A change stream's getMore waits up to a second for changes (mongod's and SecantusDB's default): every
+# network wait must outlast it.
+MIN_NETWORK_WAIT_SECONDS = 2.0
+
+
+def bounded_waits(lease_seconds: float) -> dict[str, int]:
+    """Client options for a process whose calls must not outlast a lease: connecting and each wait for an
+    answer give up after a third of it. A partition drops packets rather than refusing them, and pymongo
+    has no socket timeout by default: a request lost on the way would be waited on forever."""
+    wait_ms = int(max(MIN_NETWORK_WAIT_SECONDS, lease_seconds / 3) * 1000)
+    return {"socketTimeoutMS": wait_ms, "connectTimeoutMS": wait_ms}
+
+
 def connect_for_one_run(uri: str, **options: Any) -> AsyncMongoClient[Document]:
     """A client for a process that lives one run: its monitor polls instead of streaming, so it opens
     no round-trip-time connection (two connections per server, not three; a burst of runs opens thousands)."""

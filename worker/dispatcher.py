@@ -236,13 +236,14 @@ class RunDispatcher:
         back, or whose lease could not be renewed in time, has its executor killed: the leader retries
         it, and two executors of one run must not write at once."""
         while self._claimed:
-            await asyncio.sleep(self.claimant.lease_seconds / 3)
+            await asyncio.sleep(min(self.claimant.lease_seconds / 3, self._until_trust_ends()))
             run_ids = list(self._claimed)
             sent_at = time.monotonic()
             renewed = False
             try:
-                # Bounded: a database that does not answer must not keep this loop from noticing the lapse.
-                async with asyncio.timeout(self.claimant.lease_seconds / 3):
+                # Bounded, and never past the first run's trust: a database that does not answer (a partition
+                # drops the request) must not keep this loop from killing that run's executor in time.
+                async with asyncio.timeout(min(self.claimant.lease_seconds / 3, self._until_trust_ends())):
                     lost = await job_runs.renew_run_leases(self.db, self.claimant, run_ids)
                 renewed = True
                 self.health.succeeded()
@@ -262,6 +263,14 @@ class RunDispatcher:
                     claimed.lose()
                 elif renewed and run_id not in lost and not claimed.lost:
                     claimed.trusted_until = max(claimed.trusted_until, sent_at + self._trusted_seconds)
+
+    def _until_trust_ends(self) -> float:
+        """Seconds until the first live run's lease can no longer be trusted (0 once one is past); a third of
+        a lease when every run here is already lost or recording its outcome."""
+        live = [claimed.trusted_until for claimed in self._claimed.values() if not (claimed.lost or claimed.recording)]
+        if not live:
+            return self.claimant.lease_seconds / 3
+        return max(0.0, min(live) - time.monotonic())
 
     # --- the end ---
 

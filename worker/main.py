@@ -20,6 +20,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import (
     Database,
     Document,
+    bounded_waits,
     check_replica_set,
     close_client,
     connect,
@@ -41,7 +42,8 @@ from syncjobs.worker.server_clock import ServerClock
 log = get_logger(__name__)
 
 T = TypeVar("T")
-STANDBY_RETRY_SECONDS = 1.0
+# A standby asks for the lease this often: a lapsed lease is taken within half a second (failover in TTL + 0.5 s).
+STANDBY_RETRY_SECONDS = 0.5
 NOTIFY_CONCURRENCY = 2
 CLAIM_LOOP_STOP_SECONDS = 0.2
 CANCEL_WAIT_SECONDS = 0.2
@@ -61,7 +63,7 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    client = connect(settings.require_mongodb_uri())
+    client = connect(settings.require_mongodb_uri(), **bounded_waits(settings.run_lease_seconds))
     db = client[settings.database]
     server_clock = ServerClock(clock or SystemClock(), db)
     lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)

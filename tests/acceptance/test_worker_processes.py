@@ -81,10 +81,6 @@ async def test_with_the_default_settings_a_sigkilled_leader_is_replaced_within_5
     assert replaced_in < 5.0, f"the new leader's first fire started {replaced_in:.2f} s after the kill"
 
 
-async def _logged(workers: Workers, worker_id: str, event: str) -> bool:
-    return event in workers.log(worker_id)
-
-
 async def _first_started_fire(db: Database, job_id: ObjectId, token: int) -> Document | None:
     """The first fire of the term with `token` that started."""
     query = {"jobId": job_id, "trigger": "schedule", "fencingToken": token, "startedAt": {"$ne": None}}

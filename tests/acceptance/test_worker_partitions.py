@@ -1,0 +1,107 @@
+"""Partitions that hang instead of refusing: each worker replica reaches the database through a TCP proxy
+of its own (its executors too), and the test cuts one off without closing a socket."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from syncjobs.shared.embedded import EmbeddedServer
+from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import job_runs
+
+from tests.fixtures.eventually import eventually
+from tests.fixtures.tcp_proxy import TcpProxy
+from tests.fixtures.worker_jobs import file_written, make_job, process_gone, runs_of
+from tests.fixtures.worker_processes import Workers
+
+pytestmark = pytest.mark.slow
+
+TTL_SECONDS = 3  # the scheduler lease's default
+TRUSTED_SECONDS = TTL_SECONDS - TTL_SECONDS / 10
+RUN_LEASE_SECONDS = 6
+
+
+@pytest.fixture
+def proxies(embedded_server: EmbeddedServer) -> Iterator[list[TcpProxy]]:
+    running = [TcpProxy(embedded_server.port).start() for _ in range(2)]
+    try:
+        yield running
+    finally:
+        for proxy in running:
+            proxy.stop()
+
+
+@pytest.fixture
+def replicas(mongo_uri: str, db_name: str, tmp_path: Path) -> Iterator[Workers]:
+    running = Workers(mongo_uri, db_name, tmp_path, ttl_seconds=None)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+async def _lease_of(db: Database, worker_id: str) -> Document | None:
+    lease = await db.worker_locks.find_one({"_id": "scheduler"})
+    return lease if lease is not None and lease["owner"] == worker_id else None
+
+
+async def _logged(workers: Workers, worker_id: str, event: str, times: int = 1) -> bool:
+    return workers.log(worker_id).count(f'"{event}"') >= times
+
+
+async def test_a_cut_leader_is_replaced_stops_firing_and_rejoins_as_a_standby(
+    db: Database, replicas: Workers, proxies: list[TcpProxy], tmp_path: Path
+) -> None:
+    ticking = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
+    pids = tmp_path / "hang.pids"
+    hanging = await make_job(db, f"hang:{pids}", "0 0 1 1 *", datetime.now(UTC))
+    through = {"SYNCJOBS_RUN_LEASE_SECONDS": str(RUN_LEASE_SECONDS)}
+    replicas.start("w1", SYNCJOBS_MONGODB_URI=proxies[0].uri(), **through)
+    term = await eventually(lambda: _lease_of(db, "w1"))
+    await job_runs.create_manual_run(db, from_document(SyncJob, hanging), datetime.now(UTC))
+    await eventually(lambda: file_written(pids))  # w1 runs it: the only replica yet
+    executor_pids = [int(pid) for pid in pids.read_text().split()]
+    replicas.start("w2", SYNCJOBS_MONGODB_URI=proxies[1].uri(), **through)
+    await eventually(lambda: _logged(replicas, "w2", "standing_by"))
+
+    proxies[0].cut()
+    cut_at, cut_wall = time.monotonic(), datetime.now(UTC)
+    second = await eventually(lambda: _lease_of(db, "w2"), within=3 * TTL_SECONDS)
+    took_over_in = (second["acquiredAt"] - cut_wall).total_seconds()
+    assert took_over_in < TTL_SECONDS + 1.0, f"the standby led {took_over_in:.2f} s after the cut"
+    assert second["fencingToken"] == term["fencingToken"] + 1
+    # the cut leader's executor is killed before its run lease could lapse (and the leader retry the run)
+    for pid in executor_pids:
+        await eventually(lambda pid=pid: process_gone(pid), within=2 * RUN_LEASE_SECONDS)
+    killed_wall = datetime.now(UTC)
+    [lost] = await eventually(lambda: _lost_runs(db, hanging))
+    assert killed_wall < lost["leaseUntil"], (killed_wall, lost["leaseUntil"])
+    await eventually(lambda: _logged(replicas, "w1", "stepped_down"))
+
+    proxies[0].heal()
+    healed_at = time.monotonic()
+    await eventually(lambda: _logged(replicas, "w1", "standing_by"), within=10)
+    fired = len(await runs_of(db, ticking["_id"], trigger="schedule"))
+    await eventually(lambda: _has_fires(db, ticking, fired + 2))
+    assert await _lease_of(db, "w2") is not None
+
+    old = term["fencingToken"]
+    sent_late = [w for w in proxies[0].writes if old in w.tokens() and w.at > cut_at + TRUSTED_SECONDS + 0.1]
+    assert not sent_late, f"the cut leader wrote under its token past its window: {sent_late}"
+    landed = [w for w in proxies[0].writes if old in w.tokens() and w.forwarded and w.at > healed_at]
+    assert not landed, f"a write of the old term landed after healing: {landed}"
+    scheduled = [run["scheduledFor"] for run in await runs_of(db, ticking["_id"], trigger="schedule")]
+    assert len(scheduled) == len(set(scheduled)), "a fire has two runs"
+
+
+async def _has_fires(db: Database, job: Document, count: int) -> bool:
+    return len(await runs_of(db, job["_id"], trigger="schedule")) >= count
+
+
+async def _lost_runs(db: Database, job: Document) -> list[Document]:
+    return await runs_of(db, job["_id"], status="failed", error="worker lost")
