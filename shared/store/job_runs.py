@@ -256,18 +256,27 @@ async def claim_run(db: Database, claimant: Claimant, pending: Document, *, now:
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
     exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""
-    claim: Document = {
+    claim = _claim_fields(claimant, now)
+    update = [{"$set": {**claim, "exclusive": {"$ifNull": ["$exclusive", True]}}}]
+    query = {"_id": pending["_id"], "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
+    if (await durable(db.job_runs).update_one(query, update)).modified_count != 1:
+        return None
+    return {**pending, **claim}
+
+
+def _claim_fields(claimant: Claimant, now: datetime) -> Document:
+    return {
         "status": RunStatus.RUNNING,
         "startedAt": to_ms(now),
         "workerId": claimant.worker_id,
         "claimedBy": claimant.instance,
         "leaseUntil": _lease_until(claimant),
     }
-    update = [{"$set": {**claim, "exclusive": {"$ifNull": ["$exclusive", True]}}}]
-    query = {"_id": pending["_id"], "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
-    if (await durable(db.job_runs).update_one(query, update)).modified_count != 1:
-        return None
-    return {**pending, **claim}
+
+
+def claimed_document(claimant: Claimant, pending: Document, *, now: datetime) -> Document:
+    """The run as `claim_run` at `now` answers it: for a claim that landed although its answer was lost."""
+    return {**pending, **_claim_fields(claimant, now)}
 
 
 async def renew_run_leases(db: Database, claimant: Claimant, run_ids: list[ObjectId]) -> set[ObjectId]:
