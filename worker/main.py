@@ -75,8 +75,8 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     try:
         await worker.run()
     finally:
-        if warming is not None:
-            await warming
+        if warming is not None:  # a warm-up still starting (a loaded machine) does not hold up the stop
+            await _cancel_all([warming])
         await worker.fork_server.close()
         await close_client(client)
         log.info("worker_stopped", worker_id=settings.worker_id)
@@ -140,18 +140,27 @@ class _Worker:
         )
         claiming = asyncio.create_task(dispatcher.run())
         measuring = asyncio.create_task(self.clock.keep_measuring())
+        # Claims stop the moment SIGTERM comes, beside the leader's own stop: one after the other, their
+        # waits on an unreachable database added up past the 2 s a stop may take.
+        claims_stopped = asyncio.create_task(self._stop_claiming_when_stopped(dispatcher, claiming))
         try:
             await self._lead_when_possible()
         finally:
+            self.stop.set()
             await _cancel_all([measuring])
-            await self._stop_claiming(dispatcher, claiming)
-            if dispatcher.running() and not await self._database_answers():
+            await claims_stopped
+            if dispatcher.running() and (self.database_gone or not await self._database_answers()):
                 self.database_gone = True
                 await dispatcher.abandon()
             else:
                 await dispatcher.finish(self.settings.shutdown_grace_seconds)
         if self._background and not self.database_gone:  # alert evaluations need the database
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+
+    async def _stop_claiming_when_stopped(self, dispatcher: RunDispatcher, claiming: asyncio.Task[None]) -> None:
+        await self.stop.wait()
+        log.info("worker_stopping", worker_id=self.settings.worker_id)
+        await self._stop_claiming(dispatcher, claiming)
 
     async def _stop_claiming(self, dispatcher: RunDispatcher, claiming: asyncio.Task[None]) -> None:
         """The claim loop ends after its current claim; one stuck on an unreachable database is cancelled
@@ -214,10 +223,9 @@ class _Worker:
             self.health.failed(error)
             log.warning("leader_start_failed", error=str(error)[:200])
         finally:
-            await _cancel_all(working)
             if holding.done():
                 log.warning("stepped_down", owner=self.lease.owner)
-            await _cancel_all([holding])
+            await _cancel_all([*working, holding])
             metrics.lease_held.set(0)
             if self.lease.state is not None and not self.database_gone:
                 await self._release()
@@ -231,6 +239,8 @@ class _Worker:
             log.info("lease_released", owner=self.lease.owner)
         except PyMongoError as error:
             log.warning("lease_release_failed", error=str(error)[:200])
+            if self.stop.is_set():  # stopping: no need to ask the database again whether it answers
+                self.database_gone = True
 
     async def _notify(self, job: Document, run_id: ObjectId) -> None:
         """Alerts and webhooks run beside the worker, so a slow webhook never holds a job's lock.
