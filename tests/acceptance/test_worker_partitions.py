@@ -105,3 +105,42 @@ async def _has_fires(db: Database, job: Document, count: int) -> bool:
 
 async def _lost_runs(db: Database, job: Document) -> list[Document]:
     return await runs_of(db, job["_id"], status="failed", error="worker lost")
+
+
+async def test_a_cut_claimer_loses_its_run_which_the_leader_retries_never_twice_at_once(
+    db: Database, replicas: Workers, proxies: list[TcpProxy], tmp_path: Path
+) -> None:
+    """w1 leads (direct), its one slot busy; w2 claims through a proxy and is cut off mid-run."""
+    busy = await make_job(db, "sleep:60", "0 0 1 1 *", datetime.now(UTC))
+    pids = tmp_path / "hang.pids"
+    retry = {"maxAttempts": 2, "backoffSeconds": 0}
+    hanging = await make_job(db, f"hang:{pids}", "0 0 1 1 *", datetime.now(UTC), retry=retry)
+    leases = {"SYNCJOBS_RUN_LEASE_SECONDS": str(RUN_LEASE_SECONDS)}
+    replicas.start("w1", SYNCJOBS_MAX_CONCURRENT_RUNS="1", **leases)
+    await eventually(lambda: _lease_of(db, "w1"))
+    await job_runs.create_manual_run(db, from_document(SyncJob, busy), datetime.now(UTC))
+    await eventually(lambda: _running(db, busy, "w1"))
+    replicas.start("w2", SYNCJOBS_MONGODB_URI=proxies[0].uri(), **leases)
+    await eventually(lambda: _logged(replicas, "w2", "standing_by"))
+    await job_runs.create_manual_run(db, from_document(SyncJob, hanging), datetime.now(UTC))
+    first = await eventually(lambda: _running(db, hanging, "w2"))
+    await eventually(lambda: file_written(pids))
+    executor_pids = [int(pid) for pid in pids.read_text().split()]
+    pids.unlink()
+
+    proxies[0].cut()
+    for pid in executor_pids:
+        await eventually(lambda pid=pid: process_gone(pid), within=2 * RUN_LEASE_SECONDS)
+    killed_wall = datetime.now(UTC)
+    [lost] = await eventually(lambda: _lost_runs(db, hanging), within=3 * RUN_LEASE_SECONDS)
+    assert lost["_id"] == first["_id"] and killed_wall < lost["leaseUntil"]
+    proxies[0].heal()  # w1's slot stays busy: the retry waits for w2
+    second = await eventually(lambda: _running(db, hanging, "w2", attempt=2), within=30)
+    assert second["startedAt"] > killed_wall, "the retry started while the first executor still ran"
+    await eventually(lambda: file_written(pids))
+    assert (await _lease_of(db, "w1")) is not None  # no leadership change
+
+
+async def _running(db: Database, job: Document, worker_id: str, attempt: int = 1) -> Document | None:
+    query = {"jobId": job["_id"], "status": "running", "workerId": worker_id, "attempt": attempt}
+    return await db.job_runs.find_one(query)
