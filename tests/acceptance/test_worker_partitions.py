@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 TTL_SECONDS = 3  # the scheduler lease's default
 TRUSTED_SECONDS = TTL_SECONDS - TTL_SECONDS / 10
 RUN_LEASE_SECONDS = 6
+RUN_LEASE = str(RUN_LEASE_SECONDS)
 
 
 @pytest.fixture
@@ -60,13 +61,12 @@ async def test_a_cut_leader_is_replaced_stops_firing_and_rejoins_as_a_standby(
     ticking = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
     pids = tmp_path / "hang.pids"
     hanging = await make_job(db, f"hang:{pids}", "0 0 1 1 *", datetime.now(UTC))
-    through = {"SYNCJOBS_RUN_LEASE_SECONDS": str(RUN_LEASE_SECONDS)}
-    replicas.start("w1", SYNCJOBS_MONGODB_URI=proxies[0].uri(), **through)
+    replicas.start("w1", SYNCJOBS_MONGODB_URI=proxies[0].uri(), SYNCJOBS_RUN_LEASE_SECONDS=RUN_LEASE)
     term = await eventually(lambda: _lease_of(db, "w1"))
     await job_runs.create_manual_run(db, from_document(SyncJob, hanging), datetime.now(UTC))
     await eventually(lambda: file_written(pids))  # w1 runs it: the only replica yet
     executor_pids = [int(pid) for pid in pids.read_text().split()]
-    replicas.start("w2", SYNCJOBS_MONGODB_URI=proxies[1].uri(), **through)
+    replicas.start("w2", SYNCJOBS_MONGODB_URI=proxies[1].uri(), SYNCJOBS_RUN_LEASE_SECONDS=RUN_LEASE)
     await eventually(lambda: _logged(replicas, "w2", "standing_by"))
 
     proxies[0].cut()
@@ -76,8 +76,7 @@ async def test_a_cut_leader_is_replaced_stops_firing_and_rejoins_as_a_standby(
     assert took_over_in < TTL_SECONDS + 1.0, f"the standby led {took_over_in:.2f} s after the cut"
     assert second["fencingToken"] == term["fencingToken"] + 1
     # the cut leader's executor is killed before its run lease could lapse (and the leader retry the run)
-    for pid in executor_pids:
-        await eventually(lambda pid=pid: process_gone(pid), within=2 * RUN_LEASE_SECONDS)
+    await eventually(lambda: _all_gone(executor_pids), within=2 * RUN_LEASE_SECONDS)
     killed_wall = datetime.now(UTC)
     [lost] = await eventually(lambda: _lost_runs(db, hanging))
     assert killed_wall < lost["leaseUntil"], (killed_wall, lost["leaseUntil"])
@@ -115,12 +114,11 @@ async def test_a_cut_claimer_loses_its_run_which_the_leader_retries_never_twice_
     pids = tmp_path / "hang.pids"
     retry = {"maxAttempts": 2, "backoffSeconds": 0}
     hanging = await make_job(db, f"hang:{pids}", "0 0 1 1 *", datetime.now(UTC), retry=retry)
-    leases = {"SYNCJOBS_RUN_LEASE_SECONDS": str(RUN_LEASE_SECONDS)}
-    replicas.start("w1", SYNCJOBS_MAX_CONCURRENT_RUNS="1", **leases)
+    replicas.start("w1", SYNCJOBS_MAX_CONCURRENT_RUNS="1", SYNCJOBS_RUN_LEASE_SECONDS=RUN_LEASE)
     await eventually(lambda: _lease_of(db, "w1"))
     await job_runs.create_manual_run(db, from_document(SyncJob, busy), datetime.now(UTC))
     await eventually(lambda: _running(db, busy, "w1"))
-    replicas.start("w2", SYNCJOBS_MONGODB_URI=proxies[0].uri(), **leases)
+    replicas.start("w2", SYNCJOBS_MONGODB_URI=proxies[0].uri(), SYNCJOBS_RUN_LEASE_SECONDS=RUN_LEASE)
     await eventually(lambda: _logged(replicas, "w2", "standing_by"))
     await job_runs.create_manual_run(db, from_document(SyncJob, hanging), datetime.now(UTC))
     first = await eventually(lambda: _running(db, hanging, "w2"))
@@ -129,8 +127,7 @@ async def test_a_cut_claimer_loses_its_run_which_the_leader_retries_never_twice_
     pids.unlink()
 
     proxies[0].cut()
-    for pid in executor_pids:
-        await eventually(lambda pid=pid: process_gone(pid), within=2 * RUN_LEASE_SECONDS)
+    await eventually(lambda: _all_gone(executor_pids), within=2 * RUN_LEASE_SECONDS)
     killed_wall = datetime.now(UTC)
     [lost] = await eventually(lambda: _lost_runs(db, hanging), within=3 * RUN_LEASE_SECONDS)
     assert lost["_id"] == first["_id"] and killed_wall < lost["leaseUntil"]
@@ -144,3 +141,7 @@ async def test_a_cut_claimer_loses_its_run_which_the_leader_retries_never_twice_
 async def _running(db: Database, job: Document, worker_id: str, attempt: int = 1) -> Document | None:
     query = {"jobId": job["_id"], "status": "running", "workerId": worker_id, "attempt": attempt}
     return await db.job_runs.find_one(query)
+
+
+async def _all_gone(pids: list[int]) -> bool:
+    return all([await process_gone(pid) for pid in pids])

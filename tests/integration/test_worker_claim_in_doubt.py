@@ -5,6 +5,7 @@ this replica's; it learns so once the database answers again and runs it, rather
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -59,5 +60,5 @@ async def test_a_claim_whose_answer_vanished_is_run_by_its_claimer(
             proxy.stop()
 
 
-async def _told(logs: list[dict[str, Any]], event: str) -> bool:
+async def _told(logs: list[MutableMapping[str, Any]], event: str) -> bool:
     return any(entry["event"] == event for entry in logs)

@@ -6,7 +6,7 @@ has ended, and leads again with the next token once writes land. The worker neve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,10 +35,10 @@ def proxy(embedded_server: EmbeddedServer) -> Iterator[TcpProxy]:
 
 
 class _Worker:
-    def __init__(self, task: asyncio.Task[None], stop: asyncio.Event, logs: list[dict[str, Any]]) -> None:
+    def __init__(self, task: asyncio.Task[None], stop: asyncio.Event, logs: list[MutableMapping[str, Any]]) -> None:
         self.task, self.stop, self.logs = task, stop, logs
 
-    def logged(self, event: str) -> list[dict[str, Any]]:
+    def logged(self, event: str) -> list[MutableMapping[str, Any]]:
         return [entry for entry in self.logs if entry["event"] == event]
 
 
