@@ -121,3 +121,19 @@ async def _logged(worker: _Worker, event: str) -> bool:
 async def _lease_after(db: Database, token: int) -> Document | None:
     lease = await _lease(db)
     return lease if lease is not None and lease["fencingToken"] > token else None
+
+
+async def test_a_slow_network_keeps_the_term_and_the_fires(db: Database, proxy: TcpProxy, worker: _Worker) -> None:
+    """0.15 s each way (a 0.3 s round trip on every call, a link across regions) is slow, not lost: the
+    lease renews in time. (At 0.4 s each way a new connection's handshake and a renewal outlast the 3 s
+    lease's window: such a link needs a longer SYNCJOBS_LEASE_TTL_SECONDS.)"""
+    job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
+    term = await eventually(lambda: _lease(db))
+    await eventually(lambda: _fired(db, job, 2))
+    proxy.latency(0.15)
+    written = len(await _fires(db, job))
+    await eventually(lambda: _fired(db, job, written + 3))
+    proxy.latency(0.0)
+    assert (await _lease(db) or {}).get("fencingToken") == term["fencingToken"]
+    assert not worker.logged("lease_lapsed") and not worker.task.done()
+    _no_fire_twice(await _fires(db, job))
