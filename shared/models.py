@@ -230,6 +230,15 @@ class RetryPolicy(Camel):
     backoff_seconds: float = Field(default=30.0, ge=0, le=86400)
 
 
+# A job's defaults, one home for the input that creates it and the document read back (older documents
+# may lack the later fields).
+OverlapPolicy = Literal["skip", "queue", "allow"]
+SyncMode = Literal["full", "incremental"]
+DEFAULT_OVERLAP: OverlapPolicy = "skip"
+DEFAULT_TIMEOUT_SECONDS = 3600
+DEFAULT_CATCH_UP_FIRES = 1
+
+
 class SyncJobInput(Camel):
     """The editable fields of a job: what POST creates and PUT replaces."""
 
@@ -237,13 +246,13 @@ class SyncJobInput(Camel):
     data_source_id: str
     destination_database_id: str
     schedule: Schedule
-    sync_mode: Literal["full", "incremental"] = "full"
+    sync_mode: SyncMode = "full"
     entities: EntityFilter = Field(default_factory=EntityFilter)
     enabled: bool = True
-    overlap: Literal["skip", "queue", "allow"] = "skip"
-    timeout_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    overlap: OverlapPolicy = DEFAULT_OVERLAP
+    timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_SECONDS, ge=1, le=7 * 86400)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    catch_up_fires: int = Field(default=1, ge=0, le=1000)
+    catch_up_fires: int = Field(default=DEFAULT_CATCH_UP_FIRES, ge=0, le=1000)
 
 
 class SyncJob(Output):
@@ -253,13 +262,13 @@ class SyncJob(Output):
     data_source_id: str
     destination_database_id: str
     schedule: Schedule
-    sync_mode: Literal["full", "incremental"]
+    sync_mode: SyncMode
     entities: EntityFilter
     enabled: bool
-    overlap: Literal["skip", "queue", "allow"] = "skip"
-    timeout_seconds: int = 3600
+    overlap: OverlapPolicy = DEFAULT_OVERLAP
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    catch_up_fires: int = 1
+    catch_up_fires: int = DEFAULT_CATCH_UP_FIRES
     next_run_at: AwareDatetime | None = None
     last_run_at: AwareDatetime | None = None
     last_status: RunStatus | None = None

@@ -27,6 +27,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.settings import Settings
+from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.fork_server import EXECUTOR_COMMAND, ForkServer, ForkServerLost
 
 log = get_logger(__name__)
@@ -150,14 +151,13 @@ async def run_executor(
     process, kind = await _start(argv, env, fork_server)
     output = _Output()
     readers = asyncio.gather(_read_events(process.stdout, output), _read_tail(process.stderr, output))
-    first_event = asyncio.ensure_future(_observe_first_event(output, started, kind))
-    exited = asyncio.ensure_future(process.wait())
-    cancelled = asyncio.ensure_future(cancel.wait())
+    first_event = spawn(_observe_first_event(output, started, kind), f"executor {process.pid} first event")
+    exited = spawn(process.wait(), f"executor {process.pid} exit")
     try:
-        done, _ = await asyncio.wait({exited, cancelled}, timeout=timeout_seconds, return_when="FIRST_COMPLETED")
+        done = await wait_any(exited, cancel.wait(), within=timeout_seconds)
         if exited in done:
             status = RunStatus.SUCCEEDED if process.returncode == 0 else RunStatus.FAILED
-        elif cancelled in done:
+        elif done:  # the cancel switch
             status = RunStatus.CANCELLED
         else:
             status = RunStatus.TIMED_OUT
@@ -165,7 +165,6 @@ async def run_executor(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE_SECONDS)
     finally:
-        cancelled.cancel()
         _signal_group(process.pid, signal.SIGKILL)  # the whole group, grandchildren included
         await exited
         with contextlib.suppress(Exception):

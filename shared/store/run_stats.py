@@ -85,7 +85,8 @@ def _created_if(statuses: Iterable[RunStatus]) -> Document:
 def _runs_in_range(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None) -> Document:
     """The workspace's runs in the range, on the (workspaceId, createdAt) index; or one job's, on the
     (jobId, createdAt) index, with no workspace term: beside it SecantusDB plans the workspace index and
-    reads every run of the workspace (20 ms at 1,000 runs against 0.5 ms, on every run's alert check)."""
+    reads every run of the workspace, on every run's alert check (bench/RESULTS.md, "figures behind the
+    code")."""
     if job_id is not None:
         return {"jobId": job_id, "createdAt": {"$gte": since}}
     return {"workspaceId": workspace_id, "createdAt": {"$gte": since}}

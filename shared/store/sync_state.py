@@ -6,12 +6,12 @@ re-reads (and idempotently re-upserts) at most one batch, and never skips a reco
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
-from syncjobs.shared.clock import to_ms
+from syncjobs.shared.clock import Clock, SystemClock, to_ms
 
 COLLECTION = "sync_state"
 
@@ -27,11 +27,11 @@ async def load_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str) -> 
     return None if doc is None else doc.get("cursor")
 
 
-async def save_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str, cursor: Any) -> None:
+async def save_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str, cursor: Any, now: datetime) -> None:
     """Record how far the entity is synced (acknowledged write, upserted)."""
     await db[COLLECTION].update_one(
         {"_id": _state_id(job_id, entity)},
-        {"$set": {"cursor": cursor, "updatedAt": to_ms(datetime.now(UTC))}},
+        {"$set": {"cursor": cursor, "updatedAt": to_ms(now)}},
         upsert=True,
     )
 
@@ -39,12 +39,13 @@ async def save_cursor(db: AsyncDatabase[Any], job_id: ObjectId, entity: str, cur
 class JobCursors:
     """The cursors of one job, as the sync algorithm sees them."""
 
-    def __init__(self, db: AsyncDatabase[Any], job_id: ObjectId) -> None:
+    def __init__(self, db: AsyncDatabase[Any], job_id: ObjectId, clock: Clock | None = None) -> None:
         self._db = db
         self._job_id = job_id
+        self._clock = clock or SystemClock()
 
     async def load(self, entity: str) -> Any | None:
         return await load_cursor(self._db, self._job_id, entity)
 
     async def save(self, entity: str, cursor: Any) -> None:
-        await save_cursor(self._db, self._job_id, entity, cursor)
+        await save_cursor(self._db, self._job_id, entity, cursor, self._clock.now())

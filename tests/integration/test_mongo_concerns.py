@@ -127,12 +127,11 @@ async def test_fires_claims_outcomes_and_run_leases_are_written_durably(watched:
     _majority_reads(renew_both)
     finish = job_runs.finish_claimed_run(db, ME, first["_id"], status="succeeded", now=T0, fields={})
     _durable_writes(await commands.of(finish))
-    _durable_writes(await commands.of(job_runs.start_run(db, second["_id"], worker_id="l", token=1, now=T0)))
+    _durable_writes(await commands.of(job_runs.claim_run(db, ME, second, now=T0 + timedelta(seconds=5))))
     _majority_reads(await commands.of(job_runs.runs_with_lapsed_lease(db, T0 + timedelta(days=1))))
     second_run = await db.job_runs.find_one({"_id": second["_id"]})
     assert second_run is not None
     _durable_writes(await commands.of(job_runs.mark_lost(db, second_run, token=1, now=T0, duration_ms=5)))
-    _durable_writes(await commands.of(job_runs.finish_run(db, third["_id"], token=1, status="failed", now=T0)))
     _durable_writes(await commands.of(job_runs.skip_pending_runs(db, [third["_id"]], now=T0, error="skipped")))
     moves = [sync_jobs.NextRun(job_id, job.version, T0 + timedelta(minutes=1))]
     _durable_writes(await commands.of(sync_jobs.advance_next_runs(db, moves, 1)))

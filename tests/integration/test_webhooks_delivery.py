@@ -21,6 +21,7 @@ from syncjobs.shared.settings import AlertThresholds, Settings
 from syncjobs.shared.store.webhooks import create_webhook
 from syncjobs.worker.notifier import DeliveryPolicy, on_run_finished
 
+from tests.fixtures.fake_clock import FakeClock
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 
 NO_WAIT = DeliveryPolicy(attempts=3, first_backoff_seconds=0, timeout_seconds=10)
@@ -73,7 +74,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 async def _finish(db: Database, settings: Settings, job: Document, status: str, at: datetime) -> list[str]:
     [run_id] = await insert_runs(db, job, [status], at)
-    events = await on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, now=at + timedelta(seconds=5))
+    events = await on_run_finished(
+        db, settings, job["_id"], run_id, policy=NO_WAIT, clock=FakeClock(at + timedelta(seconds=5))
+    )
     return [f"{event.name}:{event.kind}" for event in events]
 
 
@@ -177,7 +180,7 @@ async def test_concurrent_evaluations_of_one_job_announce_an_alert_once(
     now = start + timedelta(minutes=30)
 
     results = await asyncio.gather(
-        *(on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, now=now) for run_id in run_ids)
+        *(on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, clock=FakeClock(now)) for run_id in run_ids)
     )
     assert sorted(len(events) for events in results) == [0, 0, 1]
     assert [event["alert"]["kind"] for event in receiver.events()] == ["consecutive_failures"]
