@@ -99,6 +99,7 @@ class AlertThresholds:
     min_executions: int = 5
     consecutive_failures: int = 3
     long_duration_ms: int = 5 * 60 * 1000
+    change_stream_lag_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,9 @@ class Settings:
                 ),
                 long_duration_ms=_int(env, "SYNCJOBS_ALERT_LONG_DURATION_SECONDS", alerts.long_duration_ms // 1000)
                 * 1000,
+                change_stream_lag_seconds=_int(
+                    env, "SYNCJOBS_ALERT_CHANGE_STREAM_LAG_SECONDS", alerts.change_stream_lag_seconds, minimum=1
+                ),
             ),
             secret_keys=_list(env, "SYNCJOBS_SECRET_KEYS"),
             allowed_networks=_networks(env),

@@ -162,9 +162,11 @@ class ClaimedRun:
                 duration_ms=outcome.duration_ms,
             )
         )
-        log.info(
-            "run_finished", run_id=run.id, job_id=run.job_id, status=outcome.status, duration_ms=outcome.duration_ms
-        )
+        fields = {"run_id": run.id, "job_id": run.job_id, "status": outcome.status, "duration_ms": outcome.duration_ms}
+        if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            log.warning("run_finished", **fields, error=(outcome.error or "")[:500])
+        else:
+            log.info("run_finished", **fields)
         metrics.observe_run_finished(outcome.status, outcome.duration_ms)
         if context.on_run_finished is not None and job_exists:
             await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)

@@ -254,7 +254,10 @@ async def on_run_finished(
             return []
         events = await _changes(db, settings, job, str(run_id), now)
         if events:
-            log.info("alerts_changed", job_id=str(job_id), events=[f"{e.name}:{e.kind}" for e in events])
+            opened = any(e.name == "alert.opened" for e in events)
+            (log.warning if opened else log.info)(
+                "alerts_changed", job_id=str(job_id), events=[f"{e.name}:{e.kind}" for e in events]
+            )
             await announce(db, job["workspaceId"], events, policy or DeliveryPolicy(), _egress(settings), clock)
         return events
     except Exception:

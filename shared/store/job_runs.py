@@ -69,6 +69,14 @@ async def create_manual_run(db: Database, job: SyncJob, now: datetime) -> JobRun
     raise Conflict("too many manual runs asked at once", [{"field": "id", "message": "try again"}])
 
 
+async def record_state_reset(db: Database, job: SyncJob, now: datetime, cleared: int) -> JobRun:
+    """The run history's note that an operator reset the job's sync state (`cleared` cursors and tokens)."""
+    doc = new_run_document(job, trigger="reset", scheduled_for=now, status=RunStatus.RESET, now=now)
+    doc |= {"finishedAt": to_ms(now), "stats": {"statesCleared": cleared}}
+    await db.job_runs.insert_one(doc)
+    return from_document(JobRun, doc)
+
+
 async def get_run(db: Database, run_id: ObjectId) -> JobRun:
     doc = await db.job_runs.find_one({"_id": run_id})
     if doc is None:

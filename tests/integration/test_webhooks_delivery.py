@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from bson import ObjectId
+from structlog.testing import capture_logs
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.models import WebhookInput
 from syncjobs.shared.mongo import Database, Document
@@ -184,3 +185,17 @@ async def test_concurrent_evaluations_of_one_job_announce_an_alert_once(
     )
     assert sorted(len(events) for events in results) == [0, 0, 1]
     assert [event["alert"]["kind"] for event in receiver.events()] == ["consecutive_failures"]
+
+
+async def test_an_opened_alert_is_logged_at_warning_a_resolved_one_at_info(db: Database, settings: Settings) -> None:
+    settings = settings.with_overrides(alerts=AlertThresholds(min_executions=10))  # only the streak alerts
+    job = await insert_job(db, ObjectId(), "orders")
+    start = to_ms(datetime.now(UTC) - timedelta(hours=1))
+    with capture_logs() as logged:
+        for minutes, status in ((0, "failed"), (5, "failed"), (10, "failed"), (15, "succeeded")):
+            await _finish(db, settings, job, status, start + timedelta(minutes=minutes))
+    changes = [(e["log_level"], e["events"]) for e in logged if e["event"] == "alerts_changed"]
+    assert changes == [
+        ("warning", ["alert.opened:consecutive_failures"]),
+        ("info", ["alert.resolved:consecutive_failures"]),
+    ]
