@@ -71,7 +71,7 @@ class Row:
     copied: int
     drain: float  # seconds
     lag_p99: float  # seconds
-    cpu: dict[str, float]  # seconds by kind (CPU_KINDS)
+    cpu: dict[str, float]  # seconds by kind (CPU_KINDS; a kind the variant has not is left out)
     counters: Counter[str]
     late: bool
     raw_insert_rate: float | None = None
@@ -158,7 +158,7 @@ def apscheduler_row(uri: str, server_pid: int, logs: Path, jobs: int, processes:
                     process.stdout.close()
         executions = _read_records(records)
         executed, double, drain, lag = count_executions(jobs, executions, due)
-        cpu_by_kind = {"scheduler": cpu, "fork server": 0.0, "executors": 0.0, "server": server_cpu}
+        cpu_by_kind = {"scheduler": cpu, "server": server_cpu}  # its jobs run in its threads
         return Row(
             f"apscheduler-{processes}",
             jobs,
@@ -223,7 +223,7 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         ratio = f"{row.per_second / base:.2f}" if base else "-"
-        per_job = {kind: row.cpu[kind] / max(row.jobs, 1) for kind in CPU_KINDS}
+        per_job = {kind: row.cpu[kind] / max(row.jobs, 1) for kind in CPU_KINDS if kind in row.cpu}
         counts = " / ".join(
             f"{row.counters[name] / max(row.jobs, 1):.2f}" for name in ("writes", "reads", "commands", "connections")
         )
@@ -237,7 +237,7 @@ def table(rows: list[Row]) -> str:
             f"{row.per_second:.1f}",
             ratio,
             f"{row.lag_p99:.1f} s",
-            *(f"{per_job[kind]:.4f} s" for kind in CPU_KINDS),
+            *(f"{per_job[kind]:.4f} s" if kind in per_job else "-" for kind in CPU_KINDS),
             f"{sum(per_job.values()):.4f} s",
             counts,
             f"{row.raw_insert_rate:.0f}" if row.raw_insert_rate else "-",
