@@ -104,7 +104,10 @@ def syncjobs_row(uri: str, server_pid: int, logs: Path, jobs: int, workers: int,
     started = [run for run in found.done if run.get("startedAt")]
     # A run executed twice would be a second run of the same fire (a retry after a lost lease): counted
     # as a double; a fire's first run that failed leaves the job counted as lost.
-    executions = [((run["jobId"], run["scheduledFor"]), run["startedAt"], run["finishedAt"]) for run in started]
+    executions = [
+        ((run["jobId"], run["scheduledFor"]), run["startedAt"], run.get("finishedAt") or run["startedAt"])
+        for run in started  # one still going when the bench gave up waiting: its job is counted lost
+    ]
     _, double, drain, lag = count_executions(jobs, executions, found.due)
     executed = len({run["jobId"] for run in succeeded})
     cpu = {
@@ -140,7 +143,8 @@ def apscheduler_row(uri: str, server_pid: int, logs: Path, jobs: int, processes:
                     raise RuntimeError("an APScheduler process did not start")
             time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() - 1.0))
             late = datetime.now(UTC) > due
-            cpu_before = sum(tree_cpu_seconds(p.pid, process_table()) for p in running)
+            table = process_table()
+            cpu_before = sum(tree_cpu_seconds(p.pid, table) for p in running)
             server_before = tree_cpu_seconds(server_pid)
             counters_before = server_counters(uri)
             _wait_until_quiet(jobs, lambda: _read_records(records), deadline=time.monotonic() + 300 + 2 * jobs)
