@@ -1,4 +1,4 @@
-"""Sync jobs: CRUD, toggle, manual run, status and run history."""
+"""Sync jobs: CRUD, toggle, manual run and status (their runs: api/runs.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from syncjobs.api.context import clock, db, object_id, read_body, read_optional_body, workspace_id
 from syncjobs.api.openapi import describe
-from syncjobs.api.schemas import JobStatus, RunAccepted, RunPage, SyncJobList
+from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
 from syncjobs.shared.cron import parse_schedule
-from syncjobs.shared.errors import NotFound, ValidationFailed
-from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput, parse_object_id
-from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput
+from syncjobs.shared.store import job_runs, run_history, sync_jobs
 
 routes = web.RouteTableDef()
 TAG = "sync jobs"
@@ -19,7 +18,6 @@ COLLECTION = "/api/workspaces/{ws}/sync-jobs"
 ITEM = COLLECTION + "/{id}"
 NEXT_RUNS = 5
 RECENT_RUNS = 5
-DEFAULT_PAGE = 20
 
 
 @routes.get(COLLECTION)
@@ -125,37 +123,6 @@ async def job_status(request: web.Request) -> web.Response:
         next_run_at=job.next_run_at,
         next_runs=[fire.astimezone(zone).isoformat() for fire in fires],
         average_duration_ms=job.average_duration_ms,
-        recent_runs=await job_runs.recent_runs(db(request), job_id, RECENT_RUNS),
+        recent_runs=await run_history.recent_runs(db(request), job_id, RECENT_RUNS),
     )
     return web.json_response(status.to_json())
-
-
-def _page_size(request: web.Request) -> int:
-    raw = request.query.get("limit", str(DEFAULT_PAGE))
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= job_runs.MAX_PAGE:
-        raise ValidationFailed("limit", f"an integer from 1 to {job_runs.MAX_PAGE}")
-    return int(raw)
-
-
-@routes.get(ITEM + "/runs")
-@describe(
-    "Run history, newest first; pass `next` back as `before` for the next page",
-    tag=TAG,
-    response=RunPage,
-    errors=(404, 422),
-    query={
-        "limit": {"type": "integer", "minimum": 1, "maximum": job_runs.MAX_PAGE, "default": DEFAULT_PAGE},
-        "before": {"type": "string", "description": "the `next` of the previous page"},
-    },
-)
-async def list_runs(request: web.Request) -> web.Response:
-    job_id = object_id(request, "id")
-    await sync_jobs.get_job(db(request), job_id, workspace_id(request))
-    limit = _page_size(request)
-    before = None
-    if "before" in request.query:
-        before = parse_object_id(request.query["before"])
-        if before is None:
-            raise NotFound("no run matches the `before` cursor")
-    runs, next_cursor = await job_runs.list_runs(db(request), job_id, limit, before)
-    return web.json_response(RunPage(runs=runs, next=next_cursor).to_json())

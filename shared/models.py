@@ -50,6 +50,7 @@ EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, *FAILED_STATUSES, RunStatus.
 NOT_EXECUTED_STATUSES = FINISHED_STATUSES - EXECUTED_STATUSES
 
 RunTrigger = Literal["schedule", "manual", "retry"]
+RUN_TRIGGERS: tuple[RunTrigger, ...] = ("schedule", "manual", "retry")
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
@@ -295,6 +296,7 @@ class JobRun(Output):
     progress: dict[str, Any] | None = None
     stderr_tail: str | None = None  # the executor's last 4 KiB of stderr, kept when a run did not succeed
     due_at: AwareDatetime | None = None  # a retry's earliest start
+    cancel_requested: bool = False  # a client asked to cancel it while it ran; its replica kills it
 
 
 class ToggleInput(Camel):

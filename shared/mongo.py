@@ -114,6 +114,11 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     "workspace_job_started",
                 ),
                 _index([("jobId", ASCENDING), ("createdAt", DESCENDING)], "job_created"),
+                # The run list's filters: status ("the failed runs"), trigger; scheduledFor uses fire_key.
+                _index([("jobId", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)], "job_status_created"),
+                _index(
+                    [("jobId", ASCENDING), ("trigger", ASCENDING), ("createdAt", DESCENDING)], "job_trigger_created"
+                ),
                 _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
                 _index([("status", ASCENDING)], "status"),
                 # The per-job execution lock: at most one running run of a job whose overlap is not `allow`,

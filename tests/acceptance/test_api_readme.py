@@ -41,8 +41,8 @@ def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) 
     assert re.search(r"^API=.*$", script, re.MULTILINE)
     # The one placeholder a reader fills in by hand: the `next` of a previous page (here: the newest run).
     script = script.replace(
-        "before=<next>",
-        'before=$(command curl -s "${auth[@]}" '
+        "after=<next>",
+        'after=$(command curl -s "${auth[@]}" '
         '"$API/api/workspaces/$WS/sync-jobs/$JOB/runs?limit=1" | python3 -c '
         "\"import json, sys; print(json.load(sys.stdin)['runs'][0]['id'])\")",
     )

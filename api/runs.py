@@ -1,0 +1,128 @@
+"""Runs: a job's run history (filtered, in cursor pages), one run, and cancelling a run.
+
+A run is reachable under its job and directly under its workspace (a client holding only the run id of a
+`POST .../run` answer); either way another workspace's run is a 404.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from syncjobs.api.context import clock, db, object_id, workspace_id
+from syncjobs.api.openapi import describe
+from syncjobs.api.schemas import RunPage
+from syncjobs.shared.errors import ValidationFailed
+from syncjobs.shared.models import RUN_TRIGGERS, JobRun, RunStatus
+from syncjobs.shared.paging import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, parse_limit
+from syncjobs.shared.store import run_history, sync_jobs
+from syncjobs.shared.store.run_history import RunFilter
+
+routes = web.RouteTableDef()
+TAG = "runs"
+JOB_RUNS = "/api/workspaces/{ws}/sync-jobs/{id}/runs"
+JOB_RUN = JOB_RUNS + "/{runId}"
+RUN = "/api/workspaces/{ws}/runs/{runId}"
+INSTANT: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO 8601 with an offset"}
+
+RUN_LIST_QUERY: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    "after": {"type": "string", "description": "the `next` of the previous page"},
+    "before": {"type": "string", "description": "the former name of `after`, still accepted"},
+    "status": {"type": "array", "items": {"enum": [str(status) for status in RunStatus]}},
+    "trigger": {"type": "array", "items": {"enum": list(RUN_TRIGGERS)}},
+    "from": {**INSTANT, "description": "scheduledFor at or after this instant"},
+    "to": {**INSTANT, "description": "scheduledFor before this instant"},
+}
+
+
+def _choices(request: web.Request, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    values = tuple(request.query.getall(name, []))
+    for value in values:
+        if value not in allowed:
+            raise ValidationFailed(name, f"{value!r} is not one of {', '.join(allowed)}")
+    return values
+
+
+def _instant(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ValidationFailed(name, "an ISO 8601 instant with an offset, e.g. 2026-01-15T00:00:00Z")
+    return value
+
+
+def run_filter(request: web.Request) -> RunFilter:
+    filters = RunFilter(
+        statuses=_choices(request, "status", tuple(str(status) for status in RunStatus)),
+        triggers=_choices(request, "trigger", RUN_TRIGGERS),
+        scheduled_from=_instant(request, "from"),
+        scheduled_to=_instant(request, "to"),
+    )
+    if filters.scheduled_from and filters.scheduled_to and filters.scheduled_from >= filters.scheduled_to:
+        raise ValidationFailed("to", "must be after `from`")
+    return filters
+
+
+@routes.get(JOB_RUNS)
+@describe(
+    "Run history, newest first, filtered by status, trigger and scheduledFor; pass `next` back as `after`",
+    tag=TAG,
+    response=RunPage,
+    errors=(404, 422),
+    query=RUN_LIST_QUERY,
+)
+async def list_runs(request: web.Request) -> web.Response:
+    job_id = object_id(request, "id")
+    filters = run_filter(request)
+    page = PageRequest(parse_limit(request.query.get("limit")), request.query.get("after", request.query.get("before")))
+    await sync_jobs.get_job(db(request), job_id, workspace_id(request))
+    found = await run_history.list_runs(db(request), job_id, page, filters)
+    return web.json_response(RunPage(runs=found.runs, next=found.next).to_json())
+
+
+@routes.get(JOB_RUN)
+@describe("One run of the job", tag=TAG, response=JobRun, errors=(404,))
+async def get_job_run(request: web.Request) -> web.Response:
+    ws, job_id = workspace_id(request), object_id(request, "id")
+    run = await run_history.get_run(db(request), ws, object_id(request, "runId"), job_id)
+    return web.json_response(run.to_json())
+
+
+@routes.get(RUN)
+@describe("One run of the workspace, by the id `POST .../run` answered", tag=TAG, response=JobRun, errors=(404,))
+async def get_run(request: web.Request) -> web.Response:
+    run = await run_history.get_run(db(request), workspace_id(request), object_id(request, "runId"))
+    return web.json_response(run.to_json())
+
+
+async def _cancel(request: web.Request, job_scoped: bool) -> web.Response:
+    ws, run_id = workspace_id(request), object_id(request, "runId")
+    if job_scoped:
+        await run_history.get_run(db(request), ws, run_id, object_id(request, "id"))
+    run = await run_history.cancel_run(db(request), ws, run_id, clock(request).now())
+    return web.json_response(run.to_json())
+
+
+CANCEL_SUMMARY = (
+    "Cancel a run: a pending one is `cancelled` at once; a running one gets `cancelRequested` and its replica"
+    " kills the executor within 2 s and records `cancelled`; never retried; an ended run is a 409"
+)
+
+
+@routes.post(JOB_RUN + "/cancel")
+@describe(CANCEL_SUMMARY, tag=TAG, response=JobRun, errors=(403, 404, 409))
+async def cancel_job_run(request: web.Request) -> web.Response:
+    return await _cancel(request, job_scoped=True)
+
+
+@routes.post(RUN + "/cancel")
+@describe(CANCEL_SUMMARY, tag=TAG, response=JobRun, errors=(403, 404, 409))
+async def cancel_run(request: web.Request) -> web.Response:
+    return await _cancel(request, job_scoped=False)
