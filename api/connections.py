@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 from syncjobs.api.connection_checks import vet_connection
-from syncjobs.api.context import db, object_id, read_body, workspace_id
+from syncjobs.api.context import PAGE_QUERY, db, object_id, page_request, read_body, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
 from syncjobs.shared.models import (
@@ -44,10 +44,10 @@ def connection_routes(
     item = collection + "/{id}"
 
     @routes.get(collection)
-    @describe(f"List the workspace's {noun}s", tag=tag, response=listing, errors=(404,))
+    @describe(f"List the workspace's {noun}s by name", tag=tag, response=listing, errors=(404, 422), query=PAGE_QUERY)
     async def list_connections(request: web.Request) -> web.Response:
-        found = await store.list(db(request), workspace_id(request))
-        return web.json_response({"items": [connection.to_json() for connection in found]})
+        found, next_page = await store.list(db(request), workspace_id(request), page_request(request))
+        return web.json_response({"items": [connection.to_json() for connection in found], "next": next_page})
 
     @routes.post(collection)
     @describe(

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from syncjobs.api.context import clock, db, object_id, workspace_id
+from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import RunPage
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import RUN_TRIGGERS, JobRun, RunStatus
-from syncjobs.shared.paging import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, parse_limit
+from syncjobs.shared.paging import PageRequest, parse_limit
 from syncjobs.shared.store import run_history, sync_jobs
 from syncjobs.shared.store.run_history import RunFilter
 
@@ -27,8 +27,7 @@ RUN = "/api/workspaces/{ws}/runs/{runId}"
 INSTANT: dict[str, Any] = {"type": "string", "format": "date-time", "description": "ISO 8601 with an offset"}
 
 RUN_LIST_QUERY: dict[str, dict[str, Any]] = {
-    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-    "after": {"type": "string", "description": "the `next` of the previous page"},
+    **PAGE_QUERY,
     "before": {"type": "string", "description": "the former name of `after`, still accepted"},
     "status": {"type": "array", "items": {"enum": [str(status) for status in RunStatus]}},
     "trigger": {"type": "array", "items": {"enum": list(RUN_TRIGGERS)}},

@@ -23,23 +23,30 @@ from syncjobs.shared.models import (
 
 
 class DataSourceList(Output):
+    """Every list is one page: pass `next` back as `after` for the following one (null on the last page)."""
+
     items: list[DataSource]
+    next: str | None
 
 
 class DestinationList(Output):
     items: list[Destination]
+    next: str | None
 
 
 class SyncJobList(Output):
     items: list[SyncJob]
+    next: str | None
 
 
 class WebhookList(Output):
     items: list[Webhook]
+    next: str | None
 
 
 class WebhookDeliveryList(Output):
     items: list[WebhookDelivery]
+    next: str | None
 
 
 class RunPage(Output):

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from syncjobs.api.context import clock, db, object_id, read_body, read_optional_body, workspace_id
+from bson import ObjectId
+from syncjobs.api.context import (
+    PAGE_QUERY,
+    clock,
+    db,
+    object_id,
+    page_request,
+    read_body,
+    read_optional_body,
+    workspace_id,
+)
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
 from syncjobs.shared.cron import parse_schedule
-from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput
+from syncjobs.shared.errors import ValidationFailed
+from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput, parse_object_id
 from syncjobs.shared.store import job_runs, run_history, sync_jobs
+from syncjobs.shared.store.sync_jobs import JobFilter
 
 routes = web.RouteTableDef()
 TAG = "sync jobs"
@@ -20,11 +33,50 @@ NEXT_RUNS = 5
 RECENT_RUNS = 5
 
 
+JOB_LIST_QUERY: dict[str, dict[str, Any]] = {
+    **PAGE_QUERY,
+    "enabled": {"type": "boolean"},
+    "dataSourceId": {"type": "string"},
+    "destinationDatabaseId": {"type": "string"},
+    "q": {"type": "string", "description": "a prefix of the name"},
+}
+
+
+def _id_filter(request: web.Request, name: str) -> ObjectId | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    value = parse_object_id(raw)
+    if value is None:
+        raise ValidationFailed(name, "not an id")
+    return value
+
+
+def job_filter(request: web.Request) -> JobFilter:
+    enabled = request.query.get("enabled")
+    if enabled not in (None, "true", "false"):
+        raise ValidationFailed("enabled", "true or false")
+    return JobFilter(
+        enabled=None if enabled is None else enabled == "true",
+        data_source_id=_id_filter(request, "dataSourceId"),
+        destination_id=_id_filter(request, "destinationDatabaseId"),
+        name_prefix=request.query.get("q") or None,
+    )
+
+
 @routes.get(COLLECTION)
-@describe("List the workspace's sync jobs", tag=TAG, response=SyncJobList, errors=(404,))
+@describe(
+    "List the workspace's sync jobs by name, filtered by enabled, dataSourceId, destinationDatabaseId and a name"
+    " prefix `q`",
+    tag=TAG,
+    response=SyncJobList,
+    errors=(404, 422),
+    query=JOB_LIST_QUERY,
+)
 async def list_jobs(request: web.Request) -> web.Response:
-    jobs = await sync_jobs.list_jobs(db(request), workspace_id(request))
-    return web.json_response({"items": [job.to_json() for job in jobs]})
+    ws, filters, page = workspace_id(request), job_filter(request), page_request(request)
+    jobs, next_page = await sync_jobs.list_jobs(db(request), ws, page, filters)
+    return web.json_response({"items": [job.to_json() for job in jobs], "next": next_page})
 
 
 @routes.post(COLLECTION)

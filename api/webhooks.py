@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from aiohttp import web
-from syncjobs.api.context import clock, connection_rules, db, object_id, read_body, workspace_id
+from syncjobs.api.context import (
+    PAGE_QUERY,
+    clock,
+    connection_rules,
+    db,
+    object_id,
+    page_request,
+    read_body,
+    workspace_id,
+)
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
 from syncjobs.shared.connection_rules import check_url
@@ -15,10 +24,16 @@ TAG = "webhooks"
 
 
 @routes.get("/api/workspaces/{ws}/webhooks")
-@describe("List the workspace's webhooks (secrets are never shown)", tag=TAG, response=WebhookList, errors=(404,))
+@describe(
+    "List the workspace's webhooks, oldest first (secrets are never shown)",
+    tag=TAG,
+    response=WebhookList,
+    errors=(404, 422),
+    query=PAGE_QUERY,
+)
 async def list_webhooks(request: web.Request) -> web.Response:
-    items = await store.list_webhooks(db(request), workspace_id(request))
-    return web.json_response(WebhookList(items=items).to_json())
+    items, next_page = await store.list_webhooks(db(request), workspace_id(request), page_request(request))
+    return web.json_response(WebhookList(items=items, next=next_page).to_json())
 
 
 @routes.post("/api/workspaces/{ws}/webhooks")
@@ -46,7 +61,14 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/workspaces/{ws}/webhooks/{id}/deliveries")
-@describe("The webhook's latest deliveries, newest first", tag=TAG, response=WebhookDeliveryList, errors=(404,))
+@describe(
+    "The webhook's deliveries, newest first",
+    tag=TAG,
+    response=WebhookDeliveryList,
+    errors=(404, 422),
+    query=PAGE_QUERY,
+)
 async def list_deliveries(request: web.Request) -> web.Response:
-    items = await store.list_deliveries(db(request), workspace_id(request), object_id(request, "id"))
-    return web.json_response(WebhookDeliveryList(items=items).to_json())
+    ws, hook = workspace_id(request), object_id(request, "id")
+    items, next_page = await store.list_deliveries(db(request), ws, hook, page_request(request))
+    return web.json_response(WebhookDeliveryList(items=items, next=next_page).to_json())

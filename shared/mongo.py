@@ -84,7 +84,13 @@ def _index(keys: list[tuple[str, int]], name: str, **options: Any) -> IndexModel
 def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
     """Every index of docs/DESIGN.md; the unique ones are what makes duplicates impossible."""
     return [
-        CollectionIndexes("api_tokens", (_index([("workspaceId", ASCENDING)], "workspace"),)),
+        CollectionIndexes(
+            "api_tokens",
+            (
+                _index([("workspaceId", ASCENDING)], "workspace"),
+                _index([("workspaceId", ASCENDING), ("tokenId", ASCENDING)], "workspace_token_id"),
+            ),
+        ),
         CollectionIndexes(
             "data_sources",
             (_index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),),
@@ -99,6 +105,15 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 _index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),
                 _index([("enabled", ASCENDING), ("nextRunAt", ASCENDING)], "enabled_next_run"),
                 _index([("updatedAt", ASCENDING)], "updated_at"),
+                # The job list's filters, each in name order (the list's keyset).
+                _index([("workspaceId", ASCENDING), ("enabled", ASCENDING), ("name", ASCENDING)], "workspace_enabled"),
+                _index(
+                    [("workspaceId", ASCENDING), ("dataSourceId", ASCENDING), ("name", ASCENDING)], "workspace_source"
+                ),
+                _index(
+                    [("workspaceId", ASCENDING), ("destinationDatabaseId", ASCENDING), ("name", ASCENDING)],
+                    "workspace_destination",
+                ),
             ),
         ),
         CollectionIndexes(
@@ -136,10 +151,19 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 ),
             ),
         ),
-        CollectionIndexes("webhooks", (_index([("workspaceId", ASCENDING)], "workspace"),)),
+        CollectionIndexes(
+            "webhooks",
+            (
+                _index([("workspaceId", ASCENDING)], "workspace"),
+                _index([("workspaceId", ASCENDING), ("_id", ASCENDING)], "workspace_id"),
+            ),
+        ),
         CollectionIndexes(
             "webhook_deliveries",
-            (_index([("webhookId", ASCENDING), ("createdAt", DESCENDING)], "webhook_created"),),
+            (
+                _index([("webhookId", ASCENDING), ("createdAt", DESCENDING)], "webhook_created"),
+                _index([("webhookId", ASCENDING), ("_id", DESCENDING)], "webhook_id"),
+            ),
         ),
     ]
 

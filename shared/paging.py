@@ -72,14 +72,18 @@ async def keyset_page(
     sort_field: str,
     page: PageRequest,
     projection: Document | None = None,
+    *,
+    descending: bool = False,
 ) -> Page:
-    """One page of `query` in ascending `sort_field` (unique within the query's scope)."""
+    """One page of `query` in `sort_field` order (a field unique within the query's scope), ascending
+    unless `descending`."""
     filters = dict(query)
     if page.after is not None:
         bound = filters.get(sort_field)
         condition = dict(bound) if isinstance(bound, dict) else {} if bound is None else {"$eq": bound}
-        filters[sort_field] = {**condition, "$gt": decode_cursor(page.after)}
-    cursor = db[collection].find(filters, projection).sort(sort_field, 1).limit(page.limit + 1)
+        filters[sort_field] = {**condition, "$lt" if descending else "$gt": decode_cursor(page.after)}
+    order = -1 if descending else 1
+    cursor = db[collection].find(filters, projection).sort(sort_field, order).limit(page.limit + 1)
     docs = await cursor.to_list()
     more = len(docs) > page.limit
     docs = docs[: page.limit]

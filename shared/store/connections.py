@@ -13,9 +13,8 @@ from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import Conflict, NotFound
 from syncjobs.shared.models import OutputT, from_document, keep_secrets
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.paging import PageRequest, keyset_page
 from syncjobs.shared.secrets import open_config, seal_config
-
-LIST_LIMIT = 1000
 
 InputT = TypeVar("InputT", bound=BaseModel)
 
@@ -87,9 +86,10 @@ class ConnectionStore(Generic[InputT, OutputT]):
     async def exists(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> bool:
         return await db[self.collection].count_documents({"_id": doc_id, "workspaceId": workspace_id}) > 0
 
-    async def list(self, db: Database, workspace_id: ObjectId) -> list[OutputT]:
-        cursor = db[self.collection].find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
-        return [self._out(doc) for doc in await cursor.to_list()]
+    async def list(self, db: Database, workspace_id: ObjectId, page: PageRequest) -> tuple[list[OutputT], str | None]:
+        """A page by name (on the unique (workspaceId, name) index)."""
+        found = await keyset_page(db, self.collection, {"workspaceId": workspace_id}, "name", page)
+        return [self._out(doc) for doc in found.docs], found.next
 
     async def replace(
         self,

@@ -14,9 +14,8 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.paging import Page, PageRequest, keyset_page
 from syncjobs.shared.store import data_sources, destinations
-
-LIST_LIMIT = 1000
 
 
 def _conflict(name: str) -> Conflict:
@@ -85,9 +84,38 @@ async def get_job(db: Database, job_id: ObjectId, workspace_id: ObjectId | None 
     return from_document(SyncJob, await get_job_doc(db, job_id, workspace_id))
 
 
-async def list_jobs(db: Database, workspace_id: ObjectId) -> list[SyncJob]:
-    cursor = db.syncjobs.find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
-    return [from_document(SyncJob, doc) for doc in await cursor.to_list()]
+# Above every code point: a name that starts with a prefix sorts before prefix + this.
+_PREFIX_END = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The job list's filters (None: any); `name_prefix` is the `q` of the query string."""
+
+    enabled: bool | None = None
+    data_source_id: ObjectId | None = None
+    destination_id: ObjectId | None = None
+    name_prefix: str | None = None
+
+    def query(self, workspace_id: ObjectId) -> Document:
+        query: Document = {"workspaceId": workspace_id}
+        if self.enabled is not None:
+            query["enabled"] = self.enabled
+        if self.data_source_id is not None:
+            query["dataSourceId"] = self.data_source_id
+        if self.destination_id is not None:
+            query["destinationDatabaseId"] = self.destination_id
+        if self.name_prefix:  # a range, not a regex: an index bound on any server
+            query["name"] = {"$gte": self.name_prefix, "$lt": self.name_prefix + _PREFIX_END}
+        return query
+
+
+async def list_jobs(
+    db: Database, workspace_id: ObjectId, page: PageRequest, filters: JobFilter | None = None
+) -> tuple[list[SyncJob], str | None]:
+    """By name; each filter has an index that starts (workspaceId, <filter>, name)."""
+    found: Page = await keyset_page(db, "syncjobs", (filters or JobFilter()).query(workspace_id), "name", page)
+    return [from_document(SyncJob, doc) for doc in found.docs], found.next
 
 
 async def replace_job(

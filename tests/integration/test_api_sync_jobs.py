@@ -40,7 +40,7 @@ async def test_create_get_list_delete(tenant: Tenant, db: Database) -> None:
         assert job[field] is None
     item = tenant.path(f"/sync-jobs/{job['id']}")
     assert await tenant.api.call("GET", item) == (200, job)
-    assert await tenant.api.call("GET", tenant.path("/sync-jobs")) == (200, {"items": [job]})
+    assert await tenant.api.call("GET", tenant.path("/sync-jobs")) == (200, {"items": [job], "next": None})
     assert await tenant.api.call("DELETE", item) == (204, None)
     assert (await tenant.api.call("GET", item))[0] == 404
     assert await db.syncjobs.count_documents({}) == 0
