@@ -30,6 +30,7 @@ class Operation:
     status: int = 200
     errors: tuple[int, ...] = ()
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    merge_patch: bool = False  # the body is a JSON merge patch of `body` (RFC 7396)
 
 
 OPERATIONS: dict[Handler, Operation] = {}
@@ -45,11 +46,14 @@ def describe(
     status: int = 200,
     errors: tuple[int, ...] = (),
     query: dict[str, dict[str, Any]] | None = None,
+    merge_patch: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Record a handler's contract for the OpenAPI document; the handler itself is unchanged."""
 
     def register(handler: Handler) -> Handler:
-        OPERATIONS[handler] = Operation(summary, tag, body, body_optional, response, status, errors, query or {})
+        OPERATIONS[handler] = Operation(
+            summary, tag, body, body_optional, response, status, errors, query or {}, merge_patch
+        )
         return handler
 
     return register
@@ -61,6 +65,8 @@ ERROR_DESCRIPTIONS = {
     403: "The token may not do this",
     404: "Unknown or malformed id, or an object of another workspace",
     409: "Duplicate name, or in use",
+    412: "If-Match (or the body's `version`) names a version the document no longer has; nothing written",
+    415: "PATCH takes application/merge-patch+json",
     413: "Body over 1 MiB",
     422: "Invalid field (named in details)",
     500: "Unexpected failure (logged; the body reveals nothing of it)",
@@ -80,6 +86,25 @@ class _Schemas:
             self.components.setdefault(name, definition)
         self.components.setdefault(model.__name__, schema)
         return {"$ref": SCHEMA_REF.format(model=model.__name__)}
+
+    def patch_ref(self, model: type[BaseModel]) -> dict[str, str]:
+        """`<Model>Patch`: a merge patch of the model, every member optional and nullable (null resets it)."""
+        template = SCHEMA_REF.replace("{model}", "{model}Patch")
+        schema = model.model_json_schema(by_alias=True, ref_template=template, mode="validation")
+        for name, definition in schema.pop("$defs", {}).items():
+            self.components.setdefault(f"{name}Patch", _patchable(definition))
+        self.components.setdefault(f"{model.__name__}Patch", _patchable(schema))
+        return {"$ref": SCHEMA_REF.format(model=f"{model.__name__}Patch")}
+
+
+def _patchable(schema: dict[str, Any]) -> dict[str, Any]:
+    patch = {key: value for key, value in schema.items() if key != "required"}
+    if "properties" in patch:
+        patch["properties"] = {
+            name: {"anyOf": [_patchable(prop) if "properties" in prop else prop, {"type": "null"}]}
+            for name, prop in patch["properties"].items()
+        }
+    return patch
 
 
 def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
@@ -117,7 +142,12 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
         spec["security"] = []
     if params := _parameters(path, op):
         spec["parameters"] = params
-    if op.body is not None:
+    if op.body is not None and op.merge_patch:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/merge-patch+json": {"schema": schemas.patch_ref(op.body)}},
+        }
+    elif op.body is not None:
         spec["requestBody"] = {
             "required": not op.body_optional,
             "content": {"application/json": {"schema": schemas.ref(op.body, "validation")}},

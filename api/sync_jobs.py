@@ -17,6 +17,7 @@ from syncjobs.api.context import (
     read_optional_body,
     workspace_id,
 )
+from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
 from syncjobs.shared.cron import parse_schedule
@@ -92,35 +93,71 @@ async def create_job(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, SyncJobInput)
     job = await sync_jobs.create_job(db(request), ws, body, clock(request).now())
-    return web.json_response(job.to_json(), status=201)
+    return web.json_response(job.to_json(), status=201, headers=etag(job.version))
 
 
 @routes.get(ITEM)
-@describe("Get a sync job", tag=TAG, response=SyncJob, errors=(404,))
+@describe("Get a sync job (its ETag is its version)", tag=TAG, response=SyncJob, errors=(404,))
 async def get_job(request: web.Request) -> web.Response:
     job = await sync_jobs.get_job(db(request), object_id(request, "id"), workspace_id(request))
-    return web.json_response(job.to_json())
+    return web.json_response(job.to_json(), headers=etag(job.version))
+
+
+# What a GET answers beside the editable fields: sent back unchanged, or ignored (the server's own).
+JOB_ROLES = FieldRoles(
+    read_only=frozenset({"id", "workspaceId", "createdAt"}),
+    server_owned=frozenset(
+        {"nextRunAt", "lastRunAt", "lastStatus", "lastError", "lastDurationMs", "averageDurationMs", "updatedAt"}
+    ),
+)
+
+
+async def _edit(request: web.Request, patch: bool) -> web.Response:
+    ws, job_id = workspace_id(request), object_id(request, "id")
+    current = (await sync_jobs.get_job(db(request), job_id, ws)).to_json()
+    read = patch_body if patch else put_body
+    body, expected = await read(request, SyncJobInput, current, JOB_ROLES)
+    job = await sync_jobs.replace_job(db(request), ws, job_id, body, clock(request).now(), expected)
+    return web.json_response(job.to_json(), headers=etag(job.version))
 
 
 @routes.put(ITEM)
 @describe(
-    "Replace a sync job's editable fields; nextRunAt is recomputed",
+    "Replace a sync job's editable fields (the read-only fields a GET returned may come back unchanged);"
+    " If-Match or the body's `version` make it conditional; a new schedule recomputes nextRunAt",
     tag=TAG,
     body=SyncJobInput,
     response=SyncJob,
-    errors=(404, 409),
+    errors=(404, 409, 412),
 )
 async def replace_job(request: web.Request) -> web.Response:
-    ws, job_id = workspace_id(request), object_id(request, "id")
-    body = await read_body(request, SyncJobInput)
-    job = await sync_jobs.replace_job(db(request), ws, job_id, body, clock(request).now())
-    return web.json_response(job.to_json())
+    return await _edit(request, patch=False)
+
+
+@routes.patch(ITEM)
+@describe(
+    "Edit some of a sync job's fields with a JSON merge patch (application/merge-patch+json, RFC 7396;"
+    " null resets a field to its default); If-Match makes it conditional",
+    tag=TAG,
+    body=SyncJobInput,
+    merge_patch=True,
+    response=SyncJob,
+    errors=(404, 409, 412, 415),
+)
+async def patch_job(request: web.Request) -> web.Response:
+    return await _edit(request, patch=True)
 
 
 @routes.delete(ITEM)
-@describe("Delete a sync job (its run history stays until retention)", tag=TAG, status=204, errors=(404,))
+@describe(
+    "Delete a sync job (its run history stays until retention); If-Match makes it conditional",
+    tag=TAG,
+    status=204,
+    errors=(404, 412),
+)
 async def delete_job(request: web.Request) -> web.Response:
-    await sync_jobs.delete_job(db(request), workspace_id(request), object_id(request, "id"))
+    ws, job_id = workspace_id(request), object_id(request, "id")
+    await sync_jobs.delete_job(db(request), ws, job_id, if_match(request))
     return web.Response(status=204)
 
 
@@ -131,14 +168,15 @@ async def delete_job(request: web.Request) -> web.Response:
     body=ToggleInput,
     body_optional=True,
     response=SyncJob,
-    errors=(404,),
+    errors=(404, 412),
 )
 async def toggle_job(request: web.Request) -> web.Response:
     ws, job_id = workspace_id(request), object_id(request, "id")
     body = await read_optional_body(request, ToggleInput)
     enabled = body.enabled if body is not None else None
-    job = await sync_jobs.set_enabled(db(request), ws, job_id, enabled, clock(request).now())
-    return web.json_response(job.to_json())
+    expected = if_match(request)
+    job = await sync_jobs.set_enabled(db(request), ws, job_id, enabled, clock(request).now(), expected)
+    return web.json_response(job.to_json(), headers=etag(job.version))
 
 
 @routes.post(ITEM + "/run")

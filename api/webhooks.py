@@ -13,6 +13,7 @@ from syncjobs.api.context import (
     read_body,
     workspace_id,
 )
+from syncjobs.api.editing import etag, if_match
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
 from syncjobs.shared.connection_rules import check_url
@@ -50,13 +51,13 @@ async def create_webhook(request: web.Request) -> web.Response:
     body = await read_body(request, WebhookInput)
     await check_url(connection_rules(request), str(body.url), field_name="url", at_run_time=False)
     hook = await store.create_webhook(db(request), ws, body, clock(request).now())
-    return web.json_response(hook.to_json(), status=201)
+    return web.json_response(hook.to_json(), status=201, headers=etag(hook.version))
 
 
 @routes.delete("/api/workspaces/{ws}/webhooks/{id}")
-@describe("Delete a webhook", tag=TAG, status=204, errors=(404,))
+@describe("Delete a webhook; If-Match makes it conditional", tag=TAG, status=204, errors=(404, 412))
 async def delete_webhook(request: web.Request) -> web.Response:
-    await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"))
+    await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"), if_match(request))
     return web.Response(status=204)
 
 

@@ -188,6 +188,7 @@ class DataSource(Output):
     name: str
     kind: str
     config: dict[str, Any]
+    version: int = 1
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
 
@@ -333,6 +334,7 @@ class Webhook(Output):
     workspace_id: str
     url: str
     events: list[str]
+    version: int = 1
     created_at: AwareDatetime | None = None
 
 

@@ -16,6 +16,7 @@ from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_docume
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import Page, PageRequest, keyset_page
 from syncjobs.shared.store import data_sources, destinations
+from syncjobs.shared.store.versioned import refuse, version_filter
 
 
 def _conflict(name: str) -> Conflict:
@@ -119,10 +120,17 @@ async def list_jobs(
 
 
 async def replace_job(
-    db: Database, workspace_id: ObjectId, job_id: ObjectId, body: SyncJobInput, now: datetime
+    db: Database,
+    workspace_id: ObjectId,
+    job_id: ObjectId,
+    body: SyncJobInput,
+    now: datetime,
+    expected_version: int | None = None,
 ) -> SyncJob:
-    """Replace the editable fields; only a new schedule (or enabling) recomputes nextRunAt, so an edit of
-    anything else never pushes a fire that is due but not yet taken into the future."""
+    """Replace the editable fields (only at `expected_version`, when given); only a new schedule (or
+    enabling) recomputes nextRunAt, so an edit of anything else never pushes a fire that is due but not
+    yet taken into the future."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
     current = await get_job_doc(db, job_id, workspace_id)
     fields = await _editable_fields(db, workspace_id, body, now)
     same_schedule = current.get("schedule") == fields["schedule"]
@@ -130,26 +138,32 @@ async def replace_job(
         fields["nextRunAt"] = current["nextRunAt"]
     try:
         doc = await db.syncjobs.find_one_and_update(
-            {"_id": job_id, "workspaceId": workspace_id},
+            {**scope, **version_filter(expected_version)},
             {"$set": {**fields, "updatedAt": to_ms(now)}, "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
         )
     except DuplicateKeyError:
         raise _conflict(body.name) from None
     if doc is None:
-        raise NotFound("sync job not found")
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
     return from_document(SyncJob, doc)
 
 
 async def set_enabled(
-    db: Database, workspace_id: ObjectId, job_id: ObjectId, enabled: bool | None, now: datetime
+    db: Database,
+    workspace_id: ObjectId,
+    job_id: ObjectId,
+    enabled: bool | None,
+    now: datetime,
+    expected_version: int | None = None,
 ) -> SyncJob:
     """Set `enabled` (or flip it when None); enabling schedules the next fire from now."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
     current = await get_job(db, job_id, workspace_id)
     target = (not current.enabled) if enabled is None else enabled
     next_run = to_ms(parse_schedule(current.schedule.cron, current.schedule.timezone).next_after(now))
     doc = await db.syncjobs.find_one_and_update(
-        {"_id": job_id, "workspaceId": workspace_id},
+        {**scope, **version_filter(expected_version)},
         {
             "$set": {"enabled": target, "nextRunAt": next_run if target else None, "updatedAt": to_ms(now)},
             "$inc": {"version": 1},
@@ -157,15 +171,18 @@ async def set_enabled(
         return_document=ReturnDocument.AFTER,
     )
     if doc is None:
-        raise NotFound("sync job not found")
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
     return from_document(SyncJob, doc)
 
 
-async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> None:
-    """Delete the job; its run history stays until retention removes it."""
-    result = await db.syncjobs.delete_one({"_id": job_id, "workspaceId": workspace_id})
+async def delete_job(
+    db: Database, workspace_id: ObjectId, job_id: ObjectId, expected_version: int | None = None
+) -> None:
+    """Delete the job (only at `expected_version`, when given); its run history stays until retention."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
+    result = await db.syncjobs.delete_one({**scope, **version_filter(expected_version)})
     if result.deleted_count == 0:
-        raise NotFound("sync job not found")
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
 
 
 # --- worker operations ---

@@ -20,6 +20,7 @@ from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, Web
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import PageRequest, keyset_page
 from syncjobs.shared.secrets import seal
+from syncjobs.shared.store.versioned import refuse, version_filter
 
 LIST_LIMIT = 100
 
@@ -32,6 +33,7 @@ async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInpu
         "url": str(body.url),
         "events": list(body.events),
         "secret": seal(secret),
+        "version": 1,
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
@@ -44,10 +46,13 @@ async def list_webhooks(db: Database, workspace_id: ObjectId, page: PageRequest)
     return [from_document(Webhook, doc) for doc in found.docs], found.next
 
 
-async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: ObjectId) -> None:
-    result = await db.webhooks.delete_one({"_id": webhook_id, "workspaceId": workspace_id})
+async def delete_webhook(
+    db: Database, workspace_id: ObjectId, webhook_id: ObjectId, expected_version: int | None = None
+) -> None:
+    scope = {"_id": webhook_id, "workspaceId": workspace_id}
+    result = await db.webhooks.delete_one({**scope, **version_filter(expected_version)})
     if result.deleted_count == 0:
-        raise NotFound("webhook not found")
+        await refuse(db, "webhooks", scope, "webhook", expected_version)
 
 
 async def webhook_targets(db: Database, workspace_id: ObjectId, events: list[str]) -> list[Document]:
