@@ -9,6 +9,7 @@ from aiohttp import web
 from syncjobs.api.connection_checks import vet_connection
 from syncjobs.api.context import PAGE_QUERY, db, object_id, page_request, read_body, workspace_id
 from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
 from syncjobs.shared.models import (
@@ -69,6 +70,7 @@ def connection_routes(
         status=201,
         errors=(403, 404, 409),
     )
+    @idempotent
     async def create_connection(request: web.Request) -> web.Response:
         ws = workspace_id(request)
         parsed = await read_body(request, body)

@@ -18,6 +18,7 @@ from syncjobs.api.context import (
     workspace_id,
 )
 from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
 from syncjobs.shared.cron import parse_schedule
@@ -89,6 +90,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     status=201,
     errors=(404, 409),
 )
+@idempotent
 async def create_job(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, SyncJobInput)
@@ -180,7 +182,14 @@ async def toggle_job(request: web.Request) -> web.Response:
 
 
 @routes.post(ITEM + "/run")
-@describe("Record a pending manual run for the worker", tag=TAG, response=RunAccepted, status=202, errors=(404,))
+@describe(
+    "Record a pending manual run for the worker; an Idempotency-Key retried answers the same run",
+    tag=TAG,
+    response=RunAccepted,
+    status=202,
+    errors=(404, 409, 422),
+)
+@idempotent
 async def run_job(request: web.Request) -> web.Response:
     job = await sync_jobs.get_job(db(request), object_id(request, "id"), workspace_id(request))
     run = await job_runs.create_manual_run(db(request), job, clock(request).now())

@@ -8,6 +8,7 @@ from aiohttp import web
 from bson import ObjectId
 from pydantic import AwareDatetime, Field
 from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import Camel, Name, Output
@@ -71,8 +72,9 @@ async def list_tokens(request: web.Request) -> web.Response:
     body=TokenInput,
     response=CreatedToken,
     status=201,
-    errors=(403, 404),
+    errors=(403, 404, 409),
 )
+@idempotent
 async def create_token(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, TokenInput)

@@ -14,6 +14,7 @@ from syncjobs.api.context import (
     workspace_id,
 )
 from syncjobs.api.editing import etag, if_match
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
 from syncjobs.shared.connection_rules import check_url
@@ -44,8 +45,9 @@ async def list_webhooks(request: web.Request) -> web.Response:
     body=WebhookInput,
     response=CreatedWebhook,
     status=201,
-    errors=(404,),  # 422 also when the URL resolves to an address the egress policy refuses
+    errors=(404, 409),  # 422 also when the URL resolves to an address the egress policy refuses
 )
+@idempotent
 async def create_webhook(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, WebhookInput)

@@ -21,6 +21,7 @@ Database = AsyncDatabase[Document]
 Client = AsyncMongoClient[Document]
 # What a process gives its database while it stops: a SIGTERM never waits on server selection.
 SHUTDOWN_DATABASE_SECONDS = 0.3
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600  # how long an Idempotency-Key and its first answer are kept
 
 
 def connect(uri: str, **options: Any) -> AsyncMongoClient[Document]:
@@ -150,6 +151,10 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     expireAfterSeconds=run_retention_days * 86400,
                 ),
             ),
+        ),
+        CollectionIndexes(
+            "idempotency_keys",
+            (_index([("createdAt", ASCENDING)], "keep_ttl", expireAfterSeconds=IDEMPOTENCY_KEY_SECONDS),),
         ),
         CollectionIndexes(
             "webhooks",
