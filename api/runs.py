@@ -10,11 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, workspace_id
+from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, read_body, workspace_id
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
-from syncjobs.api.schemas import RunPage
+from syncjobs.api.schemas import BackfillResult, RunPage
+from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import ValidationFailed
-from syncjobs.shared.models import RUN_TRIGGERS, JobRun, RunStatus
+from syncjobs.shared.models import RUN_TRIGGERS, BackfillInput, JobRun, RunStatus
 from syncjobs.shared.paging import PageRequest, parse_limit
 from syncjobs.shared.store import run_history, sync_jobs
 from syncjobs.shared.store.run_history import RunFilter
@@ -125,3 +127,36 @@ async def cancel_job_run(request: web.Request) -> web.Response:
 @describe(CANCEL_SUMMARY, tag=TAG, response=JobRun, errors=(403, 404, 409))
 async def cancel_run(request: web.Request) -> web.Response:
     return await _cancel(request, job_scoped=False)
+
+
+MAX_BACKFILL = 1000
+COUNTED_FIRES = 10_000  # a range is counted up to here to name its size in the 422
+
+
+@routes.post("/api/workspaces/{ws}/sync-jobs/{id}/backfill")
+@describe(
+    f"Run the job's scheduled fires of [from, to) now (trigger `backfill`, at most {MAX_BACKFILL}), oldest first;"
+    " a fire that already ran is not run again",
+    tag=TAG,
+    body=BackfillInput,
+    response=BackfillResult,
+    status=202,
+    errors=(403, 404, 409),
+)
+@idempotent
+async def backfill(request: web.Request) -> web.Response:
+    ws, job_id, now = workspace_id(request), object_id(request, "id"), clock(request).now()
+    body = await read_body(request, BackfillInput)
+    if body.from_ >= body.to:
+        raise ValidationFailed("to", "must be after `from`")
+    if body.to > now:
+        raise ValidationFailed("to", "a backfill covers fires that are due: `to` may not be in the future")
+    job = await sync_jobs.get_job(db(request), job_id, ws)
+    fires = parse_schedule(job.schedule.cron, job.schedule.timezone).fires_in(body.from_, body.to, COUNTED_FIRES + 1)
+    if len(fires) > MAX_BACKFILL:
+        count = f"more than {COUNTED_FIRES}" if len(fires) > COUNTED_FIRES else str(len(fires))
+        raise ValidationFailed("to", f"the range holds {count} fires; a backfill takes at most {MAX_BACKFILL}")
+    overlap = body.overlap or job.overlap
+    done = await run_history.backfill(db(request), job, fires, exclusive=overlap != "allow", now=now)
+    result = BackfillResult(fires=len(fires), created=done.created, skipped=done.skipped)
+    return web.json_response(result.to_json(), status=202)

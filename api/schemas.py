@@ -56,6 +56,14 @@ class RunPage(Output):
     next: str | None
 
 
+class BackfillResult(Output):
+    """How many of the range's `fires` became pending backfill runs, and how many had already run."""
+
+    fires: int
+    created: int
+    skipped: int
+
+
 class RunAccepted(Output):
     run_id: str
     status: RunStatus

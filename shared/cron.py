@@ -84,6 +84,16 @@ class CronSchedule:
             cursor = self.next_after(cursor)
         return fires
 
+    def fires_in(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
+        """The fires in the half-open [start, end), in order, at most `limit` of them."""
+        fires: list[datetime] = []
+        end_utc = _as_utc(end)
+        cursor = self.next_after(_as_utc(start) - timedelta(milliseconds=1))
+        while cursor < end_utc and len(fires) < limit:
+            fires.append(cursor)
+            cursor = self.next_after(cursor)
+        return fires
+
     def _wall(self, instant: datetime) -> datetime:
         return instant.astimezone(self.zone).replace(tzinfo=None)
 

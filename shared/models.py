@@ -49,8 +49,8 @@ FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, *FAILED_STATUSES, RunStatus.CANCELLED})
 NOT_EXECUTED_STATUSES = FINISHED_STATUSES - EXECUTED_STATUSES
 
-RunTrigger = Literal["schedule", "manual", "retry"]
-RUN_TRIGGERS: tuple[RunTrigger, ...] = ("schedule", "manual", "retry")
+RunTrigger = Literal["schedule", "manual", "retry", "backfill"]
+RUN_TRIGGERS: tuple[RunTrigger, ...] = ("schedule", "manual", "retry", "backfill")
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
@@ -298,6 +298,15 @@ class JobRun(Output):
     stderr_tail: str | None = None  # the executor's last 4 KiB of stderr, kept when a run did not succeed
     due_at: AwareDatetime | None = None  # a retry's earliest start
     cancel_requested: bool = False  # a client asked to cancel it while it ran; its replica kills it
+
+
+class BackfillInput(Camel):
+    """The fires of [from, to) to run now; `overlap` (default: the job's) `allow` runs them side by side,
+    otherwise one at a time, oldest first (a backfill fire waits, it is never skipped)."""
+
+    from_: AwareDatetime = Field(alias="from", strict=False)
+    to: AwareDatetime = Field(strict=False)
+    overlap: Literal["skip", "queue", "allow"] | None = None
 
 
 class ToggleInput(Camel):

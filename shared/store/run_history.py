@@ -4,15 +4,16 @@ and cancelling a run. The worker's own operations on the collection are in `job_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import ACTIVE_STATUSES, JobRun, RunStatus, from_document
+from syncjobs.shared.models import ACTIVE_STATUSES, NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import PageRequest
+from syncjobs.shared.store.job_runs import insert_fires, new_run_document
 
 
 @dataclass(frozen=True)
@@ -96,3 +97,37 @@ async def cancel_run(db: Database, workspace_id: ObjectId, run_id: ObjectId, now
             f"the run has already ended ({run.status})", [{"field": "status", "message": f"already {run.status}"}]
         )
     return run
+
+
+@dataclass(frozen=True)
+class Backfilled:
+    created: int
+    skipped: int
+
+
+async def backfill(db: Database, job: SyncJob, fires: list[datetime], *, exclusive: bool, now: datetime) -> Backfilled:
+    """Pending `backfill` runs for the scheduled fires given, but not for one that already ran (or runs):
+    its scheduled run (unless it was only skipped or missed) or an earlier backfill of it (its fire key,
+    (jobId, scheduledFor, "backfill", 1), is taken). `createdAt` goes up a millisecond per fire, so claimers,
+    which take runs in creation order, take them oldest first."""
+    if not fires:
+        return Backfilled(0, 0)
+    ran = {
+        doc["scheduledFor"]
+        for doc in await db.job_runs.find(
+            {
+                "jobId": ObjectId(job.id),
+                "scheduledFor": {"$in": [to_ms(fire) for fire in fires]},
+                "trigger": "schedule",
+                "status": {"$nin": sorted(NOT_EXECUTED_STATUSES)},
+            },
+            {"scheduledFor": 1},
+        ).to_list()
+    }
+    docs = []
+    for index, fire in enumerate(fire for fire in fires if to_ms(fire) not in ran):
+        doc = new_run_document(job, trigger="backfill", scheduled_for=fire, now=now + timedelta(milliseconds=index))
+        doc["exclusive"] = exclusive
+        docs.append(doc)
+    created = await insert_fires(db, docs)
+    return Backfilled(len(created), len(fires) - len(created))
