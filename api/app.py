@@ -9,7 +9,17 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import connections, dashboard, monitoring, runs, sync_jobs, tokens, webhooks, workspaces
+from syncjobs.api import (
+    connections,
+    dashboard,
+    fires,
+    monitoring,
+    runs,
+    sync_jobs,
+    tokens,
+    webhooks,
+    workspaces,
+)
 from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
@@ -38,6 +48,7 @@ ROUTE_TABLES = (
     connections.destination_routes,
     sync_jobs.routes,
     runs.routes,
+    fires.routes,
     monitoring.routes,
     webhooks.routes,
     dashboard.routes,

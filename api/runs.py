@@ -59,6 +59,13 @@ def _instant(request: web.Request, name: str) -> datetime | None:
     return value
 
 
+def required_instant(request: web.Request, name: str) -> datetime:
+    value = _instant(request, name)
+    if value is None:
+        raise ValidationFailed(name, "required: an ISO 8601 instant with an offset")
+    return value
+
+
 def run_filter(request: web.Request) -> RunFilter:
     filters = RunFilter(
         statuses=_choices(request, "status", tuple(str(status) for status in RunStatus)),

@@ -80,6 +80,17 @@ async def recent_runs(db: Database, job_id: ObjectId, count: int = 5) -> list[Jo
     return (await list_runs(db, job_id, PageRequest(limit=count))).runs
 
 
+async def runs_of_fires(db: Database, job_id: ObjectId, first: datetime, last: datetime) -> list[Document]:
+    """The runs that stand for the job's fires in [first, last] (manual runs are no fire), oldest first."""
+    query = {
+        "jobId": job_id,
+        "scheduledFor": {"$gte": to_ms(first), "$lte": to_ms(last)},
+        "trigger": {"$in": ["schedule", "retry", "backfill"]},
+    }
+    fields = {"scheduledFor": 1, "status": 1, "error": 1, "createdAt": 1}
+    return await db.job_runs.find(query, fields).sort([("createdAt", 1), ("_id", 1)]).to_list()
+
+
 async def cancel_run(db: Database, workspace_id: ObjectId, run_id: ObjectId, now: datetime) -> JobRun:
     """A pending run becomes `cancelled` in one conditional write; a running one gets `cancelRequested`
     (the replica running it kills its executor and records `cancelled`); an ended run is a 409."""
