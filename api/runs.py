@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from bson import ObjectId
 from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, read_body, workspace_id
+from syncjobs.api.history import log_change
 from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import BackfillResult, RunPage
@@ -19,6 +21,7 @@ from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import RUN_TRIGGERS, BackfillInput, JobRun, RunStatus
 from syncjobs.shared.paging import PageRequest, parse_limit
 from syncjobs.shared.store import run_history, sync_jobs
+from syncjobs.shared.store.job_changes import Change
 from syncjobs.shared.store.run_history import RunFilter
 
 routes = web.RouteTableDef()
@@ -115,6 +118,9 @@ async def _cancel(request: web.Request, job_scoped: bool) -> web.Response:
     if job_scoped:
         await run_history.get_run(db(request), ws, run_id, object_id(request, "id"))
     run = await run_history.cancel_run(db(request), ws, run_id, clock(request).now())
+    outcome = "cancelled" if run.status == RunStatus.CANCELLED else "cancel requested"
+    change = Change("cancel", [{"field": f"runs.{run.id}", "old": None, "new": outcome}])
+    await log_change(request, ObjectId(run.job_id), change)
     return web.json_response(run.to_json())
 
 
@@ -166,4 +172,6 @@ async def backfill(request: web.Request) -> web.Response:
     overlap = body.overlap or job.overlap
     done = await run_history.backfill(db(request), job, fires, exclusive=overlap != "allow", now=now)
     result = BackfillResult(fires=len(fires), created=done.created, skipped=done.skipped)
+    asked = {"from": body.from_.isoformat(), "to": body.to.isoformat(), "overlap": overlap}
+    await log_change(request, job_id, Change("backfill", [{"field": "backfill", "old": None, "new": asked}]))
     return web.json_response(result.to_json(), status=202)

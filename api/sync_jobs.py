@@ -18,6 +18,7 @@ from syncjobs.api.context import (
     workspace_id,
 )
 from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
+from syncjobs.api.history import log_change
 from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
@@ -25,6 +26,7 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput, parse_object_id
 from syncjobs.shared.store import job_runs, run_history, sync_jobs
+from syncjobs.shared.store.job_changes import Change, field_changes
 from syncjobs.shared.store.sync_jobs import JobFilter
 
 routes = web.RouteTableDef()
@@ -95,6 +97,7 @@ async def create_job(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, SyncJobInput)
     job = await sync_jobs.create_job(db(request), ws, body, clock(request).now())
+    await log_change(request, ObjectId(job.id), Change("create", field_changes(None, job.to_json())))
     return web.json_response(job.to_json(), status=201, headers=etag(job.version))
 
 
@@ -120,6 +123,7 @@ async def _edit(request: web.Request, patch: bool) -> web.Response:
     read = patch_body if patch else put_body
     body, expected = await read(request, SyncJobInput, current, JOB_ROLES)
     job = await sync_jobs.replace_job(db(request), ws, job_id, body, clock(request).now(), expected)
+    await log_change(request, job_id, Change("edit", field_changes(current, job.to_json())))
     return web.json_response(job.to_json(), headers=etag(job.version))
 
 
@@ -160,6 +164,7 @@ async def patch_job(request: web.Request) -> web.Response:
 async def delete_job(request: web.Request) -> web.Response:
     ws, job_id = workspace_id(request), object_id(request, "id")
     await sync_jobs.delete_job(db(request), ws, job_id, if_match(request))
+    await log_change(request, job_id, Change("delete", []))
     return web.Response(status=204)
 
 
@@ -177,7 +182,9 @@ async def toggle_job(request: web.Request) -> web.Response:
     body = await read_optional_body(request, ToggleInput)
     enabled = body.enabled if body is not None else None
     expected = if_match(request)
+    before = await sync_jobs.get_job(db(request), job_id, ws)
     job = await sync_jobs.set_enabled(db(request), ws, job_id, enabled, clock(request).now(), expected)
+    await log_change(request, job_id, Change("toggle", field_changes(before.to_json(), job.to_json())))
     return web.json_response(job.to_json(), headers=etag(job.version))
 
 

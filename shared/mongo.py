@@ -153,6 +153,13 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
             ),
         ),
         CollectionIndexes(
+            "job_changes",
+            (
+                _index([("workspaceId", ASCENDING), ("jobId", ASCENDING), ("_id", DESCENDING)], "workspace_job_id"),
+                _index([("at", ASCENDING)], "retention_ttl", expireAfterSeconds=run_retention_days * 86400),
+            ),
+        ),
+        CollectionIndexes(
             "idempotency_keys",
             (_index([("createdAt", ASCENDING)], "keep_ttl", expireAfterSeconds=IDEMPOTENCY_KEY_SECONDS),),
         ),

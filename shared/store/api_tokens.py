@@ -35,6 +35,7 @@ class TokenGrant:
     scope: TokenScope = "full"
     token_hash: str = ""
     last_used_at: datetime | None = None
+    token_id: ObjectId | None = None  # the id a client sees (never the hash): what a change log names
 
     @property
     def is_admin(self) -> bool:
@@ -103,6 +104,7 @@ async def resolve_token(db: Database, token: str, now: datetime | None = None) -
         scope=scope,
         token_hash=doc["_id"],
         last_used_at=doc.get("lastUsedAt"),
+        token_id=doc.get("tokenId"),
     )
 
 
