@@ -36,7 +36,7 @@ class Fire(Output):
     scheduled_for: AwareDatetime
     wall_time: str
     outcome: Outcome
-    reason: Literal["overlap", "no_leader", "not_recorded"] | None = None
+    reason: Literal["overlap", "paused", "skip", "no_leader", "not_recorded"] | None = None
     run_id: str | None = None
     dst: Literal["gap_shifted", "repeated_hour"] | None = None
 
@@ -50,7 +50,8 @@ def _reason(run: Document) -> str | None:
     if run["status"] == RunStatus.MISSED:
         return "no_leader"
     if run["status"] == RunStatus.SKIPPED:
-        return "overlap"
+        held = (run.get("error") or "").removeprefix("skipped: ")
+        return held if held in ("paused", "skip") else "overlap"
     return None
 
 

@@ -47,7 +47,7 @@ class HistoryPage(Output):
 async def log_change(request: web.Request, job_id: ObjectId, change: Change) -> None:
     """Append what this request did to the job, as the request's token (its id and name, never the token)."""
     ws, now = workspace_id(request), clock(request).now()
-    await job_changes.record(db(request), ws, job_id, grant(request), change, now)
+    await job_changes.record(db(request), ws, job_id, job_changes.actor_of(grant(request)), change, now)
 
 
 def _entry(doc: dict[str, Any]) -> HistoryEntry:

@@ -82,6 +82,10 @@ class JobStatus(Output):
     next_runs: list[str]
     average_duration_ms: float | None
     recent_runs: list[JobRun]
+    paused: bool
+    paused_until: AwareDatetime | None
+    pause_note: str | None
+    skip_count: int
 
 
 class CleanupInput(Camel):

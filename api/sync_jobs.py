@@ -113,6 +113,7 @@ JOB_ROLES = FieldRoles(
     read_only=frozenset({"id", "workspaceId", "createdAt"}),
     server_owned=frozenset(
         {"nextRunAt", "lastRunAt", "lastStatus", "lastError", "lastDurationMs", "averageDurationMs", "updatedAt"}
+        | {"paused", "pausedUntil", "pauseNote", "skipCount"}  # set by pause, resume and skip
     ),
 )
 
@@ -230,5 +231,9 @@ async def job_status(request: web.Request) -> web.Response:
         next_runs=[fire.astimezone(zone).isoformat() for fire in fires],
         average_duration_ms=job.average_duration_ms,
         recent_runs=await run_history.recent_runs(db(request), job_id, RECENT_RUNS),
+        paused=job.paused,
+        paused_until=job.paused_until,
+        pause_note=job.pause_note,
+        skip_count=job.skip_count,
     )
     return web.json_response(status.to_json())

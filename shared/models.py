@@ -268,9 +268,22 @@ class SyncJob(Output):
     last_error: str | None = None
     last_duration_ms: int | None = None
     average_duration_ms: float | None = None
+    paused: bool = False
+    paused_until: AwareDatetime | None = None  # a paused job resumes by itself at its first fire from then
+    pause_note: str | None = None
+    skip_count: int = 0  # how many of the next fires that would run are skipped
     version: int = 1
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
+
+
+class PauseInput(Camel):
+    until: AwareDatetime | None = Field(default=None, strict=False)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class SkipInput(Camel):
+    count: int = Field(ge=1, le=1000)
 
 
 # --- runs ---

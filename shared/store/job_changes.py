@@ -13,7 +13,7 @@ from typing import Any
 
 from bson import ObjectId
 from syncjobs.shared.clock import to_ms
-from syncjobs.shared.models import REDACTED, is_secret_key, redact
+from syncjobs.shared.models import REDACTED, SyncJob, is_secret_key, redact
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import PageRequest, keyset_page
 from syncjobs.shared.store.api_tokens import TokenGrant
@@ -47,12 +47,16 @@ def field_changes(old: Document | None, new: Document | None) -> list[Document]:
     ]
 
 
-def _actor(grant: TokenGrant) -> Document:
+# The leader's own writes on a job (a pause that ran out) are signed by no token.
+SCHEDULER: Document = {"tokenId": None, "name": "scheduler", "admin": True}
+
+
+def actor_of(grant: TokenGrant) -> Document:
     return {"tokenId": grant.token_id, "name": grant.name, "admin": grant.is_admin}
 
 
 async def record(
-    db: Database, workspace_id: ObjectId, job_id: ObjectId, grant: TokenGrant, change: Change, now: datetime
+    db: Database, workspace_id: ObjectId, job_id: ObjectId, actor: Document, change: Change, now: datetime
 ) -> None:
     """Append an entry, right after the write it describes (a process that dies between the two loses it)."""
     entry: Document = {
@@ -60,7 +64,7 @@ async def record(
         "jobId": job_id,
         "workspaceId": workspace_id,
         "at": to_ms(now),
-        "actor": _actor(grant),
+        "actor": actor,
         "action": change.action,
         "changes": change.changes,
     }
@@ -76,3 +80,9 @@ async def history(
     scope = {"workspaceId": workspace_id, "jobId": job_id}
     found = await keyset_page(db, "job_changes", scope, "_id", page, descending=True)
     return found.docs, found.next
+
+
+async def record_by_scheduler(db: Database, job: SyncJob, at: datetime, action: str) -> None:
+    """The leader's entry: a pause ended at its `until` (`at`)."""
+    changes = [{"field": "paused", "old": True, "new": False}]
+    await record(db, ObjectId(job.workspace_id), ObjectId(job.id), SCHEDULER, Change(action, changes), at)

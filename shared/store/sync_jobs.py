@@ -175,6 +175,27 @@ async def set_enabled(
     return from_document(SyncJob, doc)
 
 
+async def set_hold(
+    db: Database,
+    workspace_id: ObjectId,
+    job_id: ObjectId,
+    fields: Document,
+    now: datetime,
+    expected_version: int | None = None,
+) -> SyncJob:
+    """Pause, resume or skip (`paused`, `pausedUntil`, `pauseNote`, `skipCount`): a client's edit, so
+    `version` goes up and the leader replans the job with it."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
+    doc = await db.syncjobs.find_one_and_update(
+        {**scope, **version_filter(expected_version)},
+        {"$set": {**fields, "updatedAt": to_ms(now)}, "$inc": {"version": 1}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if doc is None:
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
+    return from_document(SyncJob, doc)
+
+
 async def delete_job(
     db: Database, workspace_id: ObjectId, job_id: ObjectId, expected_version: int | None = None
 ) -> None:
@@ -246,6 +267,22 @@ async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> N
         for move in moves
     ]
     await db.syncjobs.bulk_write(updates, ordered=False)
+
+
+async def end_pause(db: Database, job_id: ObjectId, paused_until: datetime, token: int) -> bool:
+    """The leader resumes a job whose pause ran out: once (the write matches only that pause, under the
+    leader's token); no version change, so no replan."""
+    query = {**_fenced(job_id, token), "paused": True, "pausedUntil": to_ms(paused_until)}
+    fields = {"paused": False, "pausedUntil": None, "pauseNote": None, "workerFencingToken": token}
+    return (await db.syncjobs.update_one(query, {"$set": fields})).modified_count == 1
+
+
+async def use_skips(db: Database, job_id: ObjectId, count: int, token: int) -> None:
+    """The leader skipped `count` fires of the job's skip count."""
+    await db.syncjobs.update_one(
+        {**_fenced(job_id, token), "skipCount": {"$gte": count}},
+        {"$inc": {"skipCount": -count}, "$set": {"workerFencingToken": token}},
+    )
 
 
 async def record_run_outcome(

@@ -81,7 +81,7 @@ async def test_get_edit_put_sends_back_what_get_returned(tenant: Tenant, db: Dat
                 "catchUpFires",
             }
         )
-        == 11
+        == 15  # the 11, and paused, pausedUntil, pauseNote, skipCount
     )
     status, replaced, _ = await _raw(tenant, "PUT", item, {**job, "timeoutSeconds": 60, "nextRunAt": None})
     assert status == 200, replaced

@@ -172,6 +172,10 @@ async def test_status(tenant: Tenant, db: Database, clock: FakeClock) -> None:
         "nextRuns": [f"2026-01-15T{hour}:00:00+00:00" for hour in (13, 14, 15, 16, 17)],
         "averageDurationMs": None,
         "recentRuns": [],
+        "paused": False,
+        "pausedUntil": None,
+        "pauseNote": None,
+        "skipCount": 0,
     }
     run_ids = []
     for _ in range(6):
