@@ -13,7 +13,7 @@ import hashlib
 
 from aiohttp import web
 from syncjobs.api.context import clock, db, workspace_id
-from syncjobs.api.openapi import Handler
+from syncjobs.api.openapi import IDEMPOTENT, Handler
 from syncjobs.shared.errors import Conflict, ValidationFailed
 from syncjobs.shared.store import idempotency_keys
 from syncjobs.shared.store.idempotency_keys import StoredAnswer
@@ -65,4 +65,5 @@ def idempotent(handler: Handler) -> Handler:
             await idempotency_keys.release(db(request), ws, key)
         return response
 
+    IDEMPOTENT.add(wrapper)
     return wrapper

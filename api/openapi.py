@@ -34,6 +34,14 @@ class Operation:
 
 
 OPERATIONS: dict[Handler, Operation] = {}
+IDEMPOTENT: set[Handler] = set()  # handlers that take an Idempotency-Key (api/idempotency.py)
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
 
 
 def describe(
@@ -107,7 +115,7 @@ def _patchable(schema: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
+def _parameters(path: str, op: Operation | None, idempotent: bool = False) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"{(\w+)}", path)
@@ -116,10 +124,13 @@ def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
         params += [
             {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in op.query.items()
         ]
-    return params
+        params += [IF_MATCH] if 412 in op.errors else []
+    return params + ([IDEMPOTENCY_KEY] if idempotent else [])
 
 
-def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) -> dict[str, Any]:
+def _operation(
+    path: str, method: str, op: Operation | None, schemas: _Schemas, idempotent: bool = False
+) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": schemas.ref(ErrorBody, "serialization")}}}
     if op is None:  # a route whose handler declares nothing (the dashboard's static files)
         spec: dict[str, Any] = {"summary": f"{method} {path}", "responses": {"default": {"description": "as served"}}}
@@ -140,7 +151,7 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
     spec = {"summary": op.summary, "tags": [op.tag], "responses": responses}
     if open_path:
         spec["security"] = []
-    if params := _parameters(path, op):
+    if params := _parameters(path, op, idempotent):
         spec["parameters"] = params
     if op.body is not None and op.merge_patch:
         spec["requestBody"] = {
@@ -165,7 +176,8 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
             continue
         path = route.resource.canonical
         op = OPERATIONS.get(route.handler)
-        paths.setdefault(path, {})[method.lower()] = _operation(path, method, op, schemas)
+        idempotent = route.handler in IDEMPOTENT
+        paths.setdefault(path, {})[method.lower()] = _operation(path, method, op, schemas, idempotent)
     return {
         "openapi": "3.1.0",
         "info": {
