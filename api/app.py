@@ -15,6 +15,7 @@ from syncjobs.api import (
     fires,
     history,
     holds,
+    me,
     monitoring,
     runs,
     sync_jobs,
@@ -44,6 +45,7 @@ SHUTDOWN_REQUESTS_SECONDS = 0.5
 IN_FLIGHT_KEY = web.AppKey("in_flight", dict[asyncio.Task[Any], asyncio.Future[None]])
 
 ROUTE_TABLES = (
+    me.routes,
     workspaces.routes,
     tokens.routes,
     connections.data_source_routes,
@@ -104,7 +106,7 @@ async def _end_requests(app: web.Application) -> None:
 
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One event per request, by route template (no ids in it); health checks only at debug level."""
+    """One event per request, by route template (no ids in it): at debug, a server error at warning."""
     started = time.perf_counter()
     status = 500
     try:
@@ -116,7 +118,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         raise
     finally:
         resource = request.match_info.route.resource
-        emit = log.debug if request.path == "/healthz" else log.info
+        emit = log.warning if status >= 500 else log.debug  # a console at info shows what went wrong only
         emit(
             "http_request",
             method=request.method,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 from syncjobs.shared.alerts import AlertKind
+from syncjobs.shared.cron import DstNote
 from syncjobs.shared.models import (
     Camel,
     DataSource,
@@ -86,6 +87,9 @@ class JobStatus(Output):
     paused_until: AwareDatetime | None
     pause_note: str | None
     skip_count: int
+    # changeStream jobs with a saved resume point: its cluster time and age (how far behind it may be).
+    change_stream_resume_at: AwareDatetime | None = None
+    change_stream_lag_seconds: float | None = None
 
 
 class CleanupInput(Camel):
@@ -167,3 +171,28 @@ class OpenApiDocument(Output):
     paths: dict[str, Any]
     components: dict[str, Any]
     security: list[dict[str, Any]]
+
+
+class Me(Output):
+    """Who the presented token is: its name and scope, and its workspace (null for an admin token)."""
+
+    name: str
+    scope: Literal["full", "read"]
+    admin: bool
+    workspace_id: str | None
+    workspace_name: str | None
+
+
+class PreviewFire(Output):
+    """One coming fire: the instant with the zone's offset, its wall-clock time there, and what DST did."""
+
+    at: str
+    wall_time: str
+    dst: DstNote | None
+
+
+class SchedulePreview(Output):
+    cron: str
+    timezone: str
+    description: str
+    fires: list[PreviewFire]

@@ -16,6 +16,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
+from syncjobs.executor.change_stream import sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.guard import (
@@ -29,7 +30,14 @@ from syncjobs.executor.guard import (
 )
 from syncjobs.executor.sources import Source, SourceError, build_source
 from syncjobs.executor.sources.mongodb import MongoSource
-from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
+from syncjobs.executor.sync import (
+    EntityResult,
+    EntitySelectionError,
+    EntityStats,
+    select_entities,
+    sync_entity,
+    sync_options,
+)
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
@@ -90,8 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_invocation(events, str(exc))
     # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
-    with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
-        return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    try:
+        with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
+            return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
+        log.exception("executor_crashed", run_id=args.run_id)
+        events.emit(
+            "result",
+            status=RunStatus.FAILED,
+            error=f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS],
+            stats=empty_stats(0),
+            details=[],
+            dryRun=args.dry_run,
+        )
+        return EXIT_FAILED
 
 
 def _bad_invocation(events: EventWriter, error: str) -> int:
@@ -200,7 +220,7 @@ async def execute_run(
         if spec is None:
             spec = await read_run_spec(await control.database(), run_id, rules.control)
         results = await _sync_run(control, rules, spec, dry_run, batch_size, events, progress_every_seconds)
-    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
+    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, SecretKeyError) as exc:
         error = getattr(exc, "message", None) or str(exc)
         log.error("run_failed", run_id=str(run_id), error=error)
         events.emit(
@@ -250,12 +270,14 @@ async def _sync_run(
     clients = RunClients()
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
+    options = sync_options(job)
     source = build_source(
         kind,
         source_config,
         batch_size=batch_size,
         egress=rules.egress,
         mongo_client=clients.get(source_uri) if isinstance(source_uri, str) else None,
+        incremental=options.incremental,
     )
     try:
         if isinstance(source, MongoSource):
@@ -277,26 +299,41 @@ async def _sync_run(
             control, run_id, events, selected, record=not dry_run, every_seconds=progress_every_seconds
         )
         cursors = ControlCursors(control, ObjectId(job.id))
+        if job.sync_mode == "changeStream":
+            if not isinstance(source, MongoSource):
+                raise RunFailed("changeStream needs a mongodb data source")
+            stream_started = time.monotonic()
+            results = await sync_change_stream(
+                source, destination, cursors, selected, progress.on_batch, options, batch_size
+            )
+            for result in results:
+                result.duration_ms = _elapsed_ms(stream_started)
+                await _entity_done(progress, events, result)
+            return results
         results = []
         for entity in selected:
             entity_started = time.monotonic()
             await progress.start(entity)
-            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch)
+            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch, options)
             result.duration_ms = _elapsed_ms(entity_started)
-            await progress.finish(result)
-            events.emit(
-                "entity",
-                entity=entity,
-                status=result.status,
-                stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
-                **({"error": result.detail()["error"]} if result.status == "failed" else {}),
-            )
-            log.info("entity_synced", entity=entity, status=result.status, **result.stats.as_dict())
+            await _entity_done(progress, events, result)
             results.append(result)
         return results
     finally:
         await _close(source)
         await clients.close()
+
+
+async def _entity_done(progress: RunProgress, events: EventWriter, result: EntityResult) -> None:
+    await progress.finish(result)
+    events.emit(
+        "entity",
+        entity=result.entity,
+        status=result.status,
+        stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
+        **({"error": result.detail()["error"]} if result.status == "failed" else {}),
+    )
+    log.info("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
 
 
 async def _close(source: Source) -> None:

@@ -7,7 +7,6 @@ Retries 429 and 5xx answers (and dropped connections) with exponential backoff, 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -17,6 +16,7 @@ from urllib.parse import urljoin
 import aiohttp
 from syncjobs.executor.sources import Batch, Record, SourceError
 from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
+from syncjobs.shared.retry import Backoff
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -73,7 +73,7 @@ class HttpSource:
         self._headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         retry = config.get("retry") or {}
         self._max_attempts = int(retry.get("maxAttempts", DEFAULT_MAX_ATTEMPTS))
-        self._backoff = float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS))
+        self._backoff = Backoff(float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS)), jitter=True)
         self._timeout = aiohttp.ClientTimeout(total=float(config.get("timeoutSeconds", 60)))
         self._sleep = sleep
         self._egress = egress  # checked on every address connected to, redirects included
@@ -92,7 +92,7 @@ class HttpSource:
         """GET with retries; returns the decoded body and the response headers."""
         shown = url.split("?", 1)[0]
         for attempt in range(1, self._max_attempts + 1):
-            wait = self._backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+            wait = self._backoff.seconds(attempt)
             try:
                 async with self._client().get(url, params=dict(params)) as response:
                     if response.status in RETRY_STATUSES and attempt < self._max_attempts:

@@ -15,7 +15,7 @@ from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import Page, PageRequest, keyset_page
-from syncjobs.shared.store import data_sources, destinations
+from syncjobs.shared.store import data_sources, destinations, sync_state
 from syncjobs.shared.store.versioned import refuse, version_filter
 
 
@@ -39,6 +39,10 @@ async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobIn
     schedule = parse_schedule(body.schedule.cron, body.schedule.timezone)
     fields = body.model_dump(by_alias=True)
     fields["dataSourceId"] = await _reference(db, workspace_id, "dataSourceId", body.data_source_id)
+    if body.sync_mode == "changeStream":
+        source = await data_sources.store.get_sealed(db, fields["dataSourceId"])
+        if source.get("kind") != "mongodb":
+            raise ValidationFailed("syncMode", "changeStream needs a mongodb data source")
     fields["destinationDatabaseId"] = await _reference(
         db, workspace_id, "destinationDatabaseId", body.destination_database_id
     )
@@ -199,11 +203,13 @@ async def set_hold(
 async def delete_job(
     db: Database, workspace_id: ObjectId, job_id: ObjectId, expected_version: int | None = None
 ) -> None:
-    """Delete the job (only at `expected_version`, when given); its run history stays until retention."""
+    """Delete the job (only at `expected_version`, when given) and its cursors and resume point; its run
+    history stays until retention removes it."""
     scope = {"_id": job_id, "workspaceId": workspace_id}
     result = await db.syncjobs.delete_one({**scope, **version_filter(expected_version)})
     if result.deleted_count == 0:
         await refuse(db, "syncjobs", scope, "sync job", expected_version)
+    await sync_state.reset_job_state(db, job_id)
 
 
 # --- worker operations ---

@@ -176,6 +176,8 @@ async def test_status(tenant: Tenant, db: Database, clock: FakeClock) -> None:
         "pausedUntil": None,
         "pauseNote": None,
         "skipCount": 0,
+        "changeStreamResumeAt": None,  # an incremental job: no resume point
+        "changeStreamLagSeconds": None,
     }
     run_ids = []
     for _ in range(6):
