@@ -172,6 +172,7 @@ async def backfill(request: web.Request) -> web.Response:
     overlap = body.overlap or job.overlap
     done = await run_history.backfill(db(request), job, fires, exclusive=overlap != "allow", now=now)
     result = BackfillResult(fires=len(fires), created=done.created, skipped=done.skipped)
-    asked = {"from": body.from_.isoformat(), "to": body.to.isoformat(), "overlap": overlap}
-    await log_change(request, job_id, Change("backfill", [{"field": "backfill", "old": None, "new": asked}]))
+    if done.created:  # a backfill that found every fire already run wrote nothing to log
+        asked = {"from": body.from_.isoformat(), "to": body.to.isoformat(), "overlap": overlap, "created": done.created}
+        await log_change(request, job_id, Change("backfill", [{"field": "backfill", "old": None, "new": asked}]))
     return web.json_response(result.to_json(), status=202)

@@ -30,7 +30,7 @@ async def test_every_write_is_logged_and_outlives_the_job(tenant: Tenant, db: Da
     _, accepted = await tenant.api.call("POST", item + "/run")
     await tenant.api.call("POST", tenant.path(f"/runs/{accepted['runId']}/cancel"))
     await tenant.api.call(
-        "POST", item + "/backfill", json={"from": "2026-01-15T00:00:00Z", "to": "2026-01-15T02:00:00Z"}
+        "POST", item + "/backfill", json={"from": "2026-01-15T08:00:00Z", "to": "2026-01-15T10:00:00Z"}
     )
     assert (await ops.call("DELETE", item))[0] == 204
 
@@ -59,7 +59,7 @@ async def test_every_write_is_logged_and_outlives_the_job(tenant: Tenant, db: Da
     ]
     assert toggle["changes"] == [{"field": "enabled", "old": True, "new": False}]
     assert cancel["changes"] == [{"field": f"runs.{accepted['runId']}", "old": None, "new": "cancelled"}]
-    assert backfill["changes"][0]["new"]["from"] == "2026-01-15T00:00:00+00:00"
+    assert backfill["changes"][0]["new"]["from"] == "2026-01-15T08:00:00+00:00"
     assert {change["field"] for change in create["changes"]} >= {"name", "schedule", "dataSourceId"}
     assert all(change["old"] is None for change in create["changes"])
     assert delete["changes"] == []
