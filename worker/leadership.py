@@ -164,8 +164,9 @@ class Leadership:
             for one in fired
         ]
         try:
-            written = await job_runs.insert_fires(self.db, docs)
-            await sync_jobs.advance_next_runs(self.db, moves, self.token)
+            with self.lease.within_term():
+                written = await job_runs.insert_fires(self.db, docs)
+                await sync_jobs.advance_next_runs(self.db, moves, self.token)
             self.health.succeeded()
         except PyMongoError as error:  # undo, and decide the same fires again in a moment
             self.health.failed(error)
@@ -193,14 +194,17 @@ class Leadership:
         record, held = fired.record, fired.held
         job_id, until = ObjectId(record.job.id), record.job.paused_until
         try:
-            if held.skips_used:
-                await sync_jobs.use_skips(self.db, job_id, held.skips_used, self.token)
-                record.job = record.job.model_copy(update={"skip_count": record.job.skip_count - held.skips_used})
-            if held.resumed and until is not None:
-                if await sync_jobs.end_pause(self.db, job_id, until, self.token):
-                    log.info("job_resumed", job_id=record.job.id, paused_until=until.isoformat())
-                    await job_changes.record_by_scheduler(self.db, record.job, until, "resume")
-                record.job = record.job.model_copy(update={"paused": False, "paused_until": None, "pause_note": None})
+            with self.lease.within_term():  # leader writes, like the fires: only within this term
+                if held.skips_used:
+                    await sync_jobs.use_skips(self.db, job_id, held.skips_used, self.token)
+                    skips = record.job.skip_count - held.skips_used
+                    record.job = record.job.model_copy(update={"skip_count": skips})
+                if held.resumed and until is not None:
+                    if await sync_jobs.end_pause(self.db, job_id, until, self.token):
+                        log.info("job_resumed", job_id=record.job.id, paused_until=until.isoformat())
+                        await job_changes.record_by_scheduler(self.db, record.job, until, "resume")
+                    resumed = {"paused": False, "paused_until": None, "pause_note": None}
+                    record.job = record.job.model_copy(update=resumed)
         except PyMongoError as error:  # the fires are written; the next batch decides from the stored job
             self.health.failed(error)
 
@@ -231,7 +235,8 @@ class Leadership:
         while True:
             await asyncio.sleep(self._run_lease_seconds / 3)
             try:
-                await self.fail_lost_runs()
+                with self.lease.within_term():
+                    await self.fail_lost_runs()
                 self.health.succeeded()
             except PyMongoError as error:
                 self.health.failed(error)

@@ -13,7 +13,7 @@ from syncjobs.shared.clock import to_ms
 from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, durable
 from syncjobs.shared.paging import Page, PageRequest, keyset_page
 from syncjobs.shared.store import data_sources, destinations, sync_state
 from syncjobs.shared.store.versioned import refuse, version_filter
@@ -272,7 +272,7 @@ async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> N
         )
         for move in moves
     ]
-    await db.syncjobs.bulk_write(updates, ordered=False)
+    await durable(db.syncjobs).bulk_write(updates, ordered=False)
 
 
 async def end_pause(db: Database, job_id: ObjectId, paused_until: datetime, token: int) -> bool:
@@ -280,12 +280,12 @@ async def end_pause(db: Database, job_id: ObjectId, paused_until: datetime, toke
     leader's token); no version change, so no replan."""
     query = {**_fenced(job_id, token), "paused": True, "pausedUntil": to_ms(paused_until)}
     fields = {"paused": False, "pausedUntil": None, "pauseNote": None, "workerFencingToken": token}
-    return (await db.syncjobs.update_one(query, {"$set": fields})).modified_count == 1
+    return (await durable(db.syncjobs).update_one(query, {"$set": fields})).modified_count == 1
 
 
 async def use_skips(db: Database, job_id: ObjectId, count: int, token: int) -> None:
     """The leader skipped `count` fires of the job's skip count."""
-    await db.syncjobs.update_one(
+    await durable(db.syncjobs).update_one(
         {**_fenced(job_id, token), "skipCount": {"$gte": count}},
         {"$inc": {"skipCount": -count}, "$set": {"workerFencingToken": token}},
     )
@@ -322,7 +322,7 @@ async def record_run_outcome(
             "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
         }
     query = _fenced(job_id, token) if token is not None else {"_id": job_id}
-    result = await db.syncjobs.update_one(query, [{"$set": fields}])
+    result = await durable(db.syncjobs).update_one(query, [{"$set": fields}])
     return result.matched_count == 1
 
 
