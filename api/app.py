@@ -9,7 +9,20 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import connections, dashboard, me, monitoring, sync_jobs, tokens, webhooks, workspaces
+from syncjobs.api import (
+    connections,
+    dashboard,
+    fires,
+    history,
+    holds,
+    me,
+    monitoring,
+    runs,
+    sync_jobs,
+    tokens,
+    webhooks,
+    workspaces,
+)
 from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
@@ -38,6 +51,10 @@ ROUTE_TABLES = (
     connections.data_source_routes,
     connections.destination_routes,
     sync_jobs.routes,
+    runs.routes,
+    fires.routes,
+    history.routes,
+    holds.routes,
     monitoring.routes,
     webhooks.routes,
     dashboard.routes,
