@@ -246,7 +246,7 @@ async def _sync_run(
     except (KeyError, TypeError):
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source_config = await runnable_source_config(rules, source_doc)
-    await check_destination(rules, destination_doc["config"])
+    dest_uri = await check_destination(rules, destination_doc["config"])
     clients = RunClients()
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None

@@ -200,6 +200,11 @@ class DestinationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uri: str = Field(min_length=1)
     database: str = Field(min_length=1, max_length=63, pattern=r"^[^/\\. \"$]+$")
+    # TLS material as PEM text, never a path (shared/tenant_uri.py): left out of the stored config when absent.
+    tls_ca_pem: str | None = Field(default=None, alias="tlsCAPem", max_length=65536, exclude_if=lambda v: v is None)
+    tls_certificate_key_pem: str | None = Field(
+        default=None, alias="tlsCertificateKeyPem", max_length=65536, exclude_if=lambda v: v is None
+    )
 
 
 class DestinationInput(Camel):

@@ -187,3 +187,20 @@ async def test_a_webhook_on_loopback_is_not_delivered(
     assert internal_service.hits == []
     await announce(db, ws, [event], DeliveryPolicy(), EgressPolicy.from_strings(settings.allowed_networks))
     assert internal_service.hits == ["/hook"]
+
+
+async def test_a_uri_option_outside_the_allowlist_fails_the_run(db: Database, mongo_uri: str) -> None:
+    """Stored before the allowlist (or written around the api): the executor rebuilds the URI and refuses."""
+    with_timeout = f"{mongo_uri}{'&' if '?' in mongo_uri else '?'}timeoutMS=6"
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_job(
+            db,
+            source_kind="mongodb",
+            source_config={"uri": mongo_uri, "database": dest.name},
+            dest_uri=with_timeout,
+            dest_database=dest.name,
+        )
+        code, events = await run_job(db, job_id)
+        error = result_of(events)["error"]
+        assert code == 1 and "destination.config.uri" in error and "'timeoutMS' is not allowed" in error, error
+        assert await dest.list_collection_names() == []

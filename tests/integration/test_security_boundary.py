@@ -1,0 +1,97 @@
+"""Issue 21's attacks through the REST API with a workspace token, on the production-like policy with one
+allowed tenant network (loopback here, where the control server also listens: the hardest case). Each is a
+clear 4xx naming the field, and the control database is exactly as it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.settings import Settings
+
+from tests.fixtures.security import LOOPBACK, production_policy
+from tests.integration.test_api_helpers import ADMIN_TOKEN, Tenant
+from tests.integration.test_security_api import refused
+
+pytest_plugins = ["tests.integration.test_api_helpers"]
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    return production_policy(settings).with_overrides(admin_token=ADMIN_TOKEN, allowed_networks=LOOPBACK)
+
+
+def mongodb(uri: str, database: str = "tenant_data") -> dict[str, Any]:
+    return {"name": "m", "kind": "mongodb", "config": {"uri": uri, "database": database}}
+
+
+def port_of(mongo_uri: str) -> str:
+    return mongo_uri.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize("path", ["/data-sources", "/destinations"])
+async def test_finding_2_timeouts_and_aliases_of_the_control_server_are_422(
+    tenant: Tenant, db: Database, mongo_uri: str, path: str
+) -> None:
+    port = port_of(mongo_uri)
+    error = await refused(tenant, db, path, mongodb("mongodb://tenant.example/?timeoutMS=6"), 422, "config.uri")
+    assert "'timeoutMS' is not allowed" in error["message"]
+    for alias in ("[::ffff:127.0.0.1]", "[::127.0.0.1]", "[::ffff:0:127.0.0.1]", "[64:ff9b::7f00:1]"):
+        error = await refused(tenant, db, path, mongodb(f"mongodb://{alias}:{port}/"), 422, "config.uri")
+        assert "egress policy" in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("authMechanism=MONGODB-OIDC&authMechanismProperties=ENVIRONMENT:k8s", "authMechanism=MONGODB-OIDC"),
+        ("authMechanismProperties=ENVIRONMENT:azure", "'authMechanismProperties'"),
+        ("authMechanism=MONGODB-AWS", "authMechanism=MONGODB-AWS"),
+        ("tls=true&tlsCAFile=/etc/passwd", "'tlsCAFile'"),
+        ("tls=true&tlsCAFile=/no/such/file", "'tlsCAFile'"),
+        ("tlsCertificateKeyFile=/etc/shadow", "'tlsCertificateKeyFile'"),
+    ],
+)
+async def test_finding_3_driver_options_that_reach_the_workers_credentials_or_files_are_422(
+    tenant: Tenant, db: Database, query: str, named: str
+) -> None:
+    error = await refused(tenant, db, "/destinations", mongodb(f"mongodb://tenant.example/?{query}"), 422, "config.uri")
+    assert named in error["message"]
+    assert "/etc" not in error["message"] and "/no/such" not in error["message"]  # no oracle of the files
+
+
+async def test_finding_3_a_ca_is_pem_text_never_a_path(tenant: Tenant, db: Database) -> None:
+    body = mongodb("mongodb://tenant.example/?tls=true")
+    body["config"]["tlsCAPem"] = "/etc/ssl/certs/ca-certificates.crt"
+    await refused(tenant, db, "/destinations", body, 422, "config.tlsCAPem")
+
+
+@pytest.mark.parametrize(
+    "uri", ["mongodb://%2Ftmp%2Fmongodb-27017.sock/", "mongodb://tenant.example,%2Frun%2Fmongod.sock/?replicaSet=rs"]
+)
+async def test_finding_9_a_unix_socket_member_is_422(tenant: Tenant, db: Database, uri: str) -> None:
+    error = await refused(tenant, db, "/data-sources", mongodb(uri), 422, "config.uri")
+    assert "Unix socket" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::127.0.0.1]",
+        "[::ffff:0:7f00:1]",
+        "[2002:7f00:1::]",
+        "[64:ff9b::a00:1]",
+        "[fec0::1]",
+        "192.0.2.10",
+        "198.18.0.1",
+        "[2001:db8::1]",
+    ],
+)
+async def test_finding_9_ipv4_in_ipv6_site_local_and_documentation_ranges_are_422(
+    tenant: Tenant, db: Database, host: str
+) -> None:
+    body = {"name": "h", "kind": "http", "config": {"baseUrl": f"http://{host}/", "entities": {"a": {"path": "/a"}}}}
+    error = await refused(tenant, db, "/data-sources", body, 422, "config.baseUrl")
+    assert "egress policy" in error["message"]
+    await refused(tenant, db, "/webhooks", {"url": f"http://{host}/hook"}, 422, "url")
