@@ -17,8 +17,8 @@ from syncjobs.shared.models import (
     DestinationInput,
     Output,
     OutputT,
-    keep_secrets,
 )
+from syncjobs.shared.secret_fields import check_kept_secrets, keep_secrets
 from syncjobs.shared.store import data_sources, destinations
 from syncjobs.shared.store.connections import ConnectionStore, InputT
 
@@ -84,6 +84,7 @@ def connection_routes(
         parsed = await read_body(request, body)
         kind, config = _kind_and_config(parsed)
         stored = await store.stored_config(db(request), ws, connection_id)
+        check_kept_secrets(kind, config, stored)
         marks = await vet_connection(request, kind, keep_secrets(config, stored))
         replaced = await store.replace(db(request), ws, connection_id, parsed, marks=marks)
         return web.json_response(replaced.to_json())

@@ -38,6 +38,7 @@ from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, Database, connect_for_one_run
 from syncjobs.shared.run_spec import RUN_SPEC_ENV, RunSpec, RunSpecError, read_run_spec
+from syncjobs.shared.secret_fields import scrub, secret_values
 from syncjobs.shared.secrets import SecretKeyError, install_keys
 from syncjobs.shared.settings import Settings, SettingsError
 from syncjobs.shared.store import job_runs
@@ -201,7 +202,7 @@ async def execute_run(
             spec = await read_run_spec(await control.database(), run_id, rules.control)
         results = await _sync_run(control, rules, spec, dry_run, batch_size, events, progress_every_seconds)
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
-        error = getattr(exc, "message", None) or str(exc)
+        error = scrub(getattr(exc, "message", None) or str(exc), _secrets_of(spec))
         log.error("run_failed", run_id=str(run_id), error=error)
         events.emit(
             "result",
@@ -212,21 +213,29 @@ async def execute_run(
             dryRun=dry_run,
         )
         return EXIT_FAILED
-    details = [r.detail() for r in results]
+    secrets = _secrets_of(spec)
+    details = [{**d, "error": scrub(d["error"], secrets)} if "error" in d else d for d in (r.detail() for r in results)]
     failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
     ok = not failed
     summary = f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed)
-    error = {} if ok else {"error": summary[:MAX_ERROR_CHARS]}
+    summary_error = {} if ok else {"error": summary[:MAX_ERROR_CHARS]}
     events.emit(
         "result",
         status=RunStatus.SUCCEEDED if ok else RunStatus.FAILED,
         stats=run_stats(results, _elapsed_ms(started)),
         details=details,
         dryRun=dry_run,
-        **error,
+        **summary_error,
     )
     log.info("run_finished", run_id=str(run_id), ok=ok, entities=len(results))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _secrets_of(spec: RunSpec | None) -> list[str]:
+    """The run's clear secrets, which no error it reports may echo."""
+    if spec is None:
+        return []
+    return secret_values([spec.opened_source().get("config"), spec.opened_destination().get("config")])
 
 
 async def _sync_run(

@@ -3,7 +3,6 @@ exist only at the API edge are in `api/schemas.py`). camelCase on the wire and i
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,12 +19,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
-
-REDACTED = "********"
-_SECRET_KEY = re.compile(
-    r"^(uri|auth|authorization|cookie|dsn)$|secret|password|passwd|token|api[_-]?key|credential|private[_-]?key",
-    re.IGNORECASE,
-)
+from syncjobs.shared.secret_fields import REDACTED as REDACTED
+from syncjobs.shared.secret_fields import redact
 
 
 class RunStatus(StrEnum):
@@ -79,31 +74,6 @@ def from_document(model: type[OutputT], doc: dict[str, Any]) -> OutputT:
     data = {key: _id_str(value) for key, value in doc.items() if key != "_id"}
     data["id"] = str(doc["_id"])
     return model.model_validate(data)
-
-
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
-def redact(config: Any) -> Any:
-    """Replace every value under a secret-looking key (uri, token, password, headers' auth...) by a marker."""
-    if isinstance(config, dict):
-        return {
-            k: (REDACTED if is_secret_key(k) and isinstance(v, str | int | float) else redact(v))
-            for k, v in config.items()
-        }
-    if isinstance(config, list):
-        return [redact(item) for item in config]
-    return config
-
-
-def keep_secrets(new: Any, stored: Any) -> Any:
-    """On a PUT, a redaction marker sent back means "keep what is stored", so GET-edit-PUT loses no secret."""
-    if new == REDACTED:
-        return stored
-    if isinstance(new, dict) and isinstance(stored, dict):
-        return {k: keep_secrets(v, stored.get(k)) for k, v in new.items()}
-    return new
 
 
 # --- workspaces and tokens ---

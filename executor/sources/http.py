@@ -17,6 +17,7 @@ from urllib.parse import urljoin
 import aiohttp
 from syncjobs.executor.sources import Batch, Record, SourceError
 from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
+from syncjobs.shared.secret_fields import scrub
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -90,7 +91,7 @@ class HttpSource:
 
     async def get_json(self, url: str, params: Mapping[str, Any]) -> tuple[Any, Mapping[str, str]]:
         """GET with retries; returns the decoded body and the response headers."""
-        shown = url.split("?", 1)[0]
+        shown = scrub(url.split("?", 1)[0], [])  # never the query nor user-info: either may hold a secret
         for attempt in range(1, self._max_attempts + 1):
             wait = self._backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
             try:

@@ -11,8 +11,9 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import OutputT, from_document, keep_secrets
+from syncjobs.shared.models import OutputT, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secret_fields import keep_secrets
 from syncjobs.shared.secrets import open_config, seal_config
 
 LIST_LIMIT = 1000

@@ -4,14 +4,18 @@ clear 4xx naming the field, and the control database is exactly as it was."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from bson import ObjectId
+from syncjobs.shared.models import REDACTED
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.settings import Settings
+from syncjobs.shared.store.api_tokens import create_token
 
 from tests.fixtures.security import LOOPBACK, production_policy
-from tests.integration.test_api_helpers import ADMIN_TOKEN, Tenant
+from tests.integration.test_api_helpers import ADMIN_TOKEN, Tenant, create
 from tests.integration.test_security_api import refused
 
 pytest_plugins = ["tests.integration.test_api_helpers"]
@@ -95,3 +99,67 @@ async def test_finding_9_ipv4_in_ipv6_site_local_and_documentation_ranges_are_42
     error = await refused(tenant, db, "/data-sources", body, 422, "config.baseUrl")
     assert "egress policy" in error["message"]
     await refused(tenant, db, "/webhooks", {"url": f"http://{host}/hook"}, 422, "url")
+
+
+SECRETS = ("pw-in-url", "q-secret", "custom-auth", "proxy-auth", "apim-key", "tap-pwd", "tap-phrase", "listed-1")
+
+
+async def test_finding_6_secrets_are_sealed_by_default_and_never_shown(tenant: Tenant, db: Database) -> None:
+    http = {
+        "name": "crm",
+        "kind": "http",
+        "config": {
+            "baseUrl": "https://user:pw-in-url@crm.example/api?api_key=q-secret",
+            "headers": {
+                "X-Custom-Auth": "custom-auth",
+                "Proxy-Authorization": "proxy-auth",
+                "Ocp-Apim-Subscription-Key": "apim-key",
+                "Content-Type": "application/json",
+            },
+            "entities": {"a": {"path": "/a"}},
+        },
+    }
+    tap = {
+        "name": "tap",
+        "kind": "command",
+        "config": {
+            "tap": "singer-test",
+            "config": {"pwd": "tap-pwd", "passphrase": "tap-phrase", "keys": ["listed-1"], "start_date": "2026-01-01"},
+        },
+    }
+    made = [await create(tenant.api, tenant.path("/data-sources"), body) for body in (http, tap)]
+    assert made[0]["config"]["headers"]["Content-Type"] == "application/json"
+    assert made[0]["config"]["baseUrl"] == REDACTED
+    assert made[1]["config"]["config"]["start_date"] == "2026-01-01"
+    reader = tenant.api.as_token(await create_token(db, ObjectId(tenant.id), "reader", scope="read"))
+    for answer in (
+        await reader.call("GET", tenant.path("/data-sources")),
+        *[await reader.call("GET", tenant.path(f"/data-sources/{m['id']}")) for m in made],
+    ):
+        assert answer[0] == 200
+        assert not [s for s in SECRETS if s in json.dumps(answer[1])], answer
+    stored = json.dumps(await db.data_sources.find().to_list(), default=str)
+    assert not [s for s in SECRETS if s in stored], stored
+
+
+async def test_finding_6_a_kept_secret_is_not_sent_to_a_new_host(tenant: Tenant, db: Database) -> None:
+    body = {
+        "name": "crm",
+        "kind": "http",
+        "config": {
+            "baseUrl": "https://crm.example/api",
+            "headers": {"Authorization": "Bearer crm-secret"},
+            "entities": {"a": {"path": "/a"}},
+        },
+    }
+    made = await create(tenant.api, tenant.path("/data-sources"), body)
+    item = f"/data-sources/{made['id']}"
+    moved = {**made["config"], "baseUrl": "https://attacker.example/api"}
+    error = await refused(tenant, db, item, {**body, "config": moved}, 422, "config.headers.Authorization", "PUT")
+    assert "give this secret again" in error["message"]
+    kept = {**made["config"], "baseUrl": "https://crm.example/v2"}  # same host: the secret may stay
+    status, _ = await tenant.api.call("PUT", tenant.path(item), json={**body, "config": kept})
+    assert status == 200
+    given = {**moved, "headers": {"Authorization": "Bearer new-secret"}}
+    status, _ = await tenant.api.call("PUT", tenant.path(item), json={**body, "config": given})
+    assert status == 200

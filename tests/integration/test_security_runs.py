@@ -3,6 +3,7 @@ changed since) fails the run naming the refused address, before any data moves."
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -204,3 +205,20 @@ async def test_a_uri_option_outside_the_allowlist_fails_the_run(db: Database, mo
         error = result_of(events)["error"]
         assert code == 1 and "destination.config.uri" in error and "'timeoutMS' is not allowed" in error, error
         assert await dest.list_collection_names() == []
+
+
+async def test_a_run_error_never_echoes_the_sources_secrets(db: Database, mongo_uri: str) -> None:
+    config = {
+        "baseUrl": "http://user:pw-in-url@127.0.0.1:1/api",
+        "headers": {"X-Custom-Auth": "custom-auth-1"},
+        "entities": {"a": {"path": "/a?api_key=q-secret-1"}},
+        "retry": {"maxAttempts": 1},
+    }
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_job(
+            db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        code, events = await run_job(db, job_id)
+    text = json.dumps(events)
+    assert code == 1 and "127.0.0.1:1" in result_of(events)["error"], events
+    assert not [s for s in ("pw-in-url", "q-secret-1", "custom-auth-1") if s in text], text
