@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import connections, dashboard, monitoring, sync_jobs, tokens, webhooks, workspaces
+from syncjobs.api import admin_tokens, connections, dashboard, monitoring, sync_jobs, tokens, webhooks, workspaces
 from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
@@ -21,11 +21,10 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import close_client, connect, ensure_indexes
 from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store.api_tokens import store_token
+from syncjobs.shared.store.api_tokens import register_environment_admin_token
 
 log = get_logger(__name__)
 
-ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 # How long SIGTERM waits for requests in flight before cancelling them (one waiting on an unreachable
 # database's server selection included): the api stops within 2 s, database or not.
 SHUTDOWN_REQUESTS_SECONDS = 0.5
@@ -34,6 +33,7 @@ IN_FLIGHT_KEY = web.AppKey("in_flight", dict[asyncio.Task[Any], asyncio.Future[N
 ROUTE_TABLES = (
     workspaces.routes,
     tokens.routes,
+    admin_tokens.routes,
     connections.data_source_routes,
     connections.destination_routes,
     sync_jobs.routes,
@@ -51,8 +51,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     db = client[settings.database]
     try:
         await ensure_indexes(db, settings.run_retention_days)
-        if settings.admin_token:
-            await store_token(db, settings.admin_token, None, ADMIN_TOKEN_NAME)
+        if settings.admin_token and not await register_environment_admin_token(db, settings.admin_token):
+            log.warning("admin_token_revoked", hint="SYNCJOBS_ADMIN_TOKEN was revoked: set a new one")
         app[RULES_KEY] = ConnectionRules.from_settings(settings, await discover_control_cluster(client, settings))
         app[DB_KEY] = db
         log.info("api_database_ready", database=settings.database)

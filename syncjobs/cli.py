@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     scope.add_argument("--workspace", help="the workspace id the token may act in")
     scope.add_argument("--admin", action="store_true", help="a token that may act in every workspace")
     create.add_argument("--name", default="cli", help="a label for the token")
+    rotate = token_commands.add_parser(
+        "rotate-admin",
+        help="replace every admin token by one new one and print it once",
+        description="Create an admin token and revoke every other (SYNCJOBS_ADMIN_TOKEN's included); "
+        "an api started again with a revoked SYNCJOBS_ADMIN_TOKEN does not bring it back.",
+    )
+    rotate.add_argument("--name", default="admin (rotated)", help="a label for the new token")
 
     secrets = commands.add_parser(
         "secrets", help="manage the encryption of stored secrets", description="Manage stored secrets."
@@ -75,7 +82,7 @@ async def _rotate_secrets(settings: Settings) -> dict[str, int]:
         await client.close()
 
 
-async def _create_token(settings: Settings, workspace: str | None, name: str) -> str:
+async def _create_token(settings: Settings, workspace: str | None, name: str, *, rotate_admin: bool = False) -> str:
     from syncjobs.shared.errors import NotFound
     from syncjobs.shared.models import parse_object_id
     from syncjobs.shared.mongo import connect, ensure_indexes
@@ -85,6 +92,8 @@ async def _create_token(settings: Settings, workspace: str | None, name: str) ->
     try:
         db = client[settings.database]
         await ensure_indexes(db, settings.run_retention_days)
+        if rotate_admin:
+            return await api_tokens.rotate_admin_tokens(db, name)
         workspace_id = None
         if workspace is not None:
             workspace_id = parse_object_id(workspace)
@@ -145,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = asyncio.run(_rotate_secrets(settings))
             print(" ".join(f"{collection}={count}" for collection, count in counts.items()))
             return 0
-        token = asyncio.run(_create_token(settings, args.workspace, args.name))
+        rotate_admin = args.token_command == "rotate-admin"
+        workspace = None if rotate_admin else args.workspace
+        token = asyncio.run(_create_token(settings, workspace, args.name, rotate_admin=rotate_admin))
     except (SyncjobsError, SettingsError, PyMongoError, SecretKeyError) as exc:
         print(f"syncjobs: {exc}", file=sys.stderr)
         return 1

@@ -22,7 +22,18 @@ def _syncjobs(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["up"], ["api"], ["worker"], ["exec"], ["token"], ["token", "create"], ["secrets"], ["secrets", "rotate"]],
+    [
+        [],
+        ["up"],
+        ["api"],
+        ["worker"],
+        ["exec"],
+        ["token"],
+        ["token", "create"],
+        ["token", "rotate-admin"],
+        ["secrets"],
+        ["secrets", "rotate"],
+    ],
 )
 def test_every_subcommand_has_help(command: list[str]) -> None:
     result = _syncjobs(*command, "--help")
@@ -53,3 +64,15 @@ async def test_token_create_refuses_an_unknown_workspace(db: Database, mongo_uri
     assert result.returncode == 1
     assert "workspace" in result.stderr and "not found" in result.stderr
     assert await db.api_tokens.count_documents({}) == 0
+
+
+async def test_token_rotate_admin_prints_a_new_admin_token_and_revokes_the_others(
+    db: Database, mongo_uri: str, db_name: str
+) -> None:
+    old = await api_tokens.create_token(db, None, "old admin")
+    result = _syncjobs("token", "rotate-admin", env=_env(mongo_uri, db_name))
+    assert result.returncode == 0, result.stderr
+    new = result.stdout.strip()
+    grant = await api_tokens.resolve_token(db, new)
+    assert grant is not None and grant.is_admin
+    assert await api_tokens.resolve_token(db, old) is None
