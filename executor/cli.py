@@ -37,6 +37,7 @@ from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, Database, connect_for_one_run
+from syncjobs.shared.process import limit_address_space
 from syncjobs.shared.run_spec import RUN_SPEC_ENV, RunSpec, RunSpecError, read_run_spec
 from syncjobs.shared.secret_fields import scrub, secret_values
 from syncjobs.shared.secrets import SecretKeyError, install_keys
@@ -91,8 +92,19 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_invocation(events, str(exc))
     # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
-    with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
-        return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    limit_address_space(settings.executor_memory_mb)
+    try:
+        with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
+            return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    except MemoryError:
+        error = (
+            f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({settings.executor_memory_mb} MiB)"
+        )
+        log.error("run_out_of_memory", run_id=str(run_id), limit_mb=settings.executor_memory_mb)
+        events.emit(
+            "result", status=RunStatus.FAILED, error=error, stats=empty_stats(0), details=[], dryRun=args.dry_run
+        )
+        return EXIT_FAILED
 
 
 def _bad_invocation(events: EventWriter, error: str) -> int:

@@ -198,6 +198,8 @@ async def sync_entity(
             errors = await sync_incremental(source, destination, cursors, entity, result.stats, on_progress)
     except (SourceError, DestinationError, EntitySelectionError) as exc:
         result.error = str(exc)
+    except MemoryError:
+        raise  # past the executor's memory limit: the whole run fails saying so
     except Exception as exc:  # one entity's surprise must not stop the others
         result.error = f"{type(exc).__name__}: {exc}"
     else:

@@ -118,6 +118,18 @@ class CommandSourceConfig(BaseModel):
         return self
 
 
+def refuse_nul_keys(value: Any, path: str = "") -> None:
+    """A NUL in a key cannot be stored (BSON keys are C strings): a 422 naming where, never a 500."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                raise ValueError(f"a key may not contain a NUL character (at {path or 'the top'})")
+            refuse_nul_keys(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            refuse_nul_keys(item, path)
+
+
 _SOURCE_CONFIGS: dict[str, type[BaseModel]] = {
     "mongodb": MongoSourceConfig,
     "http": HttpSourceConfig,
@@ -129,6 +141,12 @@ class DataSourceInput(Camel):
     name: Name
     kind: Literal["mongodb", "http", "command"]
     config: dict[str, Any]
+
+    @field_validator("config")
+    @classmethod
+    def _no_nul_in_keys(cls, config: dict[str, Any]) -> dict[str, Any]:
+        refuse_nul_keys(config)
+        return config
 
     @model_validator(mode="after")
     def _config_fits_kind(self) -> DataSourceInput:
@@ -195,9 +213,13 @@ class Schedule(Camel):
     timezone: str = Field(default="UTC", min_length=1, max_length=64)
 
 
+EntityName = Annotated[str, Field(min_length=1, max_length=120)]
+MAX_ENTITY_NAMES = 1000  # a ~195 KB include list once slowed every tenant's runs: bounded at write time
+
+
 class EntityFilter(Camel):
-    include: list[Annotated[str, Field(min_length=1)]] | None = None
-    exclude: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    include: list[EntityName] | None = Field(default=None, max_length=MAX_ENTITY_NAMES)
+    exclude: list[EntityName] = Field(default_factory=list, max_length=MAX_ENTITY_NAMES)
 
 
 class RetryPolicy(Camel):

@@ -14,7 +14,7 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.store import data_sources, destinations
+from syncjobs.shared.store import data_sources, destinations, job_runs
 
 LIST_LIMIT = 1000
 
@@ -108,9 +108,7 @@ async def replace_job(
         )
     except DuplicateKeyError:
         raise _conflict(body.name) from None
-    if doc is None:
-        raise NotFound("sync job not found")
-    return from_document(SyncJob, doc)
+    return await _written(db, doc, now)
 
 
 async def set_enabled(
@@ -128,8 +126,18 @@ async def set_enabled(
         },
         return_document=ReturnDocument.AFTER,
     )
+    return await _written(db, doc, now)
+
+
+DISABLED_SKIP_ERROR = "skipped: the job is disabled"
+
+
+async def _written(db: Database, doc: Document | None, now: datetime) -> SyncJob:
+    """The job as written; a disabled job's pending runs are skipped, so none starts after it was disabled."""
     if doc is None:
         raise NotFound("sync job not found")
+    if not doc.get("enabled"):
+        await job_runs.skip_pending_runs_of_job(db, doc["_id"], now=now, error=DISABLED_SKIP_ERROR)
     return from_document(SyncJob, doc)
 
 

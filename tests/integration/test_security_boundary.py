@@ -15,7 +15,7 @@ from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import create_token
 
 from tests.fixtures.security import LOOPBACK, production_policy
-from tests.integration.test_api_helpers import ADMIN_TOKEN, Tenant, create
+from tests.integration.test_api_helpers import ADMIN_TOKEN, Tenant, create, job_body, make_job
 from tests.integration.test_security_api import refused
 
 pytest_plugins = ["tests.integration.test_api_helpers"]
@@ -163,3 +163,38 @@ async def test_finding_6_a_kept_secret_is_not_sent_to_a_new_host(tenant: Tenant,
     given = {**moved, "headers": {"Authorization": "Bearer new-secret"}}
     status, _ = await tenant.api.call("PUT", tenant.path(item), json={**body, "config": given})
     assert status == 200
+
+
+async def test_finding_8_entity_lists_are_bounded_at_write_time(tenant: Tenant, db: Database) -> None:
+    setup = await make_job(tenant)
+    ids = (setup.source["id"], setup.destination["id"])
+    for entities, field in [
+        ({"include": [f"c{i}" for i in range(1001)]}, "entities.include"),
+        ({"exclude": [f"c{i}" for i in range(1001)]}, "entities.exclude"),
+        ({"include": ["x" * 121]}, "entities.include.0"),
+    ]:
+        await refused(tenant, db, "/sync-jobs", job_body(*ids, name="big", entities=entities), 422, field)
+    made = await create(
+        tenant.api,
+        tenant.path("/sync-jobs"),
+        job_body(*ids, name="ok", entities={"include": ["x" * 120 for _ in range(1000)]}),
+    )
+    assert len(made["entities"]["include"]) == 1000
+
+
+async def test_finding_8_a_nul_in_a_config_key_is_422(tenant: Tenant, db: Database) -> None:
+    body = {"name": "n", "kind": "http", "config": {"baseUrl": "https://crm.example/", "entities": {"a\x00b": {}}}}
+    error = await refused(tenant, db, "/data-sources", body, 422, "config")
+    assert "NUL" in error["message"]
+
+
+async def test_finding_8_disabling_a_job_skips_its_pending_runs(tenant: Tenant, db: Database) -> None:
+    setup = await make_job(tenant)
+    item = tenant.path(f"/sync-jobs/{setup.job['id']}")
+    for _ in range(3):
+        assert (await tenant.api.call("POST", item + "/run"))[0] == 202
+    status, job = await tenant.api.call("POST", item + "/toggle", json={"enabled": False})
+    assert status == 200 and job["enabled"] is False
+    runs = await db.job_runs.find({"jobId": ObjectId(setup.job["id"])}).to_list()
+    assert len(runs) == 3
+    assert {(run["status"], run["error"]) for run in runs} == {("skipped", "skipped: the job is disabled")}
