@@ -14,7 +14,7 @@ from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
 from syncjobs.api.openapi import describe, openapi_document
-from syncjobs.api.schemas import Health
+from syncjobs.api.schemas import Health, HealthDetails
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.logging import get_logger
@@ -22,6 +22,7 @@ from syncjobs.shared.mongo import close_client, connect, ensure_indexes
 from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import register_environment_admin_token
+from syncjobs.shared.tap_isolation import isolation
 
 log = get_logger(__name__)
 
@@ -113,7 +114,8 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
 @describe("Liveness and database reachability (no token)", tag="meta", response=Health)
 async def healthz(request: web.Request) -> web.Response:
     await request.app[DB_KEY].command("ping")
-    return web.json_response(Health(status="ok").to_json())
+    details = HealthDetails(tap_isolation=await asyncio.to_thread(isolation))
+    return web.json_response(Health(status="ok", details=details).to_json())
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:

@@ -20,6 +20,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document, close_client, connect, ensure_indexes, shutdown_budget
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.shared.tap_isolation import isolation
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
 from syncjobs.worker.dispatcher import RunDispatcher
@@ -56,7 +57,12 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     db = client[settings.database]
     lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)
     worker = _Worker(db, settings, lease, clock, stop)
-    log.info("worker_started", worker_id=settings.worker_id, lease_ttl_seconds=settings.lease_ttl_seconds)
+    log.info(
+        "worker_started",
+        worker_id=settings.worker_id,
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        tap_isolation=await asyncio.to_thread(isolation),
+    )
     warming = None
     if settings.warm_executor and not settings.executor_command:
         warming = asyncio.create_task(worker.fork_server.warm_up())

@@ -58,5 +58,5 @@ def build_source(
     if kind == "command":
         from syncjobs.executor.sources.command import CommandSource
 
-        return CommandSource(config, batch_size=batch_size)
+        return CommandSource(config, batch_size=batch_size, egress=egress)
     raise SourceError(f"unknown data source kind {kind!r}")

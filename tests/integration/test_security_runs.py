@@ -4,6 +4,7 @@ changed since) fails the run naming the refused address, before any data moves."
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +19,17 @@ from syncjobs.shared.egress import EgressPolicy
 from syncjobs.shared.mongo import Database, connect
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.webhooks import WebhookInput, create_webhook
+from syncjobs.shared.tap_isolation import NAMESPACE_ISOLATIONS, isolation
 from syncjobs.worker.notifier import AlertEvent, DeliveryPolicy, announce
 
-from tests.fixtures.executor_world import connection_rules, make_job, result_of, run_job, scratch_databases
+from tests.fixtures.executor_world import (
+    connection_rules,
+    make_job,
+    make_tap_job,
+    result_of,
+    run_job,
+    scratch_databases,
+)
 from tests.fixtures.security import SINGER_TAP_ARGV, TEST_TAP
 
 PRODUCTION = {"allowed_networks": (), "control_cluster_databases": ()}
@@ -222,3 +231,69 @@ async def test_a_run_error_never_echoes_the_sources_secrets(db: Database, mongo_
     text = json.dumps(events)
     assert code == 1 and "127.0.0.1:1" in result_of(events)["error"], events
     assert not [s for s in ("pw-in-url", "q-secret-1", "custom-auth-1") if s in text], text
+
+
+@pytest.fixture
+async def service_on_127_0_0_2() -> AsyncIterator[Server]:
+    """An HTTP service on 127.0.0.2, which the tests' rules below refuse (only 127.0.0.1 is allowed)."""
+    state = Server()
+
+    async def anything(request: web.Request) -> web.Response:
+        state.hits.append(request.path)
+        return web.Response(text="internal secret")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.2", 0).start()
+    state.url = f"http://127.0.0.2:{runner.addresses[0][1]}"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_tap_reaches_the_network_only_through_the_egress_proxy(
+    db: Database, mongo_uri: str, service_on_127_0_0_2: Server
+) -> None:
+    """Issue 21, finding 4: a tap given an internal URL reached it; now the proxy refuses it, and a tap
+    that ignores the proxy and dials directly finds no route out of its network namespace."""
+    rules = await connection_rules(db, allowed_networks=("127.0.0.1/32",))
+    target = service_on_127_0_0_2.url
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_tap_job(db, mongo_uri, dest, {"url": f"{target}/secrets"})
+        code, events = await run_job(db, job_id, rules=rules)
+        error = result_of(events)["error"]
+        assert code == 1 and "egress proxy refused" in error and "127.0.0.2 (loopback)" in error, error
+        if isolation() in NAMESPACE_ISOLATIONS:
+            _, job_id = await make_tap_job(db, mongo_uri, dest, {"dial": target.removeprefix("http://")})
+            code, events = await run_job(db, job_id, rules=rules)
+            error = result_of(events)["error"]
+            assert code == 1 and "tap cannot dial" in error, error
+        assert service_on_127_0_0_2.hits == []
+        assert await dest.list_collection_names() == []
+        allowed = await connection_rules(db, allowed_networks=("127.0.0.0/8",))
+        _, job_id = await make_tap_job(db, mongo_uri, dest, {"url": f"{target}/public"})
+        code, events = await run_job(db, job_id, rules=allowed)
+        assert code == 0, events
+        assert set(service_on_127_0_0_2.hits) == {"/public"}  # through the proxy, which the policy now allows
+        assert [doc["body"] async for doc in dest.fetched.find()] == ["internal secret"]
+
+
+async def test_a_tap_gets_a_minimal_environment(db: Database, mongo_uri: str, tmp_path: Path) -> None:
+    """Issue 21, finding 5 (the tap's half): none of the executor's settings reach the tap's environment."""
+    env_file = tmp_path / "env.json"
+    os.environ["SYNCJOBS_CANARY"] = "x"  # the executor's own environment holds SYNCJOBS_* settings
+    try:
+        async with scratch_databases(mongo_uri, 1) as (dest,):
+            _, job_id = await make_tap_job(db, mongo_uri, dest, {"streams": {"s": []}, "envFile": str(env_file)})
+            code, events = await run_job(db, job_id)
+    finally:
+        del os.environ["SYNCJOBS_CANARY"]
+    assert code == 0, events
+    names = set(json.loads(env_file.read_text()))
+    assert not {name for name in names if name.startswith("SYNCJOBS_")}
+    assert names <= {"PATH", "LANG", "HOME", "TMPDIR", "LC_CTYPE"} | {
+        f"{p}_PROXY" for p in ("HTTP", "HTTPS", "ALL")
+    } | {f"{p}_proxy" for p in ("http", "https", "all")}
