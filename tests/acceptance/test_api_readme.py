@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from syncjobs.shared.tap_isolation import isolation
 
 from tests.fixtures.syncjobs_up import UpStack
 
@@ -66,7 +67,7 @@ def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     bodies: list[Any] = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
-    assert {"status": "ok"} in bodies
+    assert {"status": "ok", "details": {"tapIsolation": isolation()}} in bodies
     assert any(body.get("openapi") == "3.1.0" for body in bodies)
     assert result.stdout.count("sjt_") >= 1  # the workspace token, printed once
     source = next(body for body in bodies if body.get("kind") == "mongodb" and "dataSourceId" not in body)
