@@ -276,6 +276,7 @@ async def _sync_run(
         source_config,
         batch_size=batch_size,
         egress=rules.egress,
+        control=rules.control.addresses,
         mongo_client=clients.get(source_uri) if isinstance(source_uri, str) else None,
     )
     try:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from syncjobs.shared.egress import EgressPolicy, EgressRefused, HostUnresolved, check_host
+from syncjobs.shared.egress import EgressPolicy, EgressRefused, HostUnresolved, check_host, unwrap
 
 HEAD_LIMIT = 16 * 1024
 PIPE_CHUNK = 64 * 1024
@@ -26,6 +27,7 @@ class EgressProxy:
     """Serve on a Unix socket (`unix_path`, for a tap in its own network namespace) or on loopback TCP."""
 
     policy: EgressPolicy
+    control: frozenset[tuple[str, int]] = frozenset()  # the control database's servers: never, whatever the policy
     refused: list[str] = field(default_factory=list)
     _server: asyncio.AbstractServer | None = None
 
@@ -56,6 +58,8 @@ class EgressProxy:
             return
         try:
             addresses = await check_host(self.policy, host, port, target=host, must_resolve=True)
+            if any((str(unwrap(ip_address(address))), port) in self.control for address in addresses):
+                raise EgressRefused(host, addresses[0], "the control database's server")
         except HostUnresolved as exc:
             await _answer(writer, 502, str(exc))
             return

@@ -43,7 +43,13 @@ class Source(Protocol):
 
 
 def build_source(
-    kind: str, config: Mapping[str, Any], *, batch_size: int, egress: Any = None, mongo_client: Any = None
+    kind: str,
+    config: Mapping[str, Any],
+    *,
+    batch_size: int,
+    egress: Any = None,
+    mongo_client: Any = None,
+    control: frozenset[tuple[str, int]] = frozenset(),
 ) -> Source:
     """The source for a `data_sources` document's kind and (unredacted) config; `mongo_client`, if given,
     is the caller's client for a `mongodb` source's uri."""
@@ -58,5 +64,5 @@ def build_source(
     if kind == "command":
         from syncjobs.executor.sources.command import CommandSource
 
-        return CommandSource(config, batch_size=batch_size, egress=egress)
+        return CommandSource(config, batch_size=batch_size, egress=egress, control=control)
     raise SourceError(f"unknown data source kind {kind!r}")

@@ -40,7 +40,14 @@ LINE_LIMIT = 64 * 1024 * 1024
 class CommandSource:
     """Runs `config.command` (an argv list) with `config.config` as the tap's config file."""
 
-    def __init__(self, config: Mapping[str, Any], *, batch_size: int, egress: EgressPolicy | None = None) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        batch_size: int,
+        egress: EgressPolicy | None = None,
+        control: frozenset[tuple[str, int]] = frozenset(),
+    ) -> None:
         command = config.get("command")
         if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
             raise SourceError("command source config needs `command`: a non-empty list of strings")
@@ -53,7 +60,7 @@ class CommandSource:
         self._user = tap_user()
         if self._user is not None:
             os.chown(self._workdir.name, self._user.uid, self._user.gid)
-        self._proxy = EgressProxy(egress or EgressPolicy())
+        self._proxy = EgressProxy(egress or EgressPolicy(), control)
         self._proxy_url: str | None = None  # where the tap finds the proxy; None until started
 
     async def _fence(self, argv: list[str]) -> tuple[list[str], dict[str, str], Any]:

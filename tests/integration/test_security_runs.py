@@ -297,3 +297,13 @@ async def test_a_tap_gets_a_minimal_environment(db: Database, mongo_uri: str, tm
     assert names <= {"PATH", "LANG", "HOME", "TMPDIR", "LC_CTYPE"} | {
         f"{p}_PROXY" for p in ("HTTP", "HTTPS", "ALL")
     } | {f"{p}_proxy" for p in ("http", "https", "all")}
+
+
+async def test_a_tap_cannot_tunnel_to_the_control_server_through_the_proxy(db: Database, mongo_uri: str) -> None:
+    """Even where loopback is allowed (the tests' rules), CONNECT to the control server's port is refused."""
+    control = mongo_uri.split("//", 1)[1].split("/", 1)[0]
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_tap_job(db, mongo_uri, dest, {"url": f"https://{control}/"})
+        code, events = await run_job(db, job_id)
+    error = result_of(events)["error"]
+    assert code == 1 and "the control database's server" in error and "egress proxy refused" in error, error
