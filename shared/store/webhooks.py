@@ -18,6 +18,7 @@ from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secret_fields import REDACTED, carries_secrets
 from syncjobs.shared.secrets import seal
 
 LIST_LIMIT = 100
@@ -28,18 +29,23 @@ async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInpu
     doc = {
         "_id": ObjectId(),
         "workspaceId": workspace_id,
-        "url": str(body.url),
+        "url": seal(str(body.url)) if carries_secrets(str(body.url)) else str(body.url),
         "events": list(body.events),
         "secret": seal(secret),
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
-    return from_document(CreatedWebhook, {**doc, "secret": secret})
+    return from_document(CreatedWebhook, {**doc, "url": redact_url(doc["url"]), "secret": secret})
 
 
 async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:
     cursor = db.webhooks.find({"workspaceId": workspace_id}, {"secret": 0}).sort("createdAt", 1).limit(LIST_LIMIT)
-    return [from_document(Webhook, doc) for doc in await cursor.to_list()]
+    return [from_document(Webhook, {**doc, "url": redact_url(doc["url"])}) for doc in await cursor.to_list()]
+
+
+def redact_url(url: str) -> str:
+    """A URL with user-info or a query is a secret: shown as the marker, like every other secret."""
+    return REDACTED if carries_secrets(url) else url
 
 
 async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: ObjectId) -> None:

@@ -198,3 +198,14 @@ async def test_finding_8_disabling_a_job_skips_its_pending_runs(tenant: Tenant, 
     runs = await db.job_runs.find({"jobId": ObjectId(setup.job["id"])}).to_list()
     assert len(runs) == 3
     assert {(run["status"], run["error"]) for run in runs} == {("skipped", "skipped: the job is disabled")}
+
+
+async def test_finding_6_a_webhook_url_with_credentials_is_sealed_and_never_shown(tenant: Tenant, db: Database) -> None:
+    for url in ("https://hooks.example.com/in?token=hook-secret-1", "https://user:hook-secret-2@hooks.example.com/in"):
+        made = await create(tenant.api, tenant.path("/webhooks"), {"url": url})
+        assert made["url"] == REDACTED
+    plain = await create(tenant.api, tenant.path("/webhooks"), {"url": "https://hooks.example.com/plain"})
+    assert plain["url"] == "https://hooks.example.com/plain"
+    status, listed = await tenant.api.call("GET", tenant.path("/webhooks"))
+    assert status == 200 and "hook-secret" not in json.dumps(listed)
+    assert "hook-secret" not in json.dumps(await db.webhooks.find().to_list(), default=str)
