@@ -26,16 +26,17 @@ LIST_LIMIT = 100
 
 async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput, now: datetime) -> CreatedWebhook:
     secret = body.secret or secrets.token_hex(32)
+    url = str(body.url)
     doc = {
         "_id": ObjectId(),
         "workspaceId": workspace_id,
-        "url": seal(str(body.url)) if carries_secrets(str(body.url)) else str(body.url),
+        "url": seal(url) if carries_secrets(url) else url,
         "events": list(body.events),
         "secret": seal(secret),
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
-    return from_document(CreatedWebhook, {**doc, "url": redact_url(doc["url"]), "secret": secret})
+    return from_document(CreatedWebhook, {**doc, "url": redact_url(url), "secret": secret})
 
 
 async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:
