@@ -307,3 +307,17 @@ async def test_a_tap_cannot_tunnel_to_the_control_server_through_the_proxy(db: D
         code, events = await run_job(db, job_id)
     error = result_of(events)["error"]
     assert code == 1 and "the control database's server" in error and "egress proxy refused" in error, error
+
+
+async def test_without_a_namespace_a_tap_is_still_checked_through_the_proxy(
+    db: Database, mongo_uri: str, service_on_127_0_0_2: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`proxy-only` (no namespace allowed): the proxy on loopback TCP still refuses what the policy refuses."""
+    monkeypatch.setattr("syncjobs.executor.sources.command.isolation", lambda: "proxy-only")
+    rules = await connection_rules(db, allowed_networks=("127.0.0.1/32",))
+    async with scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_tap_job(db, mongo_uri, dest, {"url": f"{service_on_127_0_0_2.url}/secrets"})
+        code, events = await run_job(db, job_id, rules=rules)
+    error = result_of(events)["error"]
+    assert code == 1 and "egress proxy refused" in error and "127.0.0.2 (loopback)" in error, error
+    assert service_on_127_0_0_2.hits == []
