@@ -8,13 +8,14 @@ its proxy. The namespace has no other interface, so the proxy is the tap's only 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import fcntl
 import os
 import socket
 import struct
+import subprocess
 import sys
+import threading
 
 from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.tap_isolation import drop_to, tap_env, tap_user
@@ -31,34 +32,43 @@ def loopback_up() -> None:
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | IFF_UP))
 
 
-async def _tunnel(proxy_socket: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        up_reader, up_writer = await asyncio.open_unix_connection(proxy_socket)
-    except OSError:
-        writer.close()
-        return
-    await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+def _pipe(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(64 * 1024):
+            target.sendall(chunk)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while chunk := await reader.read(64 * 1024):
-            writer.write(chunk)
-            await writer.drain()
-    with contextlib.suppress(Exception):
-        writer.close()
+def _tunnel(client: socket.socket, proxy_socket: str) -> None:
+    """One connection of the tap, carried to the executor's proxy; threads, not asyncio: the bridge starts
+    once per tap run, and importing asyncio would cost more than the whole bridge does."""
+    with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
+        try:
+            upstream.connect(proxy_socket)
+        except OSError:
+            return
+        back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+        back.start()
+        _pipe(client, upstream)
+        back.join()
 
 
-async def bridge(proxy_socket: str, user: str | None, argv: list[str]) -> int:
-    server = await asyncio.start_server(lambda r, w: _tunnel(proxy_socket, r, w), host="127.0.0.1", port=0)
-    port = server.sockets[0].getsockname()[1]
+def _serve(listener: socket.socket, proxy_socket: str) -> None:
+    while True:
+        client, _ = listener.accept()
+        threading.Thread(target=_tunnel, args=(client, proxy_socket), daemon=True).start()
+
+
+def bridge(proxy_socket: str, user: str | None, argv: list[str]) -> int:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     env = tap_env(os.environ.get("HOME", "/tmp"), f"http://127.0.0.1:{port}")
     identity = tap_user({"SYNCJOBS_TAP_USER": user} if user else {})
-    process = await asyncio.create_subprocess_exec(
-        *argv, env=env, preexec_fn=drop_to(identity, die_with_this_process())
-    )
-    code = await process.wait()
-    server.close()
+    # Started before any thread (a preexec function after threads may deadlock); connects wait in the backlog.
+    tap = subprocess.Popen(argv, env=env, preexec_fn=drop_to(identity, die_with_this_process()))
+    threading.Thread(target=_serve, args=(listener, proxy_socket), daemon=True).start()
+    code = tap.wait()
     return code if code >= 0 else 128 - code
 
 
@@ -74,7 +84,7 @@ def main() -> int:
     except OSError as exc:
         print(f"tap_bridge: cannot bring loopback up in the tap's namespace: {exc}", file=sys.stderr)
         return EXIT_BRIDGE_FAILED
-    return asyncio.run(bridge(args.proxy_socket, args.user, argv))
+    return bridge(args.proxy_socket, args.user, argv)
 
 
 if __name__ == "__main__":
