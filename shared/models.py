@@ -100,7 +100,7 @@ class MongoSourceConfig(BaseModel):
 
 class HttpSourceConfig(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    base_url: str = Field(alias="baseUrl", pattern=r"^https?://")
+    base_url: str = Field(alias="baseUrl", pattern=r"^(https?://|\*{8}$)")  # or the marker: "keep the stored one"
     entities: dict[str, dict[str, Any]] = Field(min_length=1)
 
 

@@ -12,6 +12,7 @@ from bson import ObjectId
 from syncjobs.shared.models import REDACTED
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import data_sources
 from syncjobs.shared.store.api_tokens import create_token
 
 from tests.fixtures.security import LOOPBACK, production_policy
@@ -209,3 +210,14 @@ async def test_finding_6_a_webhook_url_with_credentials_is_sealed_and_never_show
     status, listed = await tenant.api.call("GET", tenant.path("/webhooks"))
     assert status == 200 and "hook-secret" not in json.dumps(listed)
     assert "hook-secret" not in json.dumps(await db.webhooks.find().to_list(), default=str)
+
+
+async def test_finding_6_a_get_edit_put_keeps_a_url_with_credentials(tenant: Tenant, db: Database) -> None:
+    url = "https://user:pw-in-url@crm.example/api?api_key=q-secret"
+    body = {"name": "crm", "kind": "http", "config": {"baseUrl": url, "entities": {"a": {"path": "/a"}}}}
+    made = await create(tenant.api, tenant.path("/data-sources"), body)
+    item = tenant.path(f"/data-sources/{made['id']}")
+    status, replaced = await tenant.api.call("PUT", item, json={**body, "name": "crm2", "config": made["config"]})
+    assert status == 200 and replaced["config"]["baseUrl"] == REDACTED
+    stored = await data_sources.store.stored_config(db, ObjectId(tenant.id), ObjectId(made["id"]))
+    assert stored["baseUrl"] == url
