@@ -9,7 +9,17 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from syncjobs.api import admin_tokens, connections, dashboard, monitoring, sync_jobs, tokens, webhooks, workspaces
+from syncjobs.api import (
+    admin_tokens,
+    connections,
+    dashboard,
+    me,
+    monitoring,
+    sync_jobs,
+    tokens,
+    webhooks,
+    workspaces,
+)
 from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
@@ -32,6 +42,7 @@ SHUTDOWN_REQUESTS_SECONDS = 0.5
 IN_FLIGHT_KEY = web.AppKey("in_flight", dict[asyncio.Task[Any], asyncio.Future[None]])
 
 ROUTE_TABLES = (
+    me.routes,
     workspaces.routes,
     tokens.routes,
     admin_tokens.routes,
@@ -89,7 +100,7 @@ async def _end_requests(app: web.Application) -> None:
 
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One event per request, by route template (no ids in it); health checks only at debug level."""
+    """One event per request, by route template (no ids in it): at debug, a server error at warning."""
     started = time.perf_counter()
     status = 500
     try:
@@ -101,7 +112,7 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
         raise
     finally:
         resource = request.match_info.route.resource
-        emit = log.debug if request.path == "/healthz" else log.info
+        emit = log.warning if status >= 500 else log.debug  # a console at info shows what went wrong only
         emit(
             "http_request",
             method=request.method,

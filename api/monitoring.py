@@ -12,7 +12,7 @@ from syncjobs.shared import metrics
 from syncjobs.shared.alerts import ALERT_KINDS, evaluate
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import ValidationFailed
-from syncjobs.shared.store import run_stats, webhooks
+from syncjobs.shared.store import run_stats, sync_state, webhooks
 
 routes = web.RouteTableDef()
 TAG = "monitoring"
@@ -81,5 +81,8 @@ async def cleanup_runs(request: web.Request) -> web.Response:
 async def prometheus_metrics(request: web.Request) -> web.Response:
     metrics.set_stored_runs(await run_stats.count_runs_by_status(db(request)))
     metrics.set_open_alerts(await webhooks.count_open_alerts_by_kind(db(request)), ALERT_KINDS)
+    now = clock(request).now()
+    resume_times = await sync_state.change_stream_resume_times(db(request))
+    metrics.set_change_stream_lags({job: sync_state.lag_seconds(at, now) for job, at in resume_times.items()})
     body, content_type = metrics.render("api")
     return web.Response(body=body, headers={"Content-Type": content_type})

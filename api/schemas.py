@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 from syncjobs.shared.alerts import AlertKind
+from syncjobs.shared.cron import DstNote
 from syncjobs.shared.models import (
     Camel,
     DataSource,
@@ -67,6 +68,9 @@ class JobStatus(Output):
     next_runs: list[str]
     average_duration_ms: float | None
     recent_runs: list[JobRun]
+    # changeStream jobs with a saved resume point: its cluster time and age (how far behind it may be).
+    change_stream_resume_at: AwareDatetime | None = None
+    change_stream_lag_seconds: float | None = None
 
 
 class CleanupInput(Camel):
@@ -153,3 +157,28 @@ class OpenApiDocument(Output):
     paths: dict[str, Any]
     components: dict[str, Any]
     security: list[dict[str, Any]]
+
+
+class Me(Output):
+    """Who the presented token is: its name and scope, and its workspace (null for an admin token)."""
+
+    name: str
+    scope: Literal["full", "read"]
+    admin: bool
+    workspace_id: str | None
+    workspace_name: str | None
+
+
+class PreviewFire(Output):
+    """One coming fire: the instant with the zone's offset, its wall-clock time there, and what DST did."""
+
+    at: str
+    wall_time: str
+    dst: DstNote | None
+
+
+class SchedulePreview(Output):
+    cron: str
+    timezone: str
+    description: str
+    fires: list[PreviewFire]

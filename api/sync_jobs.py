@@ -9,10 +9,13 @@ from syncjobs.api.context import clock, db, object_id, read_body, read_optional_
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, RunPage, SyncJobList
 from syncjobs.shared.cron import parse_schedule
-from syncjobs.shared.errors import NotFound, ValidationFailed
-from syncjobs.shared.models import SyncJob, SyncJobInput, ToggleInput, parse_object_id
-from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
+from syncjobs.shared.logging import get_logger
+from syncjobs.shared.models import JobRun, SyncJob, SyncJobInput, ToggleInput, parse_object_id
+from syncjobs.shared.store import job_runs, sync_jobs, sync_state
+from syncjobs.shared.store.sync_state import lag_seconds
 
+log = get_logger(__name__)
 routes = web.RouteTableDef()
 TAG = "sync jobs"
 COLLECTION = "/api/workspaces/{ws}/sync-jobs"
@@ -110,11 +113,9 @@ async def job_status(request: web.Request) -> web.Response:
     job_id = object_id(request, "id")
     job = await sync_jobs.get_job(db(request), job_id, workspace_id(request))
     zone = ZoneInfo(job.schedule.timezone)
-    fires = (
-        parse_schedule(job.schedule.cron, job.schedule.timezone).next_n(clock(request).now(), NEXT_RUNS)
-        if job.enabled
-        else []
-    )
+    now = clock(request).now()
+    fires = parse_schedule(job.schedule.cron, job.schedule.timezone).next_n(now, NEXT_RUNS) if job.enabled else []
+    resume_at = (await sync_state.change_stream_resume_times(db(request), [job_id])).get(job.id)
     status = JobStatus(
         job_id=job.id,
         enabled=job.enabled,
@@ -126,8 +127,29 @@ async def job_status(request: web.Request) -> web.Response:
         next_runs=[fire.astimezone(zone).isoformat() for fire in fires],
         average_duration_ms=job.average_duration_ms,
         recent_runs=await job_runs.recent_runs(db(request), job_id, RECENT_RUNS),
+        change_stream_resume_at=resume_at,
+        change_stream_lag_seconds=None if resume_at is None else lag_seconds(resume_at, now),
     )
     return web.json_response(status.to_json())
+
+
+@routes.post(ITEM + "/reset-state")
+@describe(
+    "Forget the job's incremental cursors and change-stream resume point: its next run starts over (a new"
+    " snapshot in changeStream mode); recorded in the run history as a `reset` run",
+    tag=TAG,
+    response=JobRun,
+    errors=(403, 404, 409),
+)
+async def reset_state(request: web.Request) -> web.Response:
+    job_id = object_id(request, "id")
+    job = await sync_jobs.get_job(db(request), job_id, workspace_id(request))
+    if await job_runs.is_running(db(request), job_id):
+        raise Conflict("the job is running: reset its state once the run ends", [{"field": "id", "message": "running"}])
+    cleared = await sync_state.reset_job_state(db(request), job_id)
+    run = await job_runs.record_state_reset(db(request), job, clock(request).now(), cleared)
+    log.info("sync_state_reset", job_id=job.id, cleared=cleared)
+    return web.json_response(run.to_json())
 
 
 def _page_size(request: web.Request) -> int:

@@ -1,5 +1,6 @@
 """Executor throughput: a full sync of N documents and a no-change re-sync, beside raw `insert_many` of
-the same documents on the same server.
+the same documents on the same server; after 1% of the documents change, a full re-sync, a cursor
+incremental run and a changeStream run.
 
     python bench/executor_sync.py --docs 100000            # starts its own SecantusDB (in memory)
     python bench/executor_sync.py --docs 100000 --uri mongodb://127.0.0.1:27017/?directConnection=true
@@ -19,9 +20,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from syncjobs.executor.change_stream import sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.sources.mongodb import MongoSource
-from syncjobs.executor.sync import EntityStats, SyncMode, sync_entity
+from syncjobs.executor.sync import EntityStats, SyncMode, SyncOptions, sync_entity
 from syncjobs.shared.embedded import start_embedded
 from syncjobs.shared.mongo import connect
 
@@ -53,14 +55,39 @@ class NoCursors:
         return None
 
 
+class MemoryCursors:
+    def __init__(self) -> None:
+        self.saved: dict[str, Any] = {}
+
+    async def load(self, entity: str) -> Any | None:
+        return self.saved.get(entity)
+
+    async def save(self, entity: str, cursor: Any) -> None:
+        self.saved[entity] = cursor
+
+
 async def _no_progress(entity: str, stats: EntityStats) -> None:
     return None
 
 
-async def timed_sync(uri: str, source_db: str, dest: Any, mode: SyncMode, batch: int) -> tuple[float, EntityStats]:
+async def timed_sync(
+    uri: str, source_db: str, dest: Any, mode: SyncMode, batch: int, cursors: Any = None
+) -> tuple[float, EntityStats]:
     source = MongoSource({"uri": uri, "database": source_db}, batch_size=batch)
     started = time.perf_counter()
-    result = await sync_entity(mode, source, Destination(dest), NoCursors(), ENTITY, _no_progress)
+    result = await sync_entity(mode, source, Destination(dest), cursors or NoCursors(), ENTITY, _no_progress)
+    elapsed = time.perf_counter() - started
+    await source.close()
+    assert result.error is None, result.error
+    return elapsed, result.stats
+
+
+async def timed_stream(
+    uri: str, source_db: str, dest: Any, batch: int, state: MemoryCursors
+) -> tuple[float, EntityStats]:
+    source = MongoSource({"uri": uri, "database": source_db}, batch_size=batch)
+    started = time.perf_counter()
+    [result] = await sync_change_stream(source, Destination(dest), state, [ENTITY], _no_progress, SyncOptions(), batch)
     elapsed = time.perf_counter() - started
     await source.close()
     assert result.error is None, result.error
@@ -69,7 +96,7 @@ async def timed_sync(uri: str, source_db: str, dest: Any, mode: SyncMode, batch:
 
 async def bench(uri: str, count: int, batch: int) -> None:
     client = connect(uri)
-    names = {k: f"bench_{k}_{uuid.uuid4().hex[:8]}" for k in ("source", "raw", "dest")}
+    names = {k: f"bench_{k}_{uuid.uuid4().hex[:8]}" for k in ("source", "raw", "dest", "inc", "cs")}
     try:
         docs = make_docs(count)
         source, raw, dest = (client[names[k]] for k in ("source", "raw", "dest"))
@@ -90,11 +117,25 @@ async def bench(uri: str, count: int, batch: int) -> None:
         again_seconds, again = await timed_sync(uri, names["source"], dest, "full", batch)
         assert again.unchanged == count and again.inserted == again.updated == again.deleted == 0
 
+        cursors, stream_state = MemoryCursors(), MemoryCursors()
+        await source[ENTITY].create_index([("updatedAt", 1), ("_id", 1)])  # as the README advises
+        await timed_sync(uri, names["source"], client[names["inc"]], "incremental", batch, cursors)
+        await timed_stream(uri, names["source"], client[names["cs"]], batch, stream_state)  # the snapshot
+        # A quiet run moves the resume point past the snapshot's own writes: a steady state, where a
+        # run scans the oplog entries since the last run (of every database on the server).
+        await timed_stream(uri, names["source"], client[names["cs"]], batch, stream_state)
+
         edits = max(1, count // 100)
         for i in random.Random(1).sample(range(count), edits):
-            await source[ENTITY].update_one({"_id": i}, {"$set": {"balance": -1.0}})
+            await source[ENTITY].update_one(
+                {"_id": i}, {"$set": {"balance": -1.0, "updatedAt": T0 + timedelta(seconds=count + i)}}
+            )
         edit_seconds, edited = await timed_sync(uri, names["source"], dest, "full", batch)
         assert edited.updated == edits
+        inc_seconds, inc = await timed_sync(uri, names["source"], client[names["inc"]], "incremental", batch, cursors)
+        assert inc.updated == edits
+        cs_seconds, cs = await timed_stream(uri, names["source"], client[names["cs"]], batch, stream_state)
+        assert cs.updated == edits and cs.read == edits
 
         rows = [
             ("raw insert_many (same docs)", raw_seconds, count),
@@ -102,11 +143,14 @@ async def bench(uri: str, count: int, batch: int) -> None:
             ("full sync into empty destination", full_seconds, count),
             ("full re-sync, no change", again_seconds, count),
             (f"full re-sync, {edits} docs edited", edit_seconds, count),
+            (f"incremental (cursor), {edits} edited", inc_seconds, edits),
+            (f"changeStream, {edits} edited", cs_seconds, edits),
         ]
         print(f"documents: {count}, batch size: {batch}, server: {uri}")
-        print(f"{'case':38} {'seconds':>8} {'docs/s':>9} {'x insert_many':>14}")
+        # The ratio is to raw insert_many of as many documents as the case moves (all, or the edited ones).
+        print(f"{'case':38} {'seconds':>8} {'docs/s':>9} {'x insert_many of n':>19}")
         for label, seconds, n in rows:
-            print(f"{label:38} {seconds:8.2f} {n / seconds:9.0f} {seconds / raw_seconds:14.2f}")
+            print(f"{label:38} {seconds:8.2f} {n / seconds:9.0f} {seconds / (raw_seconds * n / count):19.2f}")
     finally:
         for name in names.values():
             await client.drop_database(name)

@@ -16,6 +16,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import uri_parser
 from pymongo.errors import PyMongoError
+from syncjobs.executor.change_stream import sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.guard import (
@@ -29,7 +30,14 @@ from syncjobs.executor.guard import (
 )
 from syncjobs.executor.sources import Source, SourceError, build_source
 from syncjobs.executor.sources.mongodb import MongoSource
-from syncjobs.executor.sync import EntityResult, EntitySelectionError, EntityStats, select_entities, sync_entity
+from syncjobs.executor.sync import (
+    EntityResult,
+    EntitySelectionError,
+    EntityStats,
+    select_entities,
+    sync_entity,
+    sync_options,
+)
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
@@ -97,12 +105,22 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
             return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
     except MemoryError:
-        error = (
-            f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({settings.executor_memory_mb} MiB)"
-        )
-        log.error("run_out_of_memory", run_id=str(run_id), limit_mb=settings.executor_memory_mb)
+        limit = settings.executor_memory_mb
+        log.error("run_out_of_memory", run_id=str(run_id), limit_mb=limit)
+        error = f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({limit} MiB)"
         events.emit(
             "result", status=RunStatus.FAILED, error=error, stats=empty_stats(0), details=[], dryRun=args.dry_run
+        )
+        return EXIT_FAILED
+    except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
+        log.exception("executor_crashed", run_id=args.run_id)
+        events.emit(
+            "result",
+            status=RunStatus.FAILED,
+            error=scrub(f"executor error: {type(exc).__name__}: {exc}", _secrets_of(spec))[:MAX_ERROR_CHARS],
+            stats=empty_stats(0),
+            details=[],
+            dryRun=args.dry_run,
         )
         return EXIT_FAILED
 
@@ -213,7 +231,7 @@ async def execute_run(
         if spec is None:
             spec = await read_run_spec(await control.database(), run_id, rules.control)
         results = await _sync_run(control, rules, spec, dry_run, batch_size, events, progress_every_seconds)
-    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError) as exc:
+    except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, SecretKeyError) as exc:
         error = scrub(getattr(exc, "message", None) or str(exc), _secrets_of(spec))
         log.error("run_failed", run_id=str(run_id), error=error)
         events.emit(
@@ -271,6 +289,7 @@ async def _sync_run(
     clients = RunClients()
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
+    options = sync_options(job)
     source = build_source(
         kind,
         source_config,
@@ -278,6 +297,7 @@ async def _sync_run(
         egress=rules.egress,
         control=rules.control.addresses,
         mongo_client=clients.get(source_uri) if isinstance(source_uri, str) else None,
+        incremental=options.incremental,
     )
     try:
         if isinstance(source, MongoSource):
@@ -299,26 +319,41 @@ async def _sync_run(
             control, run_id, events, selected, record=not dry_run, every_seconds=progress_every_seconds
         )
         cursors = ControlCursors(control, ObjectId(job.id))
+        if job.sync_mode == "changeStream":
+            if not isinstance(source, MongoSource):
+                raise RunFailed("changeStream needs a mongodb data source")
+            stream_started = time.monotonic()
+            results = await sync_change_stream(
+                source, destination, cursors, selected, progress.on_batch, options, batch_size
+            )
+            for result in results:
+                result.duration_ms = _elapsed_ms(stream_started)
+                await _entity_done(progress, events, result)
+            return results
         results = []
         for entity in selected:
             entity_started = time.monotonic()
             await progress.start(entity)
-            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch)
+            result = await sync_entity(job.sync_mode, source, destination, cursors, entity, progress.on_batch, options)
             result.duration_ms = _elapsed_ms(entity_started)
-            await progress.finish(result)
-            events.emit(
-                "entity",
-                entity=entity,
-                status=result.status,
-                stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
-                **({"error": result.detail()["error"]} if result.status == "failed" else {}),
-            )
-            log.info("entity_synced", entity=entity, status=result.status, **result.stats.as_dict())
+            await _entity_done(progress, events, result)
             results.append(result)
         return results
     finally:
         await _close(source)
         await clients.close()
+
+
+async def _entity_done(progress: RunProgress, events: EventWriter, result: EntityResult) -> None:
+    await progress.finish(result)
+    events.emit(
+        "entity",
+        entity=result.entity,
+        status=result.status,
+        stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
+        **({"error": result.detail()["error"]} if result.status == "failed" else {}),
+    )
+    log.info("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
 
 
 async def _close(source: Source) -> None:

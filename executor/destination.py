@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo import DeleteMany, InsertOne, ReplaceOne
+from pymongo import DeleteMany, DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
+from syncjobs.executor.bson_ids import id_key
 from syncjobs.executor.sources import Record
 
 HASH_FIELD = "_syncjobsHash"
@@ -30,13 +31,6 @@ def content_hash(record: Record) -> str:
     """A digest of the record as the source gave it: BSON bytes, so types and field order count."""
     content = {key: value for key, value in record.items() if key != HASH_FIELD}
     return hashlib.blake2b(bson.encode(content), digest_size=16).hexdigest()
-
-
-def id_key(doc_id: Any) -> Hashable:
-    """A dict key for an `_id`; embedded-document ids (Singer composite keys) go by their BSON bytes."""
-    if isinstance(doc_id, dict | list):
-        return ("bson", bson.encode({"_id": doc_id}))
-    return (type(doc_id).__name__, doc_id)
 
 
 @dataclass
@@ -65,26 +59,38 @@ class Destination:
         except PyMongoError as exc:
             raise DestinationError(f"cannot read destination {entity!r}: {exc}") from None
 
-    async def hashes_of(self, entity: str, ids: Sequence[Any]) -> dict[Hashable, str | None]:
-        """The stored hashes of those of `ids` the entity already holds."""
+    async def hashes_of(self, entity: str, ids: Sequence[Any]) -> dict[Hashable, tuple[Any, str | None]]:
+        """Those of `ids` the entity already holds: id key -> (the stored `_id`, its content hash)."""
         try:
             cursor = self._db[entity].find({"_id": {"$in": list(ids)}}, {HASH_FIELD: 1})
-            return {id_key(doc["_id"]): doc.get(HASH_FIELD) async for doc in cursor}
+            return {id_key(doc["_id"]): (doc["_id"], doc.get(HASH_FIELD)) async for doc in cursor}
         except PyMongoError as exc:
             raise DestinationError(f"cannot read destination {entity!r}: {exc}") from None
 
     async def write(
-        self, entity: str, *, inserts: Iterable[Record] = (), replaces: Iterable[Record] = ()
+        self,
+        entity: str,
+        *,
+        inserts: Iterable[Record] = (),
+        replaces: Iterable[Record] = (),
+        retyped: Sequence[tuple[Any, Record]] = (),
     ) -> WriteCounts:
         """Insert new documents and replace changed ones in one unordered bulk write.
 
-        Replacements upsert, so a document deleted meanwhile comes back rather than being lost.
+        Replacements upsert, so a document deleted meanwhile comes back rather than being lost. `retyped`
+        pairs (stored `_id`, record) whose `_id` is equal but of another type (`1` became `1.0`): a
+        replacement cannot change an `_id`, so each is deleted and inserted in one ordered bulk write.
         """
         docs = [*inserts]
         n_inserts = len(docs)
         docs.extend(replaces)
         counts = WriteCounts(inserted=n_inserts, updated=len(docs) - n_inserts)
-        if not docs or self.dry_run:
+        if self.dry_run:
+            counts.updated += len(retyped)
+            return counts
+        if retyped:
+            await self._retype(entity, retyped, counts)
+        if not docs:
             return counts
         ops: list[InsertOne[Any] | ReplaceOne[Any]] = [InsertOne(doc) for doc in docs[:n_inserts]]
         ops.extend(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in docs[n_inserts:])
@@ -103,6 +109,22 @@ class Destination:
         except PyMongoError as exc:
             raise DestinationError(f"cannot write destination {entity!r}: {exc}") from None
         return counts
+
+    async def _retype(self, entity: str, retyped: Sequence[tuple[Any, Record]], counts: WriteCounts) -> None:
+        ops: list[DeleteOne | InsertOne[Any]] = []
+        for old_id, doc in retyped:
+            ops += [DeleteOne({"_id": old_id}), InsertOne(doc)]
+        try:
+            await self._db[entity].bulk_write(ops, ordered=True)
+            counts.updated += len(retyped)
+        except BulkWriteError as exc:
+            done = exc.details.get("nInserted", 0)
+            counts.updated += done
+            counts.failed += len(retyped) - done
+            for error in exc.details.get("writeErrors", [])[:_ERRORS_KEPT]:
+                counts.errors.append(f"_id {retyped[error['index'] // 2][0]!r}: {error.get('errmsg')}")
+        except PyMongoError as exc:
+            raise DestinationError(f"cannot write destination {entity!r}: {exc}") from None
 
     async def delete(self, entity: str, ids: Sequence[Any]) -> int:
         """Delete these documents; the count is what the server acknowledged (or would, in a dry run)."""

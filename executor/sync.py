@@ -13,15 +13,63 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash, id_key
-from syncjobs.executor.sources import Record, Source, SourceError
+from syncjobs.executor.bson_ids import id_key, same_bson
+from syncjobs.executor.destination import HASH_FIELD, Destination, DestinationError, content_hash
+from syncjobs.executor.sources import IncrementalOptions, Record, Source, SourceError
+from syncjobs.shared.models import SyncJob
 
-SyncMode = Literal["full", "incremental"]
-STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed")
+SyncMode = Literal["full", "incremental"]  # per entity; `changeStream` runs per database (change_stream.py)
+STAT_FIELDS = ("read", "inserted", "updated", "deleted", "unchanged", "failed", "skipped_no_cursor")
 
 
 class EntitySelectionError(Exception):
     """The job's `entities` selection names something the source does not offer."""
+
+
+MASS_DELETE_MIN_DOCUMENTS = 100
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """The job's settings the sync algorithm and its source read (the defaults are the job model's)."""
+
+    max_delete_fraction: float = 0.5
+    incremental: IncrementalOptions = field(default_factory=IncrementalOptions)
+    on_history_lost: Literal["fail", "resnapshot"] = "fail"
+
+
+def sync_options(job: SyncJob) -> SyncOptions:
+    return SyncOptions(
+        max_delete_fraction=job.max_delete_fraction,
+        incremental=IncrementalOptions(
+            lookback_seconds=job.lookback_seconds, include_missing_cursor=job.on_missing_cursor == "include"
+        ),
+        on_history_lost=job.on_history_lost,
+    )
+
+
+@dataclass(eq=False)
+class DeletesRefused(Exception):
+    """A full read that would empty too much of the destination: more likely a broken source than real."""
+
+    source_count: int
+    destination_count: int
+    would_delete: int
+    max_fraction: float
+
+    def __str__(self) -> str:
+        return (
+            f"source returned {self.source_count:,} of {self.destination_count:,} documents: deleting"
+            f" {self.would_delete:,} exceeds maxDeleteFraction {self.max_fraction:g}, nothing deleted"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "sourceCount": self.source_count,
+            "destinationCount": self.destination_count,
+            "wouldDelete": self.would_delete,
+            "maxDeleteFraction": self.max_fraction,
+        }
 
 
 @dataclass
@@ -32,13 +80,16 @@ class EntityStats:
     deleted: int = 0
     unchanged: int = 0
     failed: int = 0
+    skipped_no_cursor: int = 0  # incremental: source documents without the cursor field, not read
 
     def add(self, other: EntityStats) -> None:
         for name in STAT_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        counts = asdict(self)
+        counts["skippedNoCursor"] = counts.pop("skipped_no_cursor")
+        return counts
 
 
 @dataclass
@@ -49,6 +100,8 @@ class EntityResult:
     stats: EntityStats = field(default_factory=EntityStats)
     error: str | None = None
     duration_ms: int = 0
+    deletes_refused: DeletesRefused | None = None
+    warning: str | None = None
 
     @property
     def status(self) -> Literal["updated", "unchanged", "failed"]:
@@ -61,6 +114,15 @@ class EntityResult:
         detail: dict[str, Any] = {"entity": self.entity, "status": self.status}
         if self.status == "failed":
             detail["error"] = self.error or f"{self.stats.failed} documents failed to write"
+        if self.deletes_refused is not None:
+            detail["deletesRefused"] = self.deletes_refused.as_json()
+        if self.warning is not None:
+            detail["warning"] = self.warning
+        elif self.stats.skipped_no_cursor:
+            detail["warning"] = (
+                f"{self.stats.skipped_no_cursor} documents without the cursor field were not synced"
+                ' (onMissingCursor "include" syncs them)'
+            )
         return detail
 
 
@@ -98,12 +160,18 @@ class BatchPlan:
     keys: list[Hashable] = field(default_factory=list)
     inserts: list[Record] = field(default_factory=list)
     replaces: list[Record] = field(default_factory=list)
+    retyped: list[tuple[Any, Record]] = field(default_factory=list)
     unchanged: int = 0
 
 
-def plan_batch(records: Sequence[Record], known: dict[Hashable, str | None]) -> BatchPlan:
-    """Sort records into inserts, replacements and no-ops; `known` is updated to what will be stored."""
+def plan_batch(
+    records: Sequence[Record], known: dict[Hashable, str | None], stored_ids: dict[Hashable, Any] | None = None
+) -> BatchPlan:
+    """Sort records into inserts, replacements and no-ops; `known` (and `stored_ids`, the destination's
+    `_id` of each key) are updated to what will be stored. A record whose `_id` equals a stored one of
+    another type (`1` and `1.0`) is `retyped`: one document whose id changed type, never a second one."""
     plan = BatchPlan()
+    stored_ids = {} if stored_ids is None else stored_ids
     for record in records:
         if "_id" not in record:
             raise SourceError("a source record has no _id")
@@ -112,16 +180,19 @@ def plan_batch(records: Sequence[Record], known: dict[Hashable, str | None]) -> 
         plan.keys.append(key)
         if key not in known:
             plan.inserts.append({**record, HASH_FIELD: digest})
-        elif known[key] != digest:
-            plan.replaces.append({**record, HASH_FIELD: digest})
-        else:
+        elif known[key] == digest:
             plan.unchanged += 1
+        elif key in stored_ids and not same_bson(stored_ids[key], record["_id"]):
+            plan.retyped.append((stored_ids[key], {**record, HASH_FIELD: digest}))
+        else:
+            plan.replaces.append({**record, HASH_FIELD: digest})
         known[key] = digest
+        stored_ids[key] = record["_id"]
     return plan
 
 
-async def _write_plan(destination: Destination, entity: str, plan: BatchPlan, stats: EntityStats) -> list[str]:
-    counts = await destination.write(entity, inserts=plan.inserts, replaces=plan.replaces)
+async def write_plan(destination: Destination, entity: str, plan: BatchPlan, stats: EntityStats) -> list[str]:
+    counts = await destination.write(entity, inserts=plan.inserts, replaces=plan.replaces, retyped=plan.retyped)
     stats.inserted += counts.inserted
     stats.updated += counts.updated
     stats.unchanged += plan.unchanged
@@ -135,20 +206,26 @@ async def sync_full(
     entity: str,
     stats: EntityStats,
     on_progress: ProgressCallback,
+    max_delete_fraction: float = 1.0,
 ) -> list[str]:
-    """Make the destination entity equal the source; returns per-document write errors."""
+    """Make the destination entity equal the source; returns per-document write errors. Deleting more
+    than `max_delete_fraction` of an entity of at least 100 documents raises DeletesRefused instead."""
     stored = await destination.stored_hashes(entity)
     known = {key: digest for key, (_, digest) in stored.items()}
+    stored_ids = {key: doc_id for key, (doc_id, _) in stored.items()}
     seen: set[Hashable] = set()
     errors: list[str] = []
     async with aclosing(source.read(entity, incremental=False, cursor=None)) as batches:
         async for batch in batches:
             stats.read += len(batch.records)
-            plan = plan_batch(batch.records, known)
+            plan = plan_batch(batch.records, known, stored_ids)
             seen.update(plan.keys)
-            errors.extend(await _write_plan(destination, entity, plan, stats))
+            errors.extend(await write_plan(destination, entity, plan, stats))
             await on_progress(entity, stats)
     gone = [doc_id for key, (doc_id, _) in stored.items() if key not in seen]
+    too_many = len(gone) > max_delete_fraction * len(stored) and max_delete_fraction < 1
+    if too_many and len(stored) >= MASS_DELETE_MIN_DOCUMENTS:
+        raise DeletesRefused(len(seen), len(stored), len(gone), max_delete_fraction)
     if gone:
         stats.deleted += await destination.delete(entity, gone)
         await on_progress(entity, stats)
@@ -168,10 +245,14 @@ async def sync_incremental(
     async with aclosing(source.read(entity, incremental=True, cursor=cursor)) as batches:
         async for batch in batches:
             stats.read += len(batch.records)
+            stats.skipped_no_cursor += batch.skipped_no_cursor
             if batch.records:
                 ids = [r["_id"] for r in batch.records if "_id" in r]
-                known = await destination.hashes_of(entity, ids)
-                errors = await _write_plan(destination, entity, plan_batch(batch.records, known), stats)
+                stored = await destination.hashes_of(entity, ids)
+                known = {key: digest for key, (_, digest) in stored.items()}
+                stored_ids = {key: doc_id for key, (doc_id, _) in stored.items()}
+                plan = plan_batch(batch.records, known, stored_ids)
+                errors = await write_plan(destination, entity, plan, stats)
                 if errors:
                     # Stop before a later cursor could be saved past the documents that failed.
                     return errors
@@ -188,14 +269,20 @@ async def sync_entity(
     cursors: CursorStore,
     entity: str,
     on_progress: ProgressCallback,
+    options: SyncOptions | None = None,
 ) -> EntityResult:
     """Sync one entity, turning any source or destination failure into a failed result."""
+    options = options or SyncOptions()
     result = EntityResult(entity)
     try:
         if mode == "full":
-            errors = await sync_full(source, destination, entity, result.stats, on_progress)
+            errors = await sync_full(
+                source, destination, entity, result.stats, on_progress, options.max_delete_fraction
+            )
         else:
             errors = await sync_incremental(source, destination, cursors, entity, result.stats, on_progress)
+    except DeletesRefused as exc:
+        result.error, result.deletes_refused = str(exc), exc
     except (SourceError, DestinationError, EntitySelectionError) as exc:
         result.error = str(exc)
     except MemoryError:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
 from syncjobs.shared.settings import AlertThresholds
 from syncjobs.shared.store.run_stats import JobRunStats
 
-AlertKind = Literal["high_failure_rate", "consecutive_failures", "long_duration", "missed_runs"]
+AlertKind = Literal[
+    "high_failure_rate", "consecutive_failures", "long_duration", "missed_runs", "deletes_refused", "change_stream_lag"
+]
 ALERT_KINDS: tuple[str, ...] = get_args(AlertKind)
 
 
@@ -88,7 +90,27 @@ def evaluate_job(stats: JobRunStats, thresholds: AlertThresholds, now: datetime)
                 stats.first_missed_at or now,
             )
         )
+    refused = _deletes_refused(stats)
+    if refused is not None:
+        alerts.append(Alert(stats.job_id, "deletes_refused", refused[0], refused[1] or now))
+    resume_at, lag_limit = stats.change_stream_resume_at, thresholds.change_stream_lag_seconds
+    if resume_at is not None and (now - resume_at).total_seconds() > lag_limit:
+        lag = (now - resume_at).total_seconds()
+        message = f"change stream resume point is {lag:,.0f} s old (threshold {lag_limit:,} s)"
+        alerts.append(Alert(stats.job_id, "change_stream_lag", message, resume_at + timedelta(seconds=lag_limit)))
     return alerts
+
+
+def _deletes_refused(stats: JobRunStats) -> tuple[str, datetime | None] | None:
+    """The last finished run's refusal of a mass delete (its message, when), if it refused one."""
+    last = next((run for run in stats.recent_runs if run.status in ("succeeded", "failed")), None)
+    if last is None:
+        return None
+    refused = [d for d in last.details or [] if "deletesRefused" in d]
+    if not refused:
+        return None
+    message = "; ".join(f"{d['entity']}: {d.get('error', 'deletes refused')}" for d in refused)
+    return message, last.finished_at
 
 
 def evaluate(all_stats: Iterable[JobRunStats], thresholds: AlertThresholds, now: datetime) -> list[Alert]:

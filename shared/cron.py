@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
 from syncjobs.shared.errors import InvalidCron, InvalidTimezone
 
-__all__ = ["CronSchedule", "parse_schedule"]
+__all__ = ["CronSchedule", "DstNote", "dst_note", "parse_schedule"]
+
+DstNote = Literal["gap_shifted", "repeated_hour"]
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -155,3 +158,20 @@ def _as_utc(instant: datetime) -> datetime:
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise ValueError("cron arithmetic needs an aware datetime")
     return instant.astimezone(UTC)
+
+
+def dst_note(schedule: CronSchedule, fire: datetime) -> DstNote | None:
+    """What daylight-saving time did to this fire, in the fires listing's words: `gap_shifted` when the
+    wall time it stands for did not exist and it fired at the end of the gap, `repeated_hour` when its
+    wall time occurs twice that day; None otherwise."""
+    instant = _as_utc(fire)
+    wall = schedule._wall(instant)
+    if wall.replace(tzinfo=schedule.zone, fold=0).utcoffset() != wall.replace(tzinfo=schedule.zone, fold=1).utcoffset():
+        return "repeated_hour"
+    just_before = instant - timedelta(seconds=1)  # UTC arithmetic: an aware local time would add wall time
+    if schedule._offset(just_before) >= schedule._offset(instant):
+        return None
+    # The fire sits at the end of a gap: it was shifted if the cron named a wall time inside the gap.
+    gap_start = schedule._wall(just_before) + timedelta(seconds=1)
+    schedule._iterator.set_current(gap_start - timedelta(seconds=1), force=True)
+    return "gap_shifted" if schedule._iterator.get_next(datetime) < wall else None

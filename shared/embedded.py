@@ -27,6 +27,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def embedded_uri(port: int) -> str:
+    """How a client reaches an embedded server on this machine (the banner's and the README's URI)."""
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true"
+
+
 def _server_command() -> list[str]:
     script = shutil.which("secantusd-py")
     if script is None:
@@ -47,7 +52,7 @@ class EmbeddedServer:
 
     @property
     def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+        return embedded_uri(self.port)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:

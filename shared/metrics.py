@@ -95,6 +95,14 @@ open_alerts = Gauge(
 )
 
 
+change_stream_lag_seconds = Gauge(
+    "syncjobs_change_stream_lag_seconds",
+    "Age of each changeStream job's resume point (cluster time), by job id; set by the api at scrape.",
+    ["job_id"],
+    registry=API_REGISTRY,
+)
+
+
 def observe_run_finished(status: str, duration_ms: int | None) -> None:
     """One call for the worker when it records a run's outcome."""
     runs_total.labels(status=status).inc()
@@ -112,6 +120,13 @@ def set_open_alerts(counts: dict[str, int], kinds: tuple[str, ...]) -> None:
     """Like `set_stored_runs`: every alert kind gets a sample, 0 when none is open."""
     for kind in sorted({*kinds, *counts}):
         open_alerts.labels(kind=kind).set(counts.get(kind, 0))
+
+
+def set_change_stream_lags(lags: dict[str, float]) -> None:
+    """One sample per changeStream job with a resume point; a job reset or deleted drops out."""
+    change_stream_lag_seconds.clear()
+    for job_id, lag in lags.items():
+        change_stream_lag_seconds.labels(job_id=job_id).set(lag)
 
 
 def render(process: ProcessKind) -> tuple[bytes, str]:

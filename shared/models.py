@@ -34,6 +34,7 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"  # a fire that found its job's previous run still going (overlap `skip`)
     MISSED = "missed"  # a fire due while no worker led, beyond the job's `catchUpFires`
+    RESET = "reset"  # not a run: an operator cleared the job's cursors and resume point (reset-state)
 
 
 ACTIVE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
@@ -42,9 +43,9 @@ FINISHED_STATUSES = frozenset(RunStatus) - ACTIVE_STATUSES
 FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 # Runs that actually executed; a `skipped` or `missed` fire never started an executor.
 EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, *FAILED_STATUSES, RunStatus.CANCELLED})
-NOT_EXECUTED_STATUSES = FINISHED_STATUSES - EXECUTED_STATUSES
+NOT_EXECUTED_STATUSES = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
 
-RunTrigger = Literal["schedule", "manual", "retry"]
+RunTrigger = Literal["schedule", "manual", "retry", "reset"]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
@@ -227,6 +228,18 @@ class RetryPolicy(Camel):
     backoff_seconds: float = Field(default=30.0, ge=0, le=86400)
 
 
+# A job's defaults, one home for the input that creates it and the document read back (older documents
+# may lack the later fields).
+OverlapPolicy = Literal["skip", "queue", "allow"]
+SyncMode = Literal["full", "incremental", "changeStream"]
+DEFAULT_OVERLAP: OverlapPolicy = "skip"
+DEFAULT_TIMEOUT_SECONDS = 3600
+DEFAULT_CATCH_UP_FIRES = 1
+DEFAULT_MAX_DELETE_FRACTION = 0.5
+OnMissingCursor = Literal["skip", "include"]
+OnHistoryLost = Literal["fail", "resnapshot"]
+
+
 class SyncJobInput(Camel):
     """The editable fields of a job: what POST creates and PUT replaces."""
 
@@ -234,13 +247,21 @@ class SyncJobInput(Camel):
     data_source_id: str
     destination_database_id: str
     schedule: Schedule
-    sync_mode: Literal["full", "incremental"] = "full"
+    sync_mode: SyncMode = "full"
     entities: EntityFilter = Field(default_factory=EntityFilter)
     enabled: bool = True
-    overlap: Literal["skip", "queue", "allow"] = "skip"
-    timeout_seconds: int = Field(default=3600, ge=1, le=7 * 86400)
+    overlap: OverlapPolicy = DEFAULT_OVERLAP
+    timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_SECONDS, ge=1, le=7 * 86400)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    catch_up_fires: int = Field(default=1, ge=0, le=1000)
+    catch_up_fires: int = Field(default=DEFAULT_CATCH_UP_FIRES, ge=0, le=1000)
+    # A full run deleting more than this share of an entity's (>= 100) destination documents deletes none.
+    max_delete_fraction: float = Field(default=DEFAULT_MAX_DELETE_FRACTION, ge=0, le=1)
+    # Incremental: re-read from the saved cursor minus this, writing only changed documents (late arrivals).
+    lookback_seconds: float = Field(default=0, ge=0, le=30 * 86400)
+    # Incremental: documents without the cursor field are counted (`skip`) or re-read each run (`include`).
+    on_missing_cursor: OnMissingCursor = "skip"
+    # changeStream: when the source no longer has the stream's history, fail (wait for a reset) or resnapshot.
+    on_history_lost: OnHistoryLost = "fail"
 
 
 class SyncJob(Output):
@@ -250,13 +271,17 @@ class SyncJob(Output):
     data_source_id: str
     destination_database_id: str
     schedule: Schedule
-    sync_mode: Literal["full", "incremental"]
+    sync_mode: SyncMode
     entities: EntityFilter
     enabled: bool
-    overlap: Literal["skip", "queue", "allow"] = "skip"
-    timeout_seconds: int = 3600
+    overlap: OverlapPolicy = DEFAULT_OVERLAP
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    catch_up_fires: int = 1
+    catch_up_fires: int = DEFAULT_CATCH_UP_FIRES
+    max_delete_fraction: float = DEFAULT_MAX_DELETE_FRACTION
+    lookback_seconds: float = 0
+    on_missing_cursor: OnMissingCursor = "skip"
+    on_history_lost: OnHistoryLost = "fail"
     next_run_at: AwareDatetime | None = None
     last_run_at: AwareDatetime | None = None
     last_status: RunStatus | None = None

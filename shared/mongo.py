@@ -13,7 +13,7 @@ import pymongo
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 from syncjobs.shared.models import RunStatus
 
 Document = dict[str, Any]
@@ -82,8 +82,13 @@ def _index(keys: list[tuple[str, int]], name: str, **options: Any) -> IndexModel
 
 
 def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
-    """Every index of docs/DESIGN.md; the unique ones are what makes duplicates impossible."""
+    """Every collection of docs/DESIGN.md with its indexes (tests/unit/test_design_map.py holds the two
+    equal); the unique ones are what makes duplicates impossible."""
     return [
+        CollectionIndexes("workspaces", ()),
+        CollectionIndexes("worker_locks", ()),
+        CollectionIndexes("sync_state", ()),
+        CollectionIndexes("alert_states", ()),
         CollectionIndexes("api_tokens", (_index([("workspaceId", ASCENDING)], "workspace"),)),
         CollectionIndexes(
             "data_sources",
@@ -137,6 +142,18 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
             (_index([("webhookId", ASCENDING), ("createdAt", DESCENDING)], "webhook_created"),),
         ),
     ]
+
+
+# A standalone mongod's reply to opening a change stream: "The $changeStream stage is only supported on
+# replica sets" (code 40573). The worker then polls; every other failure to open one is an error.
+NO_CHANGE_STREAMS = 40573
+
+
+def no_change_streams(error: PyMongoError) -> bool:
+    """The server has no change streams (as opposed to failing to open one: auth, network, ...)."""
+    return isinstance(error, OperationFailure) and (
+        error.code == NO_CHANGE_STREAMS or "only supported on replica sets" in str(error)
+    )
 
 
 async def ensure_indexes(db: Database, run_retention_days: int = 30) -> None:

@@ -49,8 +49,10 @@ def install_keys(keys: Iterable[str]) -> None:
     parsed = parse_keys(list(keys))
     if not parsed:
         raise SecretKeyError(
-            f"{KEYS_VARIABLE} is not set: secrets are stored encrypted and this process needs the key "
-            '(make one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
+            f"{KEYS_VARIABLE} is not set: secrets are stored encrypted, give this process the key they were "
+            "stored with (`syncjobs up` keeps it in its data dir: `syncjobs exec --data-dir DIR` reads it there); "
+            'only a new deployment makes one: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"'
         )
     _keys = MultiFernet([Fernet(key) for key in parsed])
 
@@ -76,7 +78,9 @@ def open_sealed(value: str) -> str:
     try:
         return _installed().decrypt(value[len(SEALED_PREFIX) :].encode()).decode()
     except InvalidToken:
-        raise SecretKeyError("a stored secret cannot be decrypted with any key in SYNCJOBS_SECRET_KEYS") from None
+        raise SecretKeyError(
+            f"a stored secret cannot be decrypted with any key in {KEYS_VARIABLE} (not the key it was stored with)"
+        ) from None
 
 
 def reseal(value: str) -> str:

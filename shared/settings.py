@@ -99,6 +99,7 @@ class AlertThresholds:
     min_executions: int = 5
     consecutive_failures: int = 3
     long_duration_ms: int = 5 * 60 * 1000
+    change_stream_lag_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -142,33 +143,40 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        default, alerts = cls(), AlertThresholds()  # every default is written once: on the fields above
         metrics_port = _int(env, "SYNCJOBS_WORKER_METRICS_PORT", 0)
         executor_command = env.get("SYNCJOBS_EXECUTOR_COMMAND", "").split()
         return cls(
             mongodb_uri=env.get("SYNCJOBS_MONGODB_URI") or None,
-            database=env.get("SYNCJOBS_DATABASE") or "syncjobs",
-            api_host=env.get("SYNCJOBS_API_HOST") or "0.0.0.0",
-            api_port=_int(env, "SYNCJOBS_API_PORT", 8080),
+            database=env.get("SYNCJOBS_DATABASE") or default.database,
+            api_host=env.get("SYNCJOBS_API_HOST") or default.api_host,
+            api_port=_int(env, "SYNCJOBS_API_PORT", default.api_port),
             admin_token=env.get("SYNCJOBS_ADMIN_TOKEN") or None,
-            log_level=(env.get("SYNCJOBS_LOG_LEVEL") or "info").lower(),
-            lease_ttl_seconds=_int(env, "SYNCJOBS_LEASE_TTL_SECONDS", 15, minimum=1),
-            worker_id=env.get("SYNCJOBS_WORKER_ID") or default_worker_id(),
-            poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", 5.0),
-            max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", 4, minimum=1),
+            log_level=(env.get("SYNCJOBS_LOG_LEVEL") or default.log_level).lower(),
+            lease_ttl_seconds=_int(env, "SYNCJOBS_LEASE_TTL_SECONDS", default.lease_ttl_seconds, minimum=1),
+            worker_id=env.get("SYNCJOBS_WORKER_ID") or default.worker_id,
+            poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", default.poll_seconds),
+            max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", default.max_concurrent_runs, minimum=1),
             max_runs_per_workspace=_int(env, "SYNCJOBS_MAX_RUNS_PER_WORKSPACE", 0, minimum=0) or None,
-            workspace_share=min(1.0, max(0.01, _float(env, "SYNCJOBS_WORKSPACE_SHARE", 0.5))),
-            executor_memory_mb=_int(env, "SYNCJOBS_EXECUTOR_MEMORY_MB", 1024, minimum=64),
-            shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", 30.0),
+            workspace_share=min(1.0, max(0.01, _float(env, "SYNCJOBS_WORKSPACE_SHARE", default.workspace_share))),
+            executor_memory_mb=_int(env, "SYNCJOBS_EXECUTOR_MEMORY_MB", default.executor_memory_mb, minimum=64),
+            shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds),
             executor_command=tuple(executor_command),
-            warm_executor=_bool(env, "SYNCJOBS_WARM_EXECUTOR", True),
-            run_retention_days=_int(env, "SYNCJOBS_RUN_RETENTION_DAYS", 30, minimum=1),
+            warm_executor=_bool(env, "SYNCJOBS_WARM_EXECUTOR", default.warm_executor),
+            run_retention_days=_int(env, "SYNCJOBS_RUN_RETENTION_DAYS", default.run_retention_days, minimum=1),
             worker_metrics_port=metrics_port or None,
-            alert_sweep_seconds=_int(env, "SYNCJOBS_ALERT_SWEEP_SECONDS", 60, minimum=1),
+            alert_sweep_seconds=_int(env, "SYNCJOBS_ALERT_SWEEP_SECONDS", default.alert_sweep_seconds, minimum=1),
             alerts=AlertThresholds(
-                failure_rate=_float(env, "SYNCJOBS_ALERT_FAILURE_RATE", 0.5),
-                min_executions=_int(env, "SYNCJOBS_ALERT_MIN_EXECUTIONS", 5),
-                consecutive_failures=_int(env, "SYNCJOBS_ALERT_CONSECUTIVE_FAILURES", 3, minimum=1),
-                long_duration_ms=_int(env, "SYNCJOBS_ALERT_LONG_DURATION_SECONDS", 300) * 1000,
+                failure_rate=_float(env, "SYNCJOBS_ALERT_FAILURE_RATE", alerts.failure_rate),
+                min_executions=_int(env, "SYNCJOBS_ALERT_MIN_EXECUTIONS", alerts.min_executions),
+                consecutive_failures=_int(
+                    env, "SYNCJOBS_ALERT_CONSECUTIVE_FAILURES", alerts.consecutive_failures, minimum=1
+                ),
+                long_duration_ms=_int(env, "SYNCJOBS_ALERT_LONG_DURATION_SECONDS", alerts.long_duration_ms // 1000)
+                * 1000,
+                change_stream_lag_seconds=_int(
+                    env, "SYNCJOBS_ALERT_CHANGE_STREAM_LAG_SECONDS", alerts.change_stream_lag_seconds, minimum=1
+                ),
             ),
             secret_keys=_list(env, "SYNCJOBS_SECRET_KEYS"),
             allowed_networks=_networks(env),

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncjobs.shared.embedded import EmbeddedServer, start_embedded
+from pymongo.errors import PyMongoError
+
+from syncjobs.shared.embedded import EmbeddedServer, EmbeddedUnavailable, embedded_uri, free_port, start_embedded
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import connect, ensure_indexes
 from syncjobs.shared.process import die_with_this_process
@@ -23,6 +28,7 @@ from syncjobs.shared.store import api_tokens, workspaces
 log = get_logger(__name__)
 ADMIN_TOKEN_FILE = "admin-token"
 SECRET_KEY_FILE = "secret-key"
+DB_PORT_FILE = "db-port"  # the embedded server's port, chosen at first start: saved URIs stay valid
 # The single-user embedded default may reach this machine's own services (the README's demo does).
 UP_ALLOWED_NETWORKS = "127.0.0.0/8,::1/128"
 STOP_MARGIN_SECONDS = 5.0  # on top of the worker's shutdown grace, for the api and the database
@@ -30,9 +36,93 @@ STOP_MARGIN_SECONDS = 5.0  # on top of the worker's shutdown grace, for the api 
 
 @dataclass(frozen=True)
 class StackInfo:
+    """What the banner shows: where the API answers (no /api suffix), the workspace, token and database."""
+
     api_url: str
     workspace_id: str
     admin_token: str
+    database_uri: str
+
+    def banner(self) -> str:
+        exports = {
+            "SYNCJOBS_API": self.api_url,
+            "SYNCJOBS_TOKEN": self.admin_token,
+            "SYNCJOBS_WORKSPACE": self.workspace_id,
+            "SYNCJOBS_MONGODB_URI": self.database_uri,
+        }
+        export = "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in exports.items())
+        return (
+            f"syncjobs is up\n  API:          {self.api_url}\n  dashboard:    {self.api_url}/dashboard\n"
+            f"  workspace id: {self.workspace_id}\n  admin token:  {self.admin_token}\n"
+            f"  database:     {self.database_uri}\n"
+            f"Paste in another shell for the CLI and the README's examples:\n  {export}\n"
+            "Press Ctrl-C to stop."
+        )
+
+
+def _run_demo(info: StackInfo) -> None:
+    """`up --demo`: the demo against this stack, printed below the banner; a failure leaves the stack up."""
+    from syncjobs.client import ApiClient, ClientError
+    from syncjobs.demo import run_demo
+
+    client = ApiClient(info.api_url, info.admin_token, info.workspace_id)
+    try:
+        run_demo(client, info.database_uri, sys.stdout)
+    except (ClientError, PyMongoError) as exc:
+        print(f"demo: failed: {exc}", flush=True)
+
+
+class StackError(Exception):
+    """A data dir that is not one `syncjobs up` made."""
+
+
+def environment_of(data_dir: str, env: Mapping[str, str]) -> dict[str, str]:
+    """What `syncjobs exec --data-dir` takes of an `up` data dir: the embedded database's URI and the secret key
+    (these win: they are what up gave its worker), and up's network defaults where `env` sets none."""
+    folder = Path(data_dir)
+    key_file = folder / SECRET_KEY_FILE
+    port = _saved_db_port(folder) if folder.is_dir() else None
+    if not key_file.exists():
+        raise StackError(f"{folder} is not a data dir of `syncjobs up` (it has no {SECRET_KEY_FILE})")
+    found = {"SYNCJOBS_SECRET_KEYS": key_file.read_text().strip()}
+    if port is not None:
+        found["SYNCJOBS_MONGODB_URI"] = embedded_uri(port)
+    defaults = {"SYNCJOBS_ALLOWED_NETWORKS": UP_ALLOWED_NETWORKS, "SYNCJOBS_CONTROL_CLUSTER_DATABASES": "*"}
+    return found | {name: value for name, value in defaults.items() if not env.get(name)}
+
+
+class PortTaken(Exception):
+    """A port `up` needs is in use: refused before anything starts."""
+
+
+def _refuse_taken(host: str, port: int, what: str, flag: str) -> None:
+    """Bind `port` the way the server will (address reuse, as aiohttp and asyncio do) and let go."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise PortTaken(
+                f"the {what} port {port} is taken; stop what uses it or choose another with {flag}"
+            ) from None
+
+
+def _saved_db_port(data_dir: Path) -> int | None:
+    path = data_dir / DB_PORT_FILE
+    return int(path.read_text().strip()) if path.exists() else None
+
+
+def _db_port(data_dir: Path, requested: int | None) -> int:
+    """--db-port, else the port kept from the first start, else a free one; kept for the next start."""
+    saved = _saved_db_port(data_dir)
+    port = requested or saved or free_port()
+    _refuse_taken("127.0.0.1", port, "database", "--db-port")
+    if saved is not None and port != saved:
+        # Sources and destinations saved with the old URI no longer reach this server.
+        log.warning("embedded_database_moved", old_port=saved, new_port=port, uri=embedded_uri(port))
+    (data_dir / DB_PORT_FILE).write_text(f"{port}\n")
+    return port
 
 
 def _admin_token(settings: Settings, data_dir: Path) -> str:
@@ -76,6 +166,10 @@ async def _prepare_database(settings: Settings, uri: str, token: str) -> str:
         await client.close()
 
 
+class ApiDidNotStart(Exception):
+    """The api exited or never answered: `up` stops what it started and says so in one line."""
+
+
 class _StopRequested(Exception):
     """Ctrl-C or SIGTERM before the stack was up."""
 
@@ -86,7 +180,7 @@ def _wait_healthy(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the api exited with {process.returncode} before it was healthy")
+            raise ApiDidNotStart(f"the api exited with {process.returncode} before it was healthy")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -94,7 +188,7 @@ def _wait_healthy(
         except OSError:
             if signal.sigtimedwait(signals, 0.2) is not None:
                 raise _StopRequested from None
-    raise RuntimeError(f"the api did not answer on {url} within {timeout:.0f}s")
+    raise ApiDidNotStart(f"the api did not answer on {url} within {timeout:.0f}s")
 
 
 def _spawn(command: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -136,15 +230,39 @@ def stop_children(children: list[subprocess.Popen[bytes]], budget_seconds: float
         child.wait()
 
 
-def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> int:
-    """Start database (unless external), api and one worker; stop all of it on Ctrl-C or SIGTERM."""
+def _embeds(settings: Settings, data_dir: Path) -> bool:
+    """No SYNCJOBS_MONGODB_URI, or the URI of this data dir's own server (the banner's export line pasted in
+    the shell that starts `up` again): the embedded server."""
+    saved = _saved_db_port(data_dir)
+    return settings.mongodb_uri is None or (saved is not None and settings.mongodb_uri == embedded_uri(saved))
+
+
+def run_stack(
+    settings: Settings, *, data_dir: str, port: int | None = None, db_port: int | None = None, demo: bool = False
+) -> int:
+    """Start database (unless external), api and one worker; stop all of it on Ctrl-C or SIGTERM.
+    A taken port is refused (exit 2) before anything starts."""
     folder = Path(data_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     api_port = port or settings.api_port
+    embeds = _embeds(settings, folder)
+    try:
+        _refuse_taken(settings.api_host, api_port, "API", "--port")
+        chosen_db_port = _db_port(folder, db_port) if embeds else None
+    except PortTaken as exc:
+        print(f"syncjobs up: {exc}", file=sys.stderr)
+        return 2
     embedded: EmbeddedServer | None = None
-    uri = settings.mongodb_uri
-    if uri is None:
-        embedded = start_embedded(folder / "db", log_file=folder / "secantusd.log", die_with_parent=True)
+    if chosen_db_port is None:
+        uri = settings.require_mongodb_uri()
+    else:
+        try:
+            embedded = start_embedded(
+                folder / "db", chosen_db_port, log_file=folder / "secantusd.log", die_with_parent=True
+            )
+        except EmbeddedUnavailable as exc:
+            print(f"syncjobs up: the embedded database did not start: {exc}", file=sys.stderr)
+            return 1
         uri = embedded.uri
         log.info("embedded_database_started", uri=uri, storage=str(folder / "db"))
     token = _admin_token(settings, folder)
@@ -170,20 +288,20 @@ def run_stack(settings: Settings, *, data_dir: str, port: int | None = None) -> 
         # Children start with the default mask; from here on a stop signal is read, not raised.
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         shown_host = "localhost" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
-        info = StackInfo(f"http://{shown_host}:{api_port}", workspace_id, token)
+        info = StackInfo(f"http://{shown_host}:{api_port}", workspace_id, token, uri)
         _wait_healthy(f"http://127.0.0.1:{api_port}", api, stop_signals)
-        print(
-            f"syncjobs is up\n  API:          {info.api_url}/api\n  dashboard:    {info.api_url}/dashboard\n"
-            f"  workspace id: {info.workspace_id}\n  admin token:  {info.admin_token}\n"
-            f"  database:     {uri}\nPress Ctrl-C to stop.",
-            flush=True,
-        )
+        print(info.banner(), flush=True)
+        if demo:
+            _run_demo(info)
         while all(child.poll() is None for child in children):
             if signal.sigtimedwait(stop_signals, 0.5) is not None:
                 return 0
         return 1
     except (KeyboardInterrupt, _StopRequested):
         return 0
+    except ApiDidNotStart as exc:
+        print(f"syncjobs up: {exc}", file=sys.stderr)
+        return 1
     finally:
         stop_children(children, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS, stop_signals)
         if embedded is not None:

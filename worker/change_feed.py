@@ -15,14 +15,13 @@ from pymongo.asynchronous.change_stream import AsyncChangeStream
 from pymongo.errors import OperationFailure, PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, Document, paced_changes
+from syncjobs.shared.mongo import Database, Document, no_change_streams, paced_changes
+from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.store import sync_jobs
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 
 log = get_logger(__name__)
-
-RECONNECT_SECONDS = 1.0
 
 
 class ChangeFeed:
@@ -36,19 +35,17 @@ class ChangeFeed:
         self._resume_token: Any = None
 
     async def open(self) -> None:
-        """Open the change stream, or settle for polling when the server has none."""
+        """Open the change stream, or settle for polling when the server has none; any other failure
+        to open it is raised (the leader steps down and tries again)."""
         try:
             self._stream = await sync_jobs.watch_job_edits(self.db)
             self._resume_token = self._stream.resume_token
             log.info("change_feed_started", mode="change_stream")
-        except OperationFailure as error:
+        except PyMongoError as error:
+            if not no_change_streams(error):
+                raise
             self.polling = True
             log.warning("change_feed_started", mode="polling", poll_seconds=self.poll_seconds, reason=str(error)[:200])
-
-    @property
-    def streaming(self) -> bool:
-        """A change stream is open: False while the feed reconnects (and when it polls)."""
-        return self._stream is not None
 
     async def run(self) -> None:
         try:
@@ -81,17 +78,17 @@ class ChangeFeed:
                 await self._drop_stream()
                 self._resume_token = None
                 needs_resync = True
-                await asyncio.sleep(RECONNECT_SECONDS)
+                await asyncio.sleep(DB_RETRY_SECONDS)
             except OperationFailure as error:
                 log.warning("change_feed_resume_failed", error=str(error)[:200])
                 await self._drop_stream()
                 self._resume_token = None
                 needs_resync = True
-                await asyncio.sleep(RECONNECT_SECONDS)
+                await asyncio.sleep(DB_RETRY_SECONDS)
             except PyMongoError as error:
                 self.health.failed(error)
                 await self._drop_stream()
-                await asyncio.sleep(RECONNECT_SECONDS)
+                await asyncio.sleep(DB_RETRY_SECONDS)
 
     async def _drop_stream(self) -> None:
         if self._stream is not None:

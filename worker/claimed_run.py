@@ -22,15 +22,20 @@ from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.retry import Backoff
 from syncjobs.shared.run_spec import RUN_SPEC_ENV, spec_for_claimed_run
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
 from syncjobs.worker.fire_plan import retry_delay, should_retry
 from syncjobs.worker.health import DatabaseHealth
+from syncjobs.worker.run_leases import trusted_seconds
 
 log = get_logger(__name__)
 T = TypeVar("T")
+
+# A write on a claimed run through a database outage: 0.2 s, doubling, at most 2 s apart.
+WRITE_BACKOFF = Backoff(0.2, cap_seconds=2.0)
 
 # Called with the job's identity (`sync_jobs.job_identity`) and the run's id once its outcome is recorded.
 RunCallback = Callable[[Document, ObjectId], Awaitable[None]]
@@ -48,36 +53,45 @@ class RunContext:
     on_run_finished: RunCallback | None
     random_fraction: Callable[[], float]
 
-    @property
-    def trusted_seconds(self) -> float:
-        """A run lease is trusted a little less long than it lasts, for the event loop's latency."""
-        return self.claimant.lease_seconds - min(1.0, self.claimant.lease_seconds / 10)
-
 
 class ClaimedRun:
     """A claimed run: its executor's cancel switch, and until when (monotonic) its lease is known to
     hold; `lost` once the leader took it back (its outcome is then not ours to record)."""
 
-    def __init__(
-        self, context: RunContext, run: JobRun, trusted_until: float, *, slot_freed: Callable[[], None]
-    ) -> None:
+    def __init__(self, context: RunContext, run: JobRun, claimed_at: float, *, slot_freed: Callable[[], None]) -> None:
+        """`claimed_at`: when (monotonic) the claim that set the run's lease was sent."""
         self.context = context
         self.run = run
         self.run_id = ObjectId(run.id)
-        self.trusted_until = trusted_until
-        self.cancel = asyncio.Event()
+        self._trusted_until = claimed_at + trusted_seconds(context.claimant.lease_seconds)
+        self._cancel = asyncio.Event()
         self.lost = False
         self.executing = True  # holds an executor slot; the outcome is written after the slot is freed
         self.recording = False  # its outcome write is on its way: that write tells whether it was lost
         self.task: asyncio.Task[None] | None = None
         self._slot_freed = slot_freed
 
+    def lease_trusted(self, at: float) -> bool:
+        """Its lease is known to hold at `at` (monotonic)."""
+        return at <= self._trusted_until
+
+    def renewed(self, sent_at: float) -> None:
+        """A renewal sent at `sent_at` (monotonic) landed: the lease holds that much longer."""
+        if not self.lost:
+            self._trusted_until = max(
+                self._trusted_until, sent_at + trusted_seconds(self.context.claimant.lease_seconds)
+            )
+
+    def kill(self) -> None:
+        """Kill its executor (the outcome, `cancelled`, is still recorded)."""
+        self._cancel.set()
+
     def lose(self) -> None:
         """The lease is gone: kill the executor, record nothing."""
         if not self.lost:
             log.warning("run_lease_lost", run_id=str(self.run_id), job_id=self.run.job_id)
         self.lost = True
-        self.cancel.set()
+        self._cancel.set()
 
     async def execute(self) -> None:
         job = await self._persist(lambda: sync_jobs.find_job(self.context.db, ObjectId(self.run.job_id)))
@@ -104,7 +118,7 @@ class ClaimedRun:
         try:
             argv = [*context.executor.argv, "--run-id", run.id]
             return await run_executor(
-                argv, env, float(job.timeout_seconds), self.cancel, fork_server=context.executor.fork_server
+                argv, env, float(job.timeout_seconds), self._cancel, fork_server=context.executor.fork_server
             )
         finally:
             metrics.executors_running.dec()
@@ -143,9 +157,11 @@ class ClaimedRun:
                 duration_ms=outcome.duration_ms,
             )
         )
-        log.info(
-            "run_finished", run_id=run.id, job_id=run.job_id, status=outcome.status, duration_ms=outcome.duration_ms
-        )
+        fields = {"run_id": run.id, "job_id": run.job_id, "status": outcome.status, "duration_ms": outcome.duration_ms}
+        if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+            log.warning("run_finished", **fields, error=(outcome.error or "")[:500])
+        else:
+            log.info("run_finished", **fields)
         metrics.observe_run_finished(outcome.status, outcome.duration_ms)
         if context.on_run_finished is not None and job_exists:
             await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)
@@ -166,16 +182,16 @@ class ClaimedRun:
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T | None:
         """Retry a write through a database outage while the run's lease is known to hold; then give up:
         the leader fails the run as lost and retries it."""
-        delay = 0.2
+        attempt = 0
         while True:
             try:
                 result = await write()
             except PyMongoError as error:
                 self.context.health.failed(error)
-                if self.lost or time.monotonic() > self.trusted_until:
+                attempt += 1
+                if self.lost or not self.lease_trusted(time.monotonic()):
                     return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await asyncio.sleep(WRITE_BACKOFF.seconds(attempt))
                 continue
             self.context.health.succeeded()
             return result

@@ -11,7 +11,6 @@ wakes it too. The claimer's writes on its run are guarded by the run's lease, no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections import Counter
@@ -19,28 +18,29 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import JobRun, from_document
-from syncjobs.shared.mongo import Database, Document, paced_changes
+from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
+from syncjobs.shared.mongo import Database, Document, no_change_streams, paced_changes
+from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.claimed_run import ClaimedRun, RunCallback, RunContext
 from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.fairness import pick_claims
 from syncjobs.worker.fire_plan import runs_to_skip
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.pending_runs import PendingRun, PendingRuns
+from syncjobs.worker.run_leases import RunLeaseRenewal
 
 log = get_logger(__name__)
 
-DB_RETRY_SECONDS = 1.0
 ABANDON_WAIT_SECONDS = 0.2  # for run tasks to end once cancelled (their executors killed)
 # After a claim finds its run taken by another replica, the pending runs are re-read this soon (not at
 # once: one read per burst of lost races), so a replica stops trying every run the others already took.
 REREAD_AFTER_CONTENTION_SECONDS = 0.5
-NO_CHANGE_STREAMS = 40573
 
 
 class RunDispatcher:
@@ -71,7 +71,7 @@ class RunDispatcher:
         self._last_workspace: ObjectId | None = None
         self._wake = asyncio.Event()
         self._stopping = False
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._leases = RunLeaseRenewal(db, claimant, health, self._claimed)
 
     # --- what others may ask ---
 
@@ -94,7 +94,7 @@ class RunDispatcher:
 
     async def run(self) -> None:
         """Claim and start runs until cancelled or `stop_claiming` is called."""
-        watcher = asyncio.create_task(self._watch())
+        watcher = spawn(self._watch(), "pending run watch")
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -114,14 +114,8 @@ class RunDispatcher:
 
     async def _idle(self, next_due: datetime | None, seconds: float) -> None:
         """Until woken (a new pending run, a slot freed), `next_due` on the clock, or `seconds`."""
-        waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-        if next_due is not None:
-            waits.append(asyncio.ensure_future(self.clock.sleep_until(next_due)))
-        try:
-            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
+        due = [self.clock.sleep_until(next_due)] if next_due is not None else []
+        await wait_any(self._wake.wait(), *due, within=max(0.0, seconds))
 
     async def _reread(self) -> None:
         """Every SYNCJOBS_POLL_SECONDS (and when the stream opens): the pending runs as stored, which also
@@ -167,7 +161,7 @@ class RunDispatcher:
         if doc is None:  # another replica took it: others may be taken too, so re-read soon
             self._reread_at = min(self._reread_at, time.monotonic() + REREAD_AFTER_CONTENTION_SECONDS)
             return False
-        self._start(doc, sent_at + self._trusted_seconds)
+        self._start(doc, sent_at)
         return True
 
     async def _apply_overlap(self, job_id: ObjectId, now: datetime) -> None:
@@ -175,7 +169,9 @@ class RunDispatcher:
         (until a run of the job ends here, a new run of it arrives, or the next re-read)."""
         job = await sync_jobs.find_job(self.db, job_id)
         waiting = await job_runs.due_runs_of_job(self.db, job_id, now)
-        skipped = runs_to_skip(job.overlap if job else "skip", [(run["_id"], run["trigger"]) for run in waiting])
+        skipped = runs_to_skip(
+            job.overlap if job else DEFAULT_OVERLAP, [(run["_id"], run["trigger"]) for run in waiting]
+        )
         await job_runs.skip_pending_runs(self.db, skipped, now=now, error="skipped: the previous run is still going")
         for run_id in skipped:
             self._pending.discard(run_id)
@@ -190,12 +186,10 @@ class RunDispatcher:
                     self._wake.set()
                     async for change in paced_changes(stream):
                         self._arrive(change.get("fullDocument") or {})
-            except OperationFailure as error:
-                if error.code == NO_CHANGE_STREAMS:
+            except PyMongoError as error:
+                if no_change_streams(error):
                     log.warning("claims_polling", poll_seconds=self._poll_seconds, reason=str(error)[:200])
                     return
-                await asyncio.sleep(DB_RETRY_SECONDS)
-            except PyMongoError as error:
                 self.health.failed(error)
                 await asyncio.sleep(DB_RETRY_SECONDS)
 
@@ -210,13 +204,12 @@ class RunDispatcher:
 
     # --- one claimed run ---
 
-    def _start(self, doc: Document, trusted_until: float) -> None:
-        claimed = ClaimedRun(self._context, from_document(JobRun, doc), trusted_until, slot_freed=self._wake.set)
+    def _start(self, doc: Document, claimed_at: float) -> None:
+        claimed = ClaimedRun(self._context, from_document(JobRun, doc), claimed_at, slot_freed=self._wake.set)
         run_id = doc["_id"]
         self._claimed[run_id] = claimed
-        claimed.task = asyncio.create_task(self._execute(run_id, claimed))
-        if self._heartbeat is None or self._heartbeat.done():
-            self._heartbeat = asyncio.create_task(self._renew_leases())
+        claimed.task = spawn(self._execute(run_id, claimed), f"run {run_id} of job {claimed.run.job_id}")
+        self._leases.start()
 
     async def _execute(self, run_id: ObjectId, claimed: ClaimedRun) -> None:
         try:
@@ -227,44 +220,6 @@ class RunDispatcher:
             del self._claimed[run_id]
             self._waiting_jobs.discard(ObjectId(claimed.run.job_id))  # a run of it may wait here
             self._wake.set()
-
-    # --- run leases ---
-
-    @property
-    def _trusted_seconds(self) -> float:
-        return self._context.trusted_seconds
-
-    async def _renew_leases(self) -> None:
-        """Every third of a lease, one write renews the lease of every run here. A run the leader took
-        back, or whose lease could not be renewed in time, has its executor killed: the leader retries
-        it, and two executors of one run must not write at once."""
-        while self._claimed:
-            await asyncio.sleep(self.claimant.lease_seconds / 3)
-            run_ids = list(self._claimed)
-            sent_at = time.monotonic()
-            renewed = False
-            try:
-                # Bounded: a database that does not answer must not keep this loop from noticing the lapse.
-                async with asyncio.timeout(self.claimant.lease_seconds / 3):
-                    lost = await job_runs.renew_run_leases(self.db, self.claimant, run_ids)
-                renewed = True
-                self.health.succeeded()
-            except (PyMongoError, TimeoutError) as error:
-                self.health.failed(error)
-                now = time.monotonic()
-                lost = {
-                    run_id
-                    for run_id in run_ids
-                    if run_id in self._claimed and now > self._claimed[run_id].trusted_until
-                }
-            for run_id in run_ids:
-                claimed = self._claimed.get(run_id)
-                if claimed is None:
-                    continue
-                if run_id in lost and not claimed.recording:
-                    claimed.lose()
-                elif renewed and run_id not in lost and not claimed.lost:
-                    claimed.trusted_until = max(claimed.trusted_until, sent_at + self._trusted_seconds)
 
     # --- the end ---
 
@@ -282,7 +237,7 @@ class RunDispatcher:
         if tasks:
             await asyncio.wait(tasks, timeout=ABANDON_WAIT_SECONDS)
             log.warning("runs_abandoned", count=len(tasks))
-        await self._stop_heartbeat()
+        await self._leases.stop()
 
     async def finish(self, grace_seconds: float) -> None:
         """Claim nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
@@ -293,12 +248,6 @@ class RunDispatcher:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             if pending:
                 for claimed in list(self._claimed.values()):
-                    claimed.cancel.set()
+                    claimed.kill()
                 await asyncio.wait(pending)
-        await self._stop_heartbeat()
-
-    async def _stop_heartbeat(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        await self._leases.stop()

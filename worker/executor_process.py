@@ -19,6 +19,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from syncjobs.shared import metrics
@@ -27,6 +28,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.settings import Settings
+from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.fairness import share_slots
 from syncjobs.worker.fork_server import EXECUTOR_COMMAND, ForkServer, ForkServerLost
 
@@ -150,17 +152,17 @@ async def run_executor(
     """Run the executor to its end, its timeout (timed_out) or `cancel` being set (cancelled); forked
     from `fork_server` when one is given and `argv` is the default executor command."""
     started = time.monotonic()
+    oom_kills_before = oom_kill_count()
     process, kind = await _start(argv, env, fork_server)
     output = _Output()
     readers = asyncio.gather(_read_events(process.stdout, output), _read_tail(process.stderr, output))
-    first_event = asyncio.ensure_future(_observe_first_event(output, started, kind))
-    exited = asyncio.ensure_future(process.wait())
-    cancelled = asyncio.ensure_future(cancel.wait())
+    first_event = spawn(_observe_first_event(output, started, kind), f"executor {process.pid} first event")
+    exited = spawn(process.wait(), f"executor {process.pid} exit")
     try:
-        done, _ = await asyncio.wait({exited, cancelled}, timeout=timeout_seconds, return_when="FIRST_COMPLETED")
+        done = await wait_any(exited, cancel.wait(), within=timeout_seconds)
         if exited in done:
             status = RunStatus.SUCCEEDED if process.returncode == 0 else RunStatus.FAILED
-        elif cancelled in done:
+        elif done:  # the cancel switch
             status = RunStatus.CANCELLED
         else:
             status = RunStatus.TIMED_OUT
@@ -168,7 +170,6 @@ async def run_executor(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE_SECONDS)
     finally:
-        cancelled.cancel()
         _signal_group(process.pid, signal.SIGKILL)  # the whole group, grandchildren included
         await exited
         with contextlib.suppress(Exception):
@@ -182,7 +183,10 @@ async def run_executor(
     elif status == RunStatus.CANCELLED:
         error = "cancelled"
     elif status == RunStatus.FAILED:
-        error = result.get("error") or output.junk_error() or _last_line(tail) or _exit_error(process.returncode)
+        killed = killed_error(process.returncode, oom_kills_before, oom_kill_count())
+        error = (
+            result.get("error") or output.junk_error() or killed or _last_line(tail) or _exit_error(process.returncode)
+        )
     elif output.junk_error() is not None:
         status, error = RunStatus.FAILED, output.junk_error()
     return ExecutionOutcome(
@@ -227,6 +231,46 @@ def _exit_error(returncode: int | None) -> str:
     if returncode is None:
         return "the executor ended without an exit status (its fork server was lost and it was killed)"
     return f"exit code {returncode}"
+
+
+def killed_error(returncode: int | None, oom_kills_before: int | None, oom_kills_after: int | None) -> str | None:
+    """What a signal death says: the signal by number and name, and out of memory when the kernel's OOM
+    killer ran in our cgroup meanwhile (a SIGKILL of its own looks the same from the exit status)."""
+    if returncode is None or returncode >= 0:
+        return None
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = "unknown signal"
+    error = f"executor killed by signal {-returncode} ({name})"
+    oom = oom_kills_before is not None and oom_kills_after is not None and oom_kills_after > oom_kills_before
+    if -returncode == signal.SIGKILL and oom:
+        return f"out of memory: {error} (the kernel's OOM killer)"
+    return error
+
+
+def oom_kill_count(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The kernel's `oom_kill` count for our cgroup (v2 `memory.events`, v1 `memory.oom_control`; the
+    mount's root when our path is not visible, as in a container), or None where none can be read."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    candidates: list[Path] = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            candidates += [root / path.lstrip("/") / "memory.events", root / "memory.events"]
+        elif "memory" in controllers.split(","):
+            v1 = root / "memory"
+            candidates += [v1 / path.lstrip("/") / "memory.oom_control", v1 / "memory.oom_control"]
+    for candidate in candidates:
+        try:
+            fields = dict(line.split() for line in candidate.read_text().splitlines() if len(line.split()) == 2)
+            return int(fields["oom_kill"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from syncjobs.shared.cron import CronSchedule
 from syncjobs.shared.models import FAILED_STATUSES
+from syncjobs.shared.retry import Backoff
 
 # A fire processed this late is still on time: it runs even when the job asks for no catch-up.
 ON_TIME_GRACE = timedelta(seconds=60)
@@ -23,7 +24,7 @@ MAX_MISSED_RECORDS = 100
 MAX_RETRY_DELAY = timedelta(hours=1)
 
 T = TypeVar("T")
-OverlapPolicy = Literal["skip", "queue", "allow"]
+K = TypeVar("K")
 OverlapDecision = Literal["start", "skip", "queue"]
 
 
@@ -106,59 +107,55 @@ def should_retry(status: str, attempt: int, max_attempts: int) -> bool:
 
 
 def retry_delay(attempt: int, backoff_seconds: float, random: Callable[[], float]) -> timedelta:
-    """Delay before attempt `attempt + 1`: backoff * 2^(attempt-1), capped, with "equal jitter"
-    (half fixed, half random) so that retries of many jobs that failed together spread out."""
-    base = min(timedelta(seconds=backoff_seconds * 2 ** (attempt - 1)), MAX_RETRY_DELAY)
-    return base / 2 + base / 2 * random()
+    """Delay before attempt `attempt + 1`: backoff * 2^(attempt-1), capped, jittered (`shared/retry.py`)."""
+    backoff = Backoff(backoff_seconds, cap_seconds=MAX_RETRY_DELAY.total_seconds(), jitter=True)
+    return timedelta(seconds=backoff.seconds(attempt, random))
 
 
 @dataclass(frozen=True, order=True)
-class _Entry:
+class _Entry(Generic[K]):
     due: datetime
     sequence: int
-    key: str
-    version: int
+    key: K = field(compare=False)
 
 
-class FirePlan:
-    """The next due time of every planned thing (a job's next fire, a pending run), earliest first.
+class FirePlan(Generic[K]):
+    """The next due time of every planned key (a job's id), earliest first.
 
-    Keyed by id with a version: re-planning or removing a key invalidates its older heap entries
-    lazily, so an edit costs O(log n) and never a heap rebuild.
+    Re-planning or removing a key invalidates its older heap entries lazily (an entry counts while it is
+    the key's latest), so an edit costs O(log n) and never a heap rebuild.
     """
 
     def __init__(self) -> None:
-        self._heap: list[_Entry] = []
-        self._planned: dict[str, tuple[datetime, int]] = {}
+        self._heap: list[_Entry[K]] = []
+        self._planned: dict[K, _Entry[K]] = {}
         self._sequence = itertools.count()
 
     def __len__(self) -> int:
         return len(self._planned)
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: K) -> bool:
         return key in self._planned
 
-    def plan(self, key: str, due: datetime, version: int = 0) -> None:
+    def plan(self, key: K, due: datetime) -> None:
         """Plan `key` at `due`, replacing whatever was planned for it."""
-        if self._planned.get(key) == (due, version):
-            return
-        self._planned[key] = (due, version)
-        heapq.heappush(self._heap, _Entry(due, next(self._sequence), key, version))
-
-    def due_of(self, key: str) -> datetime | None:
         planned = self._planned.get(key)
-        return planned[0] if planned else None
+        if planned is not None and planned.due == due:
+            return
+        entry = _Entry(due, next(self._sequence), key)
+        self._planned[key] = entry
+        heapq.heappush(self._heap, entry)
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: K) -> None:
         self._planned.pop(key, None)
 
     def next_due(self) -> datetime | None:
         self._drop_stale()
         return self._heap[0].due if self._heap else None
 
-    def pop_due(self, now: datetime) -> list[str]:
+    def pop_due(self, now: datetime) -> list[K]:
         """Every key due at or before `now`, earliest first; they leave the plan."""
-        keys: list[str] = []
+        keys: list[K] = []
         while True:
             self._drop_stale()
             if not self._heap or self._heap[0].due > now:
@@ -168,5 +165,5 @@ class FirePlan:
             keys.append(entry.key)
 
     def _drop_stale(self) -> None:
-        while self._heap and self._planned.get(self._heap[0].key) != (self._heap[0].due, self._heap[0].version):
+        while self._heap and self._planned.get(self._heap[0].key) is not self._heap[0]:
             heapq.heappop(self._heap)

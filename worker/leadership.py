@@ -24,15 +24,16 @@ from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.waits import wait_any
 from syncjobs.worker.claimed_run import insert_retry
 from syncjobs.worker.fire_plan import FireDecision, FirePlan, decide_due_fires, should_retry
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease
+from syncjobs.worker.run_leases import lapsed_runs
 
 log = get_logger(__name__)
-
-DB_RETRY_SECONDS = 1.0
 
 
 @dataclass
@@ -52,7 +53,7 @@ class PlannedJob:
 class _Fired:
     """A job whose due fires were decided in one batch, with what to restore if the batch is not written."""
 
-    key: str
+    job_id: ObjectId
     record: PlannedJob
     decision: FireDecision
     previous: tuple[datetime, datetime | None]
@@ -74,7 +75,7 @@ class Leadership:
         self.token = lease.fencing_token
         self.clock = clock
         self.health = health
-        self.plan = FirePlan()
+        self.plan: FirePlan[ObjectId] = FirePlan()
         self._planned: dict[ObjectId, PlannedJob] = {}
         self._run_lease_seconds = run_lease_seconds
         self._random = random_fraction
@@ -118,7 +119,7 @@ class Leadership:
         if decided is not None and due <= decided:
             due = schedule.next_after(decided)
         self._planned[job_id] = PlannedJob(job, schedule, due, decided)
-        self.plan.plan(_job_key(job_id), due, job.version)
+        self.plan.plan(job_id, due)
         log.debug("job_planned", job_id=str(job_id), due=due.isoformat(), version=job.version)
         self._wake.set()
 
@@ -126,7 +127,7 @@ class Leadership:
         record = self._planned.get(job_id)
         if record is not None:
             record.active = False
-        self.plan.remove(_job_key(job_id))
+        self.plan.remove(job_id)
 
     # --- the fire loop ---
 
@@ -135,32 +136,25 @@ class Leadership:
         while True:
             self._wake.clear()
             due = self.plan.next_due()
-            waits: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
-            if due is not None:
-                waits.append(asyncio.ensure_future(self.clock.sleep_until(due)))
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
-            keys = self.plan.pop_due(self.clock.now())
-            if keys and self.lease.is_held():  # a lapsed term fires nothing: the next leader will
-                await self._fire(keys)
+            await wait_any(self._wake.wait(), *([self.clock.sleep_until(due)] if due is not None else []))
+            job_ids = self.plan.pop_due(self.clock.now())
+            if job_ids and self.lease.is_held():  # a lapsed term fires nothing: the next leader will
+                await self._fire(job_ids)
 
-    async def _fire(self, keys: list[str]) -> None:
+    async def _fire(self, job_ids: list[ObjectId]) -> None:
         """Decide every due job's fires, then write them all with one insert_many (a duplicate fire key
         means the fire is already taken) and move their nextRunAt with one bulk_write."""
         now = self.clock.now()
         fired: list[_Fired] = []
-        for key in keys:
-            record = self._planned.get(ObjectId(key.partition(":")[2]))
+        for job_id in job_ids:
+            record = self._planned.get(job_id)
             if record is None or not record.active:
                 continue
             decision = decide_due_fires(record.schedule, record.next_fire, now, record.job.catch_up_fires)
-            fired.append(_Fired(key, record, decision, (record.next_fire, record.decided_through)))
+            fired.append(_Fired(job_id, record, decision, (record.next_fire, record.decided_through)))
             # Set before the writes: a change event arriving meanwhile must not plan these fires again.
             record.decided_through, record.next_fire = now, decision.next_fire
-            self.plan.plan(key, decision.next_fire, record.job.version)
+            self.plan.plan(job_id, decision.next_fire)
         docs = [doc for one in fired for doc in self._fire_documents(one, now)]
         moves = [
             sync_jobs.NextRun(ObjectId(one.record.job.id), one.record.job.version, one.decision.next_fire)
@@ -174,7 +168,7 @@ class Leadership:
             self.health.failed(error)
             for one in fired:
                 one.record.next_fire, one.record.decided_through = one.previous
-                self.plan.plan(one.key, now + timedelta(seconds=DB_RETRY_SECONDS), -1)
+                self.plan.plan(one.job_id, now + timedelta(seconds=DB_RETRY_SECONDS))
             return
         taken = {doc["_id"] for doc in written}
         for doc in docs:
@@ -223,7 +217,7 @@ class Leadership:
         """`failed: worker lost` on every running run whose lease lapsed (on the server's clock), recorded
         on its job and retried by its job's policy; a heartbeat that lands first keeps the run."""
         now = self.clock.now()
-        for doc in await job_runs.runs_with_lapsed_lease(self.db, await job_runs.server_time(self.db)):
+        for doc in await lapsed_runs(self.db):
             run = from_document(JobRun, doc)
             duration = int((now - run.started_at).total_seconds() * 1000) if run.started_at else None
             if not await job_runs.mark_lost(self.db, doc, token=self.token, now=now, duration_ms=duration):
@@ -244,7 +238,3 @@ class Leadership:
                 await insert_retry(
                     self.db, job, run, worker_id=self.lease.owner, token=self.token, now=now, random=self._random
                 )
-
-
-def _job_key(job_id: ObjectId) -> str:
-    return f"job:{job_id}"

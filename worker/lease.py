@@ -2,8 +2,8 @@
 
 The lease document lives in `worker_locks` (`shared/store/worker_locks.py`: one atomic take-or-renew on the
 server's clock). Locally the holder trusts its lease only until (send time of the last successful renewal +
-TTL - a margin), on the monotonic clock: the server set lockedUntil after we sent, so the real lease lasts at
-least that long.
+TTL - a margin: `run_leases.trusted_seconds`, as for a run's lease), on the monotonic clock: the server set
+lockedUntil after we sent, so the real lease lasts at least that long.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from pymongo.errors import PyMongoError
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import worker_locks
+from syncjobs.worker.run_leases import trusted_seconds
 
 log = get_logger(__name__)
 
@@ -62,7 +63,9 @@ class Lease:
         if doc is None:
             self.state = None
             return False
-        self.state = LeaseState(fencing_token=int(doc["fencingToken"]), valid_until=sent_at + self._trusted_seconds)
+        self.state = LeaseState(
+            fencing_token=int(doc["fencingToken"]), valid_until=sent_at + trusted_seconds(self.ttl_seconds)
+        )
         return True
 
     async def hold(self) -> None:
@@ -99,12 +102,3 @@ class Lease:
         """Let a standby take over at once: lockedUntil = now, only if the lease is still ours."""
         self.state = None
         await worker_locks.release(self._db, self.lease_id, owner=self.owner, instance=self.instance)
-
-    async def current(self) -> Document | None:
-        """The lease document as stored: who leads, with which token, until when."""
-        return await worker_locks.current(self._db, self.lease_id)
-
-    @property
-    def _trusted_seconds(self) -> float:
-        """We act on a lease a little less long than it lasts, for the event loop's latency."""
-        return self.ttl_seconds - min(1.0, self.ttl_seconds / 10)

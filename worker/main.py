@@ -21,6 +21,7 @@ from syncjobs.shared.mongo import Database, Document, close_client, connect, ens
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.shared.tap_isolation import isolation
+from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
 from syncjobs.worker.dispatcher import RunDispatcher
@@ -65,7 +66,7 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     )
     warming = None
     if settings.warm_executor and not settings.executor_command:
-        warming = asyncio.create_task(worker.fork_server.warm_up())
+        warming = spawn(worker.fork_server.warm_up(), "fork server warm-up")
     try:
         await worker.run()
     finally:
@@ -131,7 +132,7 @@ class _Worker:
             poll_seconds=self.settings.poll_seconds,
             on_run_finished=self._notify,
         )
-        claiming = asyncio.create_task(dispatcher.run())
+        claiming = spawn(dispatcher.run(), "claim loop")
         try:
             await self._lead_when_possible()
         finally:
@@ -182,20 +183,18 @@ class _Worker:
             run_lease_seconds=float(self.settings.lease_ttl_seconds),
         )
         feed = ChangeFeed(self.db, leadership, self.settings.poll_seconds, self.health)
-        holding = asyncio.create_task(self.lease.hold())
+        holding = spawn(self.lease.hold(), "scheduler lease renewal")
         working: list[asyncio.Task[None]] = []
         try:
             if not await self._unless_stopped(_open(feed, leadership)):
                 return
             working = [
-                asyncio.create_task(leadership.fire_due()),
-                asyncio.create_task(feed.run()),
-                asyncio.create_task(leadership.fail_lost_runs_forever()),
-                asyncio.create_task(notifier.sweep_alerts_forever(self.db, self.settings, self.clock)),
+                spawn(leadership.fire_due(), "fire loop"),
+                spawn(feed.run(), "change feed"),
+                spawn(leadership.fail_lost_runs_forever(), "lost run check"),
+                spawn(notifier.sweep_alerts_forever(self.db, self.settings, self.clock), "alert sweep"),
             ]
-            stopping = asyncio.create_task(self.stop.wait())
-            done, _ = await asyncio.wait([holding, stopping, *working], return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
+            done = await wait_any(holding, self.stop.wait(), *working)
             for task in working:
                 if task in done and task.exception() is not None:
                     log.error("leader_failed", exc_info=task.exception())
@@ -233,14 +232,14 @@ class _Worker:
         self._notify_latest[job_id] = (job, run_id)
         if queued:
             return
-        task = asyncio.create_task(self._evaluate_alerts(job_id))
+        task = spawn(self._evaluate_alerts(job_id), f"alert evaluation of job {job_id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _evaluate_alerts(self, job_id: ObjectId) -> None:
         async with self._notify_slots:
             job, run_id = self._notify_latest.pop(job_id)
-            await notifier.on_run_finished(self.db, self.settings, job_id, run_id, job=job)
+            await notifier.on_run_finished(self.db, self.settings, job_id, run_id, clock=self.clock, job=job)
 
     async def _ensure_indexes(self) -> None:
         while not self.stop.is_set():
@@ -264,12 +263,8 @@ class _Worker:
     async def _unless_stopped(self, work: Coroutine[object, object, T]) -> T | None:
         """`work`'s result, or None once stop is set (`work` cancelled): SIGTERM never waits on the
         database's server selection."""
-        task = asyncio.ensure_future(work)
-        stopping = asyncio.ensure_future(self.stop.wait())
-        try:
-            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
+        task = spawn(work, f"{getattr(work, '__qualname__', 'work')} unless stopped")
+        await wait_any(task, self.stop.wait())
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from syncjobs.shared.clock import Clock, to_ms
 from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.retry import Backoff
 from syncjobs.shared.secrets import open_sealed
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import run_stats, sync_jobs, webhooks
@@ -49,7 +50,7 @@ class DeliveryPolicy:
     timeout_seconds: float = 10.0
 
     def backoff(self, attempt: int) -> float:
-        return self.first_backoff_seconds * self.backoff_factor ** (attempt - 1)
+        return Backoff(self.first_backoff_seconds, self.backoff_factor).seconds(attempt)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ async def _changes(db: Database, settings: Settings, job: Document, run_id: str,
 
 
 async def deliver(
-    session: aiohttp.ClientSession, hook: Document, event: AlertEvent, policy: DeliveryPolicy
+    session: aiohttp.ClientSession, hook: Document, event: AlertEvent, policy: DeliveryPolicy, clock: Clock
 ) -> Document:
     """POST one event to one webhook until it answers 2xx, a permanent 4xx, or the attempts run out."""
     delivery_id = ObjectId()
@@ -148,7 +149,7 @@ async def deliver(
         "X-Syncjobs-Event": event.name,
         "X-Syncjobs-Delivery": str(delivery_id),
     }
-    started = to_ms(datetime.now(UTC))
+    started = to_ms(clock.now())
     outcome, status, error, attempt = "failed", None, None, 0
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -191,21 +192,31 @@ async def deliver(
         "responseStatus": status,
         "error": error,
         "createdAt": started,
-        "finishedAt": to_ms(datetime.now(UTC)),
+        "finishedAt": to_ms(clock.now()),
     }
 
 
 async def _deliver_in_order(
-    db: Database, session: aiohttp.ClientSession, hook: Document, events: list[AlertEvent], policy: DeliveryPolicy
+    db: Database,
+    session: aiohttp.ClientSession,
+    hook: Document,
+    events: list[AlertEvent],
+    policy: DeliveryPolicy,
+    clock: Clock,
 ) -> None:
     """One webhook's events one after the other, so a receiver sees an open before its resolve."""
     for event in events:
         if event.name in hook.get("events", ()):
-            await webhooks.record_delivery(db, await deliver(session, hook, event, policy))
+            await webhooks.record_delivery(db, await deliver(session, hook, event, policy, clock))
 
 
 async def announce(
-    db: Database, workspace_id: ObjectId, events: list[AlertEvent], policy: DeliveryPolicy, egress: EgressPolicy
+    db: Database,
+    workspace_id: ObjectId,
+    events: list[AlertEvent],
+    policy: DeliveryPolicy,
+    egress: EgressPolicy,
+    clock: Clock,
 ) -> None:
     """Deliver `events` to the workspace's webhooks; every address connected to passes the egress policy."""
     hooks = await webhooks.webhook_targets(db, workspace_id, [event.name for event in events])
@@ -213,7 +224,9 @@ async def announce(
         return
     async with aiohttp.ClientSession(connector=guarded_connector(egress)) as session, asyncio.TaskGroup() as group:
         for hook in hooks:
-            group.create_task(_deliver_in_order(db, session, hook, events, policy))
+            group.create_task(
+                _deliver_in_order(db, session, hook, events, policy, clock), name=f"webhook {hook['_id']}"
+            )
 
 
 def _egress(settings: Settings) -> EgressPolicy:
@@ -226,24 +239,27 @@ async def on_run_finished(
     job_id: ObjectId | str,
     run_id: ObjectId | str,
     *,
+    clock: Clock,
     job: Document | None = None,
     policy: DeliveryPolicy | None = None,
-    now: datetime | None = None,
 ) -> list[AlertEvent]:
     """Re-evaluate `job_id`'s alerts after run `run_id` and deliver what changed; never raises into the worker.
     `job`: its identity (`sync_jobs.job_identity`) when the caller has it, else it is read.
 
     Returns the events announced (delivered or not), for the caller's logs and the tests.
     """
-    now = to_ms(now or datetime.now(UTC))
+    now = to_ms(clock.now())
     try:
         job = job or await sync_jobs.find_job_identity(db, ObjectId(job_id))
         if job is None:
             return []
         events = await _changes(db, settings, job, str(run_id), now)
         if events:
-            log.info("alerts_changed", job_id=str(job_id), events=[f"{e.name}:{e.kind}" for e in events])
-            await announce(db, job["workspaceId"], events, policy or DeliveryPolicy(), _egress(settings))
+            opened = any(e.name == "alert.opened" for e in events)
+            (log.warning if opened else log.info)(
+                "alerts_changed", job_id=str(job_id), events=[f"{e.name}:{e.kind}" for e in events]
+            )
+            await announce(db, job["workspaceId"], events, policy or DeliveryPolicy(), _egress(settings), clock)
         return events
     except Exception:
         log.exception("notifier_failed", job_id=str(job_id), run_id=str(run_id))
@@ -251,8 +267,9 @@ async def on_run_finished(
 
 
 async def _sweep_job(
-    db: Database, settings: Settings, target: Document, policy: DeliveryPolicy, now: datetime
+    db: Database, settings: Settings, target: Document, policy: DeliveryPolicy, clock: Clock
 ) -> list[AlertEvent]:
+    now = to_ms(clock.now())
     job_id = str(target["jobId"])
     try:
         job = await sync_jobs.find_job_identity(db, ObjectId(job_id))
@@ -262,7 +279,7 @@ async def _sweep_job(
         events = await _resolve(db, subject, stale.kinds, stale.reason, None, now)
         if events:
             log.info("alerts_swept", job_id=job_id, reason=stale.reason, events=[e.kind for e in events])
-            await announce(db, subject["workspaceId"], events, policy, _egress(settings))
+            await announce(db, subject["workspaceId"], events, policy, _egress(settings), clock)
         return events
     except Exception:
         log.exception("alert_sweep_failed", job_id=job_id)
@@ -270,7 +287,7 @@ async def _sweep_job(
 
 
 async def sweep_alerts(
-    db: Database, settings: Settings, *, policy: DeliveryPolicy | None = None, now: datetime | None = None
+    db: Database, settings: Settings, *, clock: Clock, policy: DeliveryPolicy | None = None
 ) -> list[AlertEvent]:
     """One pass over the jobs with open alerts: resolve and announce what stopped holding; never raises.
 
@@ -278,7 +295,6 @@ async def sweep_alerts(
     window, or it is deleted, and nothing would ever resolve its alerts without this pass. A resolve it
     announces has `runId` null; a deleted job's says `"resolution": "job was deleted"`.
     """
-    now = to_ms(now or datetime.now(UTC))
     try:
         targets = await webhooks.jobs_with_open_alerts(db)
     except Exception:
@@ -286,7 +302,7 @@ async def sweep_alerts(
         return []
     events: list[AlertEvent] = []
     for target in targets:
-        events += await _sweep_job(db, settings, target, policy or DeliveryPolicy(), now)
+        events += await _sweep_job(db, settings, target, policy or DeliveryPolicy(), clock)
     return events
 
 
@@ -297,5 +313,5 @@ async def sweep_alerts_forever(
     interval = timedelta(seconds=settings.alert_sweep_seconds)
     while True:
         started = clock.now()
-        await sweep_alerts(db, settings, policy=policy, now=started)
+        await sweep_alerts(db, settings, clock=clock, policy=policy)
         await clock.sleep_until(started + interval)

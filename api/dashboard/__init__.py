@@ -1,4 +1,4 @@
-"""The web dashboard: three static files served from this package, no build step.
+"""The web dashboard: static files served from this package (a page, a style sheet, six scripts), no build step.
 
 The page itself is open (no token); it signs in with a workspace token kept in the tab's sessionStorage and
 calls the same REST API as any client, so it can show nothing the token could not read anyway.
@@ -12,7 +12,8 @@ from aiohttp import web
 
 routes = web.RouteTableDef()
 
-_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+_SCRIPTS = ("api.js", "words.js", "forms.js", "jobs.js", "job.js", "app.js")  # index.html loads them in this order
+_FILES = {"index.html": "text/html", "style.css": "text/css", **dict.fromkeys(_SCRIPTS, "text/javascript")}
 # Everything the page loads comes from this origin; no inline script, no third-party anything.
 _HEADERS = {
     "Cache-Control": "no-cache",
@@ -37,6 +38,9 @@ async def dashboard_page(request: web.Request) -> web.Response:
     return _asset("index.html")
 
 
-@routes.get("/dashboard/{name:app\\.js|style\\.css}")
+@routes.get("/dashboard/{name:[a-z]+\\.(?:js|css)}")
 async def dashboard_asset(request: web.Request) -> web.Response:
-    return _asset(request.match_info["name"])
+    name = request.match_info["name"]
+    if name not in _FILES:
+        raise web.HTTPNotFound()
+    return _asset(name)

@@ -19,10 +19,12 @@ class Batch:
 
     `cursor` is None when this batch does not complete a resumable position (a Singer tap that has
     not yet sent STATE, an HTTP API before its last page): nothing is saved after it.
+    `skipped_no_cursor` counts documents an incremental read left out for lacking the cursor field.
     """
 
     records: list[Record]
     cursor: Any | None = None
+    skipped_no_cursor: int = 0
 
 
 class Source(Protocol):
@@ -42,6 +44,15 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class IncrementalOptions:
+    """How a job reads incrementally: `lookback_seconds` re-read behind the cursor (late arrivals);
+    `include_missing_cursor` re-reads the documents without the cursor field each run."""
+
+    lookback_seconds: float = 0
+    include_missing_cursor: bool = False
+
+
 def build_source(
     kind: str,
     config: Mapping[str, Any],
@@ -50,13 +61,14 @@ def build_source(
     egress: Any = None,
     mongo_client: Any = None,
     control: frozenset[tuple[str, int]] = frozenset(),
+    incremental: IncrementalOptions | None = None,
 ) -> Source:
     """The source for a `data_sources` document's kind and (unredacted) config; `mongo_client`, if given,
     is the caller's client for a `mongodb` source's uri."""
     if kind == "mongodb":
         from syncjobs.executor.sources.mongodb import MongoSource
 
-        return MongoSource(config, batch_size=batch_size, client=mongo_client)
+        return MongoSource(config, batch_size=batch_size, client=mongo_client, options=incremental)
     if kind == "http":
         from syncjobs.executor.sources.http import HttpSource
 

@@ -127,7 +127,7 @@ class CommandSource:
         proc = await self._start(extra)
         assert proc.stdout is not None and proc.stderr is not None
         stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-        drain = asyncio.create_task(_drain(proc.stderr, stderr_tail))
+        drain = asyncio.create_task(_drain(proc.stderr, stderr_tail), name=f"tap {proc.pid} stderr")
         key_properties: list[str] = []
         pending: list[Record] = []
         try:

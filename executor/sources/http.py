@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -18,6 +17,7 @@ from urllib.parse import urljoin
 import aiohttp
 from syncjobs.executor.sources import Batch, Record, SourceError
 from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
+from syncjobs.shared.retry import Backoff
 from syncjobs.shared.secret_fields import scrub
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -77,12 +77,12 @@ class HttpSource:
         self._headers = {str(k): str(v) for k, v in (config.get("headers") or {}).items()}
         retry = config.get("retry") or {}
         self._max_attempts = int(retry.get("maxAttempts", DEFAULT_MAX_ATTEMPTS))
-        self._backoff = float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS))
+        self._backoff = Backoff(float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS)), jitter=True)
         self._timeout = aiohttp.ClientTimeout(
             total=float(config.get("timeoutSeconds", 60)),
             sock_read=float(config.get("readTimeoutSeconds", DEFAULT_READ_TIMEOUT_SECONDS)),
         )
-        self._max_bytes = min(
+        self._max_bytes = min(  # a tenant may lower the bound, never raise it
             int(config.get("maxResponseBytes", DEFAULT_MAX_RESPONSE_BYTES)), DEFAULT_MAX_RESPONSE_BYTES
         )
         self._sleep = sleep
@@ -102,7 +102,7 @@ class HttpSource:
         """GET with retries; returns the decoded body and the response headers."""
         shown = scrub(url.split("?", 1)[0], [])  # never the query nor user-info: either may hold a secret
         for attempt in range(1, self._max_attempts + 1):
-            wait = self._backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+            wait = self._backoff.seconds(attempt)
             try:
                 async with self._client().get(url, params=dict(params)) as response:
                     if response.status in RETRY_STATUSES and attempt < self._max_attempts:

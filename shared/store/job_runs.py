@@ -10,7 +10,7 @@ from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import ACTIVE_STATUSES, NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
+from syncjobs.shared.models import NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 
 MAX_PAGE = 100
@@ -67,6 +67,14 @@ async def create_manual_run(db: Database, job: SyncJob, now: datetime) -> JobRun
             continue
         return from_document(JobRun, doc)
     raise Conflict("too many manual runs asked at once", [{"field": "id", "message": "try again"}])
+
+
+async def record_state_reset(db: Database, job: SyncJob, now: datetime, cleared: int) -> JobRun:
+    """The run history's note that an operator reset the job's sync state (`cleared` cursors and tokens)."""
+    doc = new_run_document(job, trigger="reset", scheduled_for=now, status=RunStatus.RESET, now=now)
+    doc |= {"finishedAt": to_ms(now), "stats": {"statesCleared": cleared}}
+    await db.job_runs.insert_one(doc)
+    return from_document(JobRun, doc)
 
 
 async def get_run(db: Database, run_id: ObjectId) -> JobRun:
@@ -176,32 +184,6 @@ async def insert_fires(db: Database, docs: list[Document]) -> list[Document]:
     return docs
 
 
-async def start_run(db: Database, run_id: ObjectId, *, worker_id: str, token: int, now: datetime) -> bool:
-    """pending -> running under the leader's token; False when the run is gone, started, or fenced off."""
-    result = await db.job_runs.update_one(
-        _fenced(run_id, token, status=RunStatus.PENDING),
-        {"$set": {"status": RunStatus.RUNNING, "startedAt": to_ms(now), "workerId": worker_id, "fencingToken": token}},
-    )
-    return result.modified_count == 1
-
-
-async def finish_run(
-    db: Database,
-    run_id: ObjectId,
-    *,
-    token: int,
-    status: RunStatus,
-    now: datetime,
-    fields: dict[str, Any] | None = None,
-) -> bool:
-    """pending/running -> a final status with its outcome fields, under the leader's token."""
-    result = await db.job_runs.update_one(
-        _fenced(run_id, token, status={"$in": sorted(ACTIVE_STATUSES)}),
-        {"$set": {"status": status, "finishedAt": to_ms(now), "fencingToken": token, **(fields or {})}},
-    )
-    return result.modified_count == 1
-
-
 async def mark_lost(db: Database, run: Document, *, token: int, now: datetime, duration_ms: int | None) -> bool:
     """The leader fails a run whose lease lapsed (`worker lost`), only if no heartbeat landed since it
     looked (its leaseUntil is still the one seen)."""
@@ -252,7 +234,8 @@ async def claim_run(db: Database, claimant: Claimant, pending: Document, *, now:
     """pending -> running in one atomic write by `_id`; None when the run is not pending (another replica
     claimed it, or it was skipped) or not yet due. `pending` is the run as the claimer knows it (at least
     PENDING_RUN_FIELDS, which a pending run never changes); the run as claimed is that with the claim's
-    fields, not read back: SecantusDB answers a findAndModify in ~6 ms, an update in ~1.6 ms.
+    fields, not read back: an update answers several times faster than a findAndModify (bench/RESULTS.md,
+    "figures behind the code").
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
     exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""

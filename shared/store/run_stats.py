@@ -8,7 +8,7 @@ per job with its last few runs, never the history itself.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from syncjobs.shared.models import (
     from_document,
 )
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.store import sync_state
 
 RECENT_RUNS = 10
 
@@ -47,6 +48,7 @@ class JobRunStats:
     failure_streak_since: datetime | None = None
     first_missed_at: datetime | None = None
     recent_runs: list[JobRun] = field(default_factory=list)
+    change_stream_resume_at: datetime | None = None  # a changeStream job's resume point (cluster time)
 
     @property
     def success_rate(self) -> float | None:
@@ -85,7 +87,8 @@ def _created_if(statuses: Iterable[RunStatus]) -> Document:
 def _runs_in_range(workspace_id: ObjectId, since: datetime, job_id: ObjectId | None) -> Document:
     """The workspace's runs in the range, on the (workspaceId, createdAt) index; or one job's, on the
     (jobId, createdAt) index, with no workspace term: beside it SecantusDB plans the workspace index and
-    reads every run of the workspace (20 ms at 1,000 runs against 0.5 ms, on every run's alert check)."""
+    reads every run of the workspace, on every run's alert check (bench/RESULTS.md, "figures behind the
+    code")."""
     if job_id is not None:
         return {"jobId": job_id, "createdAt": {"$gte": since}}
     return {"workspaceId": workspace_id, "createdAt": {"$gte": since}}
@@ -179,7 +182,11 @@ async def job_run_stats(
     summaries = await _aggregate(db, summary_pipeline(workspace_id, since))
     streak_query = streak_pipeline(workspace_id, since, list(summaries.values()))
     streaks = await _aggregate(db, streak_query) if streak_query else {}
-    return [_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs]
+    resume_times = await sync_state.change_stream_resume_times(db, job_ids=[job["_id"] for job in jobs])
+    return [
+        replace(entry, change_stream_resume_at=resume_times.get(entry.job_id))
+        for entry in (_stats_from(job, summaries.get(job["_id"], {}), streaks.get(job["_id"], {})) for job in jobs)
+    ]
 
 
 async def one_job_run_stats(db: Database, job: Document, since: datetime) -> JobRunStats:
@@ -188,7 +195,10 @@ async def one_job_run_stats(db: Database, job: Document, since: datetime) -> Job
     summaries = await _aggregate(db, summary_pipeline(workspace_id, since, job_id))
     streak_query = streak_pipeline(workspace_id, since, list(summaries.values()), job_id)
     streaks = await _aggregate(db, streak_query) if streak_query else {}
-    return _stats_from(job, summaries.get(job_id, {}), streaks.get(job_id, {}))
+    resume_at = (await sync_state.change_stream_resume_times(db, job_ids=[job_id])).get(str(job_id))
+    return replace(
+        _stats_from(job, summaries.get(job_id, {}), streaks.get(job_id, {})), change_stream_resume_at=resume_at
+    )
 
 
 async def count_runs_by_status(db: Database) -> dict[str, int]:

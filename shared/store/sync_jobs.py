@@ -14,7 +14,7 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.store import data_sources, destinations, job_runs
+from syncjobs.shared.store import data_sources, destinations, job_runs, sync_state
 
 LIST_LIMIT = 1000
 
@@ -39,6 +39,10 @@ async def _editable_fields(db: Database, workspace_id: ObjectId, body: SyncJobIn
     schedule = parse_schedule(body.schedule.cron, body.schedule.timezone)
     fields = body.model_dump(by_alias=True)
     fields["dataSourceId"] = await _reference(db, workspace_id, "dataSourceId", body.data_source_id)
+    if body.sync_mode == "changeStream":
+        source = await data_sources.store.get_sealed(db, fields["dataSourceId"])
+        if source.get("kind") != "mongodb":
+            raise ValidationFailed("syncMode", "changeStream needs a mongodb data source")
     fields["destinationDatabaseId"] = await _reference(
         db, workspace_id, "destinationDatabaseId", body.destination_database_id
     )
@@ -142,10 +146,11 @@ async def _written(db: Database, doc: Document | None, now: datetime) -> SyncJob
 
 
 async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> None:
-    """Delete the job; its run history stays until retention removes it."""
+    """Delete the job and its cursors and resume point; its run history stays until retention removes it."""
     result = await db.syncjobs.delete_one({"_id": job_id, "workspaceId": workspace_id})
     if result.deleted_count == 0:
         raise NotFound("sync job not found")
+    await sync_state.reset_job_state(db, job_id)
 
 
 # --- worker operations ---

@@ -12,14 +12,18 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
+from pymongo import MongoClient
 from syncjobs.shared.tap_isolation import isolation
 
-from tests.fixtures.syncjobs_up import UpStack
+from tests.fixtures.eventually import eventually_blocking
+from tests.fixtures.syncjobs_up import UpStack, running_up
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,20 +40,26 @@ def readme_api_script() -> str:
     return match.group(1)
 
 
-def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) -> None:
+@pytest.fixture
+def demo_stack(tmp_path: Path) -> Iterator[UpStack]:
+    """`syncjobs up --demo` once its demo has run: the quickstart the walk-through follows."""
+    with running_up(tmp_path, "--demo") as stack:
+        eventually_blocking(lambda: "demo: run " in stack.log.read_text(), "the demo's run", within=120)
+        yield stack
+
+
+def test_the_readme_walkthrough_runs_as_written(demo_stack: UpStack, tmp_path: Path) -> None:
+    stack = demo_stack
     answers = tmp_path / "answers.jsonl"
     script = readme_api_script()
-    assert re.search(r"^API=.*$", script, re.MULTILINE)
     # The one placeholder a reader fills in by hand: the `next` of a previous page (here: the newest run).
     script = script.replace(
         "before=<next>",
         'before=$(command curl -s "${auth[@]}" '
-        '"$API/api/workspaces/$WS/sync-jobs/$JOB/runs?limit=1" | python3 -c '
+        '"$SYNCJOBS_API/api/workspaces/$SYNCJOBS_WORKSPACE/sync-jobs/$JOB/runs?limit=1" | python3 -c '
         "\"import json, sys; print(json.load(sys.stdin)['runs'][0]['id'])\")",
     )
-    values = f"API={stack.url} TOKEN={shlex.quote(stack.token)} WS={shlex.quote(stack.workspace_id)}"
-    script = re.sub(r"^API=.*$", lambda _: values, script, count=1, flags=re.MULTILINE)
-    log, python, database = (shlex.quote(str(answers)), shlex.quote(sys.executable), shlex.quote(stack.database_uri))
+    log, python = shlex.quote(str(answers)), shlex.quote(sys.executable)
     prelude = "\n".join(
         [
             "set -euo pipefail",
@@ -58,13 +68,14 @@ def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) 
             '  local out; out=$(command curl --fail-with-body -sS "$@")',
             f"  printf '%s\\n' \"$out\" >> {log}; printf '%s' \"$out\"",
             "}",
-            f'syncjobs() {{ SYNCJOBS_MONGODB_URI={database} {python} -P -m syncjobs "$@"; }}',
+            f'syncjobs() {{ {python} -P -m syncjobs "$@"; }}',
+            stack.export_line,  # as pasted from the banner (localhost: the API listens on every address)
             "",
         ]
     )
     started = datetime.now(UTC)
     result = subprocess.run(["bash", "-c", prelude + script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + answers.read_text()[-1500:]
 
     bodies: list[Any] = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
     assert {"status": "ok", "details": {"tapIsolation": isolation()}} in bodies
@@ -81,3 +92,14 @@ def test_the_readme_walkthrough_runs_as_written(stack: UpStack, tmp_path: Path) 
     assert len(status["nextRuns"]) == 5
     assert any(set(body) == {"runId", "status"} for body in bodies)
     assert any(set(body) == {"runs", "next"} for body in bodies)
+    # the walk-through's source is the demo's database: its manual run of orders and customers really syncs
+    [run_id] = [body["runId"] for body in bodies if set(body) == {"runId", "status"}]
+    run = eventually_blocking(lambda: _ended_run(stack, run_id), "the walk-through's run ends", within=60)
+    assert run["status"] == "succeeded", run
+    assert set(run["stats"]["entities"]) == {"orders", "customers"}
+
+
+def _ended_run(stack: UpStack, run_id: str) -> dict[str, Any] | None:
+    with MongoClient(stack.database_uri) as client:
+        run = client.syncjobs.job_runs.find_one({"_id": ObjectId(run_id)})
+    return run if run is not None and run["status"] not in ("pending", "running") else None

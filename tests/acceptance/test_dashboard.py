@@ -195,10 +195,9 @@ def _drive(stack: UpStack, receiver: Recorder, hook_port: int, source_port: int)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(stack.url + "/dashboard")
-            page.fill("#workspace-input", stack.workspace_id)
-            page.fill("#token-input", stack.token)
-            page.click("button[type=submit]")
-            card = page.locator(f"article.job[data-job-id='{job['id']}']")
+            page.fill("#token-input", stack.token)  # the admin token: it views the first workspace
+            page.click("#sign-in-form button[type=submit]")
+            card = page.locator(f"tr.job[data-job-id='{job['id']}']")
             expect(card.locator(".badge")).to_have_attribute("data-status", "failing")
             expect(card.locator(".badge")).to_have_css("color", "rgb(198, 40, 40)")
             expect(card.locator(".last-error")).to_have_css("color", "rgb(198, 40, 40)")
@@ -216,15 +215,16 @@ def _drive(stack: UpStack, receiver: Recorder, hook_port: int, source_port: int)
                 )
 
             card.locator("a").first.click()
-            runs = page.locator("article.run")
+            runs = page.locator("details.run")
             expect(runs.first).to_be_visible()
-            manual_before = page.locator("article.run:has-text('manual')").count()
+            manual_before = page.locator("details.run:has-text('manual')").count()
             page.click(".actions .run-now")
-            expect(page.locator("article.run:has-text('manual')")).to_have_count(manual_before + 1)
-            expect(page.locator("article.run:has-text('manual')").first).to_have_attribute(
+            expect(page.locator("details.run:has-text('manual')")).to_have_count(manual_before + 1)
+            expect(page.locator("details.run:has-text('manual')").first).to_have_attribute(
                 "data-status", "failed", timeout=WAIT_SECONDS * 1000
             )
-            failed_manual = page.locator("article.run:has-text('manual')").first
+            failed_manual = page.locator("details.run:has-text('manual')").first
+            failed_manual.locator("summary").click()  # a run's detail opens from its summary line
             expect(failed_manual.locator("tr[data-entity='orders']")).to_be_visible()
             expect(failed_manual.locator("tr.entity-error")).to_contain_text(str(source_port))
             page.screenshot(path=str(ARTIFACTS / "dashboard-job.png"), full_page=True)
@@ -236,7 +236,7 @@ def _drive(stack: UpStack, receiver: Recorder, hook_port: int, source_port: int)
                 expect(page.locator("h1.job-title .badge")).to_have_attribute(
                     "data-status", "active", timeout=WAIT_SECONDS * 1000
                 )
-                read = page.locator("article.run[data-status='succeeded'] tr[data-entity='orders'] td").nth(1)
+                read = page.locator("details.run[data-status='succeeded'] tr[data-entity='orders'] td").nth(1)
                 expect(read).to_have_text("1")
             finally:
                 source_server.shutdown()

@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pymongo import MongoClient
+from syncjobs.shared.embedded import free_port
 
 from syncjobs.up import stop_children
 from tests.fixtures.eventually import eventually_blocking
-from tests.fixtures.syncjobs_up import UpStack, running_up
+from tests.fixtures.syncjobs_up import UpStack, running_up, up_command, up_environment
 
 pytestmark = pytest.mark.slow
 
@@ -187,3 +188,89 @@ def test_a_second_stop_signal_kills_the_children_at_once() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
     assert [child.returncode for child in children] == [-signal.SIGKILL, -signal.SIGKILL]
     assert elapsed < 60  # far below the 600 s budget: the signal cut the wait short
+
+
+def _database_port(stack: UpStack) -> int:
+    return int(re.search(r":(\d+)/", stack.database_uri).group(1))  # type: ignore[union-attr]
+
+
+def test_a_second_up_on_a_taken_port_exits_2_naming_the_port_and_prints_no_banner(
+    stack: UpStack, tmp_path: Path
+) -> None:
+    clashes = {
+        "--port": up_command(tmp_path / "other", stack.port),
+        "--db-port": up_command(tmp_path / "other", free_port(), "--db-port", str(_database_port(stack))),
+    }
+    for flag, command in clashes.items():
+        result = subprocess.run(command, env=up_environment(), capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stdout + result.stderr
+        taken = stack.port if flag == "--port" else _database_port(stack)
+        assert f"port {taken} is taken" in result.stderr and flag in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "syncjobs is up" not in result.stdout + result.stderr
+    assert not (tmp_path / "other" / "db").exists()  # nothing was started
+    assert stack.process.poll() is None and stack.call("GET", stack.ws())["name"] == "default"
+
+
+def test_up_keeps_its_database_address_and_saved_sources_work_after_a_restart(tmp_path: Path) -> None:
+    with running_up(tmp_path) as first:
+        source, destination = first.crm_to_warehouse()
+        with MongoClient(first.database_uri) as client:
+            client.crm.customers.insert_many([{"_id": n, "name": f"c{n}"} for n in range(3)])
+        job = first.call(
+            "POST",
+            first.ws("/sync-jobs"),
+            {
+                "name": "crm-full",
+                "dataSourceId": source["id"],
+                "destinationDatabaseId": destination["id"],
+                "schedule": {"cron": "0 * * * *"},
+            },
+        )
+        assert str(_database_port(first)) == (tmp_path / "data" / "db-port").read_text().strip()
+        assert first.export_line == (
+            f"export SYNCJOBS_API=http://localhost:{first.port} SYNCJOBS_TOKEN={first.token} "
+            f"SYNCJOBS_WORKSPACE={first.workspace_id} SYNCJOBS_MONGODB_URI='{first.database_uri}'"
+        )
+    # restarted in the shell where the banner's export line was pasted: its own URI still embeds
+    with running_up(tmp_path, SYNCJOBS_MONGODB_URI=first.database_uri) as second:
+        assert second.database_uri == first.database_uri
+        run = second.call("POST", second.ws(f"/sync-jobs/{job['id']}/run"))
+        ended = eventually_blocking(
+            lambda: _ended(second, job["id"], run["runId"]), "the run after the restart ends", within=60
+        )
+        assert ended["status"] == "succeeded", ended
+        with MongoClient(second.database_uri) as client:
+            assert client.warehouse.customers.count_documents({}) == 3
+
+
+def _ended(stack: UpStack, job_id: str, run_id: str) -> dict[str, object] | None:
+    runs = stack.call("GET", stack.ws(f"/sync-jobs/{job_id}/runs?limit=5"))["runs"]
+    run = next(run for run in runs if run["id"] == run_id)
+    return run if run["status"] not in ("pending", "running") else None
+
+
+def test_up_logs_requests_at_debug_and_a_failed_run_at_warning_with_its_error(stack: UpStack) -> None:
+    source, destination = stack.crm_to_warehouse()
+    job = stack.call(
+        "POST",
+        stack.ws("/sync-jobs"),
+        {
+            "name": "fails",
+            "dataSourceId": source["id"],
+            "destinationDatabaseId": destination["id"],
+            "schedule": {"cron": "0 0 * * *"},
+            "entities": {"include": ["no_such_collection"], "exclude": []},
+        },
+    )
+    run = stack.call("POST", stack.ws(f"/sync-jobs/{job['id']}/run"))
+    ended = eventually_blocking(lambda: _ended(stack, job["id"], run["runId"]), "the failing run ends", within=60)
+    assert ended["status"] == "failed"
+
+    def finished() -> list[dict[str, object]]:
+        events = [json.loads(line) for line in stack.logs().splitlines() if line.startswith("{")]
+        return [e for e in events if e.get("event") == "run_finished" and e.get("run_id") == run["runId"]]
+
+    [logged] = eventually_blocking(finished, "the failed run in up's log", within=30)
+    assert logged["level"] == "warning" and "no_such_collection" in str(logged["error"])
+    assert '"http_request"' not in stack.logs()  # requests are at debug; up logs at info

@@ -172,6 +172,8 @@ async def test_status(tenant: Tenant, db: Database, clock: FakeClock) -> None:
         "nextRuns": [f"2026-01-15T{hour}:00:00+00:00" for hour in (13, 14, 15, 16, 17)],
         "averageDurationMs": None,
         "recentRuns": [],
+        "changeStreamResumeAt": None,  # an incremental job: no resume point
+        "changeStreamLagSeconds": None,
     }
     run_ids = []
     for _ in range(6):

@@ -12,8 +12,8 @@ async def test_the_page_and_its_assets_need_no_token(api: Api) -> None:
         assert response.status == 302 and response.headers["Location"] == "/dashboard/"
     for path, content_type in (
         ("/dashboard/", "text/html"),
-        ("/dashboard/app.js", "text/javascript"),
         ("/dashboard/style.css", "text/css"),
+        *((f"/dashboard/{name}.js", "text/javascript") for name in ("api", "words", "forms", "jobs", "job", "app")),
     ):
         async with api.client.get(path) as response:
             assert response.status == 200, path
@@ -23,9 +23,10 @@ async def test_the_page_and_its_assets_need_no_token(api: Api) -> None:
     async with api.client.get("/dashboard/") as response:
         page = await response.text()
     assert '<script src="/dashboard/app.js" defer></script>' in page and 'id="sign-in-form"' in page
+    assert '<link rel="icon" href="data:,">' in page  # no /favicon.ico request, so no 401 for it
 
 
 async def test_nothing_else_is_served_from_the_package(api: Api) -> None:
-    for path in ("/dashboard/__init__.py", "/dashboard/../app.py", "/dashboard/index.html.bak"):
+    for path in ("/dashboard/__init__.py", "/dashboard/../app.py", "/dashboard/index.html.bak", "/dashboard/other.js"):
         async with api.client.get(path) as response:
             assert response.status in (401, 404), path

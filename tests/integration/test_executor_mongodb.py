@@ -38,6 +38,7 @@ async def test_full_sync_copies_selected_collections_then_only_the_edits(db: Dat
             "deleted": 0,
             "unchanged": 0,
             "failed": 0,
+            "skippedNoCursor": 0,
             "durationMs": 0,
         }
         assert result["stats"]["totals"]["inserted"] == 15

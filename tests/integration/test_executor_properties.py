@@ -61,10 +61,10 @@ class WritesFailAt(Destination):
         self.fails_at = fails_at
         self.calls = 0
 
-    async def write(self, entity: str, *, inserts: Any = (), replaces: Any = ()) -> WriteCounts:
+    async def write(self, entity: str, *, inserts: Any = (), replaces: Any = (), retyped: Any = ()) -> WriteCounts:
         self.calls += 1
         if self.calls != self.fails_at:
-            return await super().write(entity, inserts=inserts, replaces=replaces)
+            return await super().write(entity, inserts=inserts, replaces=replaces, retyped=retyped)
         inserts, replaces = list(inserts), list(replaces)
         await super().write(entity, inserts=inserts[: len(inserts) // 2], replaces=replaces[: len(replaces) // 2])
         raise DestinationError("connection lost during a bulk write")

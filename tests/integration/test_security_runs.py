@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from bson import ObjectId
 from syncjobs.executor.guard import check_connected
+from syncjobs.shared.clock import SystemClock
 from syncjobs.shared.connection_rules import ConnectionRules, ControlCluster, TargetRefused
 from syncjobs.shared.egress import EgressPolicy
 from syncjobs.shared.mongo import Database, connect
@@ -190,12 +191,14 @@ async def test_a_webhook_on_loopback_is_not_delivered(
     body = WebhookInput.model_validate({"url": internal_service.url + "/hook"})
     await create_webhook(db, ws, body, datetime.now(UTC))
     event = AlertEvent("alert.opened", "consecutive_failures", str(ObjectId()), {"text": "x"})
-    await announce(db, ws, [event], DeliveryPolicy(attempts=3, first_backoff_seconds=0), EgressPolicy())
+    await announce(db, ws, [event], DeliveryPolicy(attempts=3, first_backoff_seconds=0), EgressPolicy(), SystemClock())
     [delivery] = await db.webhook_deliveries.find().to_list()
     assert delivery["outcome"] == "failed" and delivery["attempts"] == 1
     assert "127.0.0.1" in delivery["error"] and "egress policy" in delivery["error"]
     assert internal_service.hits == []
-    await announce(db, ws, [event], DeliveryPolicy(), EgressPolicy.from_strings(settings.allowed_networks))
+    await announce(
+        db, ws, [event], DeliveryPolicy(), EgressPolicy.from_strings(settings.allowed_networks), SystemClock()
+    )
     assert internal_service.hits == ["/hook"]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from bson import ObjectId
+from structlog.testing import capture_logs
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.models import WebhookInput
 from syncjobs.shared.mongo import Database, Document
@@ -21,6 +22,7 @@ from syncjobs.shared.settings import AlertThresholds, Settings
 from syncjobs.shared.store.webhooks import create_webhook
 from syncjobs.worker.notifier import DeliveryPolicy, on_run_finished
 
+from tests.fixtures.fake_clock import FakeClock
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 
 NO_WAIT = DeliveryPolicy(attempts=3, first_backoff_seconds=0, timeout_seconds=10)
@@ -73,7 +75,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 async def _finish(db: Database, settings: Settings, job: Document, status: str, at: datetime) -> list[str]:
     [run_id] = await insert_runs(db, job, [status], at)
-    events = await on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, now=at + timedelta(seconds=5))
+    events = await on_run_finished(
+        db, settings, job["_id"], run_id, policy=NO_WAIT, clock=FakeClock(at + timedelta(seconds=5))
+    )
     return [f"{event.name}:{event.kind}" for event in events]
 
 
@@ -177,7 +181,21 @@ async def test_concurrent_evaluations_of_one_job_announce_an_alert_once(
     now = start + timedelta(minutes=30)
 
     results = await asyncio.gather(
-        *(on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, now=now) for run_id in run_ids)
+        *(on_run_finished(db, settings, job["_id"], run_id, policy=NO_WAIT, clock=FakeClock(now)) for run_id in run_ids)
     )
     assert sorted(len(events) for events in results) == [0, 0, 1]
     assert [event["alert"]["kind"] for event in receiver.events()] == ["consecutive_failures"]
+
+
+async def test_an_opened_alert_is_logged_at_warning_a_resolved_one_at_info(db: Database, settings: Settings) -> None:
+    settings = settings.with_overrides(alerts=AlertThresholds(min_executions=10))  # only the streak alerts
+    job = await insert_job(db, ObjectId(), "orders")
+    start = to_ms(datetime.now(UTC) - timedelta(hours=1))
+    with capture_logs() as logged:
+        for minutes, status in ((0, "failed"), (5, "failed"), (10, "failed"), (15, "succeeded")):
+            await _finish(db, settings, job, status, start + timedelta(minutes=minutes))
+    changes = [(e["log_level"], e["events"]) for e in logged if e["event"] == "alerts_changed"]
+    assert changes == [
+        ("warning", ["alert.opened:consecutive_failures"]),
+        ("info", ["alert.resolved:consecutive_failures"]),
+    ]

@@ -28,7 +28,9 @@ async def _failing_job(db: Database, settings: Settings, ws: ObjectId, name: str
     """A job whose three failures at `at` opened its consecutive_failures alert (announced then)."""
     job = await insert_job(db, ws, name)
     run_ids = await insert_runs(db, job, ["failed"] * 3, at, step=timedelta(seconds=5))
-    events = await notifier.on_run_finished(db, settings, job["_id"], run_ids[-1], policy=NO_WAIT, now=at + STREAK)
+    events = await notifier.on_run_finished(
+        db, settings, job["_id"], run_ids[-1], policy=NO_WAIT, clock=FakeClock(at + STREAK)
+    )
     assert [event.name for event in events] == ["alert.opened"]
     return job
 
@@ -108,8 +110,8 @@ async def test_a_second_sweep_at_the_same_time_announces_nothing_again(
     await open_alert(db, ws, Alert(job_id, "missed_runs", "1 fire not run", now - timedelta(hours=2)), now)
 
     first, second = await asyncio.gather(
-        notifier.sweep_alerts(db, settings, policy=NO_WAIT, now=now),
-        notifier.sweep_alerts(db, settings, policy=NO_WAIT, now=now),
+        notifier.sweep_alerts(db, settings, policy=NO_WAIT, clock=FakeClock(now)),
+        notifier.sweep_alerts(db, settings, policy=NO_WAIT, clock=FakeClock(now)),
     )
     assert sorted(len(events) for events in (first, second)) == [0, 1]
     assert [event["alert"]["kind"] for event in receiver.events()] == ["missed_runs"]

@@ -75,9 +75,9 @@ async def test_a_resume_token_past_the_servers_history_resyncs_the_jobs_and_edit
     db = forgetful_db
     edited = await make_job(db, "ok", "0 * * * *", T0)
     deleted = await make_job(db, "ok-too", "0 * * * *", T0)
-    edited_key, deleted_key = f"job:{edited['_id']}", f"job:{deleted['_id']}"
+    edited_key, deleted_key = edited["_id"], deleted["_id"]
     await harness.start()
-    assert harness.feed.streaming
+    assert await harness.streaming()
     await _cut_leader_streams(db, "alwaysOn")
     try:
         assert await eventually(lambda: _not_streaming(harness))
@@ -109,11 +109,11 @@ async def _set_cron(db: Database, job: Document, cron: str) -> None:
 
 
 async def _streaming(harness: Harness) -> bool:
-    return harness.feed.streaming
+    return await harness.streaming()
 
 
 async def _not_streaming(harness: Harness) -> bool:
-    return not harness.feed.streaming
+    return not await harness.streaming()
 
 
 async def test_an_invalidated_stream_is_reopened_and_the_jobs_reread(db: Database, settings: Settings) -> None:
@@ -122,11 +122,11 @@ async def test_an_invalidated_stream_is_reopened_and_the_jobs_reread(db: Databas
     async with leadership_harness(db, settings) as harness:
         dropped = await make_job(db, "ok", "0 * * * *", T0)
         await harness.start()
-        dropped_key = f"job:{dropped['_id']}"
+        dropped_key = dropped["_id"]
         assert await harness.planned_at(dropped_key, T0 + timedelta(hours=1))
         await db.client.drop_database(db.name)
         assert await eventually(lambda: harness.planned_at(dropped_key, None))
         await ensure_indexes(db)
         made_after = await make_job(db, "ok", "*/5 * * * * *", T0)
-        assert await eventually(lambda: harness.planned_at(f"job:{made_after['_id']}", T0 + timedelta(seconds=5)))
+        assert await eventually(lambda: harness.planned_at(made_after["_id"], T0 + timedelta(seconds=5)))
         assert await eventually(lambda: _streaming(harness))

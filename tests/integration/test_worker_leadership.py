@@ -14,6 +14,7 @@ from syncjobs.shared.models import SyncJob, SyncJobInput, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store.job_runs import Claimant
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
@@ -79,10 +80,11 @@ async def test_a_stale_leader_cannot_write_a_run_a_newer_leader_touched(db: Data
         db, job, trigger="schedule", scheduled_for=T0, attempt=1, status="pending", worker_id="new", token=5, now=T0
     )
     assert run is not None
-    assert not await job_runs.start_run(db, run["_id"], worker_id="old", token=4, now=T0)
-    assert await job_runs.start_run(db, run["_id"], worker_id="new", token=5, now=T0)
-    assert not await job_runs.finish_run(db, run["_id"], token=4, status="succeeded", now=T0)
-    assert await job_runs.finish_run(db, run["_id"], token=6, status="failed", now=T0, fields={"error": "worker lost"})
+    assert await job_runs.claim_run(db, Claimant("claimer", "instance", 30.0), run, now=T0) is not None
+    claimed = await db.job_runs.find_one({"_id": run["_id"]})  # as the leader reads it: its lease as stored
+    assert claimed is not None
+    assert not await job_runs.mark_lost(db, claimed, token=4, now=T0, duration_ms=None)
+    assert await job_runs.mark_lost(db, claimed, token=6, now=T0, duration_ms=None)
     assert (await job_runs.get_run(db, run["_id"])).fencing_token == 6
     await sync_jobs.record_run_outcome(db, job["_id"], 6, status="failed", finished_at=T0, error="x", duration_ms=10)
     await sync_jobs.record_run_outcome(db, job["_id"], 5, status="succeeded", finished_at=T0, error=None, duration_ms=1)
@@ -176,20 +178,15 @@ async def _sleeps_until(harness: Harness, instant: datetime) -> bool:
 
 async def test_an_edit_moves_the_next_fire_without_a_restart(harness: Harness, db: Database) -> None:
     job = await make_job(db, "ok", "0 * * * *", T0)
-    key = f"job:{job['_id']}"
     await harness.start()
-    assert harness.leadership.plan.due_of(key) == T0 + timedelta(hours=1)
+    assert await harness.planned_at(job["_id"], T0 + timedelta(hours=1))
     edited = SyncJobInput.model_validate({**_editable(job), "schedule": {"cron": "*/5 * * * * *", "timezone": "UTC"}})
     await sync_jobs.replace_job(db, job["workspaceId"], job["_id"], edited, T0)
-    assert await eventually(lambda: _planned_at(harness, key, T0 + timedelta(seconds=5)))
+    assert await eventually(lambda: harness.planned_at(job["_id"], T0 + timedelta(seconds=5)))
     harness.clock.set(T0 + timedelta(seconds=5))
     await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
     await sync_jobs.set_enabled(db, job["workspaceId"], job["_id"], False, T0)
-    assert await eventually(lambda: _planned_at(harness, key, None))
-
-
-async def _planned_at(harness: Harness, key: str, instant: datetime | None) -> bool:
-    return harness.leadership.plan.due_of(key) == instant
+    assert await eventually(lambda: harness.planned_at(job["_id"], None))
 
 
 def _editable(job: Document) -> dict[str, object]:
@@ -201,7 +198,7 @@ async def test_a_deleted_job_leaves_the_plan(harness: Harness, db: Database) -> 
     job = await make_job(db, "ok", "0 * * * *", T0)
     await harness.start()
     await sync_jobs.delete_job(db, job["workspaceId"], job["_id"])
-    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", None))
+    assert await eventually(lambda: harness.planned_at(job["_id"], None))
 
 
 async def test_a_manual_run_is_picked_up_at_once(harness: Harness, db: Database) -> None:
@@ -223,9 +220,9 @@ async def test_without_change_streams_the_worker_polls(
     await harness.start(poll_seconds=0.1)
     assert harness.feed.polling
     await sync_jobs.set_enabled(db, job["workspaceId"], job["_id"], False, T0)
-    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", None))
+    assert await eventually(lambda: harness.planned_at(job["_id"], None))
     await sync_jobs.set_enabled(db, job["workspaceId"], job["_id"], True, T0)
-    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", T0 + timedelta(hours=1)))
+    assert await eventually(lambda: harness.planned_at(job["_id"], T0 + timedelta(hours=1)))
 
 
 async def test_end_of_term_kills_what_outlives_the_grace_as_cancelled(
@@ -262,7 +259,7 @@ async def test_a_fire_that_cannot_be_written_is_tried_again(
     _fail_once(monkeypatch, job_runs, "insert_fires")
     await harness.start()
     harness.clock.set(T0 + timedelta(seconds=5))
-    assert await eventually(lambda: _planned_at(harness, f"job:{job['_id']}", T0 + timedelta(seconds=6)))
+    assert await eventually(lambda: harness.planned_at(job["_id"], T0 + timedelta(seconds=6)))
     harness.clock.set(T0 + timedelta(seconds=6))
     run = await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
     assert run["scheduledFor"] == T0 + timedelta(seconds=5)
@@ -289,11 +286,10 @@ async def test_the_loop_fires_a_gap_time_once_at_the_end_of_the_gap(db: Database
     assert job["nextRunAt"] == datetime(2027, 3, 14, 7, tzinfo=UTC)
     try:
         await running.start()
-        key = f"job:{job['_id']}"
         running.clock.set(datetime(2027, 3, 14, 7, tzinfo=UTC))
         run = await eventually(lambda: running.run_with(job["_id"], status="succeeded"))
         assert run["scheduledFor"] == datetime(2027, 3, 14, 7, tzinfo=UTC)
-        assert await eventually(lambda: _planned_at(running, key, datetime(2027, 3, 15, 6, 30, tzinfo=UTC)))
+        assert await eventually(lambda: running.planned_at(job["_id"], datetime(2027, 3, 15, 6, 30, tzinfo=UTC)))
     finally:
         await running.stop()
 

@@ -7,6 +7,7 @@ import time
 
 from pymongo.errors import AutoReconnect
 from syncjobs.shared.mongo import Database
+from syncjobs.shared.store import worker_locks
 from syncjobs.shared.store.worker_locks import LAPSED
 from syncjobs.worker.lease import Lease
 
@@ -18,7 +19,7 @@ async def test_concurrent_claims_exactly_one_wins(db: Database) -> None:
     results = await asyncio.gather(*(lease.acquire() for lease in leases))
     assert sorted(results) == [False, False, False, False, True]
     winner = leases[results.index(True)]
-    doc = await winner.current()
+    doc = await worker_locks.current(db)
     assert doc is not None
     assert doc["owner"] == winner.owner
     assert doc["fencingToken"] == 1
@@ -64,15 +65,15 @@ async def test_hold_renews_while_the_lease_is_ours(db: Database) -> None:
     lease = Lease(db, "holder", ttl_seconds=0.9)
     assert await lease.acquire()
     holding = asyncio.create_task(lease.hold())
-    first_heartbeat = (await lease.current() or {})["heartbeatAt"]
-    await eventually(lambda: _heartbeat_after(lease, first_heartbeat), within=10)
+    first_heartbeat = (await worker_locks.current(db) or {})["heartbeatAt"]
+    await eventually(lambda: _heartbeat_after(db, first_heartbeat), within=10)
     assert not holding.done()
     assert lease.is_held()
     holding.cancel()
 
 
-async def _heartbeat_after(lease: Lease, instant: object) -> bool:
-    doc = await lease.current()
+async def _heartbeat_after(db: Database, instant: object) -> bool:
+    doc = await worker_locks.current(db)
     return doc is not None and doc["heartbeatAt"] > instant
 
 
@@ -89,7 +90,7 @@ async def test_a_holder_that_cannot_renew_steps_down_before_its_lease_lapses(db:
     await asyncio.wait_for(lease.hold(), 5)
     assert not lease.is_held()
     assert time.monotonic() >= trusted_until
-    stored = await Lease(db, "reader", ttl_seconds=1.0).current()
+    stored = await worker_locks.current(db)
     assert stored is not None and stored["owner"] == "cut-off"  # it stepped down on its own clock
 
 

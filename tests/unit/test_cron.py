@@ -10,7 +10,7 @@ import pytest
 from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from syncjobs.shared.cron import parse_schedule
+from syncjobs.shared.cron import dst_note, parse_schedule
 from syncjobs.shared.errors import InvalidCron, InvalidTimezone, ValidationFailed
 
 
@@ -270,3 +270,23 @@ def test_invalid_timezone_names_the_field(timezone: str) -> None:
     with pytest.raises(InvalidTimezone) as caught:
         parse_schedule("0 * * * *", timezone)
     assert caught.value.field == "schedule.timezone"
+
+
+def test_dst_note_names_what_daylight_saving_time_did_to_a_fire() -> None:
+    london = "Europe/London"  # 29 March 2026: 01:00 -> 02:00; 25 October 2026: 02:00 -> 01:00
+    shifted = parse_schedule("30 1 * * *", london)
+    [fire] = shifted.next_n(datetime(2026, 3, 28, 12, tzinfo=UTC), 1)
+    assert fire == datetime(2026, 3, 29, 1, tzinfo=UTC) and dst_note(shifted, fire) == "gap_shifted"
+    on_the_hour = parse_schedule("0 2 * * *", london)  # 02:00 exists that day: nothing moved
+    assert dst_note(on_the_hour, on_the_hour.next_after(datetime(2026, 3, 28, 12, tzinfo=UTC))) is None
+    hourly = parse_schedule("30 * * * *", london)  # skips the gap, so none of its fires is shifted
+    fires = hourly.fires_between(datetime(2026, 3, 28, 23, tzinfo=UTC), datetime(2026, 3, 29, 3, tzinfo=UTC))
+    assert [dst_note(hourly, f) for f in fires] == [None] * len(fires)
+    twice = hourly.fires_between(datetime(2026, 10, 24, 23, tzinfo=UTC), datetime(2026, 10, 25, 2, tzinfo=UTC))
+    assert [(f.hour, dst_note(hourly, f)) for f in twice] == [
+        (23, None),
+        (0, "repeated_hour"),  # 01:30 BST
+        (1, "repeated_hour"),  # 01:30 GMT
+    ]
+    utc = parse_schedule("*/10 * * * * *", "UTC")
+    assert dst_note(utc, utc.next_after(datetime(2026, 3, 29, 1, tzinfo=UTC))) is None

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
-from syncjobs.executor.destination import HASH_FIELD, content_hash, id_key
+from syncjobs.executor.bson_ids import id_key
+from syncjobs.executor.destination import HASH_FIELD, content_hash
 from syncjobs.executor.sources import SourceError
 from syncjobs.executor.sources.command import _with_id as singer_record
 from syncjobs.executor.sources.http import _link_next, dig, retry_after_seconds
@@ -78,7 +79,7 @@ def test_past_cursor_filter_breaks_ties_on_id() -> None:
     oid = ObjectId()
     at = datetime(2026, 1, 1, tzinfo=UTC)
     assert past_cursor_filter("updatedAt", at, oid) == {
-        "$or": [{"updatedAt": {"$gt": at}}, {"updatedAt": at, "_id": {"$gt": oid}}]
+        "$or": [{"updatedAt": {"$gt": at}}, {"updatedAt": at, "$expr": {"$gt": ["$_id", {"$literal": oid}]}}]
     }
     after_null = past_cursor_filter("updatedAt", None, oid)
     assert {"updatedAt": {"$ne": None}} in after_null["$or"]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from syncjobs.shared.alerts import JOB_DELETED, NO_LONGER_HOLDS, Alert, alert_transitions, evaluate_job, stale_alerts
+from syncjobs.shared.models import JobRun
 from syncjobs.shared.settings import AlertThresholds, Settings
 from syncjobs.shared.store.run_stats import JobRunStats
 
@@ -97,3 +98,42 @@ def test_a_sweep_resolves_every_open_alert_of_a_deleted_job_saying_so() -> None:
     gone = stale_alerts({"missed_runs", "consecutive_failures"}, None)
     assert (gone.kinds, gone.reason) == (["consecutive_failures", "missed_runs"], JOB_DELETED)
     assert stale_alerts(set(), None).kinds == []
+
+
+def _run(status: str, details: list[dict[str, object]], minutes_ago: int) -> JobRun:
+    at = NOW - timedelta(minutes=minutes_ago)
+    return JobRun.model_validate(
+        {
+            "id": f"r{minutes_ago}",
+            "jobId": "j1",
+            "workspaceId": "w1",
+            "trigger": "schedule",
+            "scheduledFor": at,
+            "status": status,
+            "finishedAt": at,
+            "details": details,
+        }
+    )
+
+
+def test_a_refused_mass_delete_alerts_until_a_run_proceeds() -> None:
+    refused = {"entity": "items", "status": "failed", "error": "source returned 3 of 120", "deletesRefused": {}}
+    latest_refused = stats(recent_runs=[_run("running", [], 0), _run("failed", [refused], 5)])
+    [alert] = evaluate_job(latest_refused, DEFAULTS, NOW)
+    assert (alert.kind, alert.message, alert.since) == (
+        "deletes_refused",
+        "items: source returned 3 of 120",
+        NOW - timedelta(minutes=5),
+    )
+    proceeded = stats(recent_runs=[_run("succeeded", [{"entity": "items", "status": "updated"}], 1)])
+    assert kinds(proceeded) == []
+    assert kinds(stats(recent_runs=[proceeded.recent_runs[0], latest_refused.recent_runs[1]])) == []
+
+
+def test_a_change_stream_resume_point_older_than_the_threshold_alerts() -> None:
+    thresholds = AlertThresholds(change_stream_lag_seconds=3600)
+    assert kinds(stats(change_stream_resume_at=NOW - timedelta(minutes=59)), thresholds) == []
+    [alert] = evaluate_job(stats(change_stream_resume_at=NOW - timedelta(hours=3)), thresholds, NOW)
+    assert (alert.kind, alert.since) == ("change_stream_lag", NOW - timedelta(hours=2))
+    assert alert.message == "change stream resume point is 10,800 s old (threshold 3,600 s)"
+    assert Settings.from_env({"SYNCJOBS_ALERT_CHANGE_STREAM_LAG_SECONDS": "60"}).alerts.change_stream_lag_seconds == 60

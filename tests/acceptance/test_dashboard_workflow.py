@@ -1,0 +1,116 @@
+"""The dashboard as a person works in it, against a real `syncjobs up`, driven by playwright-core (npm) in
+Debian's Chromium: sign in with a workspace token alone, make a source, a destination and a job through the
+forms (a bad cron answered beside its field), run the job and watch its run appear, read a job with 30
+seeded runs of mixed outcomes as a chart and a calendar strip, and check every page with axe-core.
+
+The browser steps are `dashboard_workflow.mjs` beside this file; screenshots go to tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from bson import ObjectId
+from pymongo import MongoClient
+from syncjobs.shared.clock import to_ms
+from syncjobs.shared.models import RunStatus
+from syncjobs.shared.store.job_runs import new_run_document
+
+from tests.fixtures.syncjobs_up import UpStack
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = ROOT / ".tools" / "browser-test" / "node_modules"
+CHROMIUM = Path("/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(420),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed: apt-get install -y chromium"),
+    pytest.mark.skipif(
+        shutil.which("node") is None or not (NODE_MODULES / "playwright-core").is_dir(),
+        reason="node with playwright-core and axe-core in .tools/browser-test (./scripts/test installs them)",
+    ),
+]
+
+# Thirty runs over the last 20 days, one every 16 hours: mostly fine, some failed, one of each other end.
+OUTCOMES = (
+    [RunStatus.SUCCEEDED] * 21
+    + [RunStatus.FAILED] * 5
+    + [
+        RunStatus.TIMED_OUT,
+        RunStatus.CANCELLED,
+        RunStatus.SKIPPED,
+        RunStatus.MISSED,
+    ]
+)
+
+
+def seed_runs(stack: UpStack, job: dict[str, object]) -> None:
+    now = datetime.now(UTC)
+    job_doc = {"_id": ObjectId(str(job["id"])), "workspaceId": ObjectId(str(job["workspaceId"]))}
+    docs = []
+    for index in range(30):
+        status = OUTCOMES[(index * 7) % len(OUTCOMES)]
+        fire = now - timedelta(hours=16 * (30 - index))
+        run = new_run_document(job_doc, trigger="schedule", scheduled_for=fire, status=status, now=fire)
+        if status not in (RunStatus.SKIPPED, RunStatus.MISSED):
+            took = 2000 + (index % 6) * 1500 + (9000 if status == RunStatus.TIMED_OUT else 0)
+            run.update(startedAt=to_ms(fire), finishedAt=to_ms(fire + timedelta(milliseconds=took)), durationMs=took)
+            run.update(stats={"entities": {"orders": {"read": 10 + index, "inserted": index, "updated": 1}}})
+        if status == RunStatus.FAILED:
+            run.update(
+                error=f"orders: connection refused (seeded run {index})", stderrTail="Traceback ...\nOSError: refused\n"
+            )
+        else:
+            run.update(finishedAt=run["finishedAt"] or to_ms(fire))
+        docs.append(run)
+    with MongoClient(stack.database_uri) as client:
+        client["syncjobs"].job_runs.insert_many(docs)
+
+
+def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) -> None:
+    token = stack.call("POST", stack.ws("/tokens"), {"name": "dashboard user"})["token"]
+    read_token = stack.call("POST", stack.ws("/tokens"), {"name": "dashboard reader", "scope": "read"})["token"]
+    source, destination = stack.crm_to_warehouse()
+    seeded = stack.call(
+        "POST",
+        stack.ws("/sync-jobs"),
+        {
+            "name": "nightly-orders",
+            "dataSourceId": source["id"],
+            "destinationDatabaseId": destination["id"],
+            "schedule": {"cron": "0 3 * * *", "timezone": "UTC"},
+        },
+    )
+    seed_runs(stack, seeded)
+    stack.call("POST", "/api/workspaces", {"name": "empty-team"})
+    artifacts = ROOT / "tests" / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    settings = {
+        "url": stack.url,
+        "token": token,
+        "adminToken": stack.token,
+        "readToken": read_token,
+        "workspaceName": stack.call("GET", stack.ws())["name"],
+        "seededJobId": seeded["id"],
+        "databaseUri": stack.database_uri,
+        "artifacts": str(artifacts),
+        "chromium": str(CHROMIUM),
+        "nodeModules": str(NODE_MODULES),
+    }
+    result = subprocess.run(
+        ["node", str(Path(__file__).with_name("dashboard_workflow.mjs"))],
+        env={**os.environ, "WORKFLOW": json.dumps(settings)},
+        capture_output=True,
+        text=True,
+        timeout=360,
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "workflow done" in result.stdout
