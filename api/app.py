@@ -28,7 +28,7 @@ from syncjobs.api.schemas import Health, HealthDetails
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import close_client, connect, ensure_indexes
+from syncjobs.shared.mongo import check_replica_set, close_client, connect, ensure_indexes
 from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import register_environment_admin_token
@@ -62,6 +62,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     client = connect(settings.require_mongodb_uri())
     db = client[settings.database]
     try:
+        await check_replica_set(client, allow_arbiters=settings.allow_arbiters)
         await ensure_indexes(db, settings.run_retention_days)
         if settings.admin_token and not await register_environment_admin_token(db, settings.admin_token):
             log.warning("admin_token_revoked", hint="SYNCJOBS_ADMIN_TOKEN was revoked: set a new one")

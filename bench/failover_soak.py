@@ -1,7 +1,11 @@
 """Fail-over soak: N `syncjobs worker` processes, jobs firing every second, the leader SIGKILLed again and
 again, the database stopped once in the middle for a while. Then every fire that was due is accounted for.
 
-    python -m bench.failover_soak [--workers 3] [--jobs 5] [--kills 200] [--ttl 2] [--outage 20]
+    python -m bench.failover_soak [--workers 3] [--jobs 5] [--kills 200] [--ttl 2] [--outage 20] [--partition]
+
+`--partition`: each worker reaches the database through a TCP proxy of its own, and instead of a SIGKILL
+the leader is cut off (its proxy stops forwarding without closing a socket) for TTL + 2 s, then healed: it
+rejoins as a standby, so the workers stay the same processes.
 
 Prints fires due, double fires (a fire with two runs, or a run executed twice), lost fires (no run and no
 `missed` record), stuck runs (pending/running long after their fire) and the fire lag (scheduledFor to the
@@ -27,6 +31,7 @@ from pymongo.errors import PyMongoError
 from syncjobs.shared.embedded import EmbeddedServer, free_port, start_embedded
 
 from bench.worker_support import DATABASE, WorkerProcess, client, job_docs, next_whole_second, percentiles
+from tests.fixtures.tcp_proxy import TcpProxy
 
 STUCK_AFTER = timedelta(seconds=30)  # the executor takes milliseconds: a run this old not finished is stuck
 SETTLE_SECONDS = 10.0  # after the last kill, before fires are counted
@@ -39,15 +44,32 @@ class Soak:
     workers: int
     ttl: int
     executor: Path
+    database_port: int | None = None  # set: each worker goes through a proxy of its own to this port
     processes: list[WorkerProcess] = field(default_factory=list)
+    proxies: dict[str, TcpProxy] = field(default_factory=dict)
     started = 0
 
     def start_worker(self) -> WorkerProcess:
         self.started += 1
-        env = {"SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl), "SYNCJOBS_EXECUTOR_COMMAND": str(self.executor)}
-        worker = WorkerProcess(self.uri, f"w{self.started}", self.logs, **env)
+        env = {
+            "SYNCJOBS_LEASE_TTL_SECONDS": str(self.ttl),
+            "SYNCJOBS_RUN_LEASE_SECONDS": str(self.ttl),
+            "SYNCJOBS_EXECUTOR_COMMAND": str(self.executor),
+        }
+        worker_id, uri = f"w{self.started}", self.uri
+        if self.database_port is not None:
+            self.proxies[worker_id] = TcpProxy(self.database_port).start()
+            uri = self.proxies[worker_id].uri()
+        worker = WorkerProcess(uri, worker_id, self.logs, **env)
         self.processes.append(worker)
         return worker
+
+    def cut_off(self, worker: WorkerProcess) -> None:
+        """Cut the worker off for TTL + 2 s: its lease lapses and another replica leads; then heal."""
+        proxy = self.proxies[worker.worker_id]
+        proxy.cut()
+        time.sleep(self.ttl + 2)
+        proxy.heal()
 
     def alive(self) -> dict[str, WorkerProcess]:
         return {w.worker_id: w for w in self.processes if w.process.poll() is None}
@@ -55,6 +77,8 @@ class Soak:
     def stop_all(self) -> None:
         for worker in self.processes:
             worker.stop()
+        for proxy in self.proxies.values():
+            proxy.stop()
 
 
 def _executor_script(folder: Path) -> Path:
@@ -149,13 +173,15 @@ def main() -> int:
     parser.add_argument("--outage", type=float, default=20.0, help="seconds the database is stopped (0: none)")
     parser.add_argument("--max-wait", type=float, default=1.5, help="a leader lives 0..this long after firing")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--partition", action="store_true", help="cut the leader off instead of killing it")
     args = parser.parse_args()
     chance = random.Random(args.seed)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         server = start_embedded(work / "db", port=free_port())
-        soak = Soak(server.uri, work, args.workers, args.ttl, _executor_script(work))
+        port = server.port if args.partition else None
+        soak = Soak(server.uri, work, args.workers, args.ttl, _executor_script(work), database_port=port)
         mongo = client(server.uri)
         try:
             first = next_whole_second(datetime.now(UTC), timedelta(seconds=3))
@@ -168,9 +194,12 @@ def main() -> int:
                     server = _outage(server, args.outage)
                 leader = _leader_that_fired(mongo, soak.alive())
                 time.sleep(chance.uniform(0, args.max_wait))
-                leader.process.send_signal(signal.SIGKILL)
-                leader.process.wait()
-                soak.start_worker()
+                if args.partition:
+                    soak.cut_off(leader)
+                else:
+                    leader.process.send_signal(signal.SIGKILL)
+                    leader.process.wait()
+                    soak.start_worker()
                 if kill % 10 == 0 or kill == args.kills:
                     print(f"{kill} kills, {time.monotonic() - started:.0f}s", flush=True)
             _leader_that_fired(mongo, soak.alive())
@@ -182,8 +211,9 @@ def main() -> int:
             mongo.close()
             server.stop()
     outage = f", the database stopped once for {args.outage:g}s" if args.outage else ""
+    how = "leader cuts (partitions)" if args.partition else "leader SIGKILLs"
     print(
-        f"\n{args.workers} workers, {args.jobs} jobs every second, {args.kills} leader SIGKILLs{outage}; "
+        f"\n{args.workers} workers, {args.jobs} jobs every second, {args.kills} {how}{outage}; "
         f"{time.monotonic() - started:.0f}s"
     )
     print(f"fires due:        {tally.due}  ({dict(tally.statuses)})")

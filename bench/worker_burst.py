@@ -40,6 +40,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from syncjobs.shared.models import DataSourceInput, DestinationInput, SyncJob, f
 from syncjobs.shared.mongo import connect, ensure_indexes
 from syncjobs.shared.store import data_sources, destinations, job_runs
 from syncjobs.worker.executor_process import default_executor_command, run_executor
+from syncjobs.worker.fork_server import SERVER_MODULE as FORK_SERVER_MODULE
 from syncjobs.worker.fork_server import ForkServer
 
 from bench.worker_support import (
@@ -96,9 +98,12 @@ async def trivial_source(uri: str) -> tuple[ObjectId, ObjectId, ObjectId]:
         await mongo.close()
 
 
-def own_destinations(mongo: MongoClient[dict[str, Any]], template_id: ObjectId, count: int) -> list[ObjectId]:
+def own_destinations(
+    mongo: MongoClient[dict[str, Any]], template_id: ObjectId, count: int, *, collections_exist: bool = True
+) -> list[ObjectId]:
     """A destination database per job, copies of the template: runs of different jobs never race on
-    one destination document."""
+    one destination document. `collections_exist`: the steady state of an hourly burst (each job has run
+    before); without it the runs create their destinations (a first fire)."""
     destinations_collection = mongo[DATABASE].destinations
     template = destinations_collection.find_one({"_id": template_id})
     assert template is not None
@@ -112,9 +117,19 @@ def own_destinations(mongo: MongoClient[dict[str, Any]], template_id: ObjectId, 
         for i in range(count)
     ]
     destinations_collection.insert_many(copies)
-    for i in range(count):  # the steady state of an hourly burst: each job has run before
-        mongo[f"{DEST_DB}_{i}"].create_collection("items")
+    if collections_exist:
+        create_destination_collections(mongo, count)
     return [copy["_id"] for copy in copies]
+
+
+def create_destination_collections(mongo: MongoClient[dict[str, Any]], count: int) -> None:
+    for i in range(count):
+        mongo[f"{DEST_DB}_{i}"].create_collection("items")
+
+
+def copied(mongo: MongoClient[dict[str, Any]], count: int) -> int:
+    """Destination databases holding the source's document: the job body's effect, read after a burst."""
+    return sum(1 for i in range(count) if mongo[f"{DEST_DB}_{i}"].items.find_one({"_id": 1}) is not None)
 
 
 def raw_write_rate(uri: str, seconds: float = 3.0) -> tuple[float, float]:
@@ -165,10 +180,16 @@ def _histogram_sum(start: str) -> float:
     return WORKER_REGISTRY.get_sample_value(name, {"start": start}) or 0.0
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """CPU of `root` and its live descendants, each with its waited-for children (see the docstring)."""
-    parents: dict[int, int] = {}
-    ticks: dict[int, int] = {}
+@dataclass(frozen=True)
+class ProcessTicks:
+    parent: int
+    own: int  # utime + stime
+    children: int  # cutime + cstime: its waited-for children
+
+
+def process_table() -> dict[int, ProcessTicks]:
+    """Every live process's parent and CPU ticks, from /proc."""
+    table: dict[int, ProcessTicks] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -176,15 +197,47 @@ def tree_cpu_seconds(root: int) -> float:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(") ", 1)[1].split()
         except (OSError, IndexError):
             continue
-        parents[int(entry)] = int(fields[1])
-        ticks[int(entry)] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        table[int(entry)] = ProcessTicks(int(fields[1]), own, children)
+    return table
+
+
+def process_tree(table: dict[int, ProcessTicks], root: int) -> set[int]:
     tree, frontier = {root}, [root]
     while frontier:
         parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        children = [pid for pid, ticks in table.items() if ticks.parent == parent and pid not in tree]
         tree.update(children)
         frontier.extend(children)
-    return sum(ticks.get(pid, 0) for pid in tree) / CLK_TCK
+    return tree
+
+
+def tree_cpu_seconds(root: int, table: dict[int, ProcessTicks] | None = None) -> float:
+    """CPU of `root` and its live descendants, each with its waited-for children (see the docstring)."""
+    table = process_table() if table is None else table
+    tree = process_tree(table, root)
+    return sum(table[pid].own + table[pid].children for pid in tree if pid in table) / CLK_TCK
+
+
+def worker_cpu_by_kind(workers: list[int]) -> Counter[str]:
+    """CPU seconds so far of the workers' trees by kind: the worker processes' own, their fork servers'
+    own (each fork), and the rest, which is the executor children (and their taps), live or waited for."""
+    table = process_table()
+    found: Counter[str] = Counter()
+    for worker in workers:
+        total = tree_cpu_seconds(worker, table)
+        own = table[worker].own / CLK_TCK if worker in table else 0.0
+        servers = [pid for pid, ticks in table.items() if ticks.parent == worker and _is_fork_server(pid)]
+        server_own = sum(table[pid].own for pid in servers) / CLK_TCK
+        found.update({"worker": own, "fork server": server_own, "executors": total - own - server_own})
+    return found
+
+
+def _is_fork_server(pid: int) -> bool:
+    try:
+        return FORK_SERVER_MODULE.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def server_counters(uri: str) -> Counter[str]:
@@ -200,30 +253,55 @@ def server_counters(uri: str) -> Counter[str]:
     )
 
 
-def burst(
-    uri: str, server_pid: int, args: argparse.Namespace, replicas: int, executor: str, logs: Path
-) -> tuple[str, float, float]:
-    """One burst on a fresh database; returns its report, its drain rate (runs/s) and writes per run."""
+@dataclass
+class Burst:
+    """What one burst of syncjobs workers left: its runs, and what it cost from just before the due time
+    until every run had ended."""
+
+    done: list[dict[str, Any]]
+    due: datetime
+    late: bool  # the workers were ready only after the due time
+    cpu: Counter[str]  # seconds by kind (`worker_cpu_by_kind`)
+    server_cpu: float
+    counters: Counter[str]  # `server_counters` over the burst
+    copied: int  # destinations holding the source's document afterwards
+
+
+def run_burst(
+    uri: str,
+    server_pid: int,
+    logs: Path,
+    *,
+    jobs: int,
+    replicas: int,
+    executor: str,
+    concurrency: int,
+    baseline_view: Path | None = None,
+    collections_exist: bool = True,
+) -> Burst:
+    """`jobs` jobs due in the same second on a fresh database, run by `replicas` real workers."""
     with client(uri) as mongo:
         for name in mongo.list_database_names():
             if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
                 mongo.drop_database(name)
         workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
-        due = next_whole_second(datetime.now(UTC), timedelta(seconds=8 + 3 * replicas + args.jobs / 200))
+        due = next_whole_second(datetime.now(UTC), timedelta(seconds=8 + 3 * replicas + jobs / 200))
         cron = f"{due.second} {due.minute} {due.hour} {due.day} {due.month} *"
-        docs = job_docs(args.jobs, cron, due, workspaceId=workspace, dataSourceId=source_id)
-        for job, destination in zip(docs, own_destinations(mongo, destination_id, args.jobs), strict=True):
+        docs = job_docs(jobs, cron, due, workspaceId=workspace, dataSourceId=source_id)
+        own = own_destinations(mongo, destination_id, jobs, collections_exist=collections_exist)
+        for job, destination in zip(docs, own, strict=True):
             job["destinationDatabaseId"] = destination
         mongo[DATABASE].syncjobs.insert_many(docs)
-        env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(args.concurrency), "SYNCJOBS_LEASE_TTL_SECONDS": "15"}
+        env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(concurrency), "SYNCJOBS_LEASE_TTL_SECONDS": "15"}
         if executor == "before":
-            env["PYTHONPATH"] = str(args.baseline_view)  # the baseline's workers, and so its executors
+            env["PYTHONPATH"] = str(baseline_view)  # the baseline's workers, and so its executors
         elif executor == "true":
             env["SYNCJOBS_EXECUTOR_COMMAND"] = "true"
         else:
             env["SYNCJOBS_WARM_EXECUTOR"] = "true" if executor == "warm" else "false"
-        label = f"{executor}-{replicas}r-{args.jobs}j-{time.monotonic_ns()}"
+        label = f"{executor}-{replicas}r-{jobs}j-{time.monotonic_ns()}"
         workers = [WorkerProcess(uri, f"{label}-{i}", logs, **env) for i in range(replicas)]
+        pids = [worker.process.pid for worker in workers]
         try:
             for worker in workers:
                 worker.wait_for("worker_started")
@@ -231,23 +309,44 @@ def burst(
                     worker.wait_for("fork_server_started")
             time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() - 1.0))
             late = datetime.now(UTC) > due
-            cpu_before = sum(tree_cpu_seconds(w.process.pid) for w in workers)
+            cpu_before = worker_cpu_by_kind(pids)
             server_before = tree_cpu_seconds(server_pid)
             counters_before = server_counters(uri)
             runs = mongo[DATABASE].job_runs
-            deadline = time.monotonic() + 300 + 2 * args.jobs
-            while runs.count_documents({"status": {"$in": FINAL}}) < args.jobs and time.monotonic() < deadline:
+            deadline = time.monotonic() + 300 + 2 * jobs
+            while runs.count_documents({"status": {"$in": FINAL}}) < jobs and time.monotonic() < deadline:
                 time.sleep(1.0)  # when to stop measuring only: the drain is read from the runs
             counters = server_counters(uri)
             counters.subtract(counters_before)
-            cpu = sum(tree_cpu_seconds(w.process.pid) for w in workers) - cpu_before
+            cpu = worker_cpu_by_kind(pids)
+            cpu.subtract(cpu_before)
             server_cpu = tree_cpu_seconds(server_pid) - server_before
-            fields = ["startedAt", "finishedAt", "scheduledFor", "status", "workerId", "error"]
+            fields = ["jobId", "startedAt", "finishedAt", "scheduledFor", "status", "workerId", "error"]
             done = list(runs.find({}, dict.fromkeys(fields, 1)))
         finally:
             for worker in workers:
                 worker.stop()
-    return report(done, due, late, cpu, server_cpu, counters, replicas, executor, args.jobs)
+        return Burst(done, due, late, cpu, server_cpu, counters, copied(mongo, jobs))
+
+
+def burst(
+    uri: str, server_pid: int, args: argparse.Namespace, replicas: int, executor: str, logs: Path
+) -> tuple[str, float, float]:
+    """One burst on a fresh database; returns its report, its drain rate (runs/s) and writes per run."""
+    found = run_burst(
+        uri,
+        server_pid,
+        logs,
+        jobs=args.jobs,
+        replicas=replicas,
+        executor=executor,
+        concurrency=args.concurrency,
+        baseline_view=getattr(args, "baseline_view", None),
+    )
+    cpu = sum(found.cpu.values())
+    return report(
+        found.done, found.due, found.late, cpu, found.server_cpu, found.counters, replicas, executor, args.jobs
+    )
 
 
 def report(

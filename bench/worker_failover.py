@@ -34,7 +34,11 @@ def main() -> None:
     parser.add_argument("--ttl", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    env = {"SYNCJOBS_LEASE_TTL_SECONDS": str(args.ttl), "SYNCJOBS_EXECUTOR_COMMAND": "true"}
+    env = {
+        "SYNCJOBS_LEASE_TTL_SECONDS": str(args.ttl),
+        "SYNCJOBS_RUN_LEASE_SECONDS": str(args.ttl),
+        "SYNCJOBS_EXECUTOR_COMMAND": "true",
+    }
     with server() as db_server, tempfile.TemporaryDirectory() as logs, client(db_server.uri) as mongo:
         mongo[DATABASE].syncjobs.insert_many(
             job_docs(1, "* * * * * *", next_whole_second(datetime.now(UTC), timedelta(0)))

@@ -14,6 +14,12 @@ class SyncjobsError(Exception):
         self.details = details or []
 
 
+class ArbitersRefused(SyncjobsError):
+    """The replica set has arbiters, whose majority writes cannot be relied on (shared/mongo.py)."""
+
+    code = "arbiters_refused"
+
+
 class NotFound(SyncjobsError):
     code = "not_found"
 

@@ -63,6 +63,11 @@ change_stream_reconnects_total = Counter(
     "Times the worker reopened its change stream on syncjobs.",
     registry=WORKER_REGISTRY,
 )
+clock_offset_seconds = Gauge(
+    "syncjobs_clock_offset_seconds",
+    "The database server's clock minus this worker's, as last measured (fires are decided on the server's).",
+    registry=WORKER_REGISTRY,
+)
 executors_running = Gauge(
     "syncjobs_executors_running", "Executor processes this worker is running now.", registry=WORKER_REGISTRY
 )

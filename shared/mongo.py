@@ -10,15 +10,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReadPreference, WriteConcern
 from pymongo.asynchronous.change_stream import AsyncChangeStream
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.read_concern import ReadConcern
+from syncjobs.shared.errors import ArbitersRefused
+from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
+
+log = get_logger(__name__)
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 Client = AsyncMongoClient[Document]
+Collection = AsyncCollection[Document]
 # What a process gives its database while it stops: a SIGTERM never waits on server selection.
 SHUTDOWN_DATABASE_SECONDS = 0.3
 
@@ -29,6 +36,68 @@ def connect(uri: str, **options: Any) -> AsyncMongoClient[Document]:
     options.setdefault("serverSelectionTimeoutMS", 5000)
     options.setdefault("appname", "syncjobs")
     return AsyncMongoClient(uri, **options)
+
+
+# --- write and read concerns: what the scheduler relies on, named once ---
+# Jepsen's MongoDB analyses (3.6.4, 4.2.6): a single-document operation is linearizable only with
+# w:"majority" writes and majority reads. A write acknowledged by the primary alone can be rolled back by an
+# election, and two leaders would then both hold "the" lease. Other reads (the api's, the claimers' scans)
+# stay local: a stale one costs a round of polling, never a double run.
+
+# The lease (take, renew, release), fire inserts, claims, run and job outcomes, run-lease renewals:
+# acknowledged once a majority of the replica set has journaled them, so no election rolls them back.
+DURABLE_WRITE = WriteConcern(w="majority", j=True)
+# The lease and the runs the leader judges lost: what a majority holds, asked of the primary (a secondary's
+# majority view may lag, and judging a run lost on an old heartbeat would kill a live run).
+MAJORITY_READ = ReadConcern("majority")
+
+
+def durable(collection: Collection) -> Collection:
+    """`collection` whose writes use DURABLE_WRITE."""
+    return collection.with_options(write_concern=DURABLE_WRITE)
+
+
+def majority_read(collection: Collection) -> Collection:
+    """`collection` whose reads use MAJORITY_READ on the primary."""
+    return collection.with_options(read_concern=MAJORITY_READ, read_preference=ReadPreference.PRIMARY)
+
+
+ALLOW_ARBITERS_ENV = "SYNCJOBS_ALLOW_ARBITERS"
+
+
+async def check_replica_set(client: Client, *, allow_arbiters: bool) -> None:
+    """At start: the replica set the client reaches is one syncjobs' concerns hold on (refuse_arbiters)."""
+    refuse_arbiters(await client.admin.command("hello"), allow_arbiters=allow_arbiters)
+
+
+def refuse_arbiters(hello: Document, *, allow_arbiters: bool) -> None:
+    """ArbitersRefused for a replica set with arbiters, unless allowed: an arbiter votes but holds no data,
+    so with one data-bearing member down no write reaches a majority and no one can lead."""
+    arbiters = hello.get("arbiters") or []
+    if not arbiters:
+        return
+    if not allow_arbiters:
+        raise ArbitersRefused(
+            f"the replica set has arbiters ({', '.join(arbiters)}): syncjobs writes its lease, fires and "
+            'claims with w:"majority", which an arbiter cannot acknowledge; with one data-bearing member '
+            "down no write lands and no worker can lead (and MongoDB's default write concern falls back to "
+            f"w:1 with arbiters). Replace the arbiter with a data-bearing member, or set {ALLOW_ARBITERS_ENV}=1 "
+            "to run anyway, accepting that scheduling stops whenever a data-bearing member is down"
+        )
+    log.warning("replica_set_has_arbiters", arbiters=arbiters, allowed_by=ALLOW_ARBITERS_ENV)
+
+
+# A change stream's getMore waits up to a second for changes (mongod's and SecantusDB's default): every
+# network wait must outlast it.
+MIN_NETWORK_WAIT_SECONDS = 2.0
+
+
+def bounded_waits(lease_seconds: float) -> dict[str, int]:
+    """Client options for a process whose calls must not outlast a lease: connecting and each wait for an
+    answer give up after a third of it. A partition drops packets rather than refusing them, and pymongo
+    has no socket timeout by default: a request lost on the way would be waited on forever."""
+    wait_ms = int(max(MIN_NETWORK_WAIT_SECONDS, lease_seconds / 3) * 1000)
+    return {"socketTimeoutMS": wait_ms, "connectTimeoutMS": wait_ms}
 
 
 def connect_for_one_run(uri: str, **options: Any) -> AsyncMongoClient[Document]:

@@ -110,7 +110,10 @@ class Settings:
     api_port: int = 8080
     admin_token: str | None = None
     log_level: str = "info"
-    lease_ttl_seconds: int = 15
+    # The scheduler lease: a SIGKILLed leader is replaced within about TTL + 1 s (docs/DECISIONS.md).
+    lease_ttl_seconds: int = 3
+    # Each claimed run's lease: outlasts a replica set election (~12 s), so an election kills no run.
+    run_lease_seconds: int = 15
     worker_id: str = field(default_factory=default_worker_id)
     poll_seconds: float = 5.0
     max_concurrent_runs: int = 4
@@ -139,6 +142,8 @@ class Settings:
     control_cluster_databases: tuple[str, ...] = ()
     # The Singer taps command sources may name: name -> argv.
     taps: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Start against a replica set with arbiters anyway (shared/mongo.py: check_replica_set names the risk).
+    allow_arbiters: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -154,6 +159,7 @@ class Settings:
             admin_token=env.get("SYNCJOBS_ADMIN_TOKEN") or None,
             log_level=(env.get("SYNCJOBS_LOG_LEVEL") or default.log_level).lower(),
             lease_ttl_seconds=_int(env, "SYNCJOBS_LEASE_TTL_SECONDS", default.lease_ttl_seconds, minimum=1),
+            run_lease_seconds=_int(env, "SYNCJOBS_RUN_LEASE_SECONDS", default.run_lease_seconds, minimum=1),
             worker_id=env.get("SYNCJOBS_WORKER_ID") or default.worker_id,
             poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", default.poll_seconds),
             max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", default.max_concurrent_runs, minimum=1),
@@ -182,6 +188,7 @@ class Settings:
             allowed_networks=_networks(env),
             control_cluster_databases=_list(env, "SYNCJOBS_CONTROL_CLUSTER_DATABASES"),
             taps=_taps(env),
+            allow_arbiters=_bool(env, "SYNCJOBS_ALLOW_ARBITERS", default.allow_arbiters),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -14,9 +14,13 @@ from syncjobs.shared.settings import Settings, SettingsError
 
 DATABASE_ENV = "SYNCJOBS_MONGODB_URI, SYNCJOBS_DATABASE, SYNCJOBS_SECRET_KEYS, SYNCJOBS_LOG_LEVEL"
 EGRESS_ENV = "SYNCJOBS_ALLOWED_NETWORKS, SYNCJOBS_CONTROL_CLUSTER_DATABASES, SYNCJOBS_TAPS"
-API_ENV = "SYNCJOBS_API_HOST, SYNCJOBS_API_PORT, SYNCJOBS_ADMIN_TOKEN, SYNCJOBS_RUN_RETENTION_DAYS, SYNCJOBS_ALERT_*"
+API_ENV = (
+    "SYNCJOBS_API_HOST, SYNCJOBS_API_PORT, SYNCJOBS_ADMIN_TOKEN, SYNCJOBS_RUN_RETENTION_DAYS, SYNCJOBS_ALERT_*, "
+    "SYNCJOBS_ALLOW_ARBITERS"
+)
 WORKER_ENV = (
-    "SYNCJOBS_WORKER_ID, SYNCJOBS_LEASE_TTL_SECONDS, SYNCJOBS_POLL_SECONDS, SYNCJOBS_MAX_CONCURRENT_RUNS, "
+    "SYNCJOBS_WORKER_ID, SYNCJOBS_LEASE_TTL_SECONDS, SYNCJOBS_RUN_LEASE_SECONDS, SYNCJOBS_POLL_SECONDS, "
+    "SYNCJOBS_MAX_CONCURRENT_RUNS, SYNCJOBS_ALLOW_ARBITERS, "
     "SYNCJOBS_MAX_RUNS_PER_WORKSPACE, SYNCJOBS_SHUTDOWN_GRACE_SECONDS, SYNCJOBS_EXECUTOR_COMMAND, "
     "SYNCJOBS_WARM_EXECUTOR, SYNCJOBS_WORKER_METRICS_PORT, SYNCJOBS_ALERT_SWEEP_SECONDS, SYNCJOBS_ALERT_*, "
     "SYNCJOBS_WORKSPACE_SHARE, SYNCJOBS_EXECUTOR_MEMORY_MB, SYNCJOBS_TAP_USER"
@@ -120,6 +124,25 @@ async def _create_admin_token(settings: Settings, name: str, *, rotate: bool = F
         await client.close()
 
 
+def _serve(command: str, settings: Settings) -> int:
+    """Run the api or a worker; a replica set it refuses (arbiters) is a clear message and exit 2."""
+    from syncjobs.shared.errors import ArbitersRefused
+
+    try:
+        if command == "api":
+            from syncjobs.api.app import run as run_api
+
+            run_api(settings)
+        else:
+            from syncjobs.worker.main import main as run_worker
+
+            run_worker(settings)
+    except ArbitersRefused as exc:
+        print(f"syncjobs {command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     in_database = getattr(args, "admin", False) or getattr(args, "action", None) == "rotate-admin"
@@ -160,16 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncjobs.up import run_stack
 
         return run_stack(settings, data_dir=args.data_dir, port=args.port, db_port=args.db_port, demo=args.demo)
-    if args.command == "api":
-        from syncjobs.api.app import run as run_api
-
-        run_api(settings)
-        return 0
-    if args.command == "worker":
-        from syncjobs.worker.main import main as run_worker
-
-        run_worker(settings)
-        return 0
+    if args.command in ("api", "worker"):
+        return _serve(args.command, settings)
     from pymongo.errors import PyMongoError
 
     from syncjobs.shared.errors import SyncjobsError

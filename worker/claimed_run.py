@@ -75,6 +75,11 @@ class ClaimedRun:
         """Its lease is known to hold at `at` (monotonic)."""
         return at <= self._trusted_until
 
+    @property
+    def trusted_until(self) -> float:
+        """Until when (monotonic) its lease is known to hold."""
+        return self._trusted_until
+
     def renewed(self, sent_at: float) -> None:
         """A renewal sent at `sent_at` (monotonic) landed: the lease holds that much longer."""
         if not self.lost:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
@@ -64,6 +64,8 @@ class RunDispatcher:
         self._context = RunContext(db, clock, claimant, health, executor, on_run_finished, random_fraction)
         self._poll_seconds = poll_seconds
         self._claimed: dict[ObjectId, ClaimedRun] = {}
+        # Claims sent whose answer was lost (a partition): (the run as pending, when it was claimed).
+        self._in_doubt: dict[ObjectId, tuple[Document, datetime]] = {}
         self._pending = PendingRuns()
         self._arrived: list[PendingRun] = []  # runs the stream brought during a re-read
         self._reread_at = 0.0  # monotonic
@@ -99,6 +101,7 @@ class RunDispatcher:
             while not self._stopping:
                 self._wake.clear()
                 try:
+                    await self._settle_in_doubt()
                     if time.monotonic() >= self._reread_at:
                         await self._reread()
                     next_due = await self._claim_round()
@@ -157,12 +160,28 @@ class RunDispatcher:
             self._waiting_jobs.add(candidate.job_id)
             await self._apply_overlap(candidate.job_id, now)
             return False
+        except ConnectionFailure:  # the claim may have landed and only its answer been lost
+            self._in_doubt[candidate.run_id] = (candidate.document, now)
+            raise
         self._pending.discard(candidate.run_id)
         if doc is None:  # another replica took it: others may be taken too, so re-read soon
             self._reread_at = min(self._reread_at, time.monotonic() + REREAD_AFTER_CONTENTION_SECONDS)
             return False
         self._start(doc, sent_at)
         return True
+
+    async def _settle_in_doubt(self) -> None:
+        """A claim whose answer was lost is ours if its lease renews under our instance: run it (else it is
+        still pending, or another replica's, and the pending runs say which)."""
+        for run_id, (pending, claimed_at) in list(self._in_doubt.items()):
+            sent_at = time.monotonic()
+            lost = await job_runs.renew_run_leases(self.db, self.claimant, [run_id])
+            del self._in_doubt[run_id]
+            if run_id not in lost:
+                self._pending.discard(run_id)
+                log.info("claim_recovered", run_id=str(run_id))
+                doc = job_runs.claimed_document(self.claimant, pending, now=claimed_at)
+                self._start(doc, sent_at)
 
     async def _apply_overlap(self, job_id: ObjectId, now: datetime) -> None:
         """Skip the fires that the job's overlap policy skips while its previous run goes; the rest wait

@@ -161,8 +161,9 @@ class Leadership:
             for one in fired
         ]
         try:
-            written = await job_runs.insert_fires(self.db, docs)
-            await sync_jobs.advance_next_runs(self.db, moves, self.token)
+            with self.lease.within_term():
+                written = await job_runs.insert_fires(self.db, docs)
+                await sync_jobs.advance_next_runs(self.db, moves, self.token)
             self.health.succeeded()
         except PyMongoError as error:  # undo, and decide the same fires again in a moment
             self.health.failed(error)
@@ -208,7 +209,8 @@ class Leadership:
         while True:
             await asyncio.sleep(self._run_lease_seconds / 3)
             try:
-                await self.fail_lost_runs()
+                with self.lease.within_term():
+                    await self.fail_lost_runs()
                 self.health.succeeded()
             except PyMongoError as error:
                 self.health.failed(error)

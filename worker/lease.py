@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+import pymongo
 from pymongo.errors import PyMongoError
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import Database
@@ -47,6 +49,12 @@ class Lease:
 
     def is_held(self) -> bool:
         return self.state is not None and time.monotonic() < self.state.valid_until
+
+    def within_term(self) -> AbstractContextManager[None]:
+        """Database calls inside give up when the lease's trust ends: none is sent, or retried by the
+        driver, under a token that may already be a past term's."""
+        remaining = self.state.valid_until - time.monotonic() if self.state else 0.0
+        return pymongo.timeout(max(remaining, 0.001))  # timeout(0) would mean no limit
 
     @property
     def fencing_token(self) -> int:

@@ -17,7 +17,16 @@ from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.mongo import Database, Document, close_client, connect, ensure_indexes, shutdown_budget
+from syncjobs.shared.mongo import (
+    Database,
+    Document,
+    bounded_waits,
+    check_replica_set,
+    close_client,
+    connect,
+    ensure_indexes,
+    shutdown_budget,
+)
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.shared.tap_isolation import isolation
@@ -30,11 +39,13 @@ from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 from syncjobs.worker.lease import Lease
+from syncjobs.worker.server_clock import ServerClock
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
-STANDBY_RETRY_SECONDS = 1.0
+# A standby asks for the lease this often: a lapsed lease is taken within half a second (failover in TTL + 0.5 s).
+STANDBY_RETRY_SECONDS = 0.5
 NOTIFY_CONCURRENCY = 2
 CLAIM_LOOP_STOP_SECONDS = 0.2
 CANCEL_WAIT_SECONDS = 0.2
@@ -47,17 +58,18 @@ def main(settings: Settings) -> None:
 
 
 async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (SIGTERM/SIGINT set it when it is not given)."""
-    clock = clock or SystemClock()
+    """Run until `stop` is set (SIGTERM/SIGINT set it when it is not given). `clock` is this machine's (the
+    system clock unless a test gives one); the worker acts on the database server's (ServerClock)."""
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    client = connect(settings.require_mongodb_uri())
+    client = connect(settings.require_mongodb_uri(), **bounded_waits(settings.run_lease_seconds))
     db = client[settings.database]
+    server_clock = ServerClock(clock or SystemClock(), db)
     lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)
-    worker = _Worker(db, settings, lease, clock, stop)
+    worker = _Worker(db, settings, lease, server_clock, stop)
     log.info(
         "worker_started",
         worker_id=settings.worker_id,
@@ -70,8 +82,8 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     try:
         await worker.run()
     finally:
-        if warming is not None:
-            await warming
+        if warming is not None:  # a warm-up still starting (a loaded machine) does not hold up the stop
+            await _cancel_all([warming])
         await worker.fork_server.close()
         await close_client(client)
         log.info("worker_stopped", worker_id=settings.worker_id)
@@ -100,12 +112,13 @@ async def _cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
 
 
 async def _ensure_indexes(db: Database, settings: Settings) -> bool:
+    await check_replica_set(db.client, allow_arbiters=settings.allow_arbiters)
     await ensure_indexes(db, settings.run_retention_days)
     return True
 
 
 class _Worker:
-    def __init__(self, db: Database, settings: Settings, lease: Lease, clock: Clock, stop: asyncio.Event) -> None:
+    def __init__(self, db: Database, settings: Settings, lease: Lease, clock: ServerClock, stop: asyncio.Event) -> None:
         self.db = db
         self.settings = settings
         self.lease = lease
@@ -120,7 +133,7 @@ class _Worker:
 
     async def run(self) -> None:
         await self._ensure_indexes()
-        claimant = Claimant(self.settings.worker_id, self.lease.instance, float(self.settings.lease_ttl_seconds))
+        claimant = Claimant(self.settings.worker_id, self.lease.instance, float(self.settings.run_lease_seconds))
         dispatcher = RunDispatcher(
             self.db,
             self.clock,
@@ -133,17 +146,28 @@ class _Worker:
             on_run_finished=self._notify,
         )
         claiming = spawn(dispatcher.run(), "claim loop")
+        measuring = spawn(self.clock.keep_measuring(), "server clock measurement")
+        # Claims stop the moment SIGTERM comes, beside the leader's own stop: one after the other, their
+        # waits on an unreachable database added up past the 2 s a stop may take.
+        claims_stopped = spawn(self._stop_claiming_when_stopped(dispatcher, claiming), "claim stop")
         try:
             await self._lead_when_possible()
         finally:
-            await self._stop_claiming(dispatcher, claiming)
-            if dispatcher.running() and not await self._database_answers():
+            self.stop.set()
+            await _cancel_all([measuring])
+            await claims_stopped
+            if dispatcher.running() and (self.database_gone or not await self._database_answers()):
                 self.database_gone = True
                 await dispatcher.abandon()
             else:
                 await dispatcher.finish(self.settings.shutdown_grace_seconds)
         if self._background and not self.database_gone:  # alert evaluations need the database
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+
+    async def _stop_claiming_when_stopped(self, dispatcher: RunDispatcher, claiming: asyncio.Task[None]) -> None:
+        await self.stop.wait()
+        log.info("worker_stopping", worker_id=self.settings.worker_id)
+        await self._stop_claiming(dispatcher, claiming)
 
     async def _stop_claiming(self, dispatcher: RunDispatcher, claiming: asyncio.Task[None]) -> None:
         """The claim loop ends after its current claim; one stuck on an unreachable database is cancelled
@@ -156,6 +180,8 @@ class _Worker:
         standing_by = False
         while not self.stop.is_set():
             try:
+                if not self.clock.measured:  # no term is led on an unmeasured clock
+                    await self._unless_stopped(self.clock.measure())
                 held = await self._unless_stopped(self.lease.acquire())
                 if held is None:
                     break
@@ -180,7 +206,7 @@ class _Worker:
             self.lease,
             self.clock,
             health=self.health,
-            run_lease_seconds=float(self.settings.lease_ttl_seconds),
+            run_lease_seconds=float(self.settings.run_lease_seconds),
         )
         feed = ChangeFeed(self.db, leadership, self.settings.poll_seconds, self.health)
         holding = spawn(self.lease.hold(), "scheduler lease renewal")
@@ -202,10 +228,9 @@ class _Worker:
             self.health.failed(error)
             log.warning("leader_start_failed", error=str(error)[:200])
         finally:
-            await _cancel_all(working)
             if holding.done():
                 log.warning("stepped_down", owner=self.lease.owner)
-            await _cancel_all([holding])
+            await _cancel_all([*working, holding])
             metrics.lease_held.set(0)
             if self.lease.state is not None and not self.database_gone:
                 await self._release()
@@ -219,6 +244,8 @@ class _Worker:
             log.info("lease_released", owner=self.lease.owner)
         except PyMongoError as error:
             log.warning("lease_release_failed", error=str(error)[:200])
+            if self.stop.is_set():  # stopping: no need to ask the database again whether it answers
+                self.database_gone = True
 
     async def _notify(self, job: Document, run_id: ObjectId) -> None:
         """Alerts and webhooks run beside the worker, so a slow webhook never holds a job's lock.

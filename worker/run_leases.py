@@ -36,6 +36,12 @@ class LeasedRun(Protocol):
     @property
     def recording(self) -> bool: ...
 
+    @property
+    def lost(self) -> bool: ...
+
+    @property
+    def trusted_until(self) -> float: ...
+
     def lease_trusted(self, at: float) -> bool: ...
 
     def renewed(self, sent_at: float) -> None: ...
@@ -70,16 +76,24 @@ class RunLeaseRenewal:
 
     async def _renew_while_held(self) -> None:
         while self._held:
-            await asyncio.sleep(self._claimant.lease_seconds / 3)
+            await asyncio.sleep(self._until_trust_ends())
             await self.renew()
+
+    def _until_trust_ends(self) -> float:
+        """A third of a lease, or less: the seconds until the first live run's lease can no longer be
+        trusted (0 once one is past), so a renewal that cannot land loses that run in time."""
+        third = self._claimant.lease_seconds / 3
+        live = [run.trusted_until for run in self._held.values() if not (run.lost or run.recording)]
+        return min(third, max(0.0, min(live) - time.monotonic())) if live else third
 
     async def renew(self) -> None:
         run_ids = list(self._held)
         sent_at = time.monotonic()
         renewed = False
         try:
-            # Bounded: a database that does not answer must not keep this loop from noticing the lapse.
-            async with asyncio.timeout(self._claimant.lease_seconds / 3):
+            # Bounded, never past the first run's trust: a database that does not answer (a partition drops
+            # the request) must not keep this loop from killing that run's executor before its lease lapses.
+            async with asyncio.timeout(self._until_trust_ends()):
                 lost = await job_runs.renew_run_leases(self._db, self._claimant, run_ids)
             renewed = True
             self._health.succeeded()

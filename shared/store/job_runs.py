@@ -11,7 +11,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
 from syncjobs.shared.models import NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, durable, majority_read
 
 MAX_PAGE = 100
 DUPLICATE_KEY = 11000
@@ -62,7 +62,7 @@ async def create_manual_run(db: Database, job: SyncJob, now: datetime) -> JobRun
         doc = new_run_document(job, trigger="manual", scheduled_for=now + timedelta(milliseconds=offset), now=now)
         doc["exclusive"] = job.overlap != "allow"
         try:
-            await db.job_runs.insert_one(doc)
+            await durable(db.job_runs).insert_one(doc)
         except DuplicateKeyError:
             continue
         return from_document(JobRun, doc)
@@ -162,7 +162,7 @@ async def insert_fire(db: Database, job: SyncJob | Document, **fire: Any) -> Doc
     attempt) is already taken."""
     doc = fire_document(job if isinstance(job, SyncJob) else from_document(SyncJob, job), **fire)
     try:
-        await db.job_runs.insert_one(doc)
+        await durable(db.job_runs).insert_one(doc)
     except DuplicateKeyError:
         return None
     return doc
@@ -174,7 +174,7 @@ async def insert_fires(db: Database, docs: list[Document]) -> list[Document]:
     if not docs:
         return []
     try:
-        await db.job_runs.insert_many(docs, ordered=False)
+        await durable(db.job_runs).insert_many(docs, ordered=False)
     except BulkWriteError as error:
         errors = error.details.get("writeErrors", [])
         if any(e.get("code") != DUPLICATE_KEY for e in errors):
@@ -189,7 +189,7 @@ async def mark_lost(db: Database, run: Document, *, token: int, now: datetime, d
     looked (its leaseUntil is still the one seen)."""
     query = _fenced(run["_id"], token, status=RunStatus.RUNNING, leaseUntil=run.get("leaseUntil"))
     fields = {"error": "worker lost", "durationMs": duration_ms}
-    result = await db.job_runs.update_one(
+    result = await durable(db.job_runs).update_one(
         query, {"$set": {"status": RunStatus.FAILED, "finishedAt": to_ms(now), "fencingToken": token, **fields}}
     )
     return result.modified_count == 1
@@ -197,7 +197,7 @@ async def mark_lost(db: Database, run: Document, *, token: int, now: datetime, d
 
 async def runs_with_lapsed_lease(db: Database, server_now: datetime) -> list[Document]:
     """Running runs whose claimer stopped renewing their lease (or that never had one: an older worker's)."""
-    running = await db.job_runs.find({"status": RunStatus.RUNNING}).to_list()
+    running = await majority_read(db.job_runs).find({"status": RunStatus.RUNNING}).to_list()
     return [run for run in running if run.get("leaseUntil") is None or run["leaseUntil"] <= server_now]
 
 
@@ -239,18 +239,27 @@ async def claim_run(db: Database, claimant: Claimant, pending: Document, *, now:
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
     exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""
-    claim: Document = {
+    claim = _claim_fields(claimant, now)
+    update = [{"$set": {**claim, "exclusive": {"$ifNull": ["$exclusive", True]}}}]
+    query = {"_id": pending["_id"], "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
+    if (await durable(db.job_runs).update_one(query, update)).modified_count != 1:
+        return None
+    return {**pending, **claim}
+
+
+def _claim_fields(claimant: Claimant, now: datetime) -> Document:
+    return {
         "status": RunStatus.RUNNING,
         "startedAt": to_ms(now),
         "workerId": claimant.worker_id,
         "claimedBy": claimant.instance,
         "leaseUntil": _lease_until(claimant),
     }
-    update = [{"$set": {**claim, "exclusive": {"$ifNull": ["$exclusive", True]}}}]
-    query = {"_id": pending["_id"], "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
-    if (await db.job_runs.update_one(query, update)).modified_count != 1:
-        return None
-    return {**pending, **claim}
+
+
+def claimed_document(claimant: Claimant, pending: Document, *, now: datetime) -> Document:
+    """The run as `claim_run` at `now` answers it: for a claim that landed although its answer was lost."""
+    return {**pending, **_claim_fields(claimant, now)}
 
 
 async def renew_run_leases(db: Database, claimant: Claimant, run_ids: list[ObjectId]) -> set[ObjectId]:
@@ -258,10 +267,10 @@ async def renew_run_leases(db: Database, claimant: Claimant, run_ids: list[Objec
     if not run_ids:
         return set()
     held = {"_id": {"$in": run_ids}, "status": RunStatus.RUNNING, "claimedBy": claimant.instance}
-    result = await db.job_runs.update_many(held, [{"$set": {"leaseUntil": _lease_until(claimant)}}])
+    result = await durable(db.job_runs).update_many(held, [{"$set": {"leaseUntil": _lease_until(claimant)}}])
     if result.matched_count == len(run_ids):
         return set()
-    still = {doc["_id"] for doc in await db.job_runs.find(held, {"_id": 1}).to_list()}
+    still = {doc["_id"] for doc in await majority_read(db.job_runs).find(held, {"_id": 1}).to_list()}
     return set(run_ids) - still
 
 
@@ -269,7 +278,7 @@ async def finish_claimed_run(
     db: Database, claimant: Claimant, run_id: ObjectId, *, status: str, now: datetime, fields: Document
 ) -> bool:
     """running -> its outcome; False when the run is no longer ours (the leader marked it lost)."""
-    result = await db.job_runs.update_one(
+    result = await durable(db.job_runs).update_one(
         {"_id": run_id, "status": RunStatus.RUNNING, "claimedBy": claimant.instance},
         {"$set": {"status": status, "finishedAt": to_ms(now), **fields}},
     )
@@ -279,7 +288,7 @@ async def finish_claimed_run(
 async def skip_pending_runs(db: Database, run_ids: list[ObjectId], *, now: datetime, error: str) -> None:
     """Fires their job's overlap policy skips: only while they are still pending."""
     if run_ids:
-        await db.job_runs.update_many(
+        await durable(db.job_runs).update_many(
             {"_id": {"$in": run_ids}, "status": RunStatus.PENDING},
             {"$set": {"status": RunStatus.SKIPPED, "finishedAt": to_ms(now), "error": error}},
         )

@@ -13,7 +13,7 @@ from syncjobs.shared.clock import to_ms
 from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, durable
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_state
 
 LIST_LIMIT = 1000
@@ -213,7 +213,7 @@ async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> N
         )
         for move in moves
     ]
-    await db.syncjobs.bulk_write(updates, ordered=False)
+    await durable(db.syncjobs).bulk_write(updates, ordered=False)
 
 
 async def record_run_outcome(
@@ -247,7 +247,7 @@ async def record_run_outcome(
             "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
         }
     query = _fenced(job_id, token) if token is not None else {"_id": job_id}
-    result = await db.syncjobs.update_one(query, [{"$set": fields}])
+    result = await durable(db.syncjobs).update_one(query, [{"$set": fields}])
     return result.matched_count == 1
 
 

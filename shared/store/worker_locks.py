@@ -13,7 +13,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, durable, majority_read
 
 LEASE_ID = "scheduler"
 
@@ -52,7 +52,7 @@ async def take_or_renew(
         }
     ]
     try:
-        doc = await db.worker_locks.find_one_and_update(
+        doc = await durable(db.worker_locks).find_one_and_update(
             {"_id": lease_id, "$expr": {"$or": [LAPSED, _held_by(owner, instance)]}},
             update,
             upsert=True,
@@ -67,7 +67,7 @@ async def take_or_renew(
 
 async def release(db: Database, lease_id: str, *, owner: str, instance: str) -> None:
     """Let a standby take over at once: lockedUntil = now, only if the lease is still ours."""
-    await db.worker_locks.update_one(
+    await durable(db.worker_locks).update_one(
         {"_id": lease_id, "owner": owner, "instance": instance},
         [{"$set": {"lockedUntil": "$$NOW", "heartbeatAt": "$$NOW"}}],
     )
@@ -75,4 +75,4 @@ async def release(db: Database, lease_id: str, *, owner: str, instance: str) -> 
 
 async def current(db: Database, lease_id: str = LEASE_ID) -> Document | None:
     """The lease document as stored: who leads, with which token, until when."""
-    return await db.worker_locks.find_one({"_id": lease_id})
+    return await majority_read(db.worker_locks).find_one({"_id": lease_id})

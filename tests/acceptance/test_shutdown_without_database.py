@@ -126,7 +126,14 @@ def test_the_api_stops_within_2s_with_a_request_waiting_on_the_dead_database(
 def test_a_worker_stops_within_2s_without_its_database(own_server: EmbeddedServer, tmp_path: Path, role: str) -> None:
     logs = {name: tmp_path / f"{name}.log" for name in ("w1", "w2")}
     workers = {
-        name: _start("worker", own_server, log, SYNCJOBS_WORKER_ID=name, SYNCJOBS_LEASE_TTL_SECONDS="30")
+        name: _start(
+            "worker",
+            own_server,
+            log,
+            SYNCJOBS_WORKER_ID=name,
+            SYNCJOBS_LEASE_TTL_SECONDS="30",
+            SYNCJOBS_RUN_LEASE_SECONDS="30",
+        )
         for name, log in logs.items()
     }
     try:
@@ -161,7 +168,11 @@ async def test_a_leader_running_an_executor_stops_within_2s_without_its_database
     db = client["shutdown"]
     pids_file = tmp_path / "pids"
     log = tmp_path / "w1.log"
-    environment = {"SYNCJOBS_LEASE_TTL_SECONDS": "30", "SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR)}
+    environment = {
+        "SYNCJOBS_LEASE_TTL_SECONDS": "30",
+        "SYNCJOBS_RUN_LEASE_SECONDS": "30",
+        "SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR),
+    }
     try:
         await ensure_indexes(db)
         job = await make_job(db, f"hang:{pids_file}", "0 0 1 1 *", datetime.now(UTC))

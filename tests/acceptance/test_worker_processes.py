@@ -58,6 +58,35 @@ async def test_sigkill_of_the_active_worker_loses_no_fire_and_doubles_none(worke
     assert not [run for run in fires if run["status"] == "failed" and run["error"] != "worker lost"]
 
 
+async def test_with_the_default_settings_a_sigkilled_leader_is_replaced_within_5_seconds(
+    mongo_uri: str, db_name: str, db: Database, tmp_path: Path
+) -> None:
+    """Replaced: the next fire after the kill has started on the new leader's watch."""
+    job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
+    defaults = Workers(mongo_uri, db_name, tmp_path, ttl_seconds=None)
+    try:
+        defaults.start("w1")
+        await eventually(lambda: _led_by(db, "w1"))
+        defaults.start("w2")
+        await eventually(lambda: has_runs(db, job["_id"], 2, status="succeeded"))
+        await eventually(lambda: _logged(defaults, "w2", "standing_by"))
+        defaults.processes["w1"].send_signal(signal.SIGKILL)
+        defaults.processes["w1"].wait()
+        killed_at = datetime.now(UTC)
+        term = await eventually(lambda: _led_by(db, "w2"))
+        started = await eventually(lambda: _first_started_fire(db, job["_id"], term["fencingToken"]))
+    finally:
+        defaults.stop_all()
+    replaced_in = (started["startedAt"] - killed_at).total_seconds()
+    assert replaced_in < 5.0, f"the new leader's first fire started {replaced_in:.2f} s after the kill"
+
+
+async def _first_started_fire(db: Database, job_id: ObjectId, token: int) -> Document | None:
+    """The first fire of the term with `token` that started."""
+    query = {"jobId": job_id, "trigger": "schedule", "fencingToken": token, "startedAt": {"$ne": None}}
+    return await db.job_runs.find_one(query, sort=[("startedAt", 1)])
+
+
 async def test_sigterm_hands_the_lease_to_the_standby(workers: Workers, db: Database) -> None:
     workers.start("w1")
     first_term = await eventually(lambda: _led_by(db, "w1"))

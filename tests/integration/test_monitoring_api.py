@@ -99,6 +99,7 @@ WORKER_ONLY_SERIES = (
     "syncjobs_fire_lag_seconds",
     "syncjobs_change_stream_reconnects",
     "syncjobs_webhook_deliveries",
+    "syncjobs_clock_offset_seconds",
 )
 
 

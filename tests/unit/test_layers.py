@@ -69,3 +69,14 @@ def _is_database(node: ast.expr) -> bool:
     if isinstance(node, ast.Call):
         return isinstance(node.func, ast.Name) and node.func.id == "db"
     return False
+
+
+def test_the_product_imports_no_benchmark_dependency() -> None:
+    """APScheduler is the `bench` extra's, for bench/peer_burst.py: an install without it must run."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for folder in ("api", "worker", "executor", "shared", "syncjobs")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if any(name.split(".")[0] == "apscheduler" for name in _imports(path))
+    ]
+    assert offenders == []

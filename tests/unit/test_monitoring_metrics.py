@@ -14,6 +14,7 @@ WORKER_SERIES = (
     "syncjobs_fire_lag_seconds",
     "syncjobs_change_stream_reconnects_total",
     "syncjobs_webhook_deliveries_total",
+    "syncjobs_clock_offset_seconds",
 )
 API_SERIES = ("syncjobs_stored_runs", "syncjobs_open_alerts")
 

@@ -1,0 +1,157 @@
+"""Every write the scheduler's guarantees rest on is sent with w:"majority", j:true, and the lease and the
+lost-run reads with readConcern majority: seen on the wire by a command listener, one operation at a time.
+A replica set with arbiters is refused at start unless SYNCJOBS_ALLOW_ARBITERS says otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import monitoring
+from syncjobs.shared.errors import ArbitersRefused
+from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.mongo import Database, Document, check_replica_set, connect, ensure_indexes, refuse_arbiters
+from syncjobs.shared.settings import Settings
+from syncjobs.shared.store import job_runs, sync_jobs, worker_locks
+from syncjobs.shared.store.job_runs import Claimant
+
+from tests.fixtures.worker_harness import T0
+from tests.fixtures.worker_jobs import make_job
+
+DURABLE = {"w": "majority", "j": True}
+MAJORITY = {"level": "majority"}
+WRITES = {"insert", "update", "findAndModify", "delete"}
+ME = Claimant("w1", "instance-1", lease_seconds=30)
+
+
+@dataclass
+class _Commands(monitoring.CommandListener):
+    """The commands sent to the test's database, as started."""
+
+    database: str
+    seen: list[Document] = field(default_factory=list)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.database:
+            self.seen.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    async def of(self, operation: Awaitable[Any]) -> list[Document]:
+        """The commands `operation` sends."""
+        self.seen.clear()
+        await operation
+        sent, self.seen = self.seen, []
+        assert sent, "the operation sent no command"
+        return sent
+
+
+@pytest.fixture
+async def watched(mongo_uri: str, db_name: str) -> AsyncIterator[tuple[Database, _Commands]]:
+    commands = _Commands(db_name)
+    client = connect(mongo_uri, event_listeners=[commands])
+    database = client[db_name]
+    await ensure_indexes(database)
+    try:
+        yield database, commands
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
+
+
+def _durable_writes(sent: list[Document]) -> None:
+    writes = [command for command in sent if WRITES & command.keys()]
+    assert writes, f"no write among {[next(iter(c)) for c in sent]}"
+    for command in writes:
+        assert command.get("writeConcern") == DURABLE, command
+
+
+def _majority_reads(sent: list[Document]) -> None:
+    reads = [command for command in sent if "find" in command]
+    assert reads
+    for command in reads:
+        assert command.get("readConcern") == MAJORITY, command
+
+
+async def test_the_lease_is_written_durably_and_read_from_a_majority(watched: tuple[Database, _Commands]) -> None:
+    db, commands = watched
+    take = worker_locks.take_or_renew(db, "scheduler", owner="a", instance="i", ttl_seconds=5)
+    _durable_writes(await commands.of(take))
+    renew = worker_locks.take_or_renew(db, "scheduler", owner="a", instance="i", ttl_seconds=5)
+    _durable_writes(await commands.of(renew))
+    _majority_reads(await commands.of(worker_locks.current(db)))
+    _durable_writes(await commands.of(worker_locks.release(db, "scheduler", owner="a", instance="i")))
+
+
+async def test_fires_claims_outcomes_and_run_leases_are_written_durably(watched: tuple[Database, _Commands]) -> None:
+    db, commands = watched
+    job_doc = await make_job(db, "concerns", "* * * * *", T0)
+    job = from_document(SyncJob, job_doc)
+    job_id = ObjectId(job.id)
+
+    def fire(seconds: int, token: int | None = 1) -> Document:
+        at = T0 + timedelta(seconds=seconds)
+        return job_runs.fire_document(
+            job, trigger="schedule", scheduled_for=at, attempt=1, status="pending", worker_id="l", token=token, now=at
+        )
+
+    first, second, third = fire(1), fire(2), fire(3)
+    _durable_writes(await commands.of(job_runs.insert_fires(db, [first, second, third])))
+    later = T0 + timedelta(seconds=4)
+    retry = job_runs.insert_fire(
+        db,
+        job_doc,
+        trigger="retry",
+        scheduled_for=later,
+        attempt=2,
+        status="pending",
+        worker_id="l",
+        token=None,
+        now=later,
+    )
+    _durable_writes(await commands.of(retry))
+    _durable_writes(await commands.of(job_runs.create_manual_run(db, job, T0)))
+    _durable_writes(await commands.of(job_runs.claim_run(db, ME, first, now=T0 + timedelta(seconds=5))))
+    # one run still held, one not: the renewal's write, then the read telling which is no longer ours
+    _durable_writes(await commands.of(job_runs.renew_run_leases(db, ME, [first["_id"]])))
+    renew_both = await commands.of(job_runs.renew_run_leases(db, ME, [first["_id"], second["_id"]]))
+    _durable_writes(renew_both)
+    _majority_reads(renew_both)
+    finish = job_runs.finish_claimed_run(db, ME, first["_id"], status="succeeded", now=T0, fields={})
+    _durable_writes(await commands.of(finish))
+    _durable_writes(await commands.of(job_runs.claim_run(db, ME, second, now=T0 + timedelta(seconds=5))))
+    _majority_reads(await commands.of(job_runs.runs_with_lapsed_lease(db, T0 + timedelta(days=1))))
+    second_run = await db.job_runs.find_one({"_id": second["_id"]})
+    assert second_run is not None
+    _durable_writes(await commands.of(job_runs.mark_lost(db, second_run, token=1, now=T0, duration_ms=5)))
+    _durable_writes(await commands.of(job_runs.skip_pending_runs(db, [third["_id"]], now=T0, error="skipped")))
+    moves = [sync_jobs.NextRun(job_id, job.version, T0 + timedelta(minutes=1))]
+    _durable_writes(await commands.of(sync_jobs.advance_next_runs(db, moves, 1)))
+    for token in (1, None):
+        outcome = sync_jobs.record_run_outcome(
+            db, job_id, token, status="succeeded", finished_at=T0, error=None, duration_ms=5
+        )
+        _durable_writes(await commands.of(outcome))
+
+
+async def test_a_replica_set_with_arbiters_is_refused_unless_allowed(mongo_uri: str) -> None:
+    client = connect(mongo_uri)
+    try:
+        await check_replica_set(client, allow_arbiters=False)  # SecantusDB: one member, no arbiter
+    finally:
+        await client.close()
+    with_arbiter = {"setName": "rs0", "hosts": ["a:27017", "b:27017"], "arbiters": ["c:27017"]}
+    with pytest.raises(ArbitersRefused, match=r"arbiters \(c:27017\).*SYNCJOBS_ALLOW_ARBITERS=1"):
+        refuse_arbiters(with_arbiter, allow_arbiters=False)
+    refuse_arbiters(with_arbiter, allow_arbiters=True)  # allowed: a warning only
+    refuse_arbiters({"setName": "rs0", "hosts": ["a:27017"]}, allow_arbiters=False)
+    assert Settings.from_env({"SYNCJOBS_ALLOW_ARBITERS": "1"}).allow_arbiters
+    assert not Settings.from_env({}).allow_arbiters
