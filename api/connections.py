@@ -7,7 +7,9 @@ from typing import Any
 
 from aiohttp import web
 from syncjobs.api.connection_checks import vet_connection
-from syncjobs.api.context import db, object_id, read_body, workspace_id
+from syncjobs.api.context import PAGE_QUERY, db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
 from syncjobs.shared.models import (
@@ -28,6 +30,16 @@ def _kind_and_config(body: Any) -> tuple[str, dict[str, Any]]:
     return str(fields.get("kind", "mongodb")), dict(fields["config"])
 
 
+CONNECTION_ROLES = FieldRoles(
+    read_only=frozenset({"id", "workspaceId", "createdAt"}), server_owned=frozenset({"updatedAt"})
+)
+
+
+def _version(document: Output) -> int:
+    version = getattr(document, "version", 1)
+    return version if isinstance(version, int) else 1
+
+
 def connection_routes(
     segment: str,
     noun: str,
@@ -44,10 +56,10 @@ def connection_routes(
     item = collection + "/{id}"
 
     @routes.get(collection)
-    @describe(f"List the workspace's {noun}s", tag=tag, response=listing, errors=(404,))
+    @describe(f"List the workspace's {noun}s by name", tag=tag, response=listing, errors=(404, 422), query=PAGE_QUERY)
     async def list_connections(request: web.Request) -> web.Response:
-        found = await store.list(db(request), workspace_id(request))
-        return web.json_response({"items": [connection.to_json() for connection in found]})
+        found, next_page = await store.list(db(request), workspace_id(request), page_request(request))
+        return web.json_response({"items": [connection.to_json() for connection in found], "next": next_page})
 
     @routes.post(collection)
     @describe(
@@ -58,41 +70,65 @@ def connection_routes(
         status=201,
         errors=(403, 404, 409),
     )
+    @idempotent
     async def create_connection(request: web.Request) -> web.Response:
         ws = workspace_id(request)
         parsed = await read_body(request, body)
         marks = await vet_connection(request, *_kind_and_config(parsed))
         created = await store.create(db(request), ws, parsed, marks=marks)
-        return web.json_response(created.to_json(), status=201)
+        return web.json_response(created.to_json(), status=201, headers=etag(_version(created)))
 
     @routes.get(item)
-    @describe(f"Get a {noun} (secrets redacted)", tag=tag, response=document, errors=(404,))
+    @describe(f"Get a {noun} (secrets redacted; its ETag is its version)", tag=tag, response=document, errors=(404,))
     async def get_connection(request: web.Request) -> web.Response:
         found = await store.get(db(request), workspace_id(request), object_id(request, "id"))
-        return web.json_response(found.to_json())
+        return web.json_response(found.to_json(), headers=etag(_version(found)))
 
-    @routes.put(item)
-    @describe(
-        f"Replace a {noun}; a redacted value sent back keeps the stored secret",
-        tag=tag,
-        body=body,
-        response=document,
-        errors=(403, 404, 409),
-    )
-    async def replace_connection(request: web.Request) -> web.Response:
+    async def edit_connection(request: web.Request, patch: bool) -> web.Response:
         ws, connection_id = workspace_id(request), object_id(request, "id")
-        parsed = await read_body(request, body)
+        current = (await store.get(db(request), ws, connection_id)).to_json()
+        parsed, expected = await (patch_body if patch else put_body)(request, body, current, CONNECTION_ROLES)
         kind, config = _kind_and_config(parsed)
         stored = await store.stored_config(db(request), ws, connection_id)
         check_kept_secrets(kind, config, stored)
         marks = await vet_connection(request, kind, keep_secrets(config, stored))
-        replaced = await store.replace(db(request), ws, connection_id, parsed, marks=marks)
-        return web.json_response(replaced.to_json())
+        replaced = await store.replace(db(request), ws, connection_id, parsed, marks=marks, expected_version=expected)
+        return web.json_response(replaced.to_json(), headers=etag(_version(replaced)))
+
+    @routes.put(item)
+    @describe(
+        f"Replace a {noun}; a redacted value sent back keeps the stored secret, read-only fields a GET returned"
+        " may come back unchanged; If-Match or the body's `version` make it conditional",
+        tag=tag,
+        body=body,
+        response=document,
+        errors=(403, 404, 409, 412),
+    )
+    async def replace_connection(request: web.Request) -> web.Response:
+        return await edit_connection(request, patch=False)
+
+    @routes.patch(item)
+    @describe(
+        f"Edit some of a {noun}'s fields with a JSON merge patch (application/merge-patch+json, RFC 7396);"
+        " If-Match makes it conditional",
+        tag=tag,
+        body=body,
+        merge_patch=True,
+        response=document,
+        errors=(403, 404, 409, 412, 415),
+    )
+    async def patch_connection(request: web.Request) -> web.Response:
+        return await edit_connection(request, patch=True)
 
     @routes.delete(item)
-    @describe(f"Delete a {noun} (409 while a job uses it)", tag=tag, status=204, errors=(404, 409))
+    @describe(
+        f"Delete a {noun} (409 while a job uses it); If-Match makes it conditional",
+        tag=tag,
+        status=204,
+        errors=(404, 409, 412),
+    )
     async def delete_connection(request: web.Request) -> web.Response:
-        await store.delete(db(request), workspace_id(request), object_id(request, "id"))
+        await store.delete(db(request), workspace_id(request), object_id(request, "id"), if_match(request))
         return web.Response(status=204)
 
     return routes

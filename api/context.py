@@ -18,6 +18,7 @@ from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.errors import NotFound, SyncjobsError, ValidationFailed
 from syncjobs.shared.models import parse_object_id
 from syncjobs.shared.mongo import Database
+from syncjobs.shared.paging import DEFAULT_LIMIT, MAX_LIMIT, PageRequest, parse_limit
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.api_tokens import TokenGrant
 
@@ -54,6 +55,18 @@ def connection_rules(request: web.Request) -> ConnectionRules:
 
 def grant(request: web.Request) -> TokenGrant:
     return request[GRANT_KEY]
+
+
+# The query parameters of every list (documented once for the OpenAPI document).
+PAGE_QUERY: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    "after": {"type": "string", "description": "the `next` of the previous page"},
+}
+
+
+def page_request(request: web.Request) -> PageRequest:
+    """`limit` and `after` of a list; a bad limit is a 422 naming it (a bad cursor too, when it is read)."""
+    return PageRequest(parse_limit(request.query.get("limit")), request.query.get("after"))
 
 
 def object_id(request: web.Request, name: str) -> ObjectId:

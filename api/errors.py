@@ -24,6 +24,7 @@ STATUS_BY_ERROR: tuple[tuple[type[errors.SyncjobsError], int], ...] = (
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
+    (errors.PreconditionFailed, 412),
     (errors.StaleLeader, 409),
     (errors.ValidationFailed, 422),
     (errors.DatabaseUnavailable, 503),

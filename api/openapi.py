@@ -30,9 +30,18 @@ class Operation:
     status: int = 200
     errors: tuple[int, ...] = ()
     query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    merge_patch: bool = False  # the body is a JSON merge patch of `body` (RFC 7396)
 
 
 OPERATIONS: dict[Handler, Operation] = {}
+IDEMPOTENT: set[Handler] = set()  # handlers that take an Idempotency-Key (api/idempotency.py)
+IF_MATCH = {"name": "If-Match", "in": "header", "required": False, "schema": {"type": "string"}}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
 
 
 def describe(
@@ -45,11 +54,14 @@ def describe(
     status: int = 200,
     errors: tuple[int, ...] = (),
     query: dict[str, dict[str, Any]] | None = None,
+    merge_patch: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Record a handler's contract for the OpenAPI document; the handler itself is unchanged."""
 
     def register(handler: Handler) -> Handler:
-        OPERATIONS[handler] = Operation(summary, tag, body, body_optional, response, status, errors, query or {})
+        OPERATIONS[handler] = Operation(
+            summary, tag, body, body_optional, response, status, errors, query or {}, merge_patch
+        )
         return handler
 
     return register
@@ -61,6 +73,8 @@ ERROR_DESCRIPTIONS = {
     403: "The token may not do this",
     404: "Unknown or malformed id, or an object of another workspace",
     409: "Duplicate name, or in use",
+    412: "If-Match (or the body's `version`) names a version the document no longer has; nothing written",
+    415: "PATCH takes application/merge-patch+json",
     413: "Body over 1 MiB",
     422: "Invalid field (named in details)",
     500: "Unexpected failure (logged; the body reveals nothing of it)",
@@ -81,8 +95,27 @@ class _Schemas:
         self.components.setdefault(model.__name__, schema)
         return {"$ref": SCHEMA_REF.format(model=model.__name__)}
 
+    def patch_ref(self, model: type[BaseModel]) -> dict[str, str]:
+        """`<Model>Patch`: a merge patch of the model, every member optional and nullable (null resets it)."""
+        template = SCHEMA_REF.replace("{model}", "{model}Patch")
+        schema = model.model_json_schema(by_alias=True, ref_template=template, mode="validation")
+        for name, definition in schema.pop("$defs", {}).items():
+            self.components.setdefault(f"{name}Patch", _patchable(definition))
+        self.components.setdefault(f"{model.__name__}Patch", _patchable(schema))
+        return {"$ref": SCHEMA_REF.format(model=f"{model.__name__}Patch")}
 
-def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
+
+def _patchable(schema: dict[str, Any]) -> dict[str, Any]:
+    patch = {key: value for key, value in schema.items() if key != "required"}
+    if "properties" in patch:
+        patch["properties"] = {
+            name: {"anyOf": [_patchable(prop) if "properties" in prop else prop, {"type": "null"}]}
+            for name, prop in patch["properties"].items()
+        }
+    return patch
+
+
+def _parameters(path: str, op: Operation | None, idempotent: bool = False) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"{(\w+)}", path)
@@ -91,10 +124,13 @@ def _parameters(path: str, op: Operation | None) -> list[dict[str, Any]]:
         params += [
             {"name": name, "in": "query", "required": False, "schema": schema} for name, schema in op.query.items()
         ]
-    return params
+        params += [IF_MATCH] if 412 in op.errors else []
+    return params + ([IDEMPOTENCY_KEY] if idempotent else [])
 
 
-def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) -> dict[str, Any]:
+def _operation(
+    path: str, method: str, op: Operation | None, schemas: _Schemas, idempotent: bool = False
+) -> dict[str, Any]:
     error = {"content": {"application/json": {"schema": schemas.ref(ErrorBody, "serialization")}}}
     if op is None:  # a route whose handler declares nothing (the dashboard's static files)
         spec: dict[str, Any] = {"summary": f"{method} {path}", "responses": {"default": {"description": "as served"}}}
@@ -115,9 +151,14 @@ def _operation(path: str, method: str, op: Operation | None, schemas: _Schemas) 
     spec = {"summary": op.summary, "tags": [op.tag], "responses": responses}
     if open_path:
         spec["security"] = []
-    if params := _parameters(path, op):
+    if params := _parameters(path, op, idempotent):
         spec["parameters"] = params
-    if op.body is not None:
+    if op.body is not None and op.merge_patch:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/merge-patch+json": {"schema": schemas.patch_ref(op.body)}},
+        }
+    elif op.body is not None:
         spec["requestBody"] = {
             "required": not op.body_optional,
             "content": {"application/json": {"schema": schemas.ref(op.body, "validation")}},
@@ -135,7 +176,8 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
             continue
         path = route.resource.canonical
         op = OPERATIONS.get(route.handler)
-        paths.setdefault(path, {})[method.lower()] = _operation(path, method, op, schemas)
+        idempotent = route.handler in IDEMPOTENT
+        paths.setdefault(path, {})[method.lower()] = _operation(path, method, op, schemas, idempotent)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -24,23 +24,30 @@ from syncjobs.shared.models import (
 
 
 class DataSourceList(Output):
+    """Every list is one page: pass `next` back as `after` for the following one (null on the last page)."""
+
     items: list[DataSource]
+    next: str | None
 
 
 class DestinationList(Output):
     items: list[Destination]
+    next: str | None
 
 
 class SyncJobList(Output):
     items: list[SyncJob]
+    next: str | None
 
 
 class WebhookList(Output):
     items: list[Webhook]
+    next: str | None
 
 
 class WebhookDeliveryList(Output):
     items: list[WebhookDelivery]
+    next: str | None
 
 
 class RunPage(Output):
@@ -48,6 +55,14 @@ class RunPage(Output):
 
     runs: list[JobRun]
     next: str | None
+
+
+class BackfillResult(Output):
+    """How many of the range's `fires` became pending backfill runs, and how many had already run."""
+
+    fires: int
+    created: int
+    skipped: int
 
 
 class RunAccepted(Output):
@@ -68,6 +83,10 @@ class JobStatus(Output):
     next_runs: list[str]
     average_duration_ms: float | None
     recent_runs: list[JobRun]
+    paused: bool
+    paused_until: AwareDatetime | None
+    pause_note: str | None
+    skip_count: int
     # changeStream jobs with a saved resume point: its cluster time and age (how far behind it may be).
     change_stream_resume_at: AwareDatetime | None = None
     change_stream_lag_seconds: float | None = None

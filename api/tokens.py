@@ -7,7 +7,8 @@ from typing import Any, Literal
 from aiohttp import web
 from bson import ObjectId
 from pydantic import AwareDatetime, Field
-from syncjobs.api.context import clock, db, object_id, read_body, workspace_id
+from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import Camel, Name, Output
@@ -43,6 +44,7 @@ class CreatedToken(Token):
 
 class TokenList(Output):
     items: list[Token]
+    next: str | None
 
 
 def _token(doc: dict[str, Any], model: type[Token] = Token, **extra: Any) -> Token:
@@ -55,11 +57,12 @@ def _token(doc: dict[str, Any], model: type[Token] = Token, **extra: Any) -> Tok
     "List the workspace's tokens (name, scope, created, last used, expiry; never the token)",
     tag=TAG,
     response=TokenList,
-    errors=(404,),
+    errors=(404, 422),
+    query=PAGE_QUERY,
 )
 async def list_tokens(request: web.Request) -> web.Response:
-    docs = await api_tokens.list_tokens(db(request), workspace_id(request))
-    return web.json_response({"items": [_token(doc).to_json() for doc in docs]})
+    docs, next_page = await api_tokens.list_tokens(db(request), workspace_id(request), page_request(request))
+    return web.json_response({"items": [_token(doc).to_json() for doc in docs], "next": next_page})
 
 
 @routes.post(COLLECTION)
@@ -69,8 +72,9 @@ async def list_tokens(request: web.Request) -> web.Response:
     body=TokenInput,
     response=CreatedToken,
     status=201,
-    errors=(403, 404),
+    errors=(403, 404, 409),
 )
+@idempotent
 async def create_token(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, TokenInput)

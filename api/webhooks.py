@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from aiohttp import web
-from syncjobs.api.context import clock, connection_rules, db, object_id, read_body, workspace_id
+from syncjobs.api.context import (
+    PAGE_QUERY,
+    clock,
+    connection_rules,
+    db,
+    object_id,
+    page_request,
+    read_body,
+    workspace_id,
+)
+from syncjobs.api.editing import etag, if_match
+from syncjobs.api.idempotency import idempotent
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
 from syncjobs.shared.connection_rules import check_url
@@ -15,10 +26,16 @@ TAG = "webhooks"
 
 
 @routes.get("/api/workspaces/{ws}/webhooks")
-@describe("List the workspace's webhooks (secrets are never shown)", tag=TAG, response=WebhookList, errors=(404,))
+@describe(
+    "List the workspace's webhooks, oldest first (secrets are never shown)",
+    tag=TAG,
+    response=WebhookList,
+    errors=(404, 422),
+    query=PAGE_QUERY,
+)
 async def list_webhooks(request: web.Request) -> web.Response:
-    items = await store.list_webhooks(db(request), workspace_id(request))
-    return web.json_response(WebhookList(items=items).to_json())
+    items, next_page = await store.list_webhooks(db(request), workspace_id(request), page_request(request))
+    return web.json_response(WebhookList(items=items, next=next_page).to_json())
 
 
 @routes.post("/api/workspaces/{ws}/webhooks")
@@ -28,25 +45,33 @@ async def list_webhooks(request: web.Request) -> web.Response:
     body=WebhookInput,
     response=CreatedWebhook,
     status=201,
-    errors=(404,),  # 422 also when the URL resolves to an address the egress policy refuses
+    errors=(404, 409),  # 422 also when the URL resolves to an address the egress policy refuses
 )
+@idempotent
 async def create_webhook(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, WebhookInput)
     await check_url(connection_rules(request), str(body.url), field_name="url", at_run_time=False)
     hook = await store.create_webhook(db(request), ws, body, clock(request).now())
-    return web.json_response(hook.to_json(), status=201)
+    return web.json_response(hook.to_json(), status=201, headers=etag(hook.version))
 
 
 @routes.delete("/api/workspaces/{ws}/webhooks/{id}")
-@describe("Delete a webhook", tag=TAG, status=204, errors=(404,))
+@describe("Delete a webhook; If-Match makes it conditional", tag=TAG, status=204, errors=(404, 412))
 async def delete_webhook(request: web.Request) -> web.Response:
-    await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"))
+    await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"), if_match(request))
     return web.Response(status=204)
 
 
 @routes.get("/api/workspaces/{ws}/webhooks/{id}/deliveries")
-@describe("The webhook's latest deliveries, newest first", tag=TAG, response=WebhookDeliveryList, errors=(404,))
+@describe(
+    "The webhook's deliveries, newest first",
+    tag=TAG,
+    response=WebhookDeliveryList,
+    errors=(404, 422),
+    query=PAGE_QUERY,
+)
 async def list_deliveries(request: web.Request) -> web.Response:
-    items = await store.list_deliveries(db(request), workspace_id(request), object_id(request, "id"))
-    return web.json_response(WebhookDeliveryList(items=items).to_json())
+    ws, hook = workspace_id(request), object_id(request, "id")
+    items, next_page = await store.list_deliveries(db(request), ws, hook, page_request(request))
+    return web.json_response(WebhookDeliveryList(items=items, next=next_page).to_json())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from syncjobs.api.auth import require_admin
-from syncjobs.api.context import db, read_body, workspace_id
+from syncjobs.api.context import PAGE_QUERY, db, page_request, read_body, workspace_id
 from syncjobs.api.openapi import describe
 from syncjobs.shared.models import Output, Workspace, WorkspaceInput
 from syncjobs.shared.store import workspaces as store
@@ -15,14 +15,21 @@ TAG = "workspaces"
 
 class WorkspaceList(Output):
     items: list[Workspace]
+    next: str | None
 
 
 @routes.get("/api/workspaces")
-@describe("List every workspace (admin token)", tag=TAG, response=WorkspaceList, errors=(403,))
+@describe(
+    "List every workspace, oldest first (admin token)",
+    tag=TAG,
+    response=WorkspaceList,
+    errors=(403, 422),
+    query=PAGE_QUERY,
+)
 async def list_workspaces(request: web.Request) -> web.Response:
     require_admin(request)
-    found = await store.list_workspaces(db(request))
-    return web.json_response({"items": [workspace.to_json() for workspace in found]})
+    found, next_page = await store.list_workspaces(db(request), page_request(request))
+    return web.json_response({"items": [workspace.to_json() for workspace in found], "next": next_page})
 
 
 @routes.post("/api/workspaces")

@@ -87,6 +87,25 @@ class CronSchedule:
             cursor = self.next_after(cursor)
         return fires
 
+    def fires_in(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
+        """The fires in the half-open [start, end), in order, at most `limit` of them."""
+        fires: list[datetime] = []
+        end_utc = _as_utc(end)
+        cursor = self.next_after(_as_utc(start) - timedelta(milliseconds=1))
+        while cursor < end_utc and len(fires) < limit:
+            fires.append(cursor)
+            cursor = self.next_after(cursor)
+        return fires
+
+    def dst_note(self, fire: datetime) -> str | None:
+        """`repeated_hour` when the fire's wall time occurs twice that day (fall back), `gap_shifted` when
+        the cron's wall time did not exist and the fire moved to the end of the gap (spring forward)."""
+        wall = self._wall(_as_utc(fire))
+        if wall.replace(tzinfo=self.zone, fold=0).utcoffset() != wall.replace(tzinfo=self.zone, fold=1).utcoffset():
+            return "repeated_hour"
+        self._iterator.set_current(wall - timedelta(seconds=1), force=True)
+        return None if self._iterator.get_next(datetime) == wall else "gap_shifted"
+
     def _wall(self, instant: datetime) -> datetime:
         return instant.astimezone(self.zone).replace(tzinfo=None)
 

@@ -50,6 +50,12 @@ class InvalidTimezone(ValidationFailed):
         super().__init__(field, message)
 
 
+class PreconditionFailed(SyncjobsError):
+    """If-Match (or a body's `version`) names a version the document no longer has: nothing was written."""
+
+    code = "precondition_failed"
+
+
 class Unauthorized(SyncjobsError):
     code = "unauthorized"
 

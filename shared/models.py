@@ -45,7 +45,8 @@ FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
 EXECUTED_STATUSES = frozenset({RunStatus.SUCCEEDED, *FAILED_STATUSES, RunStatus.CANCELLED})
 NOT_EXECUTED_STATUSES = frozenset({RunStatus.SKIPPED, RunStatus.MISSED})
 
-RunTrigger = Literal["schedule", "manual", "retry", "reset"]
+RunTrigger = Literal["schedule", "manual", "retry", "reset", "backfill"]
+RUN_TRIGGERS: tuple[RunTrigger, ...] = ("schedule", "manual", "retry", "reset", "backfill")
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 
 
@@ -176,6 +177,7 @@ class DataSource(Output):
     name: str
     kind: str
     config: dict[str, Any]
+    version: int = 1
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
 
@@ -288,9 +290,22 @@ class SyncJob(Output):
     last_error: str | None = None
     last_duration_ms: int | None = None
     average_duration_ms: float | None = None
+    paused: bool = False
+    paused_until: AwareDatetime | None = None  # a paused job resumes by itself at its first fire from then
+    pause_note: str | None = None
+    skip_count: int = 0  # how many of the next fires that would run are skipped
     version: int = 1
     created_at: AwareDatetime | None = None
     updated_at: AwareDatetime | None = None
+
+
+class PauseInput(Camel):
+    until: AwareDatetime | None = Field(default=None, strict=False)
+    note: str | None = Field(default=None, max_length=500)
+
+
+class SkipInput(Camel):
+    count: int = Field(ge=1, le=1000)
 
 
 # --- runs ---
@@ -317,6 +332,16 @@ class JobRun(Output):
     progress: dict[str, Any] | None = None
     stderr_tail: str | None = None  # the executor's last 4 KiB of stderr, kept when a run did not succeed
     due_at: AwareDatetime | None = None  # a retry's earliest start
+    cancel_requested: bool = False  # a client asked to cancel it while it ran; its replica kills it
+
+
+class BackfillInput(Camel):
+    """The fires of [from, to) to run now; `overlap` (default: the job's) `allow` runs them side by side,
+    otherwise one at a time, oldest first (a backfill fire waits, it is never skipped)."""
+
+    from_: AwareDatetime = Field(alias="from", strict=False)
+    to: AwareDatetime = Field(strict=False)
+    overlap: Literal["skip", "queue", "allow"] | None = None
 
 
 class ToggleInput(Camel):
@@ -353,6 +378,7 @@ class Webhook(Output):
     workspace_id: str
     url: str
     events: list[str]
+    version: int = 1
     created_at: AwareDatetime | None = None
 
 

@@ -28,6 +28,7 @@ Client = AsyncMongoClient[Document]
 Collection = AsyncCollection[Document]
 # What a process gives its database while it stops: a SIGTERM never waits on server selection.
 SHUTDOWN_DATABASE_SECONDS = 0.3
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600  # how long an Idempotency-Key and its first answer are kept
 
 
 def connect(uri: str, **options: Any) -> AsyncMongoClient[Document]:
@@ -158,7 +159,13 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
         CollectionIndexes("worker_locks", ()),
         CollectionIndexes("sync_state", ()),
         CollectionIndexes("alert_states", ()),
-        CollectionIndexes("api_tokens", (_index([("workspaceId", ASCENDING)], "workspace"),)),
+        CollectionIndexes(
+            "api_tokens",
+            (
+                _index([("workspaceId", ASCENDING)], "workspace"),
+                _index([("workspaceId", ASCENDING), ("tokenId", ASCENDING)], "workspace_token_id"),
+            ),
+        ),
         CollectionIndexes(
             "data_sources",
             (_index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),),
@@ -173,6 +180,15 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 _index([("workspaceId", ASCENDING), ("name", ASCENDING)], "workspace_name", unique=True),
                 _index([("enabled", ASCENDING), ("nextRunAt", ASCENDING)], "enabled_next_run"),
                 _index([("updatedAt", ASCENDING)], "updated_at"),
+                # The job list's filters, each in name order (the list's keyset).
+                _index([("workspaceId", ASCENDING), ("enabled", ASCENDING), ("name", ASCENDING)], "workspace_enabled"),
+                _index(
+                    [("workspaceId", ASCENDING), ("dataSourceId", ASCENDING), ("name", ASCENDING)], "workspace_source"
+                ),
+                _index(
+                    [("workspaceId", ASCENDING), ("destinationDatabaseId", ASCENDING), ("name", ASCENDING)],
+                    "workspace_destination",
+                ),
             ),
         ),
         CollectionIndexes(
@@ -188,6 +204,11 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     "workspace_job_started",
                 ),
                 _index([("jobId", ASCENDING), ("createdAt", DESCENDING)], "job_created"),
+                # The run list's filters: status ("the failed runs"), trigger; scheduledFor uses fire_key.
+                _index([("jobId", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)], "job_status_created"),
+                _index(
+                    [("jobId", ASCENDING), ("trigger", ASCENDING), ("createdAt", DESCENDING)], "job_trigger_created"
+                ),
                 _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
                 _index([("status", ASCENDING)], "status"),
                 # The per-job execution lock: at most one running run of a job whose overlap is not `allow`,
@@ -205,10 +226,30 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 ),
             ),
         ),
-        CollectionIndexes("webhooks", (_index([("workspaceId", ASCENDING)], "workspace"),)),
+        CollectionIndexes(
+            "job_changes",
+            (
+                _index([("workspaceId", ASCENDING), ("jobId", ASCENDING), ("_id", DESCENDING)], "workspace_job_id"),
+                _index([("at", ASCENDING)], "retention_ttl", expireAfterSeconds=run_retention_days * 86400),
+            ),
+        ),
+        CollectionIndexes(
+            "idempotency_keys",
+            (_index([("createdAt", ASCENDING)], "keep_ttl", expireAfterSeconds=IDEMPOTENCY_KEY_SECONDS),),
+        ),
+        CollectionIndexes(
+            "webhooks",
+            (
+                _index([("workspaceId", ASCENDING)], "workspace"),
+                _index([("workspaceId", ASCENDING), ("_id", ASCENDING)], "workspace_id"),
+            ),
+        ),
         CollectionIndexes(
             "webhook_deliveries",
-            (_index([("webhookId", ASCENDING), ("createdAt", DESCENDING)], "webhook_created"),),
+            (
+                _index([("webhookId", ASCENDING), ("createdAt", DESCENDING)], "webhook_created"),
+                _index([("webhookId", ASCENDING), ("_id", DESCENDING)], "webhook_id"),
+            ),
         ),
     ]
 

@@ -66,6 +66,7 @@ class ClaimedRun:
         self._trusted_until = claimed_at + trusted_seconds(context.claimant.lease_seconds)
         self._cancel = asyncio.Event()
         self.lost = False
+        self.cancelled_on_request = False
         self.executing = True  # holds an executor slot; the outcome is written after the slot is freed
         self.recording = False  # its outcome write is on its way: that write tells whether it was lost
         self.task: asyncio.Task[None] | None = None
@@ -98,12 +99,21 @@ class ClaimedRun:
         self.lost = True
         self._cancel.set()
 
+    def cancel_on_request(self) -> None:
+        """A client cancelled the run: kill the executor, record `cancelled` (never retried)."""
+        if not self.cancelled_on_request:
+            log.info("run_cancel_requested", run_id=str(self.run_id), job_id=self.run.job_id)
+        self.cancelled_on_request = True
+        self._cancel.set()
+
     async def execute(self) -> None:
         job = await self._persist(lambda: sync_jobs.find_job(self.context.db, ObjectId(self.run.job_id)))
         if job is None:
             await self._persist(lambda: self._finish(RunStatus.CANCELLED, {"error": "job deleted"}))
             return
         outcome = await self._run_executor(job)
+        if self.cancelled_on_request and outcome.status == RunStatus.CANCELLED:
+            outcome.error = "cancelled on request"
         self.executing = False  # the next run may start while this one's outcome is written
         self._slot_freed()
         await self._record(job, outcome)

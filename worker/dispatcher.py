@@ -11,6 +11,7 @@ wakes it too. The claimer's writes on its run are guarded by the run's lease, no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter
@@ -41,6 +42,8 @@ ABANDON_WAIT_SECONDS = 0.2  # for run tasks to end once cancelled (their executo
 # After a claim finds its run taken by another replica, the pending runs are re-read this soon (not at
 # once: one read per burst of lost races), so a replica stops trying every run the others already took.
 REREAD_AFTER_CONTENTION_SECONDS = 0.5
+# How often a replica with runs asks whether a client cancelled one (the issue's bound is 2 s).
+CANCEL_POLL_SECONDS = 1.0
 
 
 class RunDispatcher:
@@ -74,6 +77,7 @@ class RunDispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._leases = RunLeaseRenewal(db, claimant, health, self._claimed)
+        self._cancels: asyncio.Task[None] | None = None
 
     # --- what others may ask ---
 
@@ -229,6 +233,8 @@ class RunDispatcher:
         self._claimed[run_id] = claimed
         claimed.task = spawn(self._execute(run_id, claimed), f"run {run_id} of job {claimed.run.job_id}")
         self._leases.start()
+        if self._cancels is None or self._cancels.done():
+            self._cancels = spawn(self._watch_cancels(), "run cancel watch")
 
     async def _execute(self, run_id: ObjectId, claimed: ClaimedRun) -> None:
         try:
@@ -239,6 +245,25 @@ class RunDispatcher:
             del self._claimed[run_id]
             self._waiting_jobs.discard(ObjectId(claimed.run.job_id))  # a run of it may wait here
             self._wake.set()
+
+    # --- cancels asked by clients ---
+
+    async def _watch_cancels(self) -> None:
+        """Every CANCEL_POLL_SECONDS while runs execute here, one read by `_id` finds the ones a client
+        asked to cancel: their executors' process groups are killed and they are recorded `cancelled`.
+        A poll rather than a change stream: it costs one indexed read a second only while runs go, and
+        it needs no stream of updates (SecantusDB answers a stream's getMore on every write)."""
+        while self._claimed:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            executing = [run_id for run_id, claimed in self._claimed.items() if claimed.executing]
+            try:
+                wanted = await job_runs.cancel_requested(self.db, executing)
+            except PyMongoError as error:
+                self.health.failed(error)
+                continue
+            for run_id in wanted:
+                if (claimed := self._claimed.get(run_id)) is not None:
+                    claimed.cancel_on_request()
 
     # --- the end ---
 
@@ -256,7 +281,7 @@ class RunDispatcher:
         if tasks:
             await asyncio.wait(tasks, timeout=ABANDON_WAIT_SECONDS)
             log.warning("runs_abandoned", count=len(tasks))
-        await self._leases.stop()
+        await self._stop_background()
 
     async def finish(self, grace_seconds: float) -> None:
         """Claim nothing more; wait up to `grace_seconds`, then kill what still runs (`cancelled`)."""
@@ -269,4 +294,11 @@ class RunDispatcher:
                 for claimed in list(self._claimed.values()):
                     claimed.kill()
                 await asyncio.wait(pending)
+        await self._stop_background()
+
+    async def _stop_background(self) -> None:
         await self._leases.stop()
+        if self._cancels is not None:
+            self._cancels.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._cancels

@@ -77,6 +77,37 @@ def _latest_fires(schedule: CronSchedule, since: datetime, now: datetime, count:
         span *= 4
 
 
+@dataclass(frozen=True)
+class HeldFires:
+    """Fires a pause or a skip holds back: `run` go on, `skipped` are recorded `skipped` with a reason
+    (`paused`, `skip`); `skips_used` of the job's skip count; `resumed` when a fire at or after the pause's
+    `until` ended the pause."""
+
+    run: list[datetime]
+    skipped: list[tuple[datetime, str]]
+    skips_used: int
+    resumed: bool
+
+
+def hold_fires(paused: bool, paused_until: datetime | None, skip_count: int, fires: list[datetime]) -> HeldFires:
+    """A paused job skips its fires before `paused_until` (all of them without one); the first fire at or
+    after it resumes the job. The next `skip_count` fires that would run are skipped."""
+    run: list[datetime] = []
+    skipped: list[tuple[datetime, str]] = []
+    skips_left, resumed = skip_count, False
+    for at in fires:
+        if paused and (paused_until is None or at < paused_until):
+            skipped.append((at, "paused"))
+            continue
+        resumed = resumed or paused
+        if skips_left > 0:
+            skipped.append((at, "skip"))
+            skips_left -= 1
+            continue
+        run.append(at)
+    return HeldFires(run, skipped, skip_count - skips_left, resumed)
+
+
 def decide_overlap(policy: str, running: int, queued: int) -> OverlapDecision:
     """`skip`: a fire that finds a run going is skipped; `queue`: one waits, more are skipped;
     `allow`: runs side by side."""

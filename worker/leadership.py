@@ -25,10 +25,10 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.retry import DB_RETRY_SECONDS
-from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store import job_changes, job_runs, sync_jobs
 from syncjobs.shared.waits import wait_any
 from syncjobs.worker.claimed_run import insert_retry
-from syncjobs.worker.fire_plan import FireDecision, FirePlan, decide_due_fires, should_retry
+from syncjobs.worker.fire_plan import FireDecision, FirePlan, HeldFires, decide_due_fires, hold_fires, should_retry
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.lease import Lease
 from syncjobs.worker.run_leases import lapsed_runs
@@ -57,6 +57,7 @@ class _Fired:
     record: PlannedJob
     decision: FireDecision
     previous: tuple[datetime, datetime | None]
+    held: HeldFires
 
 
 class Leadership:
@@ -151,7 +152,9 @@ class Leadership:
             if record is None or not record.active:
                 continue
             decision = decide_due_fires(record.schedule, record.next_fire, now, record.job.catch_up_fires)
-            fired.append(_Fired(job_id, record, decision, (record.next_fire, record.decided_through)))
+            job = record.job
+            held = hold_fires(job.paused, job.paused_until, job.skip_count, decision.run)
+            fired.append(_Fired(job_id, record, decision, (record.next_fire, record.decided_through), held))
             # Set before the writes: a change event arriving meanwhile must not plan these fires again.
             record.decided_through, record.next_fire = now, decision.next_fire
             self.plan.plan(job_id, decision.next_fire)
@@ -182,6 +185,28 @@ class Leadership:
                 )
         if written:
             log.info("fires_written", runs=sum(doc["status"] == RunStatus.PENDING for doc in written), jobs=len(fired))
+        for one in fired:
+            await self._release_holds(one)
+
+    async def _release_holds(self, fired: _Fired) -> None:
+        """After a batch: use up the job's skips, end a pause that ran out (once: the write matches only
+        that pause), and keep the planned job in step (these writes do not replan it)."""
+        record, held = fired.record, fired.held
+        job_id, until = ObjectId(record.job.id), record.job.paused_until
+        try:
+            with self.lease.within_term():  # leader writes, like the fires: only within this term
+                if held.skips_used:
+                    await sync_jobs.use_skips(self.db, job_id, held.skips_used, self.token)
+                    skips = record.job.skip_count - held.skips_used
+                    record.job = record.job.model_copy(update={"skip_count": skips})
+                if held.resumed and until is not None:
+                    if await sync_jobs.end_pause(self.db, job_id, until, self.token):
+                        log.info("job_resumed", job_id=record.job.id, paused_until=until.isoformat())
+                        await job_changes.record_by_scheduler(self.db, record.job, until, "resume")
+                    resumed = {"paused": False, "paused_until": None, "pause_note": None}
+                    record.job = record.job.model_copy(update=resumed)
+        except PyMongoError as error:  # the fires are written; the next batch decides from the stored job
+            self.health.failed(error)
 
     def _fire_documents(self, fired: _Fired, now: datetime) -> list[Document]:
         job, decision = fired.record.job, fired.decision
@@ -200,7 +225,8 @@ class Leadership:
             )
 
         missed = [fire(at, RunStatus.MISSED, "missed: no worker could fire it in time") for at in decision.missed]
-        return missed + [fire(at, RunStatus.PENDING) for at in decision.run]
+        skipped = [fire(at, RunStatus.SKIPPED, f"skipped: {reason}") for at, reason in fired.held.skipped]
+        return missed + skipped + [fire(at, RunStatus.PENDING) for at in fired.held.run]
 
     # --- runs whose claimer died ---
 

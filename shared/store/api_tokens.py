@@ -19,9 +19,9 @@ from pymongo import ReturnDocument
 from syncjobs.shared.clock import to_ms, utc_now
 from syncjobs.shared.errors import NotFound
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.paging import PageRequest, keyset_page
 
 TOKEN_PREFIX = "sjt_"
-LIST_LIMIT = 1000
 # lastUsedAt is written at most this often per token, so busy clients do not turn reads into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -37,6 +37,7 @@ class TokenGrant:
     scope: TokenScope = "full"
     token_hash: str = ""
     last_used_at: datetime | None = None
+    token_id: ObjectId | None = None  # the id a client sees (never the hash): what a change log names
 
     @property
     def is_admin(self) -> bool:
@@ -107,6 +108,7 @@ async def resolve_token(db: Database, token: str, now: datetime | None = None) -
         scope=scope,
         token_hash=doc["_id"],
         last_used_at=doc.get("lastUsedAt"),
+        token_id=doc.get("tokenId"),
     )
 
 
@@ -116,16 +118,13 @@ async def record_use(db: Database, grant: TokenGrant, now: datetime) -> None:
         await db.api_tokens.update_one({"_id": grant.token_hash}, {"$set": {"lastUsedAt": to_ms(now)}})
 
 
-async def list_tokens(db: Database, workspace_id: ObjectId) -> list[Document]:
-    """The workspace's tokens (hashes left out), oldest first; one stored before tokens had ids gets one."""
-    cursor = db.api_tokens.find({"workspaceId": workspace_id}).sort("createdAt", 1).limit(LIST_LIMIT)
-    tokens = []
-    for doc in await cursor.to_list():
-        if doc.get("tokenId") is None:
-            doc["tokenId"] = ObjectId()
-            await db.api_tokens.update_one({"_id": doc["_id"]}, {"$set": {"tokenId": doc["tokenId"]}})
-        tokens.append({k: v for k, v in doc.items() if k != "_id"})
-    return tokens
+async def list_tokens(db: Database, workspace_id: ObjectId, page: PageRequest) -> tuple[list[Document], str | None]:
+    """The workspace's tokens (hashes left out), oldest first by `tokenId`; one stored before tokens had
+    ids gets one first."""
+    for doc in await db.api_tokens.find({"workspaceId": workspace_id, "tokenId": None}, {"_id": 1}).to_list():
+        await db.api_tokens.update_one({"_id": doc["_id"], "tokenId": None}, {"$set": {"tokenId": ObjectId()}})
+    found = await keyset_page(db, "api_tokens", {"workspaceId": workspace_id}, "tokenId", page)
+    return [{k: v for k, v in doc.items() if k != "_id"} for doc in found.docs], found.next
 
 
 async def revoke_token(db: Database, workspace_id: ObjectId, token_id: ObjectId) -> None:
@@ -137,6 +136,7 @@ async def revoke_token(db: Database, workspace_id: ObjectId, token_id: ObjectId)
 
 ENVIRONMENT_ADMIN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 _ACTIVE_ADMIN = {"workspaceId": None, "revokedAt": None}
+ADMIN_TOKENS_LIMIT = 1000  # admin tokens are few: one list, no pages
 
 
 async def register_environment_admin_token(db: Database, token: str) -> bool:
@@ -157,7 +157,7 @@ async def register_environment_admin_token(db: Database, token: str) -> bool:
 
 async def list_admin_tokens(db: Database) -> list[Document]:
     """The admin tokens still in force (hashes left out), oldest first."""
-    cursor = db.api_tokens.find(_ACTIVE_ADMIN).sort("createdAt", 1).limit(LIST_LIMIT)
+    cursor = db.api_tokens.find(_ACTIVE_ADMIN).sort("createdAt", 1).limit(ADMIN_TOKENS_LIMIT)
     return [{k: v for k, v in doc.items() if k != "_id"} for doc in await cursor.to_list()]
 
 

@@ -13,10 +13,10 @@ from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import Conflict, NotFound
 from syncjobs.shared.models import OutputT, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.paging import PageRequest, keyset_page
 from syncjobs.shared.secret_fields import keep_secrets
 from syncjobs.shared.secrets import open_config, seal_config
-
-LIST_LIMIT = 1000
+from syncjobs.shared.store.versioned import refuse, version_filter
 
 InputT = TypeVar("InputT", bound=BaseModel)
 
@@ -61,6 +61,7 @@ class ConnectionStore(Generic[InputT, OutputT]):
             "workspaceId": workspace_id,
             **fields,
             **(marks or {}),
+            "version": 1,
             "createdAt": now,
             "updatedAt": now,
         }
@@ -88,9 +89,10 @@ class ConnectionStore(Generic[InputT, OutputT]):
     async def exists(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> bool:
         return await db[self.collection].count_documents({"_id": doc_id, "workspaceId": workspace_id}) > 0
 
-    async def list(self, db: Database, workspace_id: ObjectId) -> list[OutputT]:
-        cursor = db[self.collection].find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
-        return [self._out(doc) for doc in await cursor.to_list()]
+    async def list(self, db: Database, workspace_id: ObjectId, page: PageRequest) -> tuple[list[OutputT], str | None]:
+        """A page by name (on the unique (workspaceId, name) index)."""
+        found = await keyset_page(db, self.collection, {"workspaceId": workspace_id}, "name", page)
+        return [self._out(doc) for doc in found.docs], found.next
 
     async def replace(
         self,
@@ -100,26 +102,39 @@ class ConnectionStore(Generic[InputT, OutputT]):
         body: InputT,
         *,
         marks: dict[str, Any] | None = None,
+        expected_version: int | None = None,
     ) -> OutputT:
-        """Replace name, kind and config; a redaction marker sent back keeps the stored secret."""
+        """Replace name, kind and config (only at `expected_version`, when given); a redaction marker sent
+        back keeps the stored secret."""
+        scope = {"_id": doc_id, "workspaceId": workspace_id}
         stored = await self._stored(db, workspace_id, doc_id)
         fields: dict[str, Any] = body.model_dump(by_alias=True)
         fields["config"] = seal_config(keep_secrets(fields["config"], open_config(stored.get("config"))))
         try:
             doc = await db[self.collection].find_one_and_update(
-                {"_id": doc_id, "workspaceId": workspace_id},
-                {"$set": {**fields, **(marks or {}), "updatedAt": utc_now()}},
+                {**scope, **version_filter(expected_version)},
+                [  # a pipeline, so a document stored before versions (version 1) goes to 2; values as literals
+                    {
+                        "$set": {
+                            k: {"$literal": v} for k, v in {**fields, **(marks or {}), "updatedAt": utc_now()}.items()
+                        }
+                    },
+                    {"$set": {"version": {"$add": [{"$ifNull": ["$version", 1]}, 1]}}},
+                ],
                 return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
             raise self._conflict(fields["name"]) from None
         if doc is None:
-            raise self._not_found()
+            await refuse(db, self.collection, scope, self.noun, expected_version)
         return self._out(doc)
 
-    async def delete(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> None:
+    async def delete(
+        self, db: Database, workspace_id: ObjectId, doc_id: ObjectId, expected_version: int | None = None
+    ) -> None:
+        scope = {"_id": doc_id, "workspaceId": workspace_id}
         if await db.syncjobs.count_documents({"workspaceId": workspace_id, self.used_by: doc_id}, limit=1):
             raise Conflict(f"the {self.noun} is used by a sync job", [{"field": "id", "message": "in use"}])
-        result = await db[self.collection].delete_one({"_id": doc_id, "workspaceId": workspace_id})
+        result = await db[self.collection].delete_one({**scope, **version_filter(expected_version)})
         if result.deleted_count == 0:
-            raise self._not_found()
+            await refuse(db, self.collection, scope, self.noun, expected_version)

@@ -13,7 +13,6 @@ from syncjobs.shared.errors import Conflict, NotFound
 from syncjobs.shared.models import NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, durable, majority_read
 
-MAX_PAGE = 100
 DUPLICATE_KEY = 11000
 
 
@@ -82,31 +81,6 @@ async def get_run(db: Database, run_id: ObjectId) -> JobRun:
     if doc is None:
         raise NotFound("run not found")
     return from_document(JobRun, doc)
-
-
-async def list_runs(
-    db: Database, job_id: ObjectId, limit: int = 20, before: ObjectId | None = None
-) -> tuple[list[JobRun], str | None]:
-    """Newest first; `before` is the `next` cursor of the previous page (a run id)."""
-    limit = max(1, min(limit, MAX_PAGE))
-    query: dict[str, Any] = {"jobId": job_id}
-    if before is not None:
-        anchor = await db.job_runs.find_one({"_id": before, "jobId": job_id}, {"createdAt": 1})
-        if anchor is None:
-            raise NotFound("no run matches the `before` cursor")
-        query["$or"] = [
-            {"createdAt": {"$lt": anchor["createdAt"]}},
-            {"createdAt": anchor["createdAt"], "_id": {"$lt": before}},
-        ]
-    cursor = db.job_runs.find(query).sort([("createdAt", -1), ("_id", -1)]).limit(limit + 1)
-    docs = await cursor.to_list()
-    page = [from_document(JobRun, doc) for doc in docs[:limit]]
-    return page, (page[-1].id if len(docs) > limit else None)
-
-
-async def recent_runs(db: Database, job_id: ObjectId, count: int = 5) -> list[JobRun]:
-    runs, _ = await list_runs(db, job_id, limit=count)
-    return runs
 
 
 async def is_running(db: Database, job_id: ObjectId) -> bool:
@@ -283,6 +257,14 @@ async def finish_claimed_run(
         {"$set": {"status": status, "finishedAt": to_ms(now), **fields}},
     )
     return result.modified_count == 1
+
+
+async def cancel_requested(db: Database, run_ids: list[ObjectId]) -> set[ObjectId]:
+    """Which of these running runs a client asked to cancel (`run_history.cancel_run`)."""
+    if not run_ids:
+        return set()
+    query = {"_id": {"$in": run_ids}, "status": RunStatus.RUNNING, "cancelRequested": True}
+    return {doc["_id"] for doc in await db.job_runs.find(query, {"_id": 1}).to_list()}
 
 
 async def skip_pending_runs(db: Database, run_ids: list[ObjectId], *, now: datetime, error: str) -> None:

@@ -14,9 +14,9 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document, durable
+from syncjobs.shared.paging import Page, PageRequest, keyset_page
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_state
-
-LIST_LIMIT = 1000
+from syncjobs.shared.store.versioned import refuse, version_filter
 
 
 def _conflict(name: str) -> Conflict:
@@ -89,16 +89,52 @@ async def get_job(db: Database, job_id: ObjectId, workspace_id: ObjectId | None 
     return from_document(SyncJob, await get_job_doc(db, job_id, workspace_id))
 
 
-async def list_jobs(db: Database, workspace_id: ObjectId) -> list[SyncJob]:
-    cursor = db.syncjobs.find({"workspaceId": workspace_id}).sort("name", 1).limit(LIST_LIMIT)
-    return [from_document(SyncJob, doc) for doc in await cursor.to_list()]
+# Above every code point: a name that starts with a prefix sorts before prefix + this.
+_PREFIX_END = "\U0010ffff"
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The job list's filters (None: any); `name_prefix` is the `q` of the query string."""
+
+    enabled: bool | None = None
+    data_source_id: ObjectId | None = None
+    destination_id: ObjectId | None = None
+    name_prefix: str | None = None
+
+    def query(self, workspace_id: ObjectId) -> Document:
+        query: Document = {"workspaceId": workspace_id}
+        if self.enabled is not None:
+            query["enabled"] = self.enabled
+        if self.data_source_id is not None:
+            query["dataSourceId"] = self.data_source_id
+        if self.destination_id is not None:
+            query["destinationDatabaseId"] = self.destination_id
+        if self.name_prefix:  # a range, not a regex: an index bound on any server
+            query["name"] = {"$gte": self.name_prefix, "$lt": self.name_prefix + _PREFIX_END}
+        return query
+
+
+async def list_jobs(
+    db: Database, workspace_id: ObjectId, page: PageRequest, filters: JobFilter | None = None
+) -> tuple[list[SyncJob], str | None]:
+    """By name; each filter has an index that starts (workspaceId, <filter>, name)."""
+    found: Page = await keyset_page(db, "syncjobs", (filters or JobFilter()).query(workspace_id), "name", page)
+    return [from_document(SyncJob, doc) for doc in found.docs], found.next
 
 
 async def replace_job(
-    db: Database, workspace_id: ObjectId, job_id: ObjectId, body: SyncJobInput, now: datetime
+    db: Database,
+    workspace_id: ObjectId,
+    job_id: ObjectId,
+    body: SyncJobInput,
+    now: datetime,
+    expected_version: int | None = None,
 ) -> SyncJob:
-    """Replace the editable fields; only a new schedule (or enabling) recomputes nextRunAt, so an edit of
-    anything else never pushes a fire that is due but not yet taken into the future."""
+    """Replace the editable fields (only at `expected_version`, when given); only a new schedule (or
+    enabling) recomputes nextRunAt, so an edit of anything else never pushes a fire that is due but not
+    yet taken into the future."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
     current = await get_job_doc(db, job_id, workspace_id)
     fields = await _editable_fields(db, workspace_id, body, now)
     same_schedule = current.get("schedule") == fields["schedule"]
@@ -106,50 +142,84 @@ async def replace_job(
         fields["nextRunAt"] = current["nextRunAt"]
     try:
         doc = await db.syncjobs.find_one_and_update(
-            {"_id": job_id, "workspaceId": workspace_id},
+            {**scope, **version_filter(expected_version)},
             {"$set": {**fields, "updatedAt": to_ms(now)}, "$inc": {"version": 1}},
             return_document=ReturnDocument.AFTER,
         )
     except DuplicateKeyError:
         raise _conflict(body.name) from None
-    return await _written(db, doc, now)
+    return await _written(db, doc, now, scope, expected_version)
 
 
 async def set_enabled(
-    db: Database, workspace_id: ObjectId, job_id: ObjectId, enabled: bool | None, now: datetime
+    db: Database,
+    workspace_id: ObjectId,
+    job_id: ObjectId,
+    enabled: bool | None,
+    now: datetime,
+    expected_version: int | None = None,
 ) -> SyncJob:
     """Set `enabled` (or flip it when None); enabling schedules the next fire from now."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
     current = await get_job(db, job_id, workspace_id)
     target = (not current.enabled) if enabled is None else enabled
     next_run = to_ms(parse_schedule(current.schedule.cron, current.schedule.timezone).next_after(now))
     doc = await db.syncjobs.find_one_and_update(
-        {"_id": job_id, "workspaceId": workspace_id},
+        {**scope, **version_filter(expected_version)},
         {
             "$set": {"enabled": target, "nextRunAt": next_run if target else None, "updatedAt": to_ms(now)},
             "$inc": {"version": 1},
         },
         return_document=ReturnDocument.AFTER,
     )
-    return await _written(db, doc, now)
+    return await _written(db, doc, now, scope, expected_version)
 
 
 DISABLED_SKIP_ERROR = "skipped: the job is disabled"
 
 
-async def _written(db: Database, doc: Document | None, now: datetime) -> SyncJob:
-    """The job as written; a disabled job's pending runs are skipped, so none starts after it was disabled."""
+async def _written(
+    db: Database, doc: Document | None, now: datetime, scope: Document, expected_version: int | None
+) -> SyncJob:
+    """The job as written (or the refusal of a write that matched nothing); a disabled job's pending runs
+    are skipped, so none starts after it was disabled."""
     if doc is None:
-        raise NotFound("sync job not found")
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
     if not doc.get("enabled"):
         await job_runs.skip_pending_runs_of_job(db, doc["_id"], now=now, error=DISABLED_SKIP_ERROR)
     return from_document(SyncJob, doc)
 
 
-async def delete_job(db: Database, workspace_id: ObjectId, job_id: ObjectId) -> None:
-    """Delete the job and its cursors and resume point; its run history stays until retention removes it."""
-    result = await db.syncjobs.delete_one({"_id": job_id, "workspaceId": workspace_id})
+async def set_hold(
+    db: Database,
+    workspace_id: ObjectId,
+    job_id: ObjectId,
+    fields: Document,
+    now: datetime,
+    expected_version: int | None = None,
+) -> SyncJob:
+    """Pause, resume or skip (`paused`, `pausedUntil`, `pauseNote`, `skipCount`): a client's edit, so
+    `version` goes up and the leader replans the job with it."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
+    doc = await db.syncjobs.find_one_and_update(
+        {**scope, **version_filter(expected_version)},
+        {"$set": {**fields, "updatedAt": to_ms(now)}, "$inc": {"version": 1}},
+        return_document=ReturnDocument.AFTER,
+    )
+    if doc is None:
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
+    return from_document(SyncJob, doc)
+
+
+async def delete_job(
+    db: Database, workspace_id: ObjectId, job_id: ObjectId, expected_version: int | None = None
+) -> None:
+    """Delete the job (only at `expected_version`, when given) and its cursors and resume point; its run
+    history stays until retention removes it."""
+    scope = {"_id": job_id, "workspaceId": workspace_id}
+    result = await db.syncjobs.delete_one({**scope, **version_filter(expected_version)})
     if result.deleted_count == 0:
-        raise NotFound("sync job not found")
+        await refuse(db, "syncjobs", scope, "sync job", expected_version)
     await sync_state.reset_job_state(db, job_id)
 
 
@@ -214,6 +284,22 @@ async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> N
         for move in moves
     ]
     await durable(db.syncjobs).bulk_write(updates, ordered=False)
+
+
+async def end_pause(db: Database, job_id: ObjectId, paused_until: datetime, token: int) -> bool:
+    """The leader resumes a job whose pause ran out: once (the write matches only that pause, under the
+    leader's token); no version change, so no replan."""
+    query = {**_fenced(job_id, token), "paused": True, "pausedUntil": to_ms(paused_until)}
+    fields = {"paused": False, "pausedUntil": None, "pauseNote": None, "workerFencingToken": token}
+    return (await durable(db.syncjobs).update_one(query, {"$set": fields})).modified_count == 1
+
+
+async def use_skips(db: Database, job_id: ObjectId, count: int, token: int) -> None:
+    """The leader skipped `count` fires of the job's skip count."""
+    await durable(db.syncjobs).update_one(
+        {**_fenced(job_id, token), "skipCount": {"$gte": count}},
+        {"$inc": {"skipCount": -count}, "$set": {"workerFencingToken": token}},
+    )
 
 
 async def record_run_outcome(

@@ -18,8 +18,10 @@ from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput, from_document
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.paging import PageRequest, keyset_page
 from syncjobs.shared.secret_fields import REDACTED, carries_secrets
 from syncjobs.shared.secrets import seal
+from syncjobs.shared.store.versioned import refuse, version_filter
 
 LIST_LIMIT = 100
 
@@ -33,15 +35,17 @@ async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInpu
         "url": seal(url) if carries_secrets(url) else url,
         "events": list(body.events),
         "secret": seal(secret),
+        "version": 1,
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
     return from_document(CreatedWebhook, {**doc, "url": redact_url(url), "secret": secret})
 
 
-async def list_webhooks(db: Database, workspace_id: ObjectId) -> list[Webhook]:
-    cursor = db.webhooks.find({"workspaceId": workspace_id}, {"secret": 0}).sort("createdAt", 1).limit(LIST_LIMIT)
-    return [from_document(Webhook, {**doc, "url": redact_url(doc["url"])}) for doc in await cursor.to_list()]
+async def list_webhooks(db: Database, workspace_id: ObjectId, page: PageRequest) -> tuple[list[Webhook], str | None]:
+    """Oldest first, by id (time-ordered), on (workspaceId, _id)."""
+    found = await keyset_page(db, "webhooks", {"workspaceId": workspace_id}, "_id", page, {"secret": 0})
+    return [from_document(Webhook, {**doc, "url": redact_url(doc["url"])}) for doc in found.docs], found.next
 
 
 def redact_url(url: str) -> str:
@@ -49,10 +53,13 @@ def redact_url(url: str) -> str:
     return REDACTED if carries_secrets(url) else url
 
 
-async def delete_webhook(db: Database, workspace_id: ObjectId, webhook_id: ObjectId) -> None:
-    result = await db.webhooks.delete_one({"_id": webhook_id, "workspaceId": workspace_id})
+async def delete_webhook(
+    db: Database, workspace_id: ObjectId, webhook_id: ObjectId, expected_version: int | None = None
+) -> None:
+    scope = {"_id": webhook_id, "workspaceId": workspace_id}
+    result = await db.webhooks.delete_one({**scope, **version_filter(expected_version)})
     if result.deleted_count == 0:
-        raise NotFound("webhook not found")
+        await refuse(db, "webhooks", scope, "webhook", expected_version)
 
 
 async def webhook_targets(db: Database, workspace_id: ObjectId, events: list[str]) -> list[Document]:
@@ -66,12 +73,13 @@ async def record_delivery(db: Database, delivery: Document) -> None:
 
 
 async def list_deliveries(
-    db: Database, workspace_id: ObjectId, webhook_id: ObjectId, limit: int = 50
-) -> list[WebhookDelivery]:
+    db: Database, workspace_id: ObjectId, webhook_id: ObjectId, page: PageRequest
+) -> tuple[list[WebhookDelivery], str | None]:
+    """Newest first, by id (made as the delivery starts), on (webhookId, _id)."""
     if not await db.webhooks.count_documents({"_id": webhook_id, "workspaceId": workspace_id}, limit=1):
         raise NotFound("webhook not found")
-    cursor = db.webhook_deliveries.find({"webhookId": webhook_id}).sort("createdAt", -1).limit(limit)
-    return [from_document(WebhookDelivery, doc) for doc in await cursor.to_list()]
+    found = await keyset_page(db, "webhook_deliveries", {"webhookId": webhook_id}, "_id", page, descending=True)
+    return [from_document(WebhookDelivery, doc) for doc in found.docs], found.next
 
 
 def _state_id(job_id: str, kind: str) -> str:

@@ -7,6 +7,7 @@ from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import Workspace, from_document
 from syncjobs.shared.mongo import Database
+from syncjobs.shared.paging import PageRequest, keyset_page
 
 
 async def create_workspace(db: Database, name: str) -> Workspace:
@@ -22,9 +23,10 @@ async def get_workspace(db: Database, workspace_id: ObjectId) -> Workspace:
     return from_document(Workspace, doc)
 
 
-async def list_workspaces(db: Database, limit: int = 1000) -> list[Workspace]:
-    cursor = db.workspaces.find({}).sort("createdAt", 1).limit(limit)
-    return [from_document(Workspace, doc) for doc in await cursor.to_list()]
+async def list_workspaces(db: Database, page: PageRequest) -> tuple[list[Workspace], str | None]:
+    """Oldest first, by id (time-ordered)."""
+    found = await keyset_page(db, "workspaces", {}, "_id", page)
+    return [from_document(Workspace, doc) for doc in found.docs], found.next
 
 
 async def find_workspace_by_name(db: Database, name: str) -> Workspace | None:

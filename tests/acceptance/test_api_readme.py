@@ -54,8 +54,8 @@ def test_the_readme_walkthrough_runs_as_written(demo_stack: UpStack, tmp_path: P
     script = readme_api_script()
     # The one placeholder a reader fills in by hand: the `next` of a previous page (here: the newest run).
     script = script.replace(
-        "before=<next>",
-        'before=$(command curl -s "${auth[@]}" '
+        "after=<next>",
+        'after=$(command curl -s "${auth[@]}" '
         '"$SYNCJOBS_API/api/workspaces/$SYNCJOBS_WORKSPACE/sync-jobs/$JOB/runs?limit=1" | python3 -c '
         "\"import json, sys; print(json.load(sys.stdin)['runs'][0]['id'])\")",
     )
@@ -93,7 +93,10 @@ def test_the_readme_walkthrough_runs_as_written(demo_stack: UpStack, tmp_path: P
     assert any(set(body) == {"runId", "status"} for body in bodies)
     assert any(set(body) == {"runs", "next"} for body in bodies)
     # the walk-through's source is the demo's database: its manual run of orders and customers really syncs
-    [run_id] = [body["runId"] for body in bodies if set(body) == {"runId", "status"}]
+    # Four runs asked: one, the same one twice through an Idempotency-Key, and the one it cancels.
+    plain, keyed, keyed_again, _cancelled = [body["runId"] for body in bodies if set(body) == {"runId", "status"}]
+    assert keyed == keyed_again and len({plain, keyed, _cancelled}) == 3
+    run_id = plain
     run = eventually_blocking(lambda: _ended_run(stack, run_id), "the walk-through's run ends", within=60)
     assert run["status"] == "succeeded", run
     assert set(run["stats"]["entities"]) == {"orders", "customers"}

@@ -160,7 +160,7 @@ async def test_another_workspace_is_404_and_leaks_nothing(tenant: Tenant, other_
 async def test_lists_show_only_the_own_workspace(tenant: Tenant, other_tenant: Tenant) -> None:
     await make_job(tenant)
     for tail in ("/data-sources", "/destinations", "/sync-jobs"):
-        assert (await other_tenant.api.call("GET", other_tenant.path(tail))) == (200, {"items": []})
+        assert (await other_tenant.api.call("GET", other_tenant.path(tail))) == (200, {"items": [], "next": None})
         status, body = await tenant.api.call("GET", tenant.path(tail))
         assert status == 200
         assert len(body["items"]) == 1

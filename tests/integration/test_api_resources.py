@@ -42,7 +42,7 @@ async def test_data_source_crud(tenant: Tenant, db: Database) -> None:
     assert created["config"] == {"uri": REDACTED, "database": "shop"}
     item = tenant.path(f"/data-sources/{created['id']}")
     assert await tenant.api.call("GET", item) == (200, created)
-    assert await tenant.api.call("GET", tenant.path("/data-sources")) == (200, {"items": [created]})
+    assert await tenant.api.call("GET", tenant.path("/data-sources")) == (200, {"items": [created], "next": None})
 
     replaced_body = source_body("orders-db-2", config={"uri": "mongodb://other/", "database": "shop2"})
     status, replaced = await tenant.api.call("PUT", item, json=replaced_body)
@@ -63,7 +63,7 @@ async def test_destination_crud(tenant: Tenant, db: Database) -> None:
     assert created["config"] == {"uri": REDACTED, "database": "dw"}
     item = tenant.path(f"/destinations/{created['id']}")
     assert await tenant.api.call("GET", item) == (200, created)
-    assert await tenant.api.call("GET", tenant.path("/destinations")) == (200, {"items": [created]})
+    assert await tenant.api.call("GET", tenant.path("/destinations")) == (200, {"items": [created], "next": None})
     status, replaced = await tenant.api.call("PUT", item, json=destination_body("dw2"))
     assert (status, replaced["name"]) == (200, "dw2")
     assert await tenant.api.call("DELETE", item) == (204, None)

@@ -40,7 +40,7 @@ async def test_create_get_list_delete(tenant: Tenant, db: Database) -> None:
         assert job[field] is None
     item = tenant.path(f"/sync-jobs/{job['id']}")
     assert await tenant.api.call("GET", item) == (200, job)
-    assert await tenant.api.call("GET", tenant.path("/sync-jobs")) == (200, {"items": [job]})
+    assert await tenant.api.call("GET", tenant.path("/sync-jobs")) == (200, {"items": [job], "next": None})
     assert await tenant.api.call("DELETE", item) == (204, None)
     assert (await tenant.api.call("GET", item))[0] == 404
     assert await db.syncjobs.count_documents({}) == 0
@@ -172,6 +172,10 @@ async def test_status(tenant: Tenant, db: Database, clock: FakeClock) -> None:
         "nextRuns": [f"2026-01-15T{hour}:00:00+00:00" for hour in (13, 14, 15, 16, 17)],
         "averageDurationMs": None,
         "recentRuns": [],
+        "paused": False,
+        "pausedUntil": None,
+        "pauseNote": None,
+        "skipCount": 0,
         "changeStreamResumeAt": None,  # an incremental job: no resume point
         "changeStreamLagSeconds": None,
     }

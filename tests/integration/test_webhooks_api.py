@@ -66,11 +66,11 @@ async def test_delete_and_isolation(tenant: Tenant, other_tenant: Tenant) -> Non
     assert (await other_tenant.api.call("GET", tenant.path("/webhooks")))[0] == 404
     assert (await other_tenant.api.call("DELETE", item))[0] == 404
     assert (await other_tenant.api.call("DELETE", other_tenant.path(f"/webhooks/{created['id']}")))[0] == 404
-    assert (await tenant.api.call("GET", item + "/deliveries")) == (200, {"items": []})
+    assert (await tenant.api.call("GET", item + "/deliveries")) == (200, {"items": [], "next": None})
 
     assert (await tenant.api.call("DELETE", item))[0] == 204
     assert (await tenant.api.call("DELETE", item))[0] == 404
-    assert (await tenant.api.call("GET", tenant.path("/webhooks"))) == (200, {"items": []})
+    assert (await tenant.api.call("GET", tenant.path("/webhooks"))) == (200, {"items": [], "next": None})
 
 
 async def test_deliveries_are_listed_newest_first(tenant: Tenant, db: Database) -> None:
