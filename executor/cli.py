@@ -30,7 +30,7 @@ from syncjobs.shared.executor_protocol import (
 )
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
-from syncjobs.shared.process import make_non_dumpable
+from syncjobs.shared.process import limit_address_space, make_non_dumpable
 from syncjobs.shared.run_spec import RunSpecError
 from syncjobs.shared.settings import Settings, SettingsError
 
@@ -72,9 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     # Every TCP connect of this process is checked against the egress policy and the run's control fence.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
+    limit_address_space(settings.executor_memory_mb)
     try:
         with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
             return runner.run(_served(settings, guard, run_id, args.dry_run, args.batch_size, events))
+    except MemoryError:
+        limit = settings.executor_memory_mb
+        log.error("run_out_of_memory", run_id=args.run_id, limit_mb=limit)
+        error = f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({limit} MiB)"
+        stats = run_stats([], 0)
+        events.emit(
+            "result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=args.dry_run)
+        )
+        return EXIT_FAILED
     except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
         log.exception("executor_crashed", run_id=args.run_id)
         error = f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]

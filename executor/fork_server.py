@@ -51,6 +51,7 @@ from syncjobs.shared.models import SyncJob
 from syncjobs.shared.process import make_non_dumpable
 from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.settings import Settings, SettingsError
+from syncjobs.shared.tap_isolation import isolation
 
 FDS_PER_REQUEST = 4
 
@@ -70,6 +71,7 @@ def warm_up() -> None:
     spec = RunSpec(sample_id, job, {"config": {}}, {"config": {}}, frozenset(), frozenset())
     RunSpec.from_line(spec.to_line(), sample_id)
     asyncio.new_event_loop().close()
+    isolation()  # probed once here (a subprocess), not in every child that runs a tap
 
 
 # A job as a run spec carries it, for the warm-up's validation only.

@@ -45,6 +45,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, connect_for_one_run
 from syncjobs.shared.run_spec import RunSpec
+from syncjobs.shared.secret_fields import scrub, secret_values
 from syncjobs.shared.waits import spawn, wait_any
 
 log = get_logger(__name__)
@@ -89,20 +90,28 @@ async def execute_run(
             raise fence.refusal
         results = syncing.result()
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, ChannelError) as exc:
-        error = (getattr(exc, "message", None) or str(exc))[:MAX_ERROR_CHARS]
+        error = scrub(getattr(exc, "message", None) or str(exc), _secrets_of(spec))[:MAX_ERROR_CHARS]
         log.error("run_failed", run_id=str(spec.run_id), error=error)
         stats = run_stats([], _elapsed_ms(started))
         events.emit("result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=dry_run))
         return EXIT_FAILED
-    details = [r.detail() for r in results]
+    secrets = _secrets_of(spec)
+    details = [{**d, "error": scrub(d["error"], secrets)} if "error" in d else d for d in (r.detail() for r in results)]
     failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
     summary = (f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed))[:MAX_ERROR_CHARS]
     status = RunStatus.FAILED if failed else RunStatus.SUCCEEDED
     stats = run_stats(results, _elapsed_ms(started))
-    error = summary if failed else None
-    events.emit("result", **result_event(status, stats=stats, details=details, error=error, dry_run=dry_run))
+    events.emit(
+        "result",
+        **result_event(status, stats=stats, details=details, error=summary if failed else None, dry_run=dry_run),
+    )
     log.info("run_finished", run_id=str(spec.run_id), ok=not failed, entities=len(results))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _secrets_of(spec: RunSpec) -> list[str]:
+    """The run's clear secrets (its spec came opened), which no error it reports may echo."""
+    return secret_values([spec.source.get("config"), spec.destination.get("config")])
 
 
 async def _sync_run(
@@ -123,7 +132,7 @@ async def _sync_run(
     except (KeyError, TypeError):
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source_config = await runnable_source_config(rules, source_doc)
-    await check_destination(rules, destination_doc["config"])
+    dest_uri = await check_destination(rules, destination_doc["config"])
     clients = RunClients(fence)
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
@@ -134,6 +143,7 @@ async def _sync_run(
         source_config,
         batch_size=batch_size,
         egress=rules.egress,
+        control=rules.control.addresses,
         mongo_client=clients.get(source_uri, source_database, SOURCE) if isinstance(source_uri, str) else None,
         incremental=options.incremental,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -55,3 +56,13 @@ def make_non_dumpable() -> bool:
     CAP_SYS_PTRACE (a tap of the same user) can ptrace it or read its /proc/<pid>/mem (nor, for a non-root
     user, its environ and maps). Kept across fork, reset by exec; False where the kernel has no prctl."""
     return _prctl is not None and _prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def limit_address_space(megabytes: int) -> None:
+    """RLIMIT_AS for this process and what it starts: an allocation past it is a MemoryError here, so a run
+    that needs too much memory fails saying so instead of taking the host's memory from other tenants."""
+    limit = megabytes * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
