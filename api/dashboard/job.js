@@ -163,19 +163,35 @@ function openRun(runId) {
   if (node) { node.open = true; node.scrollIntoView({ block: "center" }); node.querySelector("summary").focus(); }
 }
 
+// Cancel answers the run: a pending one is cancelled at once, a running one is marked `cancelRequested`
+// until its replica has killed the executor; a 409 means the run ended in the meantime.
+async function cancelRun(button, run) {
+  button.disabled = true;
+  try {
+    const answer = await call("POST", wsPath(`/runs/${run.id}/cancel`));
+    notify(answer.status === "cancelled" ? "Run cancelled." : "Cancel requested: the run stops within seconds.");
+  } catch (error) {
+    notify(error.status === 409 ? `The run has already ended: ${error.message}` : error.message, true);
+  } finally {
+    button.disabled = false;
+  }
+  await refresh();
+}
+
 function renderRun(run) {
-  const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{runId}/cancel") && access.write;
+  const live = run.status === "pending" || run.status === "running";
+  const cancellable = live && !run.cancelRequested && api.has("POST", "/runs/{runId}/cancel") && access.write;
   const node = el("details", { class: "run", "data-run-id": run.id, "data-status": run.status, open: pageState.open.has(run.id) },
     el("summary", {}, badge(run.status), el("span", { class: "trigger" }, run.trigger),
       el("span", { class: "muted" }, run.startedAt ? "started " : "created ", timeEl(run.startedAt || run.createdAt)),
       run.durationMs !== null && run.durationMs !== undefined ? el("span", { class: "muted" }, duration(run.durationMs)) : null,
-      run.attempt > 1 ? el("span", { class: "muted" }, `attempt ${run.attempt}`) : null),
+      run.attempt > 1 ? el("span", { class: "muted" }, `attempt ${run.attempt}`) : null,
+      live && run.cancelRequested ? el("span", { class: "cancel-info" }, "cancelling…") : null),
     run.error ? el("div", { class: "error run-error" }, run.error) : null,
     entityTable(run.stats, run.details),
     run.stderrTail ? el("div", {}, el("h3", {}, "stderr (last lines)"), el("pre", { class: "stderr", tabindex: 0 }, run.stderrTail)) : null,
     el("p", { class: "muted" }, `scheduled for ${new Date(run.scheduledFor).toLocaleString()}`, run.finishedAt ? ` · finished ${new Date(run.finishedAt).toLocaleString()}` : ""),
-    cancellable ? el("button", { type: "button", class: "danger cancel-run",
-      onclick: (e) => act(e.currentTarget, "POST", wsPath(`/runs/${run.id}/cancel`), "cancel requested") }, "Cancel run") : null);
+    cancellable ? el("button", { type: "button", class: "danger cancel-run", onclick: (e) => cancelRun(e.currentTarget, run) }, "Cancel run") : null);
   node.addEventListener("toggle", () => { if (node.open) pageState.open.add(run.id); else pageState.open.delete(run.id); });
   return node;
 }
@@ -236,6 +252,7 @@ function jobView(jobId) {
       fill(top,
         el("div", { class: "heading" }, el("h1", { class: "job-title", "data-job-id": job.id }, job.name, badge(jobStatus(job, stats))),
           access.write ? el("a", { class: "button", href: `#/jobs/${job.id}/edit` }, "Edit") : null),
+        pauseWords(job, "p"),
         el("p", {}, "Next run ", job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—"),
         job.lastError && FAILED.has(job.lastStatus) ? el("p", { class: "last-error error" }, job.lastError) : null,
         jobActions(job),

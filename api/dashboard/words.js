@@ -76,11 +76,13 @@ function badge(status, text) {
   return el("span", { class: `badge badge-${status}`, "data-status": status }, text || status.replace("_", " "));
 }
 
-// A job's standing: disabled (grey), running (blue), failing (red), pending (yellow: never ran), active (green).
+// A job's standing: disabled (grey), running (blue), paused (its fires held: yellow), failing (red), pending
+// (yellow: never ran), active (green).
 function jobStatus(job, stats) {
   if (!job.enabled) return "disabled";
   const last = job.lastStatus || (stats && stats.lastStatus);
   if (stats && stats.lastStatus === "running") return "running";
+  if (job.paused) return "paused";
   if (FAILED.has(last)) return "failing";
   if (!last || last === "pending") return "pending";
   return "active";
