@@ -40,6 +40,7 @@ function pauseDialog(job) {
       el("button", { type: "button", class: "cancel-pause", onclick: () => dialog.close() }, "Cancel")));
   const dialog = el("dialog", { class: "pause-dialog", "aria-labelledby": "pause-title" }, form);
   dialog.addEventListener("close", () => dialog.remove());
+  form.addEventListener("input", () => clearErrors(form));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = {};

@@ -1,7 +1,8 @@
 """The dashboard as a person works in it, against a real `syncjobs up`, driven by playwright-core (npm) in
 Debian's Chromium: sign in with a workspace token alone, make a source, a destination and a job through the
 forms (a bad cron answered beside its field), run the job and watch its run appear, read a job with 30
-seeded runs of mixed outcomes as a chart and a calendar strip, and check every page with axe-core.
+seeded runs of mixed outcomes as a chart and a calendar strip, pause a job with a note and resume it,
+cancel a pending run (and see the 409 of one that ended meanwhile), and check every page with axe-core.
 
 The browser steps are `dashboard_workflow.mjs` beside this file; screenshots go to tests/artifacts/.
 """
@@ -74,6 +75,36 @@ def seed_runs(stack: UpStack, job: dict[str, object]) -> None:
         client["syncjobs"].job_runs.insert_many(docs)
 
 
+def waiting_job(stack: UpStack) -> tuple[str, list[str]]:
+    """A job in workspace `ops-team` with two pending runs waiting out a retry delay (no replica claims them
+    for an hour): runs to cancel from the page. Returns the workspace's name and the runs' ids."""
+    workspace = stack.call("POST", "/api/workspaces", {"name": "ops-team"})
+    base = f"/api/workspaces/{workspace['id']}"
+    config = {"uri": stack.database_uri, "database": "ops"}
+    source = stack.call("POST", base + "/data-sources", {"name": "ops-db", "kind": "mongodb", "config": config})
+    destination = stack.call("POST", base + "/destinations", {"name": "ops-copy", "kind": "mongodb", "config": config})
+    job = stack.call(
+        "POST",
+        base + "/sync-jobs",
+        {
+            "name": "slow-queue",
+            "dataSourceId": source["id"],
+            "destinationDatabaseId": destination["id"],
+            "schedule": {"cron": "0 3 * * *", "timezone": "UTC"},
+        },
+    )
+    now = datetime.now(UTC)
+    job_doc = {"_id": ObjectId(job["id"]), "workspaceId": ObjectId(workspace["id"])}
+    docs = []
+    for minutes in (2, 1):
+        fire = now - timedelta(minutes=minutes)
+        run = new_run_document(job_doc, trigger="manual", scheduled_for=fire, now=fire)
+        docs.append({**run, "dueAt": to_ms(now + timedelta(hours=1))})
+    with MongoClient(stack.database_uri) as client:
+        client["syncjobs"].job_runs.insert_many(docs)
+    return workspace["name"], [str(doc["_id"]) for doc in docs]
+
+
 def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) -> None:
     token = stack.call("POST", stack.ws("/tokens"), {"name": "dashboard user"})["token"]
     read_token = stack.call("POST", stack.ws("/tokens"), {"name": "dashboard reader", "scope": "read"})["token"]
@@ -90,6 +121,7 @@ def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) 
     )
     seed_runs(stack, seeded)
     stack.call("POST", "/api/workspaces", {"name": "empty-team"})
+    waiting_workspace, pending_runs = waiting_job(stack)
     artifacts = ROOT / "tests" / "artifacts"
     artifacts.mkdir(exist_ok=True)
     settings = {
@@ -99,6 +131,8 @@ def test_a_new_user_works_through_the_dashboard(stack: UpStack, tmp_path: Path) 
         "readToken": read_token,
         "workspaceName": stack.call("GET", stack.ws())["name"],
         "seededJobId": seeded["id"],
+        "waitingWorkspace": waiting_workspace,
+        "pendingRuns": pending_runs,
         "databaseUri": stack.database_uri,
         "artifacts": str(artifacts),
         "chromium": str(CHROMIUM),
