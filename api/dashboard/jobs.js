@@ -184,7 +184,7 @@ function schedulePreview(form) {
       clearErrors(form);
       fill(box, el("p", { class: "words" }, preview.description),
         el("ol", { class: "fires" }, preview.fires.map((fire) => el("li", {}, el("time", { datetime: fire.at }, fire.wallTime),
-          fire.dst ? el("span", { class: "dst" }, fire.dst === "gap_shifted" ? " moved to the end of the DST gap" : " the clock shows this hour twice") : null))));
+          fire.dst ? el("span", { class: "dst" }, ` ${DST_WORDS[fire.dst] || fire.dst}`) : null))));
     } catch (error) {
       if (mine !== asked) return;
       box.replaceChildren();

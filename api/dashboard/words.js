@@ -7,6 +7,8 @@ const MACROS = {
   "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
   "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 };
+// A fire's DST note (schedule preview, fires) in words.
+const DST_WORDS = { gap_shifted: "moved to the end of the DST gap", repeated_hour: "the clock shows this hour twice" };
 const RUN_STATUSES = ["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"];
 
 function plural(n, unit) { return `${n} ${unit}${n === 1 ? "" : "s"}`; }

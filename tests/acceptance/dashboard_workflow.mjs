@@ -138,9 +138,12 @@ try {
   await page.click("#view form button[type=submit]");
   await page.waitForFunction(() => document.querySelector("dl.config")?.textContent.includes("10.0 min"));
   assert.match(await page.locator("dl.config").textContent(), /every hour/);
-  // An hourly job gets a strip of hours beside its days: the manual run in this hour, the next hours planned.
-  await page.waitForSelector(".calendar[data-unit='hour'] li.today[data-worst='succeeded'], .calendar[data-unit='hour'] li.today[data-worst='failed']");
+  // An hourly job gets a strip of hours beside its days, from its fires: the coming hours planned; a manual
+  // run is no fire, and the fires from before the job existed are none of its (not shown missed).
+  await page.waitForSelector(".calendar[data-unit='hour'] li.day-upcoming");
   assert.ok(await page.locator(".calendar[data-unit='hour'] li.day-upcoming").count() >= 6, "the coming hours");
+  assert.equal(await page.locator(".calendar li.day-missed").count(), 0, "no fire before the job was made");
+  assert.equal(await page.locator(".calendar[data-unit='hour'] li.today").getAttribute("data-worst"), "none");
   await shot(page, "workflow-7a-hourly-job");
 
   step("a webhook through its form: a bad URL answered beside it, the secret shown once");
@@ -177,6 +180,14 @@ try {
   assert.ok(await page.locator(".calendar li.day-failed").count() >= 3, "failed days");
   assert.ok(await page.locator(".calendar li.day-succeeded").count() >= 3, "good days");
   assert.ok(await page.locator(".calendar li.day-upcoming").count() >= 1, "planned days");
+  // The strip is the job's fires (GET .../fires): a fire's outcome is its latest run's, with the reason of
+  // a skipped or missed one; the days before the job existed have no fires.
+  assert.equal(await page.locator(".calendar[data-unit='day'] li.day-failed").count(), 3, "three fires failed for good");
+  assert.ok(await page.locator(".calendar[data-unit='day'] li.day-upcoming").count() >= 7, "a fire a day ahead");
+  assert.match(await page.locator(".calendar li.day-skipped").getAttribute("aria-label"), /: 1 skipped \(the run before still ran\)$/);
+  assert.match(await page.locator(".calendar li.day-missed").getAttribute("title"), /: 1 missed \(no scheduler was up\)$/);
+  assert.equal(await page.locator(".calendar li.day-missed").count(), 1, "only the seeded missed fire: none from before the job");
+  assert.equal(await page.locator(".calendar[data-unit='day'] li.day").first().getAttribute("data-worst"), "none", "22 days back: no job yet");
   assert.equal(await page.locator("details.run").count(), 20, "the first page");
   assert.equal(await page.locator("ol.upcoming li").count(), 5, "the next 5 fires beside the runs");
   assert.match(await page.locator("ol.upcoming li").first().textContent(), /03:00/);

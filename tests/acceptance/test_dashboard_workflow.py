@@ -39,7 +39,8 @@ pytestmark = [
     ),
 ]
 
-# Thirty runs over the last 20 days, one every 16 hours: mostly fine, some failed, one of each other end.
+# Thirty runs on the job's last 20 daily fires (03:00 UTC), every other fire run twice (an attempt and its
+# retry, which stands for the fire): mostly fine, some failed, one of each other end.
 OUTCOMES = (
     [RunStatus.SUCCEEDED] * 21
     + [RunStatus.FAILED] * 5
@@ -54,25 +55,41 @@ OUTCOMES = (
 
 def seed_runs(stack: UpStack, job: dict[str, object]) -> None:
     now = datetime.now(UTC)
+    last = now.replace(hour=3, minute=0, second=0, microsecond=0)
+    last -= timedelta(days=1) if last > now else timedelta(0)
+    fires = [last - timedelta(days=19 - day) for day in range(20)]
     job_doc = {"_id": ObjectId(str(job["id"])), "workspaceId": ObjectId(str(job["workspaceId"]))}
     docs = []
     for index in range(30):
         status = OUTCOMES[(index * 7) % len(OUTCOMES)]
-        fire = now - timedelta(hours=16 * (30 - index))
-        run = new_run_document(job_doc, trigger="schedule", scheduled_for=fire, status=status, now=fire)
+        fire = fires[index * 2 // 3]
+        retry = index % 3 == 1  # the second run of an even fire
+        start = fire + timedelta(minutes=5 if retry else 0)
+        run = new_run_document(
+            job_doc,
+            trigger="retry" if retry else "schedule",
+            scheduled_for=fire,
+            attempt=2 if retry else 1,
+            status=status,
+            now=start,
+        )
         if status not in (RunStatus.SKIPPED, RunStatus.MISSED):
             took = 2000 + (index % 6) * 1500 + (9000 if status == RunStatus.TIMED_OUT else 0)
-            run.update(startedAt=to_ms(fire), finishedAt=to_ms(fire + timedelta(milliseconds=took)), durationMs=took)
+            run.update(startedAt=to_ms(start), finishedAt=to_ms(start + timedelta(milliseconds=took)), durationMs=took)
             run.update(stats={"entities": {"orders": {"read": 10 + index, "inserted": index, "updated": 1}}})
         if status == RunStatus.FAILED:
             run.update(
                 error=f"orders: connection refused (seeded run {index})", stderrTail="Traceback ...\nOSError: refused\n"
             )
         else:
-            run.update(finishedAt=run["finishedAt"] or to_ms(fire))
+            run.update(finishedAt=run["finishedAt"] or to_ms(start))
         docs.append(run)
     with MongoClient(stack.database_uri) as client:
         client["syncjobs"].job_runs.insert_many(docs)
+        # The job has existed since just before its first seeded fire: no earlier fire is its.
+        client["syncjobs"].sync_jobs.update_one(
+            {"_id": job_doc["_id"]}, {"$set": {"createdAt": to_ms(fires[0] - timedelta(hours=1))}}
+        )
 
 
 def waiting_job(stack: UpStack) -> tuple[str, list[str]]:
