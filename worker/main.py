@@ -144,6 +144,8 @@ class _Worker:
             on_run_finished=self._notify,
             run_events=self.run_events,
         )
+        with contextlib.suppress(PyMongoError):  # the first run's events already know their subscribers
+            await self._unless_stopped(self.run_events.refresh())
         claiming = spawn(dispatcher.run(), "claim loop")
         measuring = spawn(self.clock.keep_measuring(), "server clock measurement")
         run_events = [
