@@ -79,13 +79,19 @@ class RunEventSubscriptions:
 
     async def publish(self, workspace_id: ObjectId, name: str, payload: dict[str, Any], now: datetime) -> None:
         """Enqueue the event when the workspace wants run events; never raises into the run."""
-        if workspace_id not in self.workspaces:
+        await self.publish_many([(workspace_id, name, payload)], now)
+
+    async def publish_many(self, events: list[tuple[ObjectId, str, dict[str, Any]]], now: datetime) -> None:
+        """`publish` of (workspaceId, name, payload) each, in one write (the leader's missed fires)."""
+        wanted = [event for event in events if event[0] in self.workspaces]
+        if not wanted:
             return
         try:
-            await webhook_events.enqueue(self.db, workspace_id, name, payload, now)
+            await webhook_events.enqueue_many(self.db, wanted, now)
             self.queued.set()
         except PyMongoError as error:
-            log.warning("run_event_not_queued", event_name=name, run_id=payload["runId"], error=str(error)[:200])
+            names = [f"{name}:{payload['runId']}" for _, name, payload in wanted]
+            log.warning("run_event_not_queued", events=names[:10], error=str(error)[:200])
 
 
 async def publish_cancelled(db: Database, workspace_id: ObjectId, run: JobRun, now: datetime) -> None:

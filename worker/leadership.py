@@ -197,10 +197,16 @@ class Leadership:
         if self._run_events is None:
             return
         names = {ObjectId(one.record.job.id): one.record.job.name for one in fired}
-        for doc in written:
-            if doc["status"] == RunStatus.MISSED:
-                payload = run_event("run.missed", doc, names.get(doc["jobId"]), now, doc.get("error"))
-                await self._run_events.publish(doc["workspaceId"], "run.missed", payload, now)
+        events = [
+            (
+                doc["workspaceId"],
+                "run.missed",
+                run_event("run.missed", doc, names.get(doc["jobId"]), now, doc.get("error")),
+            )
+            for doc in written
+            if doc["status"] == RunStatus.MISSED and doc["workspaceId"] in self._run_events.workspaces
+        ]
+        await self._run_events.publish_many(events, now)
 
     async def _release_holds(self, fired: _Fired) -> None:
         """After a batch: use up the job's skips, end a pause that ran out (once: the write matches only

@@ -17,15 +17,24 @@ from syncjobs.shared.mongo import Database, Document
 
 
 async def enqueue(db: Database, workspace_id: ObjectId, name: str, payload: dict[str, Any], now: datetime) -> None:
-    doc = {
-        "_id": ObjectId(),
-        "workspaceId": workspace_id,
-        "event": name,
-        "payload": payload,
-        "createdAt": to_ms(now),
-        "claimedUntil": to_ms(now),
-    }
-    await db.webhook_events.insert_one(doc)
+    await enqueue_many(db, [(workspace_id, name, payload)], now)
+
+
+async def enqueue_many(db: Database, events: list[tuple[ObjectId, str, dict[str, Any]]], now: datetime) -> None:
+    """(workspaceId, event name, payload) each, in one write."""
+    docs = [
+        {
+            "_id": ObjectId(),
+            "workspaceId": workspace_id,
+            "event": name,
+            "payload": payload,
+            "createdAt": to_ms(now),
+            "claimedUntil": to_ms(now),
+        }
+        for workspace_id, name, payload in events
+    ]
+    if docs:
+        await db.webhook_events.insert_many(docs)
 
 
 async def claim_next(db: Database, now: datetime, hold: timedelta) -> Document | None:
