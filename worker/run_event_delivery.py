@@ -73,5 +73,7 @@ async def deliver_run_events_forever(
                     continue
             except PyMongoError as error:
                 log.warning("run_event_delivery_failed", error=str(error)[:200])
+            except Exception:  # e.g. a delivery record not written (in an ExceptionGroup): the claim lapses
+                log.exception("run_event_delivery_failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscriptions.queued.wait(), poll_seconds)
