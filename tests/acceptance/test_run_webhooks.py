@@ -1,7 +1,8 @@
 """Per-run webhook events against real processes: an api, a worker and its executors, a local receiver.
 
 The webhook is subscribed through the REST API; each run event arrives signed, once, and is in the
-webhook's delivery log. A pending run cancelled through the api announces `run.cancelled` too.
+webhook's delivery log. A run cancelled through the api announces `run.cancelled`, whether it was pending
+(the api ends it) or running (its replica kills the executor and ends it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pytest
 from syncjobs.shared.mongo import Database
 
 from tests.fixtures.api_process import ADMIN_TOKEN, api_process, call
-from tests.fixtures.worker_jobs import make_job
+from tests.fixtures.eventually import eventually
+from tests.fixtures.worker_jobs import file_written, make_job
 from tests.fixtures.worker_processes import Workers
 from tests.integration.test_webhooks_delivery import Receiver, receiver
 
@@ -42,6 +44,7 @@ async def test_run_events_reach_a_subscribed_webhook_signed_and_logged(
 ) -> None:
     ok = await make_job(db, "ok", "0 0 1 1 *", datetime.now(UTC), retry=ONCE)
     fails = await make_job(db, "fail", "0 0 1 1 *", datetime.now(UTC), retry=ONCE)
+    hangs = await make_job(db, f"hang:{tmp_path / 'pids'}", "0 0 1 1 *", datetime.now(UTC), retry=ONCE)
     ws = ok["workspaceId"]
     events = ["run.started", "run.succeeded", "run.failed", "run.cancelled"]
     with api_process(mongo_uri, db_name, tmp_path / "api.log") as base_url:
@@ -65,7 +68,11 @@ async def test_run_events_reach_a_subscribed_webhook_signed_and_logged(
         workers.start("w1")
         _, succeeded = await _api(base_url, "POST", f"/api/workspaces/{ws}/sync-jobs/{ok['_id']}/run")
         _, failed = await _api(base_url, "POST", f"/api/workspaces/{ws}/sync-jobs/{fails['_id']}/run")
-        await asyncio.wait_for(receiver.wait_for(5), 90)
+        _, killed = await _api(base_url, "POST", f"/api/workspaces/{ws}/sync-jobs/{hangs['_id']}/run")
+        await eventually(lambda: file_written(tmp_path / "pids"), "the hanging executor started", within=60)
+        status, answer = await _api(base_url, "POST", f"/api/workspaces/{ws}/runs/{killed['runId']}/cancel")
+        assert (status, answer["cancelRequested"]) == (200, True), answer
+        await asyncio.wait_for(receiver.wait_for(7), 90)
         assert all(_signed(headers, body) for headers, body in receiver.received)
         by_run: dict[str, list[str]] = {}
         for (headers, _), event in zip(receiver.received, receiver.events(), strict=True):
@@ -76,6 +83,7 @@ async def test_run_events_reach_a_subscribed_webhook_signed_and_logged(
             pending["runId"]: ["run.cancelled"],
             succeeded["runId"]: ["run.started", "run.succeeded"],
             failed["runId"]: ["run.started", "run.failed"],
+            killed["runId"]: ["run.started", "run.cancelled"],
         }
         ended = next(e for e in receiver.events() if e["event"] == "run.failed")
         assert ended["job"] == {"id": str(fails["_id"]), "name": "fail"} and ended["run"]["status"] == "failed"
