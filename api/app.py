@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from syncjobs.api import (
+    admin_tokens,
     connections,
     dashboard,
     fires,
@@ -27,18 +28,18 @@ from syncjobs.api.auth import auth_middleware
 from syncjobs.api.context import CLOCK_KEY, DB_KEY, MAX_BODY_BYTES, RULES_KEY, SETTINGS_KEY
 from syncjobs.api.errors import error_middleware
 from syncjobs.api.openapi import describe, openapi_document
-from syncjobs.api.schemas import Health
+from syncjobs.api.schemas import Health, HealthDetails
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ConnectionRules, discover_control_cluster
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import check_replica_set, close_client, connect, ensure_indexes
 from syncjobs.shared.secrets import install_keys
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store.api_tokens import store_token
+from syncjobs.shared.store.api_tokens import register_environment_admin_token
+from syncjobs.shared.tap_isolation import isolation
 
 log = get_logger(__name__)
 
-ADMIN_TOKEN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
 # How long SIGTERM waits for requests in flight before cancelling them (one waiting on an unreachable
 # database's server selection included): the api stops within 2 s, database or not.
 SHUTDOWN_REQUESTS_SECONDS = 0.5
@@ -48,6 +49,7 @@ ROUTE_TABLES = (
     me.routes,
     workspaces.routes,
     tokens.routes,
+    admin_tokens.routes,
     connections.data_source_routes,
     connections.destination_routes,
     sync_jobs.routes,
@@ -70,8 +72,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     try:
         await check_replica_set(client, allow_arbiters=settings.allow_arbiters)
         await ensure_indexes(db, settings.run_retention_days)
-        if settings.admin_token:
-            await store_token(db, settings.admin_token, None, ADMIN_TOKEN_NAME)
+        if settings.admin_token and not await register_environment_admin_token(db, settings.admin_token):
+            log.warning("admin_token_revoked", hint="SYNCJOBS_ADMIN_TOKEN was revoked: set a new one")
         app[RULES_KEY] = ConnectionRules.from_settings(settings, await discover_control_cluster(client, settings))
         app[DB_KEY] = db
         log.info("api_database_ready", database=settings.database)
@@ -132,7 +134,8 @@ async def access_log_middleware(request: web.Request, handler: Handler) -> web.S
 @describe("Liveness and database reachability (no token)", tag="meta", response=Health)
 async def healthz(request: web.Request) -> web.Response:
     await request.app[DB_KEY].command("ping")
-    return web.json_response(Health(status="ok").to_json())
+    details = HealthDetails(tap_isolation=await asyncio.to_thread(isolation))
+    return web.json_response(Health(status="ok", details=details).to_json())
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:

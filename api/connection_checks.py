@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from syncjobs.api.context import connection_rules, grant
 from syncjobs.shared.connection_rules import TargetRefused, check_command, check_mongodb, check_url
+from syncjobs.shared.tenant_uri import check_pems
 
 RAW_COMMAND_MARK = "rawCommandByAdmin"
 _CONTROL_CHARACTERS = frozenset(chr(c) for c in range(32)) | {"\x7f"}
@@ -27,6 +28,7 @@ async def vet_connection(request: web.Request, kind: str, config: dict[str, Any]
     rules = connection_rules(request)
     if kind == "mongodb":
         await check_mongodb(rules, str(config.get("uri", "")), str(config.get("database", "")), at_run_time=False)
+        check_pems(config)
     elif kind == "http":
         await check_url(rules, str(config.get("baseUrl", "")), field_name="config.baseUrl", at_run_time=False)
         _check_headers(config.get("headers"))

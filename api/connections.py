@@ -19,8 +19,8 @@ from syncjobs.shared.models import (
     DestinationInput,
     Output,
     OutputT,
-    keep_secrets,
 )
+from syncjobs.shared.secret_fields import check_kept_secrets, keep_secrets
 from syncjobs.shared.store import data_sources, destinations
 from syncjobs.shared.store.connections import ConnectionStore, InputT
 
@@ -90,6 +90,7 @@ def connection_routes(
         parsed, expected = await (patch_body if patch else put_body)(request, body, current, CONNECTION_ROLES)
         kind, config = _kind_and_config(parsed)
         stored = await store.stored_config(db(request), ws, connection_id)
+        check_kept_secrets(kind, config, stored)
         marks = await vet_connection(request, kind, keep_secrets(config, stored))
         replaced = await store.replace(db(request), ws, connection_id, parsed, marks=marks, expected_version=expected)
         return web.json_response(replaced.to_json(), headers=etag(_version(replaced)))

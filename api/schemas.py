@@ -159,8 +159,13 @@ class ErrorBody(Camel):
     error: ErrorInfo
 
 
+class HealthDetails(Output):
+    tap_isolation: str  # bwrap, unshare, unshare-user or proxy-only: how taps are fenced in on this host
+
+
 class Health(Output):
     status: Literal["ok"]
+    details: HealthDetails
 
 
 class OpenApiDocument(Output):

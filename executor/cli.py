@@ -45,7 +45,9 @@ from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.logging import configure_logging, get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, Database, connect_for_one_run
+from syncjobs.shared.process import limit_address_space
 from syncjobs.shared.run_spec import RUN_SPEC_ENV, RunSpec, RunSpecError, read_run_spec
+from syncjobs.shared.secret_fields import scrub, secret_values
 from syncjobs.shared.secrets import SecretKeyError, install_keys
 from syncjobs.shared.settings import Settings, SettingsError
 from syncjobs.shared.store import job_runs
@@ -98,15 +100,24 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_invocation(events, str(exc))
     # Every TCP connect of this process is checked against the egress policy; the control server is exempt.
     guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
+    limit_address_space(settings.executor_memory_mb)
     try:
         with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
             return runner.run(_main(settings, uri, guard, run_id, spec, args.dry_run, args.batch_size, events))
+    except MemoryError:
+        limit = settings.executor_memory_mb
+        log.error("run_out_of_memory", run_id=str(run_id), limit_mb=limit)
+        error = f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({limit} MiB)"
+        events.emit(
+            "result", status=RunStatus.FAILED, error=error, stats=empty_stats(0), details=[], dryRun=args.dry_run
+        )
+        return EXIT_FAILED
     except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
         log.exception("executor_crashed", run_id=args.run_id)
         events.emit(
             "result",
             status=RunStatus.FAILED,
-            error=f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS],
+            error=scrub(f"executor error: {type(exc).__name__}: {exc}", _secrets_of(spec))[:MAX_ERROR_CHARS],
             stats=empty_stats(0),
             details=[],
             dryRun=args.dry_run,
@@ -221,7 +232,7 @@ async def execute_run(
             spec = await read_run_spec(await control.database(), run_id, rules.control)
         results = await _sync_run(control, rules, spec, dry_run, batch_size, events, progress_every_seconds)
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, SecretKeyError) as exc:
-        error = getattr(exc, "message", None) or str(exc)
+        error = scrub(getattr(exc, "message", None) or str(exc), _secrets_of(spec))
         log.error("run_failed", run_id=str(run_id), error=error)
         events.emit(
             "result",
@@ -232,21 +243,29 @@ async def execute_run(
             dryRun=dry_run,
         )
         return EXIT_FAILED
-    details = [r.detail() for r in results]
+    secrets = _secrets_of(spec)
+    details = [{**d, "error": scrub(d["error"], secrets)} if "error" in d else d for d in (r.detail() for r in results)]
     failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
     ok = not failed
     summary = f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed)
-    error = {} if ok else {"error": summary[:MAX_ERROR_CHARS]}
+    summary_error = {} if ok else {"error": summary[:MAX_ERROR_CHARS]}
     events.emit(
         "result",
         status=RunStatus.SUCCEEDED if ok else RunStatus.FAILED,
         stats=run_stats(results, _elapsed_ms(started)),
         details=details,
         dryRun=dry_run,
-        **error,
+        **summary_error,
     )
     log.info("run_finished", run_id=str(run_id), ok=ok, entities=len(results))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _secrets_of(spec: RunSpec | None) -> list[str]:
+    """The run's clear secrets, which no error it reports may echo."""
+    if spec is None:
+        return []
+    return secret_values([spec.opened_source().get("config"), spec.opened_destination().get("config")])
 
 
 async def _sync_run(
@@ -266,7 +285,7 @@ async def _sync_run(
     except (KeyError, TypeError):
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source_config = await runnable_source_config(rules, source_doc)
-    await check_destination(rules, destination_doc["config"])
+    dest_uri = await check_destination(rules, destination_doc["config"])
     clients = RunClients()
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
@@ -276,6 +295,7 @@ async def _sync_run(
         source_config,
         batch_size=batch_size,
         egress=rules.egress,
+        control=rules.control.addresses,
         mongo_client=clients.get(source_uri) if isinstance(source_uri, str) else None,
         incremental=options.incremental,
     )

@@ -45,6 +45,7 @@ from syncjobs.executor import cli
 from syncjobs.shared.models import SyncJob
 from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.settings import Settings, SettingsError
+from syncjobs.shared.tap_isolation import isolation
 
 MAX_MESSAGE_BYTES = 1 << 20
 FDS_PER_REQUEST = 4
@@ -66,6 +67,7 @@ def warm_up() -> None:
     spec = RunSpec(sample_id, job, {"config": {}}, {"config": {}}, frozenset(), frozenset())
     RunSpec.from_json(spec.to_json(), sample_id)
     asyncio.new_event_loop().close()
+    isolation()  # probed once here (a subprocess), not in every child that runs a tap
 
 
 # A job as a run spec carries it, for the warm-up's validation only.

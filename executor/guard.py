@@ -10,8 +10,12 @@ process every TCP connect goes through `shared.egress.ConnectGuard` as well.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import socket
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pymongo import monitoring
@@ -26,6 +30,7 @@ from syncjobs.shared.connection_rules import (
 )
 from syncjobs.shared.egress import ConnectGuard, EgressRefused, resolve
 from syncjobs.shared.mongo import Document
+from syncjobs.shared.tenant_uri import TenantUri, check_pems
 
 SOURCE = "source.config."
 DESTINATION = "destination.config."
@@ -36,7 +41,8 @@ async def runnable_source_config(rules: ConnectionRules, source: Document) -> di
     kind, config = source.get("kind"), dict(source.get("config") or {})
     if kind == "mongodb":
         uri, database = str(config.get("uri", "")), str(config.get("database", ""))
-        await check_mongodb(rules, uri, database, prefix=SOURCE, at_run_time=True)
+        tenant = await check_mongodb(rules, uri, database, prefix=SOURCE, at_run_time=True)
+        config["uri"] = runnable_uri(tenant, config, prefix=SOURCE)
     elif kind == "http":
         await check_url(rules, str(config.get("baseUrl", "")), field_name=f"{SOURCE}baseUrl", at_run_time=True)
     elif kind == "command":
@@ -49,9 +55,24 @@ async def runnable_source_config(rules: ConnectionRules, source: Document) -> di
     return config
 
 
-async def check_destination(rules: ConnectionRules, config: Mapping[str, Any]) -> None:
+async def check_destination(rules: ConnectionRules, config: Mapping[str, Any]) -> str:
+    """The destination's URI as the run connects to it, rebuilt from the allowlist after the checks."""
     uri, database = str(config.get("uri", "")), str(config.get("database", ""))
-    await check_mongodb(rules, uri, database, prefix=DESTINATION, at_run_time=True)
+    tenant = await check_mongodb(rules, uri, database, prefix=DESTINATION, at_run_time=True)
+    return runnable_uri(tenant, config, prefix=DESTINATION)
+
+
+def runnable_uri(tenant: TenantUri, config: Mapping[str, Any], *, prefix: str) -> str:
+    """The rebuilt URI, with the PEMs the config gives written to files of this process's own (the only
+    file options the driver ever gets, naming files the executor wrote)."""
+    files = {}
+    for name, pem in check_pems(config, prefix=prefix).items():
+        path = Path(tempfile.mkdtemp(prefix="syncjobs-tls-")) / f"{name}.pem"
+        path.write_text(pem)
+        path.chmod(0o600)
+        atexit.register(shutil.rmtree, path.parent, True)
+        files["tlsCAFile" if name == "tlsCAPem" else "tlsCertificateKeyFile"] = str(path)
+    return tenant.uri(files)
 
 
 async def check_connected(rules: ConnectionRules, client: Any, database: str, prefix: str) -> None:

@@ -285,6 +285,8 @@ async def sync_entity(
         result.error, result.deletes_refused = str(exc), exc
     except (SourceError, DestinationError, EntitySelectionError) as exc:
         result.error = str(exc)
+    except MemoryError:
+        raise  # past the executor's memory limit: the whole run fails saying so
     except Exception as exc:  # one entity's surprise must not stop the others
         result.error = f"{type(exc).__name__}: {exc}"
     else:

@@ -9,15 +9,17 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
 from pymongo import uri_parser
 from pymongo.errors import ConfigurationError, PyMongoError
-from syncjobs.shared.egress import EgressPolicy, EgressRefused, check_host, resolve
+from syncjobs.shared.egress import EgressPolicy, EgressRefused, check_host, resolve, unwrap
 from syncjobs.shared.errors import Forbidden, ValidationFailed
 from syncjobs.shared.mongo import Document
 from syncjobs.shared.settings import Settings
+from syncjobs.shared.tenant_uri import TenantUri, parse_tenant_uri
 
 ANY_DATABASE = "*"
 SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
@@ -116,11 +118,14 @@ class ConnectionRules:
         return cls(EgressPolicy.from_strings(settings.allowed_networks), control, settings.taps)
 
 
-async def _seeds(uri: str, prefix: str, *, at_run_time: bool) -> list[tuple[str, int]]:
+async def _seeds(tenant: TenantUri, prefix: str, *, at_run_time: bool) -> list[tuple[str, int]]:
+    """The servers a URI names: its hosts, or for mongodb+srv those its SRV record names now."""
+    if not tenant.srv:
+        return tenant.nodes
     try:
-        return list((await asyncio.to_thread(uri_parser.parse_uri, uri))["nodelist"])
+        return list((await asyncio.to_thread(uri_parser.parse_uri, tenant.uri()))["nodelist"])
     except ConfigurationError as exc:
-        if uri.startswith("mongodb+srv://") and not at_run_time:
+        if not at_run_time:
             return []  # its SRV record may not exist yet; the run checks again
         raise TargetRefused(f"{prefix}uri", f"not a usable MongoDB URI ({exc})") from None
     except (ValueError, PyMongoError) as exc:
@@ -129,15 +134,18 @@ async def _seeds(uri: str, prefix: str, *, at_run_time: bool) -> list[tuple[str,
 
 async def check_mongodb(
     rules: ConnectionRules, uri: str, database: str, *, prefix: str = "config.", at_run_time: bool
-) -> None:
-    """Refuse a MongoDB source or destination that reaches a refused address or the control database."""
-    for host, port in await _seeds(uri, prefix, at_run_time=at_run_time):
+) -> TenantUri:
+    """Refuse a MongoDB source or destination whose URI goes beyond the allowlist (`shared.tenant_uri`),
+    reaches a refused address or the control database; returns the URI as parsed, to be rebuilt."""
+    tenant = parse_tenant_uri(uri, field=f"{prefix}uri")
+    for host, port in await _seeds(tenant, prefix, at_run_time=at_run_time):
         try:
             addresses = await check_host(rules.egress, host, port, target=f"{host}:{port}", must_resolve=at_run_time)
         except EgressRefused as exc:
             raise TargetRefused(f"{prefix}uri", str(exc)) from None
-        if any((address, port) in rules.control.addresses for address in addresses):
+        if any((str(unwrap(ip_address(address))), port) in rules.control.addresses for address in addresses):
             refuse_control(rules.control, database, prefix, f"{host}:{port}")
+    return tenant
 
 
 def refuse_control(control: ControlCluster, database: str, prefix: str, where: str) -> None:

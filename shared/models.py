@@ -3,7 +3,6 @@ exist only at the API edge are in `api/schemas.py`). camelCase on the wire and i
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -20,12 +19,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
-
-REDACTED = "********"
-_SECRET_KEY = re.compile(
-    r"^(uri|auth|authorization|cookie|dsn)$|secret|password|passwd|token|api[_-]?key|credential|private[_-]?key",
-    re.IGNORECASE,
-)
+from syncjobs.shared.secret_fields import REDACTED as REDACTED
+from syncjobs.shared.secret_fields import redact
 
 
 class RunStatus(StrEnum):
@@ -83,31 +78,6 @@ def from_document(model: type[OutputT], doc: dict[str, Any]) -> OutputT:
     return model.model_validate(data)
 
 
-def is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key))
-
-
-def redact(config: Any) -> Any:
-    """Replace every value under a secret-looking key (uri, token, password, headers' auth...) by a marker."""
-    if isinstance(config, dict):
-        return {
-            k: (REDACTED if is_secret_key(k) and isinstance(v, str | int | float) else redact(v))
-            for k, v in config.items()
-        }
-    if isinstance(config, list):
-        return [redact(item) for item in config]
-    return config
-
-
-def keep_secrets(new: Any, stored: Any) -> Any:
-    """On a PUT, a redaction marker sent back means "keep what is stored", so GET-edit-PUT loses no secret."""
-    if new == REDACTED:
-        return stored
-    if isinstance(new, dict) and isinstance(stored, dict):
-        return {k: keep_secrets(v, stored.get(k)) for k, v in new.items()}
-    return new
-
-
 # --- workspaces and tokens ---
 
 
@@ -132,7 +102,7 @@ class MongoSourceConfig(BaseModel):
 
 class HttpSourceConfig(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
-    base_url: str = Field(alias="baseUrl", pattern=r"^https?://")
+    base_url: str = Field(alias="baseUrl", pattern=r"^(https?://|\*{8}$)")  # or the marker: "keep the stored one"
     entities: dict[str, dict[str, Any]] = Field(min_length=1)
 
 
@@ -150,6 +120,18 @@ class CommandSourceConfig(BaseModel):
         return self
 
 
+def refuse_nul_keys(value: Any, path: str = "") -> None:
+    """A NUL in a key cannot be stored (BSON keys are C strings): a 422 naming where, never a 500."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                raise ValueError(f"a key may not contain a NUL character (at {path or 'the top'})")
+            refuse_nul_keys(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            refuse_nul_keys(item, path)
+
+
 _SOURCE_CONFIGS: dict[str, type[BaseModel]] = {
     "mongodb": MongoSourceConfig,
     "http": HttpSourceConfig,
@@ -161,6 +143,12 @@ class DataSourceInput(Camel):
     name: Name
     kind: Literal["mongodb", "http", "command"]
     config: dict[str, Any]
+
+    @field_validator("config")
+    @classmethod
+    def _no_nul_in_keys(cls, config: dict[str, Any]) -> dict[str, Any]:
+        refuse_nul_keys(config)
+        return config
 
     @model_validator(mode="after")
     def _config_fits_kind(self) -> DataSourceInput:
@@ -203,6 +191,11 @@ class DestinationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     uri: str = Field(min_length=1)
     database: str = Field(min_length=1, max_length=63, pattern=r"^[^/\\. \"$]+$")
+    # TLS material as PEM text, never a path (shared/tenant_uri.py): left out of the stored config when absent.
+    tls_ca_pem: str | None = Field(default=None, alias="tlsCAPem", max_length=65536, exclude_if=lambda v: v is None)
+    tls_certificate_key_pem: str | None = Field(
+        default=None, alias="tlsCertificateKeyPem", max_length=65536, exclude_if=lambda v: v is None
+    )
 
 
 class DestinationInput(Camel):
@@ -223,9 +216,13 @@ class Schedule(Camel):
     timezone: str = Field(default="UTC", min_length=1, max_length=64)
 
 
+EntityName = Annotated[str, Field(min_length=1, max_length=120)]
+MAX_ENTITY_NAMES = 1000  # a ~195 KB include list once slowed every tenant's runs: bounded at write time
+
+
 class EntityFilter(Camel):
-    include: list[Annotated[str, Field(min_length=1)]] | None = None
-    exclude: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    include: list[EntityName] | None = Field(default=None, max_length=MAX_ENTITY_NAMES)
+    exclude: list[EntityName] = Field(default_factory=list, max_length=MAX_ENTITY_NAMES)
 
 
 class RetryPolicy(Camel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -45,3 +46,13 @@ def die_with_this_process() -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return set_parent_death_signal
+
+
+def limit_address_space(megabytes: int) -> None:
+    """RLIMIT_AS for this process and what it starts: an allocation past it is a MemoryError here, so a run
+    that needs too much memory fails saying so instead of taking the host's memory from other tenants."""
+    limit = megabytes * 1024 * 1024
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))

@@ -2,9 +2,9 @@
 
 `SYNCJOBS_SECRET_KEYS` holds one or more Fernet keys, comma-separated: the first encrypts, all decrypt
 (`MultiFernet`), so a key is rotated by putting a new one first and running `syncjobs secrets rotate`.
-A stored secret is the string `fernet:<token>`; which fields are secret is decided by their key
-(`shared.models.is_secret_key`: uri, password, token, apiKey, authorization, secret...), the same rule that
-redacts them in answers. The process installs its keys once at start (`install_keys`); the stores seal
+A stored secret is the string `fernet:<token>`; which values are secret is decided by
+`shared.secret_fields` (secret by default where secrets hide), the same rule that redacts them in answers.
+The process installs its keys once at start (`install_keys`); the stores seal
 on write, and only the code that must use a secret (the executor, the webhook signer) opens it.
 """
 
@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from syncjobs.shared.models import is_secret_key
+from syncjobs.shared.secret_fields import SEALED_PREFIX, map_secrets
 
-SEALED_PREFIX = "fernet:"
 KEYS_VARIABLE = "SYNCJOBS_SECRET_KEYS"
 
 
@@ -91,26 +90,15 @@ def reseal(value: str) -> str:
     return SEALED_PREFIX + _installed().rotate(value[len(SEALED_PREFIX) :].encode()).decode()
 
 
-def _map_secrets(config: Any, change: Any, is_secret: Any) -> Any:
-    if isinstance(config, dict):
-        return {
-            k: (change(v) if is_secret(k) and isinstance(v, str) else _map_secrets(v, change, is_secret))
-            for k, v in config.items()
-        }
-    if isinstance(config, list):
-        return [_map_secrets(item, change, is_secret) for item in config]
-    return config
-
-
 def seal_config(config: Any) -> Any:
     """`config` with every string under a secret key encrypted (already sealed ones are left as they are)."""
-    return _map_secrets(config, lambda v: v if is_sealed(v) else seal(v), is_secret_key)
+    return map_secrets(config, lambda v: v if is_sealed(v) else seal(v))
 
 
 def open_config(config: Any) -> Any:
     """`config` with every sealed secret decrypted: for the executor, never for an answer or a log."""
-    return _map_secrets(config, open_sealed, is_secret_key)
+    return map_secrets(config, open_sealed)
 
 
 def reseal_config(config: Any) -> Any:
-    return _map_secrets(config, reseal, is_secret_key)
+    return map_secrets(config, reseal)

@@ -119,6 +119,10 @@ class Settings:
     max_concurrent_runs: int = 4
     # Running runs per workspace across the whole cluster; None is unlimited.
     max_runs_per_workspace: int | None = None
+    # The fraction of a replica's slots one workspace may hold while another has runs waiting (1: no limit).
+    workspace_share: float = 0.5
+    # The executor's address-space limit (RLIMIT_AS), in MiB.
+    executor_memory_mb: int = 1024
     shutdown_grace_seconds: float = 30.0
     # argv prefix that runs one executor; the run id is appended as `--run-id ID`.
     executor_command: tuple[str, ...] = ()
@@ -160,6 +164,8 @@ class Settings:
             poll_seconds=_float(env, "SYNCJOBS_POLL_SECONDS", default.poll_seconds),
             max_concurrent_runs=_int(env, "SYNCJOBS_MAX_CONCURRENT_RUNS", default.max_concurrent_runs, minimum=1),
             max_runs_per_workspace=_int(env, "SYNCJOBS_MAX_RUNS_PER_WORKSPACE", 0, minimum=0) or None,
+            workspace_share=min(1.0, max(0.01, _float(env, "SYNCJOBS_WORKSPACE_SHARE", default.workspace_share))),
+            executor_memory_mb=_int(env, "SYNCJOBS_EXECUTOR_MEMORY_MB", default.executor_memory_mb, minimum=64),
             shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds),
             executor_command=tuple(executor_command),
             warm_executor=_bool(env, "SYNCJOBS_WARM_EXECUTOR", default.warm_executor),

@@ -22,7 +22,8 @@ WORKER_ENV = (
     "SYNCJOBS_WORKER_ID, SYNCJOBS_LEASE_TTL_SECONDS, SYNCJOBS_RUN_LEASE_SECONDS, SYNCJOBS_POLL_SECONDS, "
     "SYNCJOBS_MAX_CONCURRENT_RUNS, SYNCJOBS_ALLOW_ARBITERS, "
     "SYNCJOBS_MAX_RUNS_PER_WORKSPACE, SYNCJOBS_SHUTDOWN_GRACE_SECONDS, SYNCJOBS_EXECUTOR_COMMAND, "
-    "SYNCJOBS_WARM_EXECUTOR, SYNCJOBS_WORKER_METRICS_PORT, SYNCJOBS_ALERT_SWEEP_SECONDS, SYNCJOBS_ALERT_*"
+    "SYNCJOBS_WARM_EXECUTOR, SYNCJOBS_WORKER_METRICS_PORT, SYNCJOBS_ALERT_SWEEP_SECONDS, SYNCJOBS_ALERT_*, "
+    "SYNCJOBS_WORKSPACE_SHARE, SYNCJOBS_EXECUTOR_MEMORY_MB, SYNCJOBS_TAP_USER"
 )
 
 
@@ -106,8 +107,9 @@ async def _rotate_secrets(settings: Settings) -> dict[str, int]:
         await client.close()
 
 
-async def _create_admin_token(settings: Settings, name: str) -> str:
-    """An admin token straight in the database: the API makes workspace tokens only."""
+async def _create_admin_token(settings: Settings, name: str, *, rotate: bool = False) -> str:
+    """An admin token straight in the database (the API makes workspace tokens only); with `rotate`, every
+    other admin token is revoked."""
     from syncjobs.shared.mongo import connect, ensure_indexes
     from syncjobs.shared.store import api_tokens
 
@@ -115,6 +117,8 @@ async def _create_admin_token(settings: Settings, name: str) -> str:
     try:
         db = client[settings.database]
         await ensure_indexes(db, settings.run_retention_days)
+        if rotate:
+            return await api_tokens.rotate_admin_tokens(db, name)
         return await api_tokens.create_token(db, None, name)
     finally:
         await client.close()
@@ -141,7 +145,8 @@ def _serve(command: str, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("jobs", "apply", "demo") or (args.command == "token" and not getattr(args, "admin", False)):
+    in_database = getattr(args, "admin", False) or getattr(args, "action", None) == "rotate-admin"
+    if args.command in ("jobs", "apply", "demo") or (args.command == "token" and not in_database):
         return run_client_command(args)
     try:
         settings = Settings.from_env()
@@ -190,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             counts = asyncio.run(_rotate_secrets(settings))
             print(" ".join(f"{collection}={count}" for collection, count in counts.items()))
             return 0
-        token = asyncio.run(_create_admin_token(settings, args.name))
+        token = asyncio.run(_create_admin_token(settings, args.name, rotate=args.action == "rotate-admin"))
     except (SyncjobsError, SettingsError, PyMongoError, SecretKeyError) as exc:
         print(f"syncjobs: {exc}", file=sys.stderr)
         return 1

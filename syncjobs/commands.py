@@ -45,6 +45,14 @@ def add_client_commands(commands: Any) -> None:
         "--admin", action="store_true", help="a token for every workspace (needs SYNCJOBS_MONGODB_URI, not the API)"
     )
     create.epilog = f"Reads {CLIENT_ENVIRONMENT}; with --admin SYNCJOBS_MONGODB_URI and SYNCJOBS_DATABASE."
+    rotate = token_commands.add_parser(
+        "rotate-admin",
+        help="replace every admin token by one new one and print it once",
+        description="Create an admin token and revoke every other (SYNCJOBS_ADMIN_TOKEN's included) straight in the "
+        "database; an api started again with a revoked SYNCJOBS_ADMIN_TOKEN does not bring it back.",
+        epilog="Reads SYNCJOBS_MONGODB_URI and SYNCJOBS_DATABASE.",
+    )
+    rotate.add_argument("--name", default="admin (rotated)", help="a label for the new token")
     _client_options(token_commands.add_parser("list", help="list the workspace's tokens", description="List tokens."))
     revoke = _client_options(token_commands.add_parser("revoke", help="revoke a token", description="Revoke a token."))
     revoke.add_argument("id", help="the token's id (from `token list`)")

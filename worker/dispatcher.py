@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 
@@ -145,7 +146,9 @@ class RunDispatcher:
         if due:
             cap = self._executor.max_runs_per_workspace
             running = await job_runs.running_per_workspace(self.db) if cap is not None else {}
-            picked = pick_claims(due, running, cap, self._last_workspace, free)
+            here = Counter(ObjectId(c.run.workspace_id) for c in self._claimed.values() if c.executing)
+            share = self._executor.workspace_share
+            picked = pick_claims(due, running, cap, self._last_workspace, free, here=here, share=share)
             if picked:
                 self._last_workspace = picked[-1].workspace_id
                 # Concurrent: a claim waits on the database's round trip, not on this process.

@@ -29,6 +29,7 @@ from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.waits import spawn, wait_any
+from syncjobs.worker.fairness import share_slots
 from syncjobs.worker.fork_server import EXECUTOR_COMMAND, ForkServer, ForkServerLost
 
 log = get_logger(__name__)
@@ -70,6 +71,7 @@ class ExecutorSpec:
     max_runs_per_workspace: int | None = None
     fork_server: ForkServer | None = None
     control: ControlClusterCache | None = None
+    workspace_share: int | None = None  # slots one workspace may hold here while another waits
 
     @classmethod
     def from_settings(
@@ -91,6 +93,7 @@ class ExecutorSpec:
             settings.max_runs_per_workspace,
             fork_server if default and settings.warm_executor else None,
             control if default else None,
+            share_slots(settings.max_concurrent_runs, settings.workspace_share),
         )
 
 

@@ -31,6 +31,7 @@ from syncjobs.shared.mongo import (
 from syncjobs.shared.run_events import RunEventSubscriptions
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.shared.tap_isolation import isolation
 from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
@@ -72,7 +73,12 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     server_clock = ServerClock(clock or SystemClock(), db)
     lease = Lease(db, settings.worker_id, settings.lease_ttl_seconds)
     worker = _Worker(db, settings, lease, server_clock, stop)
-    log.info("worker_started", worker_id=settings.worker_id, lease_ttl_seconds=settings.lease_ttl_seconds)
+    log.info(
+        "worker_started",
+        worker_id=settings.worker_id,
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        tap_isolation=await asyncio.to_thread(isolation),
+    )
     warming = None
     if settings.warm_executor and not settings.executor_command:
         warming = spawn(worker.fork_server.warm_up(), "fork server warm-up")

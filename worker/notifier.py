@@ -141,7 +141,8 @@ async def deliver(
 ) -> Document:
     """POST one event to one webhook until it answers 2xx, a permanent 4xx, or the attempts run out."""
     delivery_id = ObjectId()
-    body = request_body(hook["url"], event)
+    url = open_sealed(hook["url"])  # sealed when it carries credentials (shared/secret_fields.py)
+    body = request_body(url, event)
     headers = {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: sign(open_sealed(hook["secret"]), body),
@@ -153,7 +154,7 @@ async def deliver(
     for attempt in range(1, policy.attempts + 1):
         try:
             async with session.post(
-                hook["url"], data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=policy.timeout_seconds)
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=policy.timeout_seconds)
             ) as response:
                 status, error = response.status, None
             if 200 <= status < 300:

@@ -84,17 +84,22 @@ function listItems(data) {
   return (data && (data.items || data.runs)) || [];
 }
 
-// Every item of a list, following `next` as `after` where the API pages its lists (at most 20 pages).
-async function allItems(path) {
+// The items of a list over at most `most` pages, following `next` as `after`; `more` when it stopped short.
+async function listPages(path, most) {
   const items = [];
   let next = null;
-  for (let page = 0; page < 20; page++) {
+  for (let page = 0; page < most; page++) {
     const data = await call("GET", next ? `${path}${path.includes("?") ? "&" : "?"}after=${encodeURIComponent(next)}` : path);
     items.push(...listItems(data));
     next = data && data.next;
     if (!next) break;
   }
-  return items;
+  return { items, more: Boolean(next) };
+}
+
+// Every item of a list where the API pages it (at most 20 pages).
+async function allItems(path) {
+  return (await listPages(path, 20)).items;
 }
 
 // What the signed-in token may do: a `read` token sees no control that would only answer 403.

@@ -7,7 +7,7 @@ const DAY_MS = 86400000;
 const PAST_DAYS = 23;
 const FUTURE_DAYS = 7;
 // Worst first: a day's cell takes the colour of its worst outcome.
-const SEVERITY = ["failed", "timed_out", "missed", "cancelled", "skipped", "running", "pending", "succeeded", "upcoming"];
+const SEVERITY = ["failed", "timed_out", "missed", "cancelled", "skipped", "running", "pending", "succeeded", "upcoming", "disabled"];
 const pageState = { jobId: null, status: "", pages: 1, open: new Set(), shown: "" };
 
 function svg(tag, attrs, ...children) {
@@ -84,39 +84,58 @@ function firesPerDay(upcoming) {
   return ((upcoming.length - 1) * DAY_MS) / Math.max(span, 1);
 }
 
-// 30 cells (22 back, the current one, 7 ahead); past cells in the colour of their worst outcome, coming
-// fires as planned.
-function calendarStrip(runs, upcoming, scale) {
-  const cells = new Map();
-  const note = (time, outcome) => {
-    const key = scale.key(time);
-    const outcomes = cells.get(key) || new Map();
-    outcomes.set(outcome, (outcomes.get(outcome) || 0) + 1);
-    cells.set(key, outcomes);
-  };
-  runs.forEach((run) => note(runTime(run), run.status));
-  upcoming.forEach((time) => note(new Date(time).getTime(), "upcoming"));
+const REASONS = { overlap: "the run before still ran", paused: "paused", skip: "skipped on request", no_leader: "no scheduler was up", not_recorded: "not recorded" };
+
+// A strip's fires from the API (GET .../fires), at most 5 pages: a job firing every minute fills 30 hours,
+// not 30 days, and the strip then says where its fires stop. A `missed` fire with no run from before the
+// job existed is no fire of the job.
+async function stripFires(job, scale) {
   const middle = scale.middle();
+  const query = new URLSearchParams({
+    from: new Date(middle + (-PAST_DAYS + 0.5) * scale.ms).toISOString(),
+    to: new Date(middle + (FUTURE_DAYS + 0.5) * scale.ms).toISOString(),
+  });
+  const { items, more } = await listPages(wsPath(`/sync-jobs/${job.id}/fires?${query}`), 5);
+  const born = job.createdAt ? new Date(job.createdAt).getTime() : 0;
+  const fires = items.filter((f) => f.reason !== "not_recorded" || new Date(f.scheduledFor).getTime() >= born);
+  return { scale, middle, fires, until: more && items.length ? items[items.length - 1].scheduledFor : null };
+}
+
+// 30 cells (22 back, the current one, 7 ahead), each in the colour of its fires' worst outcome, coming fires
+// as planned; a cell's title counts its fires by outcome and reason, and names the DST notes of its fires.
+function calendarStrip({ scale, middle, fires, until }) {
+  const cells = new Map();
+  for (const fire of fires) {
+    const key = scale.key(new Date(fire.scheduledFor).getTime());
+    const cell = cells.get(key) || { outcomes: new Set(), counts: new Map(), dst: [] };
+    const words = `${fire.outcome.replace("_", " ")}${fire.reason ? ` (${REASONS[fire.reason] || fire.reason})` : ""}`;
+    cell.outcomes.add(fire.outcome);
+    cell.counts.set(words, (cell.counts.get(words) || 0) + 1);
+    if (fire.dst) cell.dst.push(`${fire.wallTime.slice(11, 16)} ${DST_WORDS[fire.dst] || fire.dst}`);
+    cells.set(key, cell);
+  }
   const items = [];
   for (let offset = -PAST_DAYS + 1; offset <= FUTURE_DAYS; offset++) {
     const date = new Date(middle + offset * scale.ms);
     const key = scale.key(date.getTime());
-    const outcomes = cells.get(key);
-    const worst = outcomes ? SEVERITY.find((s) => outcomes.has(s)) : "none";
-    const counts = outcomes ? [...outcomes].map(([s, n]) => `${n} ${s.replace("_", " ")}`).join(", ") : "no fires";
-    const label = `${scale.name(date)}: ${counts}`;
-    items.push(el("li", { class: `day day-${worst}${offset === 0 ? " today" : ""}`, "data-key": key, "data-worst": worst, title: label, tabindex: 0, "aria-label": label },
+    const cell = cells.get(key);
+    const worst = cell ? SEVERITY.find((s) => cell.outcomes.has(s)) : "none";
+    const counts = cell ? [...cell.counts].map(([words, n]) => `${n} ${words}`).join(", ") : "no fires";
+    const label = `${scale.name(date)}: ${counts}${cell && cell.dst.length ? `; ${cell.dst.join("; ")}` : ""}`;
+    items.push(el("li", { class: `day day-${worst}${offset === 0 ? " today" : ""}${cell && cell.dst.length ? " dst" : ""}`, "data-key": key, "data-worst": worst, title: label, tabindex: 0, "aria-label": label },
       el("span", { "aria-hidden": "true" }, scale.text(date))));
   }
   const edge = (offset) => scale.short(new Date(middle + offset * scale.ms));
   return el("div", {}, el("ol", { class: "calendar", "data-unit": scale.unit, "aria-label": `Fires per ${scale.unit}, 30 ${scale.unit}s` }, items),
-    el("p", { class: "muted calendar-span" }, `${edge(-PAST_DAYS + 1)} to ${edge(FUTURE_DAYS)}: each ${scale.unit} in the colour of its worst outcome, coming fires dashed; the framed ${scale.unit} is the current one.`));
+    el("p", { class: "muted calendar-span" }, `${edge(-PAST_DAYS + 1)} to ${edge(FUTURE_DAYS)}: each ${scale.unit} in the colour of its worst outcome, coming fires dashed; the framed ${scale.unit} is the current one.`,
+      until ? ` Too many fires to show: the strip stops at ${new Date(until).toLocaleString()}.` : ""));
 }
 
-function calendars(runs, upcoming) {
+// The strip of days, and for a job that fires more than twice a day (by its next fires) one of hours.
+async function calendars(job, upcoming) {
   const hourly = firesPerDay(upcoming) > 2;
-  return [el("h2", {}, "Fires, 30 days"), calendarStrip(runs, upcoming, BY_DAY),
-    hourly ? [el("h2", {}, "Fires, 30 hours"), calendarStrip(runs, upcoming, BY_HOUR)] : null];
+  const [days, hours] = await Promise.all([stripFires(job, BY_DAY), hourly ? stripFires(job, BY_HOUR) : null]);
+  return [el("h2", {}, "Fires, 30 days"), calendarStrip(days), hours ? [el("h2", {}, "Fires, 30 hours"), calendarStrip(hours)] : null];
 }
 
 function configuration(job, sources, destinations) {
@@ -163,19 +182,35 @@ function openRun(runId) {
   if (node) { node.open = true; node.scrollIntoView({ block: "center" }); node.querySelector("summary").focus(); }
 }
 
+// Cancel answers the run: a pending one is cancelled at once, a running one is marked `cancelRequested`
+// until its replica has killed the executor; a 409 means the run ended in the meantime.
+async function cancelRun(button, run) {
+  button.disabled = true;
+  try {
+    const answer = await call("POST", wsPath(`/runs/${run.id}/cancel`));
+    notify(answer.status === "cancelled" ? "Run cancelled." : "Cancel requested: the run stops within seconds.");
+  } catch (error) {
+    notify(error.status === 409 ? `The run has already ended: ${error.message}` : error.message, true);
+  } finally {
+    button.disabled = false;
+  }
+  await refresh();
+}
+
 function renderRun(run) {
-  const cancellable = (run.status === "pending" || run.status === "running") && api.has("POST", "/runs/{runId}/cancel") && access.write;
+  const live = run.status === "pending" || run.status === "running";
+  const cancellable = live && !run.cancelRequested && api.has("POST", "/runs/{runId}/cancel") && access.write;
   const node = el("details", { class: "run", "data-run-id": run.id, "data-status": run.status, open: pageState.open.has(run.id) },
     el("summary", {}, badge(run.status), el("span", { class: "trigger" }, run.trigger),
       el("span", { class: "muted" }, run.startedAt ? "started " : "created ", timeEl(run.startedAt || run.createdAt)),
       run.durationMs !== null && run.durationMs !== undefined ? el("span", { class: "muted" }, duration(run.durationMs)) : null,
-      run.attempt > 1 ? el("span", { class: "muted" }, `attempt ${run.attempt}`) : null),
+      run.attempt > 1 ? el("span", { class: "muted" }, `attempt ${run.attempt}`) : null,
+      live && run.cancelRequested ? el("span", { class: "cancel-info" }, "cancelling…") : null),
     run.error ? el("div", { class: "error run-error" }, run.error) : null,
     entityTable(run.stats, run.details),
     run.stderrTail ? el("div", {}, el("h3", {}, "stderr (last lines)"), el("pre", { class: "stderr", tabindex: 0 }, run.stderrTail)) : null,
     el("p", { class: "muted" }, `scheduled for ${new Date(run.scheduledFor).toLocaleString()}`, run.finishedAt ? ` · finished ${new Date(run.finishedAt).toLocaleString()}` : ""),
-    cancellable ? el("button", { type: "button", class: "danger cancel-run",
-      onclick: (e) => act(e.currentTarget, "POST", wsPath(`/runs/${run.id}/cancel`), "cancel requested") }, "Cancel run") : null);
+    cancellable ? el("button", { type: "button", class: "danger cancel-run", onclick: (e) => cancelRun(e.currentTarget, run) }, "Cancel run") : null);
   node.addEventListener("toggle", () => { if (node.open) pageState.open.add(run.id); else pageState.open.delete(run.id); });
   return node;
 }
@@ -229,14 +264,15 @@ function jobView(jobId) {
         historyPages(jobId),
         call("GET", wsPath(`/sync-jobs/${jobId}/status`)),
       ]);
-      const preview = `/api/schedule-preview?${new URLSearchParams({ cron: job.schedule.cron, timezone: job.schedule.timezone, count: "20" })}`;
-      const upcoming = job.enabled ? (await call("GET", preview)).fires.map((fire) => fire.at) : [];
+      const strips = await calendars(job, status.nextRuns || []);
       const stats = report.stats.find((s) => s.jobId === jobId) || {};
       const rate = stats.successRate === null || stats.successRate === undefined ? "—" : `${Math.round(stats.successRate * 100)} %`;
       fill(top,
         el("div", { class: "heading" }, el("h1", { class: "job-title", "data-job-id": job.id }, job.name, badge(jobStatus(job, stats))),
           access.write ? el("a", { class: "button", href: `#/jobs/${job.id}/edit` }, "Edit") : null),
-        el("p", {}, "Next run ", job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—"),
+        pauseWords(job, "p"),
+        el("p", {}, "Next run ", job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—",
+          job.paused && job.nextRunAt && (!job.pausedUntil || new Date(job.pausedUntil) > new Date(job.nextRunAt)) ? el("span", { class: "muted" }, " (held: recorded skipped while paused)") : null),
         job.lastError && FAILED.has(job.lastStatus) ? el("p", { class: "last-error error" }, job.lastError) : null,
         jobActions(job),
         el("div", { class: "columns" },
@@ -250,7 +286,7 @@ function jobView(jobId) {
               el("div", {}, el("b", {}, (stats.skippedCount ?? 0) + (stats.missedCount ?? 0)), "skipped or missed")),
             el("h2", {}, "Next fires"), upcomingList(job, status.nextRuns || []))),
         el("h2", {}, "Run duration"), durationChart(runs),
-        calendars(runs, upcoming));
+        strips);
       fill(history,
         pages.runs.length ? el("div", { class: "runs" }, pages.runs.map(renderRun)) : el("p", { class: "muted" }, "No runs yet."),
         pages.more ? el("button", { type: "button", class: "more-runs", onclick: () => { pageState.pages += 1; refresh(); } }, "Older runs") : null);

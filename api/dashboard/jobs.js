@@ -27,6 +27,51 @@ async function act(button, method, path, done, body) {
   }
 }
 
+// Pause asks for a note and an optional end in a modal dialog outside the refreshed view, so a refresh
+// never interrupts the typing; the API's 422 (an `until` in the past) shows beside its field.
+function pauseDialog(job) {
+  const note = field("Note for the team", "note", el("input", { type: "text", maxlength: 500, autocomplete: "off" }), "Shown beside the job while it is paused.");
+  const until = field("Paused until (optional)", "until", el("input", { type: "datetime-local" }), "Your local time; empty: until someone resumes it.");
+  const form = el("form", { method: "dialog", class: "pause-form", novalidate: true },
+    el("h2", { id: "pause-title" }, `Pause ${job.name}`),
+    el("p", { class: "hint" }, "Its fires go on being recorded, as skipped, until it resumes."),
+    note, until, el("p", { class: "form-error error", role: "alert" }),
+    el("div", { class: "actions" }, el("button", { type: "submit", class: "primary confirm-pause" }, "Pause"),
+      el("button", { type: "button", class: "cancel-pause", onclick: () => dialog.close() }, "Cancel")));
+  const dialog = el("dialog", { class: "pause-dialog", "aria-labelledby": "pause-title" }, form);
+  dialog.addEventListener("close", () => dialog.remove());
+  form.addEventListener("input", () => clearErrors(form));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {};
+    const [noteText, untilText] = [value(form, "note").trim(), value(form, "until")];
+    if (noteText) body.note = noteText;
+    if (untilText) body.until = new Date(untilText).toISOString();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await call("POST", wsPath(`/sync-jobs/${job.id}/pause`), body);
+      dialog.close();
+      notify(`${job.name}: paused`);
+      await refresh();
+    } catch (error) {
+      showErrors(form, error);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+// A paused job's standing in words: until when, and the note it was paused with.
+function pauseWords(job, tag = "div") {
+  if (!job.paused) return null;
+  return el(tag, { class: "pause-info" }, job.pausedUntil ? ["paused until ", el("time", { datetime: job.pausedUntil, title: new Date(job.pausedUntil).toLocaleString() },
+    new Date(job.pausedUntil).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }))] : "paused until resumed",
+  job.pauseNote ? [": ", el("q", { class: "pause-note" }, job.pauseNote)] : null);
+}
+
 // The actions that fit a job's state: Run now only while enabled; pause and resume where the API has them.
 function jobActions(job) {
   if (!access.write) return null;
@@ -34,13 +79,11 @@ function jobActions(job) {
   const buttons = [el("button", { type: "button", class: "toggle", "aria-label": `${job.enabled ? "Disable" : "Enable"} ${job.name}`,
     onclick: (e) => act(e.currentTarget, "POST", `${base}/toggle`, `${job.name}: ${job.enabled ? "disabled" : "enabled"}`) },
   job.enabled ? "Disable" : "Enable")];
-  if (job.enabled && job.paused && api.has("POST", "/sync-jobs/{id}/resume")) {
-    buttons.push(el("button", { type: "button", class: "resume", onclick: (e) => act(e.currentTarget, "POST", `${base}/resume`, `${job.name}: resumed`) }, "Resume"));
+  if (job.paused && api.has("POST", "/sync-jobs/{id}/resume")) {
+    buttons.push(el("button", { type: "button", class: "resume", "aria-label": `Resume ${job.name}`,
+      onclick: (e) => act(e.currentTarget, "POST", `${base}/resume`, `${job.name}: resumed`) }, "Resume"));
   } else if (job.enabled && api.has("POST", "/sync-jobs/{id}/pause")) {
-    buttons.push(el("button", { type: "button", class: "pause", onclick: (e) => {
-      const note = window.prompt(`Pause ${job.name}: a note for the team (optional)`);
-      if (note !== null) act(e.currentTarget, "POST", `${base}/pause`, `${job.name}: paused`, note ? { note } : undefined);
-    } }, "Pause"));
+    buttons.push(el("button", { type: "button", class: "pause", "aria-label": `Pause ${job.name}`, onclick: () => pauseDialog(job) }, "Pause"));
   }
   if (job.enabled) {
     buttons.push(el("button", { type: "button", class: "primary run-now", "aria-label": `Run now: ${job.name}`,
@@ -86,7 +129,7 @@ function jobTable(rows, hours) {
     el("thead", {}, el("tr", {}, header, el("th", { scope: "col" }, "Actions"))),
     el("tbody", {}, rows.map(({ job, stats, status, schedule, averageMs }) => el("tr", { class: `job job-${status}`, "data-job-id": job.id, "data-job-name": job.name },
       el("td", { class: "name", "data-label": "Name" }, el("a", { href: `#/jobs/${job.id}` }, job.name)),
-      el("td", { "data-label": "Status" }, badge(status)),
+      el("td", { "data-label": "Status" }, badge(status), pauseWords(job)),
       el("td", { "data-label": "Schedule" }, el("span", { class: "schedule" }, schedule)),
       el("td", { "data-label": "Last run" }, el("span", { class: "last-sync" }, timeEl(job.lastRunAt))),
       el("td", { "data-label": "Next run" }, el("span", { class: "next-run" }, job.enabled && job.nextRunAt ? timeEl(job.nextRunAt) : "—")),
@@ -99,7 +142,7 @@ function jobTable(rows, hours) {
 // The controls are made once per visit, so typing in the search is never interrupted by a refresh.
 function jobListView() {
   const host = el("div", { id: "job-table" });
-  const statuses = ["active", "failing", "running", "pending", "disabled"];
+  const statuses = ["active", "failing", "running", "pending", "paused", "disabled"];
   const search = el("input", { type: "search", id: "job-search", value: listState.search, placeholder: "name contains…",
     oninput: (e) => { listState.search = e.target.value; refresh(); } });
   const filter = select([["", "any status"], ...statuses.map((s) => [s, s])], listState.status);
@@ -141,7 +184,7 @@ function schedulePreview(form) {
       clearErrors(form);
       fill(box, el("p", { class: "words" }, preview.description),
         el("ol", { class: "fires" }, preview.fires.map((fire) => el("li", {}, el("time", { datetime: fire.at }, fire.wallTime),
-          fire.dst ? el("span", { class: "dst" }, fire.dst === "gap_shifted" ? " moved to the end of the DST gap" : " the clock shows this hour twice") : null))));
+          fire.dst ? el("span", { class: "dst" }, ` ${DST_WORDS[fire.dst] || fire.dst}`) : null))));
     } catch (error) {
       if (mine !== asked) return;
       box.replaceChildren();

@@ -7,6 +7,8 @@ const MACROS = {
   "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
   "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 };
+// A fire's DST note (schedule preview, fires) in words.
+const DST_WORDS = { gap_shifted: "moved to the end of the DST gap", repeated_hour: "the clock shows this hour twice" };
 const RUN_STATUSES = ["pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"];
 
 function plural(n, unit) { return `${n} ${unit}${n === 1 ? "" : "s"}`; }
@@ -76,11 +78,13 @@ function badge(status, text) {
   return el("span", { class: `badge badge-${status}`, "data-status": status }, text || status.replace("_", " "));
 }
 
-// A job's standing: disabled (grey), running (blue), failing (red), pending (yellow: never ran), active (green).
+// A job's standing: disabled (grey), running (blue), paused (its fires held: yellow), failing (red), pending
+// (yellow: never ran), active (green).
 function jobStatus(job, stats) {
   if (!job.enabled) return "disabled";
   const last = job.lastStatus || (stats && stats.lastStatus);
   if (stats && stats.lastStatus === "running") return "running";
+  if (job.paused) return "paused";
   if (FAILED.has(last)) return "failing";
   if (!last || last === "pending") return "pending";
   return "active";

@@ -60,6 +60,7 @@ def build_source(
     batch_size: int,
     egress: Any = None,
     mongo_client: Any = None,
+    control: frozenset[tuple[str, int]] = frozenset(),
     incremental: IncrementalOptions | None = None,
 ) -> Source:
     """The source for a `data_sources` document's kind and (unredacted) config; `mongo_client`, if given,
@@ -75,5 +76,5 @@ def build_source(
     if kind == "command":
         from syncjobs.executor.sources.command import CommandSource
 
-        return CommandSource(config, batch_size=batch_size)
+        return CommandSource(config, batch_size=batch_size, egress=egress, control=control)
     raise SourceError(f"unknown data source kind {kind!r}")

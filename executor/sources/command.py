@@ -19,8 +19,19 @@ from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
+from syncjobs.executor.egress_proxy import EgressProxy
 from syncjobs.executor.sources import Batch, Record, SourceError
+from syncjobs.shared.egress import EgressPolicy
 from syncjobs.shared.process import die_with_this_process
+from syncjobs.shared.tap_isolation import (
+    NAMESPACE_ISOLATIONS,
+    TAP_USER_VARIABLE,
+    drop_to,
+    fenced_argv,
+    isolation,
+    tap_env,
+    tap_user,
+)
 
 STDERR_TAIL_LINES = 20
 LINE_LIMIT = 64 * 1024 * 1024
@@ -29,7 +40,14 @@ LINE_LIMIT = 64 * 1024 * 1024
 class CommandSource:
     """Runs `config.command` (an argv list) with `config.config` as the tap's config file."""
 
-    def __init__(self, config: Mapping[str, Any], *, batch_size: int) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        batch_size: int,
+        egress: EgressPolicy | None = None,
+        control: frozenset[tuple[str, int]] = frozenset(),
+    ) -> None:
         command = config.get("command")
         if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
             raise SourceError("command source config needs `command`: a non-empty list of strings")
@@ -39,16 +57,40 @@ class CommandSource:
         self._streams = config.get("streams")
         self._batch_size = batch_size
         self._workdir = tempfile.TemporaryDirectory(prefix="syncjobs-tap-")
+        self._user = tap_user()
+        if self._user is not None:
+            os.chown(self._workdir.name, self._user.uid, self._user.gid)
+        self._proxy = EgressProxy(egress or EgressPolicy(), control)
+        self._proxy_url: str | None = None  # where the tap finds the proxy; None until started
+
+    async def _fence(self, argv: list[str]) -> tuple[list[str], dict[str, str], Any]:
+        """The tap's argv, environment and preexec: in a network namespace whose only way out is the egress
+        proxy where the kernel allows one, else with the proxy in its environment (`shared/tap_isolation`)."""
+        workdir = self._workdir.name
+        namespaced = isolation() in NAMESPACE_ISOLATIONS
+        if self._proxy_url is None:
+            if namespaced:
+                self._proxy_url = str(Path(workdir) / "proxy.sock")
+                await self._proxy.start_unix(self._proxy_url)
+            else:
+                self._proxy_url = f"http://127.0.0.1:{await self._proxy.start_tcp()}"
+        if namespaced:
+            user = os.environ.get(TAP_USER_VARIABLE) or None
+            env = {k: v for k, v in tap_env(workdir, "").items() if not k.lower().endswith("_proxy")}
+            return fenced_argv(argv, self._proxy_url, user), env, die_with_this_process()
+        return argv, tap_env(workdir, self._proxy_url), drop_to(self._user, die_with_this_process())
 
     def _write(self, name: str, content: Any) -> str:
         path = Path(self._workdir.name) / name
         path.write_text(json.dumps(content, default=str))
+        if self._user is not None:
+            os.chown(path, self._user.uid, self._user.gid)
         return str(path)
 
     async def _start(self, extra: list[str]) -> asyncio.subprocess.Process:
-        # The tap is someone else's code: it gets none of our own settings (database URI).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-        argv = [*self._argv, "--config", self._write("config.json", self._tap_config), *extra]
+        # The tap is someone else's code: a minimal environment, the network only through the egress proxy.
+        tap = [*self._argv, "--config", self._write("config.json", self._tap_config), *extra]
+        argv, env, preexec = await self._fence(tap)
         try:
             return await asyncio.create_subprocess_exec(
                 *argv,
@@ -57,7 +99,7 @@ class CommandSource:
                 stderr=asyncio.subprocess.PIPE,
                 env=env,
                 limit=LINE_LIMIT,
-                preexec_fn=die_with_this_process(),  # a SIGKILLed executor leaves no tap running
+                preexec_fn=preexec,  # a SIGKILLed executor leaves no tap running
             )
         except OSError as exc:
             raise SourceError(f"cannot start tap {self._argv[0]!r}: {exc.strerror}") from None
@@ -68,7 +110,8 @@ class CommandSource:
         proc = await self._start(["--discover"])
         out, err = await proc.communicate()
         if proc.returncode != 0:
-            raise SourceError(f"tap --discover exited with {proc.returncode}: {_tail(err.decode(errors='replace'))}")
+            tail = _tail(err.decode(errors="replace"))
+            raise SourceError(f"tap --discover exited with {proc.returncode}{self._refusals()}: {tail}")
         try:
             catalog = json.loads(out)
             return [str(s.get("tap_stream_id") or s["stream"]) for s in catalog["streams"]]
@@ -110,7 +153,10 @@ class CommandSource:
             returncode = await proc.wait()
             await drain
             if returncode != 0:
-                raise SourceError(f"tap exited with {returncode}: {_tail(''.join(stderr_tail))}")
+                refused = (
+                    f" (the egress proxy refused: {'; '.join(self._proxy.refused[-3:])})" if self._proxy.refused else ""
+                )
+                raise SourceError(f"tap exited with {returncode}{refused}: {_tail(''.join(stderr_tail))}")
             if pending:
                 yield Batch(pending)
         finally:
@@ -119,7 +165,13 @@ class CommandSource:
                 await proc.wait()
             drain.cancel()
 
+    def _refusals(self) -> str:
+        """What the egress proxy refused the tap, for the run's error."""
+        tried = "; ".join(self._proxy.refused[-3:])
+        return f" (the egress proxy refused: {tried})" if tried else ""
+
     async def close(self) -> None:
+        await self._proxy.close()
         self._workdir.cleanup()
 
 

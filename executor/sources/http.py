@@ -7,6 +7,7 @@ Retries 429 and 5xx answers (and dropped connections) with exponential backoff, 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -17,6 +18,7 @@ import aiohttp
 from syncjobs.executor.sources import Batch, Record, SourceError
 from syncjobs.shared.egress import EgressPolicy, EgressRefused, guarded_connector
 from syncjobs.shared.retry import Backoff
+from syncjobs.shared.secret_fields import scrub
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -25,6 +27,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_SECONDS = 1.0
 MAX_WAIT_SECONDS = 300.0
 MAX_PAGES = 1_000_000
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_READ_TIMEOUT_SECONDS = 30.0
 
 
 def dig(body: Any, path: str | None) -> Any:
@@ -74,7 +78,13 @@ class HttpSource:
         retry = config.get("retry") or {}
         self._max_attempts = int(retry.get("maxAttempts", DEFAULT_MAX_ATTEMPTS))
         self._backoff = Backoff(float(retry.get("backoffSeconds", DEFAULT_BACKOFF_SECONDS)), jitter=True)
-        self._timeout = aiohttp.ClientTimeout(total=float(config.get("timeoutSeconds", 60)))
+        self._timeout = aiohttp.ClientTimeout(
+            total=float(config.get("timeoutSeconds", 60)),
+            sock_read=float(config.get("readTimeoutSeconds", DEFAULT_READ_TIMEOUT_SECONDS)),
+        )
+        self._max_bytes = min(  # a tenant may lower the bound, never raise it
+            int(config.get("maxResponseBytes", DEFAULT_MAX_RESPONSE_BYTES)), DEFAULT_MAX_RESPONSE_BYTES
+        )
         self._sleep = sleep
         self._egress = egress  # checked on every address connected to, redirects included
         self._session: aiohttp.ClientSession | None = None
@@ -90,7 +100,7 @@ class HttpSource:
 
     async def get_json(self, url: str, params: Mapping[str, Any]) -> tuple[Any, Mapping[str, str]]:
         """GET with retries; returns the decoded body and the response headers."""
-        shown = url.split("?", 1)[0]
+        shown = scrub(url.split("?", 1)[0], [])  # never the query nor user-info: either may hold a secret
         for attempt in range(1, self._max_attempts + 1):
             wait = self._backoff.seconds(attempt)
             try:
@@ -103,7 +113,7 @@ class HttpSource:
                         continue
                     if response.status >= 400:
                         raise SourceError(f"GET {shown}: HTTP {response.status}")
-                    return await response.json(content_type=None), response.headers
+                    return json.loads(await self._body(response, shown)), response.headers
             except (aiohttp.ClientError, TimeoutError) as exc:
                 if attempt >= self._max_attempts:
                     raise SourceError(f"GET {shown}: {type(exc).__name__} after {_attempts(attempt)}") from None
@@ -113,6 +123,19 @@ class HttpSource:
             except ValueError:
                 raise SourceError(f"GET {shown}: the answer is not JSON") from None
         raise SourceError(f"GET {shown}: still failing after {_attempts(self._max_attempts)}")
+
+    async def _body(self, response: aiohttp.ClientResponse, shown: str) -> bytes:
+        """The answer's bytes, streamed and refused past `maxResponseBytes`: an endless or huge body fails
+        the run instead of growing the executor's memory."""
+        too_big = SourceError(f"GET {shown}: the answer is larger than maxResponseBytes ({self._max_bytes})")
+        if (response.content_length or 0) > self._max_bytes:
+            raise too_big
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            body += chunk
+            if len(body) > self._max_bytes:
+                raise too_big
+        return bytes(body)
 
     async def read(self, entity: str, *, incremental: bool, cursor: Any | None) -> AsyncGenerator[Batch, None]:
         spec = self._entities.get(entity)

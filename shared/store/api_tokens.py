@@ -1,7 +1,9 @@
 """The `api_tokens` collection: only the sha256 of a token is ever stored.
 
 Each request reads its token's document afresh (no cache): a token deleted (revoked) or past its
-`expiresAt` is refused by every api replica from the next request on.
+`expiresAt` is refused by every api replica from the next request on. Admin tokens (no workspace) are
+tokens like the others, listed and revoked by an admin; a revoked admin token keeps its document with
+`revokedAt`, so an api started again with that value in `SYNCJOBS_ADMIN_TOKEN` does not bring it back.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ async def resolve_token(db: Database, token: str, now: datetime | None = None) -
     """The grant of a presented token; None for an unknown, revoked or expired one."""
     now = now or utc_now()
     doc = await db.api_tokens.find_one({"_id": hash_token(token)})
-    if doc is None or (doc.get("expiresAt") is not None and doc["expiresAt"] <= now):
+    if doc is None or doc.get("revokedAt") is not None:
+        return None
+    if doc.get("expiresAt") is not None and doc["expiresAt"] <= now:
         return None
     scope: TokenScope = "read" if doc.get("scope") == "read" else "full"
     return TokenGrant(
@@ -128,3 +132,55 @@ async def revoke_token(db: Database, workspace_id: ObjectId, token_id: ObjectId)
     result = await db.api_tokens.delete_one({"tokenId": token_id, "workspaceId": workspace_id})
     if result.deleted_count == 0:
         raise NotFound("token not found")
+
+
+ENVIRONMENT_ADMIN_NAME = "admin (SYNCJOBS_ADMIN_TOKEN)"
+_ACTIVE_ADMIN = {"workspaceId": None, "revokedAt": None}
+ADMIN_TOKENS_LIMIT = 1000  # admin tokens are few: one list, no pages
+
+
+async def register_environment_admin_token(db: Database, token: str) -> bool:
+    """Make `SYNCJOBS_ADMIN_TOKEN` an admin token and retire any earlier one from the environment; False
+    (and nothing changed) when this value was revoked, which a restart must not undo."""
+    digest = hash_token(token)
+    existing = await db.api_tokens.find_one({"_id": digest}, {"revokedAt": 1})
+    if existing is not None and existing.get("revokedAt") is not None:
+        return False
+    await store_token(db, token, None, ENVIRONMENT_ADMIN_NAME)
+    await db.api_tokens.update_one({"_id": digest}, {"$set": {"fromEnvironment": True}})
+    await db.api_tokens.update_many(
+        {**_ACTIVE_ADMIN, "name": ENVIRONMENT_ADMIN_NAME, "_id": {"$ne": digest}},
+        {"$set": {"revokedAt": to_ms(utc_now())}},
+    )
+    return True
+
+
+async def list_admin_tokens(db: Database) -> list[Document]:
+    """The admin tokens still in force (hashes left out), oldest first."""
+    cursor = db.api_tokens.find(_ACTIVE_ADMIN).sort("createdAt", 1).limit(ADMIN_TOKENS_LIMIT)
+    return [{k: v for k, v in doc.items() if k != "_id"} for doc in await cursor.to_list()]
+
+
+async def create_admin_token(db: Database, name: str, *, expires_at: datetime | None = None) -> Document:
+    """A new admin token's document, with its value under `token` (the only time it is seen)."""
+    token = new_token_value()
+    doc = await store_token(db, token, None, name, expires_at=expires_at)
+    return {**{k: v for k, v in doc.items() if k != "_id"}, "token": token}
+
+
+async def revoke_admin_token(db: Database, token_id: ObjectId) -> None:
+    """Refuse the admin token from the next request on, on every replica (its document stays, revoked)."""
+    result = await db.api_tokens.update_one(
+        {**_ACTIVE_ADMIN, "tokenId": token_id}, {"$set": {"revokedAt": to_ms(utc_now())}}
+    )
+    if result.matched_count == 0:
+        raise NotFound("admin token not found")
+
+
+async def rotate_admin_tokens(db: Database, name: str) -> str:
+    """A new admin token; every other admin token (the environment's included) is revoked."""
+    created = await create_admin_token(db, name)
+    await db.api_tokens.update_many(
+        {**_ACTIVE_ADMIN, "tokenId": {"$ne": created["tokenId"]}}, {"$set": {"revokedAt": to_ms(utc_now())}}
+    )
+    return str(created["token"])

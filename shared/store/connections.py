@@ -11,9 +11,10 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import utc_now
 from syncjobs.shared.errors import Conflict, NotFound
-from syncjobs.shared.models import OutputT, from_document, keep_secrets
+from syncjobs.shared.models import OutputT, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import PageRequest, keyset_page
+from syncjobs.shared.secret_fields import keep_secrets
 from syncjobs.shared.secrets import open_config, seal_config
 from syncjobs.shared.store.versioned import refuse, version_filter
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from bson import ObjectId
 from syncjobs.shared.clock import to_ms
-from syncjobs.shared.models import REDACTED, SyncJob, is_secret_key, redact
+from syncjobs.shared.models import SyncJob
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import PageRequest, keyset_page
+from syncjobs.shared.secret_fields import REDACTED, is_secret_key, redact
 from syncjobs.shared.store.api_tokens import TokenGrant
 
 # What a job's answer holds that is the server's, not the client's: never a change of the log.

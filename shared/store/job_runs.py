@@ -276,6 +276,15 @@ async def skip_pending_runs(db: Database, run_ids: list[ObjectId], *, now: datet
         )
 
 
+async def skip_pending_runs_of_job(db: Database, job_id: ObjectId, *, now: datetime, error: str) -> int:
+    """Every pending run of the job (its job was disabled: none of them may start any more)."""
+    result = await db.job_runs.update_many(
+        {"jobId": job_id, "status": RunStatus.PENDING},
+        {"$set": {"status": RunStatus.SKIPPED, "finishedAt": to_ms(now), "error": error}},
+    )
+    return result.modified_count
+
+
 def _due(now: datetime) -> Document:
     return {"status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
 

@@ -15,7 +15,7 @@ from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
 from syncjobs.shared.mongo import Database, Document, durable
 from syncjobs.shared.paging import Page, PageRequest, keyset_page
-from syncjobs.shared.store import data_sources, destinations, sync_state
+from syncjobs.shared.store import data_sources, destinations, job_runs, sync_state
 from syncjobs.shared.store.versioned import refuse, version_filter
 
 
@@ -148,9 +148,7 @@ async def replace_job(
         )
     except DuplicateKeyError:
         raise _conflict(body.name) from None
-    if doc is None:
-        await refuse(db, "syncjobs", scope, "sync job", expected_version)
-    return from_document(SyncJob, doc)
+    return await _written(db, doc, now, scope, expected_version)
 
 
 async def set_enabled(
@@ -174,8 +172,21 @@ async def set_enabled(
         },
         return_document=ReturnDocument.AFTER,
     )
+    return await _written(db, doc, now, scope, expected_version)
+
+
+DISABLED_SKIP_ERROR = "skipped: the job is disabled"
+
+
+async def _written(
+    db: Database, doc: Document | None, now: datetime, scope: Document, expected_version: int | None
+) -> SyncJob:
+    """The job as written (or the refusal of a write that matched nothing); a disabled job's pending runs
+    are skipped, so none starts after it was disabled."""
     if doc is None:
         await refuse(db, "syncjobs", scope, "sync job", expected_version)
+    if not doc.get("enabled"):
+        await job_runs.skip_pending_runs_of_job(db, doc["_id"], now=now, error=DISABLED_SKIP_ERROR)
     return from_document(SyncJob, doc)
 
 

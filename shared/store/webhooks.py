@@ -19,6 +19,7 @@ from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import CreatedWebhook, Webhook, WebhookDelivery, WebhookInput, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.paging import PageRequest, keyset_page
+from syncjobs.shared.secret_fields import REDACTED, carries_secrets
 from syncjobs.shared.secrets import seal
 from syncjobs.shared.store.versioned import refuse, version_filter
 
@@ -27,23 +28,29 @@ LIST_LIMIT = 100
 
 async def create_webhook(db: Database, workspace_id: ObjectId, body: WebhookInput, now: datetime) -> CreatedWebhook:
     secret = body.secret or secrets.token_hex(32)
+    url = str(body.url)
     doc = {
         "_id": ObjectId(),
         "workspaceId": workspace_id,
-        "url": str(body.url),
+        "url": seal(url) if carries_secrets(url) else url,
         "events": list(body.events),
         "secret": seal(secret),
         "version": 1,
         "createdAt": to_ms(now),
     }
     await db.webhooks.insert_one(doc)
-    return from_document(CreatedWebhook, {**doc, "secret": secret})
+    return from_document(CreatedWebhook, {**doc, "url": redact_url(url), "secret": secret})
 
 
 async def list_webhooks(db: Database, workspace_id: ObjectId, page: PageRequest) -> tuple[list[Webhook], str | None]:
     """Oldest first, by id (time-ordered), on (workspaceId, _id)."""
     found = await keyset_page(db, "webhooks", {"workspaceId": workspace_id}, "_id", page, {"secret": 0})
-    return [from_document(Webhook, doc) for doc in found.docs], found.next
+    return [from_document(Webhook, {**doc, "url": redact_url(doc["url"])}) for doc in found.docs], found.next
+
+
+def redact_url(url: str) -> str:
+    """A URL with user-info or a query is a secret: shown as the marker, like every other secret."""
+    return REDACTED if carries_secrets(url) else url
 
 
 async def delete_webhook(

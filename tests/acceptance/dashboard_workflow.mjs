@@ -138,9 +138,12 @@ try {
   await page.click("#view form button[type=submit]");
   await page.waitForFunction(() => document.querySelector("dl.config")?.textContent.includes("10.0 min"));
   assert.match(await page.locator("dl.config").textContent(), /every hour/);
-  // An hourly job gets a strip of hours beside its days: the manual run in this hour, the next hours planned.
-  await page.waitForSelector(".calendar[data-unit='hour'] li.today[data-worst='succeeded'], .calendar[data-unit='hour'] li.today[data-worst='failed']");
+  // An hourly job gets a strip of hours beside its days, from its fires: the coming hours planned; a manual
+  // run is no fire, and the fires from before the job existed are none of its (not shown missed).
+  await page.waitForSelector(".calendar[data-unit='hour'] li.day-upcoming");
   assert.ok(await page.locator(".calendar[data-unit='hour'] li.day-upcoming").count() >= 6, "the coming hours");
+  assert.equal(await page.locator(".calendar li.day-missed").count(), 0, "no fire before the job was made");
+  assert.equal(await page.locator(".calendar[data-unit='hour'] li.today").getAttribute("data-worst"), "none");
   await shot(page, "workflow-7a-hourly-job");
 
   step("a webhook through its form: a bad URL answered beside it, the secret shown once");
@@ -177,6 +180,14 @@ try {
   assert.ok(await page.locator(".calendar li.day-failed").count() >= 3, "failed days");
   assert.ok(await page.locator(".calendar li.day-succeeded").count() >= 3, "good days");
   assert.ok(await page.locator(".calendar li.day-upcoming").count() >= 1, "planned days");
+  // The strip is the job's fires (GET .../fires): a fire's outcome is its latest run's, with the reason of
+  // a skipped or missed one; the days before the job existed have no fires.
+  assert.equal(await page.locator(".calendar[data-unit='day'] li.day-failed").count(), 3, "three fires failed for good");
+  assert.ok(await page.locator(".calendar[data-unit='day'] li.day-upcoming").count() >= 7, "a fire a day ahead");
+  assert.match(await page.locator(".calendar li.day-skipped").getAttribute("aria-label"), /: 1 skipped \(the run before still ran\)$/);
+  assert.match(await page.locator(".calendar li.day-missed").getAttribute("title"), /: 1 missed \(no scheduler was up\)$/);
+  assert.equal(await page.locator(".calendar li.day-missed").count(), 1, "only the seeded missed fire: none from before the job");
+  assert.equal(await page.locator(".calendar[data-unit='day'] li.day").first().getAttribute("data-worst"), "none", "22 days back: no job yet");
   assert.equal(await page.locator("details.run").count(), 20, "the first page");
   assert.equal(await page.locator("ol.upcoming li").count(), 5, "the next 5 fires beside the runs");
   assert.match(await page.locator("ol.upcoming li").first().textContent(), /03:00/);
@@ -223,6 +234,54 @@ try {
   await page.selectOption("#job-filter", "");
   await shot(page, "workflow-10-job-list");
 
+  step("pause a job with a note from the list (an end in the past answered beside it), see it shown; resume it");
+  const shopRow = page.locator("tr.job[data-job-name='shop-sync']");
+  await shopRow.locator("button.pause").click();
+  await page.waitForSelector("dialog.pause-dialog[open]");
+  await page.fill("dialog.pause-dialog [data-field='until'] input", "2001-01-01T00:00");
+  await page.click("dialog.pause-dialog button.confirm-pause");
+  assert.match(await fieldError(page, "until"), /future/, "a past end is refused beside its field");
+  const until = await page.evaluate(() => {
+    const d = new Date(Date.now() + 2 * 86400000);
+    d.setSeconds(0, 0);
+    return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  });
+  await page.fill("dialog.pause-dialog [data-field='until'] input", until);
+  await page.fill("dialog.pause-dialog [data-field='note'] input", "vendor maintenance <b>till Monday</b>");
+  await accessible(page, "pause dialog");
+  await shot(page, "workflow-10a-pause-dialog");
+  await page.click("dialog.pause-dialog button.confirm-pause");
+  await page.waitForSelector("dialog.pause-dialog", { state: "detached" });
+  await shopRow.locator(".badge[data-status='paused']").waitFor();
+  assert.match(await shopRow.locator(".pause-info").textContent(), /^paused until .+: vendor maintenance <b>till Monday<\/b>$/);
+  assert.equal(await shopRow.locator("button.resume").count(), 1);
+  assert.equal(await shopRow.locator("button.pause").count(), 0);
+  const paused = await page.evaluate(async (name) => {
+    const ws = sessionStorage.getItem("syncjobs.ws");
+    const headers = { Authorization: `Bearer ${sessionStorage.getItem("syncjobs.token")}` };
+    const jobs = await (await fetch(`/api/workspaces/${ws}/sync-jobs`, { headers })).json();
+    return jobs.items.find((j) => j.name === name);
+  }, "shop-sync");
+  assert.equal(paused.paused, true);
+  assert.equal(paused.pauseNote, "vendor maintenance <b>till Monday</b>");
+  assert.equal(new Date(paused.pausedUntil).getTime(), await page.evaluate((u) => new Date(u).getTime(), until), "until, as typed in local time");
+  await page.selectOption("#job-filter", "paused");
+  await page.waitForFunction(() => [...document.querySelectorAll("tr.job")].map((r) => r.dataset.jobName).join() === "shop-sync");
+  await page.selectOption("#job-filter", "");
+  await accessible(page, "job list with a paused job");
+  await shot(page, "workflow-10b-paused-list");
+  await shopRow.locator("td.name a").click();
+  await page.waitForSelector("h1.job-title .badge[data-status='paused']");
+  assert.match(await page.locator("p.pause-info").textContent(), /^paused until .+: vendor maintenance/);
+  assert.match(await page.locator("#view").textContent(), /held: recorded skipped while paused/, "the next fire is held");
+  await accessible(page, "paused job page");
+  await shot(page, "workflow-10c-paused-job");
+  await page.click(".actions button.resume");
+  await page.waitForSelector("h1.job-title .badge:not([data-status='paused'])");
+  assert.equal(await page.locator(".pause-info").count(), 0, "the note is gone with the pause");
+  assert.equal(await page.locator(".actions button.pause").count(), 1);
+  assert.match(await page.locator("#notice").textContent(), /resumed/);
+
   step("deleting a source a job uses shows the 409");
   await page.click("nav a[href='#/data-sources']");
   await page.click("table.grid td a:has-text('shop-db')");
@@ -264,6 +323,34 @@ try {
   assert.equal(await page.locator("tr.job").count(), 0);
   await accessible(page, "empty workspace, admin");
   await shot(page, "workflow-13-admin-empty-workspace");
+
+  step("cancel a pending run from its detail, without a reload; one that ended meanwhile shows the 409");
+  await page.selectOption("#workspace-select", { label: settings.waitingWorkspace });
+  await page.click("tr.job[data-job-name='slow-queue'] td.name a");
+  const [older, newer] = settings.pendingRuns.map((id) => page.locator(`details.run[data-run-id='${id}']`));
+  await newer.locator("summary").click();
+  await newer.locator("button.cancel-run").waitFor();
+  const seen = navigations.length;
+  await newer.locator("button.cancel-run").click();
+  await page.waitForSelector(`details.run[data-run-id='${settings.pendingRuns[1]}'][data-status='cancelled']`, { timeout: WAIT });
+  assert.match(await page.locator("#notice").textContent(), /cancelled/);
+  assert.equal(await newer.locator("button.cancel-run").count(), 0, "no Cancel on an ended run");
+  assert.ok(navigations.slice(seen).every((url) => url.includes("#/jobs/")), `no reload: ${navigations.slice(seen)}`);
+  await older.locator("summary").click();
+  await older.locator("button.cancel-run").waitFor();
+  await accessible(page, "run detail with cancel");
+  await shot(page, "workflow-13a-run-cancelled");
+  // Someone else cancels the older run just before this page's click lands: the page says it had ended.
+  await page.evaluate(async (id) => {
+    const button = document.querySelector(`details.run[data-run-id='${id}'] button.cancel-run`);
+    const ws = sessionStorage.getItem("syncjobs.ws");
+    const answer = await fetch(`/api/workspaces/${ws}/runs/${id}/cancel`, { method: "POST", headers: { Authorization: `Bearer ${sessionStorage.getItem("syncjobs.token")}` } });
+    if (answer.status !== 200) throw new Error(`cancel by API: ${answer.status}`);
+    button.click();
+  }, settings.pendingRuns[0]);
+  await page.waitForFunction(() => document.querySelector("#notice.error")?.textContent.startsWith("The run has already ended"));
+  await page.waitForSelector(`details.run[data-run-id='${settings.pendingRuns[0]}'][data-status='cancelled']`);
+
   await page.selectOption("#workspace-select", { label: settings.workspaceName });
   await page.waitForSelector("tr.job[data-job-name='nightly-orders']");
 

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
+from syncjobs.shared.tap_isolation import isolation
 
 from tests.fixtures.eventually import eventually_blocking
 from tests.fixtures.syncjobs_up import UpStack, running_up
@@ -77,7 +78,7 @@ def test_the_readme_walkthrough_runs_as_written(demo_stack: UpStack, tmp_path: P
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + answers.read_text()[-1500:]
 
     bodies: list[Any] = [json.loads(line) for line in answers.read_text().splitlines() if line.strip()]
-    assert {"status": "ok"} in bodies
+    assert {"status": "ok", "details": {"tapIsolation": isolation()}} in bodies
     assert any(body.get("openapi") == "3.1.0" for body in bodies)
     assert result.stdout.count("sjt_") >= 1  # the workspace token, printed once
     source = next(body for body in bodies if body.get("kind") == "mongodb" and "dataSourceId" not in body)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo import MongoClient
+from syncjobs.shared.mongo import Database
+from syncjobs.shared.store import api_tokens
 
 from tests.fixtures.syncjobs_up import UpStack
 
@@ -47,6 +49,7 @@ def _exported(stack: UpStack, **overrides: str) -> dict[str, str]:
         (["token", "create"], (*CLIENT_VARIABLES, "SYNCJOBS_MONGODB_URI")),
         (["token", "list"], CLIENT_VARIABLES),
         (["token", "revoke"], CLIENT_VARIABLES),
+        (["token", "rotate-admin"], ("SYNCJOBS_MONGODB_URI", "SYNCJOBS_DATABASE")),
         (["jobs"], ()),
         *[
             (["jobs", action], CLIENT_VARIABLES)
@@ -195,3 +198,18 @@ def test_token_create_admin_writes_to_the_database_and_the_token_acts_in_every_w
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert stack.request("POST", "/api/workspaces", {"name": "second"}, token=token)[0] == 201
+
+
+async def test_token_rotate_admin_prints_a_new_admin_token_and_revokes_the_others(
+    db: Database, mongo_uri: str, db_name: str
+) -> None:
+    """In a database of its own: rotating revokes every admin token, the shared stack's included."""
+    old = await api_tokens.create_token(db, None, "old admin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
+    result = _syncjobs(
+        "token", "rotate-admin", env=env | {"SYNCJOBS_MONGODB_URI": mongo_uri, "SYNCJOBS_DATABASE": db_name}
+    )
+    assert result.returncode == 0, result.stderr
+    grant = await api_tokens.resolve_token(db, result.stdout.strip())
+    assert grant is not None and grant.is_admin
+    assert await api_tokens.resolve_token(db, old) is None

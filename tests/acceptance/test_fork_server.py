@@ -20,6 +20,7 @@ from syncjobs.shared.metrics import WORKER_REGISTRY
 from syncjobs.shared.models import SyncJob, from_document
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import job_runs
+from syncjobs.shared.tap_isolation import NAMESPACE_ISOLATIONS, isolation
 from syncjobs.worker.executor_process import ExecutionOutcome, default_executor_command, run_executor
 from syncjobs.worker.fork_server import START_ATTEMPTS, ForkServer
 
@@ -68,6 +69,13 @@ def without_durations(stats: Any) -> Any:
 
 def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+
+
+def executor_of(tap_pid: int) -> int:
+    """The executor that started a tap: its parent, or its grandparent where the tap runs under the
+    bridge of its network namespace (shared/tap_isolation.py)."""
+    parent = parent_of(tap_pid)
+    return parent_of(parent) if isolation() in NAMESPACE_ISOLATIONS else parent
 
 
 async def test_a_warm_run_ends_as_a_cold_run_does(db: Database, mongo_uri: str, fork_server: ForkServer) -> None:
@@ -136,7 +144,7 @@ async def test_a_timeout_kills_the_warm_executors_group(
         running = asyncio.create_task(execute(["--run-id", str(await new_run(db, job_id))], env, fork_server, 3))
         await eventually(lambda: file_written(pid_file))
         tap_pid = int(pid_file.read_text())
-        executor_pid = parent_of(tap_pid)
+        executor_pid = executor_of(tap_pid)
         assert parent_of(executor_pid) == fork_server.pid  # forked warm
         assert os.getpgid(executor_pid) == executor_pid == os.getpgid(tap_pid)  # a group of its own
         outcome = await running
@@ -254,12 +262,12 @@ async def test_a_warm_executor_dies_with_a_sigkilled_worker(
         # tap: nothing it writes will fail on the pipes of a dead worker; only the lifeline ends it.
         await eventually(lambda: db.sync_state.find_one({"_id.jobId": job_id}))
         tap_pid = int(pid_file.read_text())
-        executor_pid = parent_of(tap_pid)
+        executor_pid, parent_of_tap = executor_of(tap_pid), parent_of(tap_pid)
         server_pid = parent_of(executor_pid)
         assert parent_of(server_pid) == worker.pid  # forked by the worker's fork server
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-        await eventually(lambda: _all_gone([executor_pid, tap_pid, server_pid]))
+        await eventually(lambda: _all_gone([executor_pid, parent_of_tap, tap_pid, server_pid]))
 
 
 async def _all_gone(pids: list[int]) -> bool:

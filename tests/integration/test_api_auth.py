@@ -8,6 +8,7 @@ import pytest
 from bson import ObjectId
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store.api_tokens import hash_token
+from syncjobs.shared.tap_isolation import isolation
 
 from tests.integration.test_api_helpers import (
     ADMIN_TOKEN,
@@ -25,7 +26,8 @@ pytest_plugins = ["tests.integration.test_api_helpers"]
 
 
 async def test_healthz_needs_no_token(api: Api) -> None:
-    assert await api.call("GET", "/healthz", token=None) == (200, {"status": "ok"})
+    expected = {"status": "ok", "details": {"tapIsolation": isolation()}}
+    assert await api.call("GET", "/healthz", token=None) == (200, expected)
 
 
 @pytest.mark.parametrize(

@@ -198,3 +198,41 @@ async def test_http_next_link_from_the_link_header_and_a_bare_list_body(api: tup
     assert [len(b.records) for b in batches] == [5, 2]
     assert [r["_id"] for b in batches for r in b.records] == list(range(7))
     assert [r.get("offset") for r in fake.requests] == [None, "5"]
+
+
+async def test_a_huge_or_endless_body_fails_the_run_at_max_response_bytes(db: Database, mongo_uri: str) -> None:
+    """Issue 21, finding 8: a 300 MB body took the executor to ~2.1 GB; an endless one grew until the timeout."""
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        while True:  # the client hangs up: the write raises and the handler ends
+            await response.write(b"[" + b" " * 65535)
+
+    async def declared(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" + b" " * 300_000 + b"]", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/endless", endless)
+    app.router.add_get("/declared", declared)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with scratch_databases(mongo_uri, 1) as (dest,):
+            for entity in ("endless", "declared"):
+                config = {
+                    "baseUrl": base,
+                    "maxResponseBytes": 200_000,
+                    "retry": {"maxAttempts": 1},
+                    "entities": {entity: {"path": f"/{entity}"}},
+                }
+                _, job_id = await make_job(
+                    db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+                )
+                code, events = await run_job(db, job_id)
+                error = result_of(events)["error"]
+                assert code == 1 and "larger than maxResponseBytes (200000)" in error, error
+    finally:
+        await runner.cleanup()

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
-from syncjobs.worker.fairness import claim_order, pick_claims, under_cap
+from syncjobs.worker.fairness import claim_order, pick_claims, share_slots, under_cap
 from syncjobs.worker.fire_plan import runs_to_skip
 from syncjobs.worker.pending_runs import PendingRun, PendingRuns
 
@@ -90,3 +90,22 @@ def test_pending_runs_are_due_by_workspace_oldest_first_without_waiting_jobs() -
     assert pending.next_due_after(T) is None
     pending.replace([waiting])
     assert len(pending) == 1
+
+
+def test_a_workspace_at_its_share_of_the_slots_yields_to_another_that_waits() -> None:
+    """Issue 21, finding 8: four slow runs of one tenant held every slot while another tenant's run waited."""
+    busy, quiet = ObjectId(), ObjectId()
+    due = {busy: _due(busy, 10), quiet: _due(quiet, 3)}
+    picked = pick_claims(due, {}, None, None, 2, here={busy: 2}, share=2)
+    assert [run.workspace_id for run in picked] == [quiet, quiet]
+    due[quiet] = due[quiet][:1]  # once the other's runs are claimed, nothing waits: the slot is not left idle
+    picked = pick_claims(due, {}, None, None, 2, here={busy: 2}, share=2)
+    assert [run.workspace_id for run in picked] == [quiet, busy]
+    alone = pick_claims({busy: _due(busy, 10)}, {}, None, None, 2, here={busy: 2}, share=2)
+    assert len(alone) == 2  # no one else waits: the share does not hold it back
+    fresh = pick_claims({busy: _due(busy, 10), quiet: _due(quiet, 3)}, {}, None, None, 4, here={}, share=2)
+    assert Counter(run.workspace_id for run in fresh) == {busy: 2, quiet: 2}
+
+
+def test_the_share_is_a_fraction_of_the_slots_and_one_at_least() -> None:
+    assert share_slots(4, 0.5) == 2 and share_slots(1, 0.5) == 1 and share_slots(8, 1.0) is None
