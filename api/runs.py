@@ -20,6 +20,7 @@ from syncjobs.shared.cron import parse_schedule
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import RUN_TRIGGERS, BackfillInput, JobRun, RunStatus
 from syncjobs.shared.paging import PageRequest, parse_limit
+from syncjobs.shared.run_events import publish_cancelled
 from syncjobs.shared.store import run_history, sync_jobs
 from syncjobs.shared.store.job_changes import Change
 from syncjobs.shared.store.run_history import RunFilter
@@ -117,8 +118,11 @@ async def _cancel(request: web.Request, job_scoped: bool) -> web.Response:
     ws, run_id = workspace_id(request), object_id(request, "runId")
     if job_scoped:
         await run_history.get_run(db(request), ws, run_id, object_id(request, "id"))
-    run = await run_history.cancel_run(db(request), ws, run_id, clock(request).now())
+    now = clock(request).now()
+    run = await run_history.cancel_run(db(request), ws, run_id, now)
     outcome = "cancelled" if run.status == RunStatus.CANCELLED else "cancel requested"
+    if run.status == RunStatus.CANCELLED:  # a running run's replica announces its own end
+        await publish_cancelled(db(request), ws, run, now)
     change = Change("cancel", [{"field": f"runs.{run.id}", "old": None, "new": outcome}])
     await log_change(request, ObjectId(run.job_id), change)
     return web.json_response(run.to_json())

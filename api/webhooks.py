@@ -1,4 +1,4 @@
-"""Webhooks: where a workspace's alert events are POSTed, signed with the webhook's write-only secret."""
+"""Webhooks: where a workspace's alert and run events are POSTed, signed with the webhook's write-only secret."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 @routes.post("/api/workspaces/{ws}/webhooks")
 @describe(
-    "Register a webhook; the answer carries its signing secret, the only time it is shown",
+    "Register a webhook for alert and/or run events; the answer carries its signing secret, the only time it is shown",
     tag=TAG,
     body=WebhookInput,
     response=CreatedWebhook,

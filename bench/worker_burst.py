@@ -7,6 +7,9 @@ server's own raw write rate measured in the same run.
 `--executor`: `cold` spawns `python -P -m syncjobs.executor` per run (SYNCJOBS_WARM_EXECUTOR=false),
 `warm` forks it from the worker's fork server (the default), `true` runs the `true` stand-in (no sync at
 all: the scheduler's and the database's own cost). Every combination runs on a fresh server of its own, in the same run.
+`--webhook` runs each combination twice, without and then with a local receiver subscribed to every run
+event (`run.started`, `run.succeeded`, ...): the drain rate with and without, and how long after the due
+time the receiver had every event.
 `--baseline COMMIT` adds the path as it was at COMMIT (e.g. 4ac387b, before every replica executed and
 before the warm executor): its workers, cold spawns, leader only, run from that commit's tree on the same
 server in the same run, so the speed-up is measured, not remembered.
@@ -51,17 +54,18 @@ from syncjobs.shared.connection_rules import discover_control_cluster
 from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, RunChannel, executor_environment
 from syncjobs.shared.logging import configure_logging
 from syncjobs.shared.metrics import WORKER_REGISTRY
-from syncjobs.shared.models import DataSourceInput, DestinationInput, SyncJob, from_document
+from syncjobs.shared.models import RUN_EVENTS, DataSourceInput, DestinationInput, SyncJob, WebhookInput, from_document
 from syncjobs.shared.mongo import connect, ensure_indexes
 from syncjobs.shared.run_spec import RunControlAccess, read_run_spec
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import data_sources, destinations, job_runs
+from syncjobs.shared.store import data_sources, destinations, job_runs, webhooks
 from syncjobs.worker.executor_process import run_executor
 from syncjobs.worker.fork_server import SERVER_MODULE as FORK_SERVER_MODULE
 from syncjobs.worker.fork_server import ForkServer
 
 from bench.worker_support import (
     DATABASE,
+    WebhookReceiver,
     WorkerProcess,
     client,
     job_docs,
@@ -276,6 +280,8 @@ class Burst:
     server_cpu: float
     counters: Counter[str]  # `server_counters` over the burst
     copied: int  # destinations holding the source's document afterwards
+    webhook: WebhookReceiver | None = None  # what a subscribed receiver got, with `--webhook`
+    events_left: int = 0  # run events still queued when the bench stopped waiting for them
 
 
 def run_burst(
@@ -289,8 +295,10 @@ def run_burst(
     concurrency: int,
     baseline_view: Path | None = None,
     collections_exist: bool = True,
+    webhook: WebhookReceiver | None = None,
 ) -> Burst:
-    """`jobs` jobs due in the same second on a fresh database, run by `replicas` real workers."""
+    """`jobs` jobs due in the same second on a fresh database, run by `replicas` real workers; with
+    `webhook`, a receiver subscribed to every run event of their workspace."""
     with client(uri) as mongo:
         for name in mongo.list_database_names():
             if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
@@ -303,6 +311,8 @@ def run_burst(
         for job, destination in zip(docs, own, strict=True):
             job["destinationDatabaseId"] = destination
         mongo[DATABASE].syncjobs.insert_many(docs)
+        if webhook is not None:
+            asyncio.run(subscribe(uri, workspace, webhook.url))
         env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(concurrency), "SYNCJOBS_LEASE_TTL_SECONDS": "15"}
         if executor == "before":
             env["PYTHONPATH"] = str(baseline_view)  # the baseline's workers, and so its executors
@@ -334,14 +344,34 @@ def run_burst(
             server_cpu = tree_cpu_seconds(server_pid) - server_before
             fields = ["jobId", "startedAt", "finishedAt", "scheduledFor", "status", "workerId", "error"]
             done = list(runs.find({}, dict.fromkeys(fields, 1)))
+            events_left = 0
+            if webhook is not None:  # the deliveries' drain, after the runs' (not in the figures above)
+                queued = mongo[DATABASE].webhook_events
+                while (events_left := queued.count_documents({})) and time.monotonic() < deadline:
+                    time.sleep(0.5)
         finally:
             for worker in workers:
                 worker.stop()
-        return Burst(done, due, late, cpu, server_cpu, counters, copied(mongo, jobs))
+        return Burst(done, due, late, cpu, server_cpu, counters, copied(mongo, jobs), webhook, events_left)
+
+
+async def subscribe(uri: str, workspace: ObjectId, url: str) -> None:
+    mongo = connect(uri)
+    try:
+        hook = WebhookInput.model_validate({"url": url, "events": list(RUN_EVENTS)})
+        await webhooks.create_webhook(mongo[DATABASE], workspace, hook, datetime.now(UTC))
+    finally:
+        await mongo.close()
 
 
 def burst(
-    uri: str, server_pid: int, args: argparse.Namespace, replicas: int, executor: str, logs: Path
+    uri: str,
+    server_pid: int,
+    args: argparse.Namespace,
+    replicas: int,
+    executor: str,
+    logs: Path,
+    webhook: WebhookReceiver | None = None,
 ) -> tuple[str, float, float]:
     """One burst on a fresh database; returns its report, its drain rate (runs/s) and writes per run."""
     found = run_burst(
@@ -353,10 +383,25 @@ def burst(
         executor=executor,
         concurrency=args.concurrency,
         baseline_view=getattr(args, "baseline_view", None),
+        webhook=webhook,
     )
     cpu = sum(found.cpu.values())
-    return report(
+    text, rate, writes = report(
         found.done, found.due, found.late, cpu, found.server_cpu, found.counters, replicas, executor, args.jobs
+    )
+    return text + webhook_report(found), rate, writes
+
+
+def webhook_report(found: Burst) -> str:
+    """With a receiver: the events it got and when it had the last one (the delivery drain)."""
+    if found.webhook is None:
+        return ""
+    received = sum(found.webhook.counts.values())
+    last = found.webhook.last_at or found.due
+    took = max((last - found.due).total_seconds(), 1e-3)
+    return (
+        f"\n  webhook subscribed: {dict(found.webhook.counts)} received, the last {took:.2f}s after due"
+        f" = {received / took:.1f} events/s; {found.events_left} still queued"
     )
 
 
@@ -411,6 +456,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="SYNCJOBS_MAX_CONCURRENT_RUNS per replica")
     parser.add_argument("--first-event-samples", type=int, default=10)
     parser.add_argument("--baseline", default=None, help="also run the path as it was at this commit")
+    parser.add_argument(
+        "--webhook", action="store_true", help="run each combination again with a receiver of every run event"
+    )
     args = parser.parse_args()
     configure_logging("warning")
     executors = args.executor.split(",")
@@ -425,15 +473,22 @@ def main() -> None:
         combinations = [(1, "before")] if args.baseline else []
         baseline_rate = None
         combinations += [(int(r), executor) for r in args.replicas.split(",") for executor in executors]
-        for replicas, executor in combinations:
+        runs = [(r, e, s) for r, e in combinations for s in _webhook_modes(args) if not (s and e == "before")]
+        for replicas, executor, subscribed in runs:
             # A fresh server each: one that already holds a burst's dropped databases and oplog is slower.
             # The raw rate on a server of its own: its thousands of insert_one leave as many retryable-write
             # records, which SecantusDB scans on every later write for 30 minutes (sorting them past 10,000).
             with server() as db_server:
                 one_rate, many_rate = raw_write_rate(db_server.uri)
-            with server() as db_server:
+            with server() as db_server, WebhookReceiver() as receiver:
                 text, rate, writes_per_run = burst(
-                    db_server.uri, db_server.process.pid, args, replicas, executor, Path(logs)
+                    db_server.uri,
+                    db_server.process.pid,
+                    args,
+                    replicas,
+                    executor,
+                    Path(logs),
+                    receiver if subscribed else None,
                 )
             ceiling = one_rate / max(writes_per_run, 1e-9)
             print(text)
@@ -445,8 +500,13 @@ def main() -> None:
             )
             if executor == "before":
                 baseline_rate = rate
-            elif baseline_rate:
+            elif baseline_rate and not subscribed:
                 print(f"  drain rate / the baseline's: {rate / baseline_rate:.1f}x")
+
+
+def _webhook_modes(args: argparse.Namespace) -> list[bool]:
+    """Without a subscribed webhook, and with `--webhook` with one too, for the comparison."""
+    return [False, True] if args.webhook else [False]
 
 
 def print_first_event_seconds(uri: str, samples: int) -> None:

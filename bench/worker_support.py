@@ -9,10 +9,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +166,35 @@ def percentiles(values: list[float]) -> str:
 def next_whole_second(after: datetime, lead: timedelta) -> datetime:
     instant = after + lead
     return instant.replace(microsecond=0) + timedelta(seconds=1)
+
+
+class WebhookReceiver:
+    """A local HTTP receiver for run events (a thread): counts each event name, notes the last arrival."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.last_at: datetime | None = None
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.counts[self.headers.get("X-Syncjobs-Event", "?")] += 1
+                receiver.last_at = datetime.now(UTC)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the bench prints its own report
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook receiver", daemon=True)
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -355,8 +355,11 @@ def parse_object_id(value: str) -> ObjectId | None:
 
 # --- webhooks ---
 
-WebhookEvent = Literal["alert.opened", "alert.resolved"]
-WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")
+WebhookEvent = Literal[
+    "alert.opened", "alert.resolved", "run.started", "run.succeeded", "run.failed", "run.cancelled", "run.missed"
+]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = ("alert.opened", "alert.resolved")  # a subscription's default
+RUN_EVENTS: tuple[WebhookEvent, ...] = ("run.started", "run.succeeded", "run.failed", "run.cancelled", "run.missed")
 
 
 class WebhookInput(Camel):

@@ -251,6 +251,7 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                 _index([("webhookId", ASCENDING), ("_id", DESCENDING)], "webhook_id"),
             ),
         ),
+        CollectionIndexes("webhook_events", (_index([("claimedUntil", ASCENDING), ("_id", ASCENDING)], "claimable"),)),
     ]
 
 

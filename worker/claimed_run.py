@@ -25,6 +25,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.retry import Backoff
+from syncjobs.shared.run_events import FINAL_EVENTS, RunEventSubscriptions, run_event
 from syncjobs.shared.run_spec import RunControlAccess, spec_for_claimed_run
 from syncjobs.shared.secrets import SecretKeyError
 from syncjobs.shared.store import job_runs, sync_jobs
@@ -55,6 +56,7 @@ class RunContext:
     executor: ExecutorSpec
     on_run_finished: RunCallback | None
     random_fraction: Callable[[], float]
+    run_events: RunEventSubscriptions | None = None  # where run.* webhook events are queued
 
 
 class ClaimedRun:
@@ -114,6 +116,7 @@ class ClaimedRun:
         if job is None:
             await self._persist(lambda: self._finish(RunStatus.CANCELLED, {"error": "job deleted"}))
             return
+        await self._publish("run.started", job, RunStatus.RUNNING, None)
         outcome = await self._run_executor(job)
         if self.cancelled_on_request and outcome.status == RunStatus.CANCELLED:
             outcome.error = "cancelled on request"
@@ -185,6 +188,8 @@ class ClaimedRun:
         else:
             log.info("run_finished", **fields)
         metrics.observe_run_finished(outcome.status, outcome.duration_ms)
+        if outcome.status in FINAL_EVENTS:
+            await self._publish(FINAL_EVENTS[outcome.status], job, outcome.status, outcome.error)
         if context.on_run_finished is not None and job_exists:
             await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)
         if should_retry(outcome.status, run.attempt, job.retry.max_attempts):
@@ -194,6 +199,23 @@ class ClaimedRun:
                     context.db, job, run, worker_id=worker_id, token=None, now=now, random=context.random_fraction
                 )
             )
+
+    async def _publish(self, name: str, job: SyncJob, status: str, error: str | None) -> None:
+        """Queue a run.* webhook event: nothing at all unless the workspace has a webhook subscribed."""
+        events, run = self.context.run_events, self.run
+        if events is None or ObjectId(run.workspace_id) not in events.workspaces:
+            return
+        stored = {
+            "_id": self.run_id,
+            "workspaceId": run.workspace_id,
+            "jobId": run.job_id,
+            "trigger": run.trigger,
+            "attempt": run.attempt,
+            "scheduledFor": run.scheduled_for,
+            "status": status,
+        }
+        now = self.context.clock.now()
+        await events.publish(ObjectId(run.workspace_id), name, run_event(name, stored, job.name, now, error), now)
 
     async def _finish(self, status: str, fields: Document) -> bool:
         context = self.context

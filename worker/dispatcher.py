@@ -25,6 +25,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
 from syncjobs.shared.mongo import Database, Document, no_change_streams, paced_changes
 from syncjobs.shared.retry import DB_RETRY_SECONDS
+from syncjobs.shared.run_events import RunEventSubscriptions
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.shared.waits import spawn, wait_any
@@ -58,13 +59,14 @@ class RunDispatcher:
         poll_seconds: float = 5.0,
         on_run_finished: RunCallback | None = None,
         random_fraction: Callable[[], float] = random.random,
+        run_events: RunEventSubscriptions | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.claimant = claimant
         self.health = health
         self._executor = executor
-        self._context = RunContext(db, clock, claimant, health, executor, on_run_finished, random_fraction)
+        self._context = RunContext(db, clock, claimant, health, executor, on_run_finished, random_fraction, run_events)
         self._poll_seconds = poll_seconds
         self._claimed: dict[ObjectId, ClaimedRun] = {}
         # Claims sent whose answer was lost (a partition): (the run as pending, when it was claimed).

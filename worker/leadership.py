@@ -25,6 +25,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.retry import DB_RETRY_SECONDS
+from syncjobs.shared.run_events import RunEventSubscriptions, run_event
 from syncjobs.shared.store import job_changes, job_runs, sync_jobs
 from syncjobs.shared.waits import wait_any
 from syncjobs.worker.claimed_run import insert_retry
@@ -70,6 +71,7 @@ class Leadership:
         health: DatabaseHealth,
         run_lease_seconds: float,
         random_fraction: Callable[[], float] = random.random,
+        run_events: RunEventSubscriptions | None = None,
     ) -> None:
         self.db = db
         self.lease = lease
@@ -81,6 +83,7 @@ class Leadership:
         self._run_lease_seconds = run_lease_seconds
         self._random = random_fraction
         self._wake = asyncio.Event()
+        self._run_events = run_events
 
     def planned_versions(self) -> dict[ObjectId, int]:
         """Id -> version of every job planned now (what the polling fallback compares)."""
@@ -183,10 +186,27 @@ class Leadership:
                 log.warning(
                     "older_missed_fires_not_recorded", job_id=one.record.job.id, recorded=len(one.decision.missed)
                 )
+        await self._announce_missed(written, fired, now)
         if written:
             log.info("fires_written", runs=sum(doc["status"] == RunStatus.PENDING for doc in written), jobs=len(fired))
         for one in fired:
             await self._release_holds(one)
+
+    async def _announce_missed(self, written: list[Document], fired: list[_Fired], now: datetime) -> None:
+        """A `run.missed` webhook event per missed fire written, for workspaces subscribed to run events."""
+        if self._run_events is None:
+            return
+        names = {ObjectId(one.record.job.id): one.record.job.name for one in fired}
+        events = [
+            (
+                doc["workspaceId"],
+                "run.missed",
+                run_event("run.missed", doc, names.get(doc["jobId"]), now, doc.get("error")),
+            )
+            for doc in written
+            if doc["status"] == RunStatus.MISSED and doc["workspaceId"] in self._run_events.workspaces
+        ]
+        await self._run_events.publish_many(events, now)
 
     async def _release_holds(self, fired: _Fired) -> None:
         """After a batch: use up the job's skips, end a pause that ran out (once: the write matches only

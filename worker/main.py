@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
 from syncjobs.shared.clock import Clock, SystemClock
 from syncjobs.shared.connection_rules import ControlClusterCache
+from syncjobs.shared.egress import EgressPolicy
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.mongo import (
     Database,
@@ -27,6 +28,7 @@ from syncjobs.shared.mongo import (
     ensure_indexes,
     shutdown_budget,
 )
+from syncjobs.shared.run_events import RunEventSubscriptions
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.shared.tap_isolation import isolation
@@ -39,6 +41,7 @@ from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 from syncjobs.worker.lease import Lease
+from syncjobs.worker.run_event_delivery import deliver_run_events_forever
 from syncjobs.worker.server_clock import ServerClock
 
 log = get_logger(__name__)
@@ -130,6 +133,7 @@ class _Worker:
         self._notify_latest: dict[ObjectId, tuple[Document, ObjectId]] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
         self.database_gone = False  # found unreachable while stopping: nothing more is written
+        self.run_events = RunEventSubscriptions(db, settings.poll_seconds)
 
     async def run(self) -> None:
         await self._ensure_indexes()
@@ -144,9 +148,25 @@ class _Worker:
             health=self.health,
             poll_seconds=self.settings.poll_seconds,
             on_run_finished=self._notify,
+            run_events=self.run_events,
         )
+        with contextlib.suppress(PyMongoError):  # the first run's events already know their subscribers
+            await self._unless_stopped(self.run_events.refresh())
         claiming = spawn(dispatcher.run(), "claim loop")
         measuring = spawn(self.clock.keep_measuring(), "server clock measurement")
+        run_events = [
+            spawn(self.run_events.refresh_forever(), "run event subscriptions"),
+            spawn(
+                deliver_run_events_forever(
+                    self.db,
+                    self.run_events,
+                    EgressPolicy.from_strings(self.settings.allowed_networks),
+                    self.clock,
+                    poll_seconds=self.settings.poll_seconds,
+                ),
+                "run event delivery",
+            ),
+        ]
         # Claims stop the moment SIGTERM comes, beside the leader's own stop: one after the other, their
         # waits on an unreachable database added up past the 2 s a stop may take.
         claims_stopped = spawn(self._stop_claiming_when_stopped(dispatcher, claiming), "claim stop")
@@ -161,6 +181,7 @@ class _Worker:
                 await dispatcher.abandon()
             else:
                 await dispatcher.finish(self.settings.shutdown_grace_seconds)
+            await _cancel_all(run_events)  # what is still queued waits in webhook_events for a replica
         if self._background and not self.database_gone:  # alert evaluations need the database
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
 
@@ -207,6 +228,7 @@ class _Worker:
             self.clock,
             health=self.health,
             run_lease_seconds=float(self.settings.run_lease_seconds),
+            run_events=self.run_events,
         )
         feed = ChangeFeed(self.db, leadership, self.settings.poll_seconds, self.health)
         holding = spawn(self.lease.hold(), "scheduler lease renewal")

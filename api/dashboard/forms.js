@@ -161,9 +161,9 @@ async function webhookList() {
 }
 
 function webhookForm() {
-  const events = ["alert.opened", "alert.resolved"];
+  const events = ["alert.opened", "alert.resolved", "run.started", "run.succeeded", "run.failed", "run.cancelled", "run.missed"];
   const boxes = el("fieldset", { class: "field", "data-field": "events" }, el("legend", {}, "Events"),
-    events.map((name) => el("label", { class: "inline" }, el("input", { type: "checkbox", value: name, checked: true }), ` ${name}`)),
+    events.map((name) => el("label", { class: "inline" }, el("input", { type: "checkbox", value: name, checked: name.startsWith("alert.") }), ` ${name}`)),
     el("p", { class: "field-error error", "data-error-for": "events" }));
   const secret = el("input", { type: "password", autocomplete: "off" });
   const form = apiForm("New webhook", [field("URL", "url", textInput("", { placeholder: "https://hooks.example.com/syncjobs" })), boxes,

@@ -68,6 +68,11 @@ async def webhook_targets(db: Database, workspace_id: ObjectId, events: list[str
     return await db.webhooks.find({"workspaceId": workspace_id, "events": {"$in": events}}).to_list(LIST_LIMIT)
 
 
+async def workspaces_subscribed_to(db: Database, events: list[str]) -> set[ObjectId]:
+    """The workspaces with a webhook subscribed to any of `events`: what the run path's cache holds."""
+    return {ObjectId(ws) for ws in await db.webhooks.distinct("workspaceId", {"events": {"$in": events}})}
+
+
 async def record_delivery(db: Database, delivery: Document) -> None:
     await db.webhook_deliveries.insert_one(delivery)
 

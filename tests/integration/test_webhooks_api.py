@@ -102,3 +102,16 @@ async def test_deliveries_are_listed_newest_first(tenant: Tenant, db: Database) 
         ("failed", 5, 503, created["id"]),
     ]
     assert "secret" not in json.dumps(body) and created["secret"] not in json.dumps(body)
+
+
+async def test_run_events_may_be_subscribed_beside_alert_events_and_an_unknown_one_is_refused(
+    tenant: Tenant, db: Database
+) -> None:
+    events = ["alert.opened", "run.started", "run.succeeded", "run.failed", "run.cancelled", "run.missed"]
+    status, created = await tenant.api.call("POST", tenant.path("/webhooks"), json={"url": HOOK_URL, "events": events})
+    assert (status, created["events"]) == (201, events), created
+    status, answer = await tenant.api.call(
+        "POST", tenant.path("/webhooks"), json={"url": HOOK_URL, "events": ["run.started", "run.exploded"]}
+    )
+    assert status == 422 and answer["error"]["details"][0]["field"] == "events.1", answer
+    assert await db.webhooks.count_documents({}) == 1  # the refused one wrote nothing
