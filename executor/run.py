@@ -45,7 +45,7 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Client, connect_for_one_run
 from syncjobs.shared.run_spec import RunSpec
-from syncjobs.shared.secret_fields import scrub, secret_values
+from syncjobs.shared.secret_fields import scrub
 from syncjobs.shared.waits import spawn, wait_any
 
 log = get_logger(__name__)
@@ -90,12 +90,12 @@ async def execute_run(
             raise fence.refusal
         results = syncing.result()
     except (RunFailed, SourceError, EntitySelectionError, SyncjobsError, PyMongoError, ChannelError) as exc:
-        error = scrub(getattr(exc, "message", None) or str(exc), _secrets_of(spec))[:MAX_ERROR_CHARS]
+        error = scrub(getattr(exc, "message", None) or str(exc), spec.secrets())[:MAX_ERROR_CHARS]
         log.error("run_failed", run_id=str(spec.run_id), error=error)
         stats = run_stats([], _elapsed_ms(started))
         events.emit("result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=dry_run))
         return EXIT_FAILED
-    secrets = _secrets_of(spec)
+    secrets = spec.secrets()
     details = [{**d, "error": scrub(d["error"], secrets)} if "error" in d else d for d in (r.detail() for r in results)]
     failed = [f"{d['entity']}: {d['error']}" for d in details if d["status"] == "failed"]
     summary = (f"{len(failed)} of {len(details)} entities failed: " + "; ".join(failed))[:MAX_ERROR_CHARS]
@@ -107,11 +107,6 @@ async def execute_run(
     )
     log.info("run_finished", run_id=str(spec.run_id), ok=not failed, entities=len(results))
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _secrets_of(spec: RunSpec) -> list[str]:
-    """The run's clear secrets (its spec came opened), which no error it reports may echo."""
-    return secret_values([spec.source.get("config"), spec.destination.get("config")])
 
 
 async def _sync_run(

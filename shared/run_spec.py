@@ -23,6 +23,7 @@ from syncjobs.shared.connection_rules import ControlCluster
 from syncjobs.shared.executor_protocol import ChannelError, dumps, loads
 from syncjobs.shared.models import SyncJob
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.secret_fields import secret_values
 from syncjobs.shared.secrets import open_config
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_jobs, sync_state
@@ -64,6 +65,10 @@ class RunSpec:
             self.control_addresses,
             self.control_process_ids,
         )
+
+    def secrets(self) -> list[str]:
+        """The clear secrets of an opened spec, longest first: what no error text of its run may echo."""
+        return secret_values([self.source.get("config"), self.destination.get("config")])
 
     def to_document(self) -> dict[str, Any]:
         return {

@@ -132,17 +132,17 @@ class ClaimedRun:
         if run.trigger == "schedule":
             metrics.fire_lag_seconds.observe(max(0.0, (context.clock.now() - run.scheduled_for).total_seconds()))
         argv = [*context.executor.argv, "--run-id", run.id]
-        channel = None
+        channel, secrets = None, []
         if context.executor.control is not None:
             try:
-                channel = await self._run_channel(job, context.executor.control)
+                channel, secrets = await self._run_channel(job, context.executor.control)
             except (PyMongoError, SyncjobsError, SecretKeyError) as error:  # a key gone: the run says which secret
                 log.warning("run_spec_not_read", run_id=self.run.id, error=str(error)[:200])
                 return ExecutionOutcome(RunStatus.FAILED, None, 0, error=f"the run's spec could not be read: {error}")
             argv.append(CHANNEL_FLAG)
         metrics.executors_running.inc()
         try:
-            return await run_executor(
+            outcome = await run_executor(
                 argv,
                 context.executor.env,
                 float(job.timeout_seconds),
@@ -152,14 +152,17 @@ class ClaimedRun:
             )
         finally:
             metrics.executors_running.dec()
+        outcome.scrub(secrets)
+        return outcome
 
-    async def _run_channel(self, job: SyncJob, control: ControlClusterCache) -> RunChannel:
+    async def _run_channel(self, job: SyncJob, control: ControlClusterCache) -> tuple[RunChannel, list[str]]:
         """The run's channel: its spec, connection settings opened here (the executor holds no key), and
-        this run's own access to the control database, served to the executor as it asks."""
+        this run's own access to the control database, served to the executor as it asks; and the run's
+        clear secrets, which nothing the executor reports may carry into the run."""
         db = self.context.db
         spec = await spec_for_claimed_run(db, self.run_id, job, await control.get())
         access = RunControlAccess(db, self.run_id, ObjectId(job.id), now=self.context.clock.now)
-        return RunChannel(spec.to_line(), access)
+        return RunChannel(spec.to_line(), access), spec.opened().secrets()
 
     async def _record(self, job: SyncJob, outcome: ExecutionOutcome) -> None:
         """The outcome on the run (only while it is ours), then on the job; then a retry if its policy says."""

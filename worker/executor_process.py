@@ -38,6 +38,7 @@ from syncjobs.shared.executor_protocol import (
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.process import die_with_this_process
+from syncjobs.shared.secret_fields import scrub
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.fairness import share_slots
@@ -128,6 +129,19 @@ class ExecutionOutcome:
         if self.status != RunStatus.SUCCEEDED:
             fields["stderrTail"] = self.stderr_tail
         return fields
+
+    def scrub(self, secrets: list[str]) -> None:
+        """Remove the run's secrets from every text of this outcome: an executor that crashed, or a tap,
+        may have printed what it held, and the run's error and stderr tail are shown to its workspace."""
+        if self.error is not None:
+            self.error = scrub(self.error, secrets)
+        if self.stderr_tail is not None:
+            self.stderr_tail = scrub(self.stderr_tail, secrets)
+        if self.details:
+            self.details = [
+                {**d, "error": scrub(str(d["error"]), secrets)} if isinstance(d, dict) and d.get("error") else d
+                for d in self.details
+            ]
 
 
 @dataclass

@@ -17,11 +17,11 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
-from syncjobs.shared.models import JobRun, SyncJob, from_document
+from syncjobs.shared.models import DestinationInput, JobRun, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, connect, ensure_indexes
 from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.settings import Settings
-from syncjobs.shared.store import job_runs
+from syncjobs.shared.store import destinations, job_runs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.worker.dispatcher import RunDispatcher
 from syncjobs.worker.executor_process import ExecutorSpec
@@ -316,6 +316,32 @@ async def test_a_claimer_hands_the_executor_its_runs_spec_or_fails_the_run_when_
         failed = await db.job_runs.find_one({"_id": ObjectId(orphan_run.id)})
         assert failed is not None and "the run's spec could not be read" in failed["error"]
         assert not unread.exists()  # no executor was started for it
+    finally:
+        dispatcher.stop_claiming()
+        await claiming
+        await dispatcher.finish(grace_seconds=5)
+
+
+async def test_what_an_executor_prints_of_its_runs_secrets_never_reaches_the_run(
+    db: Database, settings: Settings
+) -> None:
+    """An executor (or a tap) that prints an opened secret, as a crash's traceback would: the worker, which
+    opened the run's settings, scrubs them from the run's error and stderr tail before recording."""
+    job = await make_job(db, "leak", "0 0 1 1 *", T0)
+    secret = "hunter2-" + str(ObjectId())
+    body = {"name": f"dst-{ObjectId()}", "config": {"uri": f"mongodb://u:{secret}@127.0.0.1:1/", "database": "x"}}
+    destination = await destinations.store.create(db, job["workspaceId"], DestinationInput.model_validate(body))
+    await db.syncjobs.update_one({"_id": job["_id"]}, {"$set": {"destinationDatabaseId": ObjectId(destination.id)}})
+    job["destinationDatabaseId"] = ObjectId(destination.id)
+    control = ControlClusterCache(db.client, settings)
+    spec = replace(ExecutorSpec.from_settings(settings.with_overrides(executor_command=FAKE_EXECUTOR)), control=control)
+    dispatcher = RunDispatcher(db, FakeClock(T0), ME, executor=spec, health=DatabaseHealth())
+    claiming = asyncio.create_task(dispatcher.run())
+    try:
+        run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
+        failed = await eventually(lambda: db.job_runs.find_one({"_id": ObjectId(run.id), "status": "failed"}))
+        assert "could not reach" in failed["error"] and "crashed holding" in failed["stderrTail"]
+        assert secret not in failed["error"] and secret not in failed["stderrTail"]
     finally:
         dispatcher.stop_claiming()
         await claiming
