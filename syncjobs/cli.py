@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from syncjobs.commands import add_client_commands, run_client_command
+from syncjobs.shared.process import make_non_dumpable
 from syncjobs.shared.settings import Settings, SettingsError
 
 DATABASE_ENV = "SYNCJOBS_MONGODB_URI, SYNCJOBS_DATABASE, SYNCJOBS_SECRET_KEYS, SYNCJOBS_LOG_LEVEL"
@@ -28,7 +29,8 @@ WORKER_ENV = (
 
 
 def _reads(*groups: str) -> str:
-    return "Reads " + ", ".join(groups) + "."
+    names = dict.fromkeys(name for group in groups for name in group.split(", "))  # each once, in order
+    return "Reads " + ", ".join(names) + "."
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,6 +147,10 @@ def _serve(command: str, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Every syncjobs process (up, api, worker, exec's privileged side) may hold the secret keys, the admin
+    # token or the control URI: none is readable by a tap running as the same user (its /proc/<pid>/mem,
+    # and for a non-root user its environ). The executor and the fork server mark themselves likewise.
+    make_non_dumpable()
     in_database = getattr(args, "admin", False) or getattr(args, "action", None) == "rotate-admin"
     if args.command in ("jobs", "apply", "demo") or (args.command == "token" and not in_database):
         return run_client_command(args)

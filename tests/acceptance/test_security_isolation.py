@@ -11,10 +11,12 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import DEVNULL
 from typing import Any
 
 import pytest
 from bson import ObjectId
+from syncjobs.shared.embedded import free_port
 from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, RunChannel, executor_environment
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.process import _prctl
@@ -24,6 +26,7 @@ from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run
 from syncjobs.worker.fork_server import ForkServer
 
 from tests.acceptance.test_executor_cli import SYNCJOBS_CLI, run_cli
+from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import (
     executor_env,
     make_job,
@@ -163,6 +166,35 @@ async def test_no_executor_or_fork_server_holds_a_control_secret(
                 await fork_server.close()
         assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.stderr_tail
         assert await dest.items.count_documents({}) == 3
+
+
+@pytest.mark.skipif(_prctl is None or not Path("/proc/self/mem").exists(), reason="needs Linux prctl and /proc")
+@pytest.mark.parametrize("command", ["worker", "api"])
+async def test_the_worker_and_the_api_keep_their_memory_from_a_tap_of_their_user(
+    db: Database, mongo_uri: str, command: str, without_ptrace_capability: None
+) -> None:
+    """They hold the secret keys and the control URI (a tap runs below the worker): once started, a process
+    of the same user and capabilities cannot read their memory."""
+    env = {
+        **os.environ,
+        **security_env(),
+        "SYNCJOBS_MONGODB_URI": mongo_uri,
+        "SYNCJOBS_DATABASE": db.name,
+        "SYNCJOBS_API_PORT": str(free_port()),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", "-m", "syncjobs", command, env=env, stdout=DEVNULL, stderr=DEVNULL
+    )
+    try:
+
+        async def refused() -> bool:
+            return (await sibling_reads_memory_of(process.pid)).startswith("refused")
+
+        await eventually(refused, f"{command} marked non-dumpable")
+        assert process.returncode is None
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 def _environ(pid: int) -> bytes:
