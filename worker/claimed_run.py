@@ -132,7 +132,8 @@ class ClaimedRun:
         if run.trigger == "schedule":
             metrics.fire_lag_seconds.observe(max(0.0, (context.clock.now() - run.scheduled_for).total_seconds()))
         argv = [*context.executor.argv, "--run-id", run.id]
-        channel, secrets = None, []
+        channel: RunChannel | None = None
+        secrets: list[str] = []
         if context.executor.control is not None:
             try:
                 channel, secrets = await self._run_channel(job, context.executor.control)
