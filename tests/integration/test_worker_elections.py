@@ -1,5 +1,6 @@
-"""An election seen from the worker: for a few seconds every write is answered NotWritablePrimary (a
-TCP proxy in front of the database forges the answer). Shorter than the lease's trusted window, the leader
+"""An election seen from the worker: for a few seconds every write is answered with one of the "not
+primary" family (NotWritablePrimary, PrimarySteppedDown, InterruptedDueToReplStateChange: a TCP proxy in
+front of the database forges the answer). Shorter than the lease's trusted window, the leader
 rides it out in the same term; longer, it steps down, sends no write under its old token once the window
 has ended, and leads again with the next token once writes land. The worker never crashes."""
 
@@ -18,11 +19,12 @@ from syncjobs.shared.settings import Settings
 from syncjobs.worker.main import run_worker
 
 from tests.fixtures.eventually import eventually
-from tests.fixtures.tcp_proxy import SeenWrite, TcpProxy
+from tests.fixtures.tcp_proxy import CODE_NAMES, SeenWrite, TcpProxy
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, make_job, runs_of
 
 TTL_SECONDS = 3  # the default: trusted for TTL - TTL/10 after each renewal was sent
 TRUSTED_SECONDS = TTL_SECONDS - TTL_SECONDS / 10
+ELECTION_ERRORS = pytest.mark.parametrize("code", list(CODE_NAMES), ids=list(CODE_NAMES.values()))
 
 
 @pytest.fixture
@@ -74,13 +76,14 @@ def _no_fire_twice(fires: list[Document]) -> None:
     assert len(scheduled) == len(set(scheduled)), "a fire has two runs"
 
 
+@ELECTION_ERRORS
 async def test_an_election_shorter_than_the_trusted_window_keeps_the_term(
-    db: Database, proxy: TcpProxy, worker: _Worker
+    db: Database, proxy: TcpProxy, worker: _Worker, code: int
 ) -> None:
     job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
     term = await eventually(lambda: _lease(db))
     await eventually(lambda: _fired(db, job, 2))
-    with proxy.failing_writes():
+    with proxy.failing_writes(code):
         await asyncio.sleep(1.5)  # the election
     failed = [write for write in proxy.writes if not write.forwarded]
     assert failed, "no write was refused: the election missed the worker"
@@ -92,15 +95,16 @@ async def test_an_election_shorter_than_the_trusted_window_keeps_the_term(
     _no_fire_twice(await _fires(db, job))
 
 
+@ELECTION_ERRORS
 async def test_a_longer_election_steps_the_leader_down_and_no_write_of_its_term_follows(
-    db: Database, proxy: TcpProxy, worker: _Worker
+    db: Database, proxy: TcpProxy, worker: _Worker, code: int
 ) -> None:
     job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
     term = await eventually(lambda: _lease(db))
     await eventually(lambda: _fired(db, job, 2))
     old = term["fencingToken"]
     started = asyncio.get_running_loop().time()
-    with proxy.failing_writes():
+    with proxy.failing_writes(code):
         await eventually(lambda: _logged(worker, "stepped_down"), within=2 * TTL_SECONDS)
         await asyncio.sleep(1.0)  # the election goes on a little after the step-down
     assert not worker.task.done()
