@@ -10,6 +10,10 @@ all: the scheduler's and the database's own cost). Every combination runs on a f
 `--webhook` runs each combination twice, without and then with a local receiver subscribed to every run
 event (`run.started`, `run.succeeded`, ...): the drain rate with and without, and how long after the due
 time the receiver had every event.
+`--bursts N` repeats each combination N times (a fresh server each) and `--lease-ttl S` sets
+SYNCJOBS_LEASE_TTL_SECONDS (default: the product's default); each burst also counts the workers' lease
+events from their logs (`lease_acquired`, and the losses: `lease_lapsed`, `lease_taken`, `stepped_down`):
+whether a leader keeps its lease while the burst saturates the machine.
 `--baseline COMMIT` adds the path as it was at COMMIT (e.g. 4ac387b, before every replica executed and
 before the warm executor): its workers, cold spawns, leader only, run from that commit's tree on the same
 server in the same run, so the speed-up is measured, not remembered.
@@ -43,7 +47,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,7 @@ from bench.worker_support import (
 
 SOURCE_DB, DEST_DB = "bench_source", "bench_dest"
 FINAL = ["succeeded", "failed", "timed_out", "cancelled", "skipped", "missed"]
+LEASE_EVENTS = ("lease_acquired", "lease_lapsed", "lease_taken", "stepped_down")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -282,6 +287,7 @@ class Burst:
     copied: int  # destinations holding the source's document afterwards
     webhook: WebhookReceiver | None = None  # what a subscribed receiver got, with `--webhook`
     events_left: int = 0  # run events still queued when the bench stopped waiting for them
+    lease_events: Counter[str] = field(default_factory=Counter)  # LEASE_EVENTS logged by the workers
 
 
 def run_burst(
@@ -296,9 +302,11 @@ def run_burst(
     baseline_view: Path | None = None,
     collections_exist: bool = True,
     webhook: WebhookReceiver | None = None,
+    lease_ttl: int | None = None,
 ) -> Burst:
     """`jobs` jobs due in the same second on a fresh database, run by `replicas` real workers; with
-    `webhook`, a receiver subscribed to every run event of their workspace."""
+    `webhook`, a receiver subscribed to every run event of their workspace; `lease_ttl` None: the
+    product's default lease."""
     with client(uri) as mongo:
         for name in mongo.list_database_names():
             if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
@@ -313,7 +321,9 @@ def run_burst(
         mongo[DATABASE].syncjobs.insert_many(docs)
         if webhook is not None:
             asyncio.run(subscribe(uri, workspace, webhook.url))
-        env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(concurrency), "SYNCJOBS_LEASE_TTL_SECONDS": "15"}
+        env = {"SYNCJOBS_MAX_CONCURRENT_RUNS": str(concurrency)}
+        if lease_ttl is not None:
+            env["SYNCJOBS_LEASE_TTL_SECONDS"] = str(lease_ttl)
         if executor == "before":
             env["PYTHONPATH"] = str(baseline_view)  # the baseline's workers, and so its executors
         elif executor == "true":
@@ -349,10 +359,14 @@ def run_burst(
                 queued = mongo[DATABASE].webhook_events
                 while (events_left := queued.count_documents({})) and time.monotonic() < deadline:
                     time.sleep(0.5)
+            # Before the workers stop one by one (a stopping leader hands its lease to the next).
+            lease_events = Counter({name: sum(len(w.events(name)) for w in workers) for name in LEASE_EVENTS})
         finally:
             for worker in workers:
                 worker.stop()
-        return Burst(done, due, late, cpu, server_cpu, counters, copied(mongo, jobs), webhook, events_left)
+        return Burst(
+            done, due, late, cpu, server_cpu, counters, copied(mongo, jobs), webhook, events_left, lease_events
+        )
 
 
 async def subscribe(uri: str, workspace: ObjectId, url: str) -> None:
@@ -384,12 +398,22 @@ def burst(
         concurrency=args.concurrency,
         baseline_view=getattr(args, "baseline_view", None),
         webhook=webhook,
+        lease_ttl=args.lease_ttl,
     )
     cpu = sum(found.cpu.values())
     text, rate, writes = report(
         found.done, found.due, found.late, cpu, found.server_cpu, found.counters, replicas, executor, args.jobs
     )
-    return text + webhook_report(found), rate, writes
+    return text + lease_report(found) + webhook_report(found), rate, writes
+
+
+def lease_report(found: Burst) -> str:
+    """The lease events the workers logged during the burst: any loss means a leader alive under the
+    burst's load could not renew in time."""
+    events = found.lease_events
+    losses = sum(events[name] for name in LEASE_EVENTS if name != "lease_acquired")
+    detail = ", ".join(f"{name} {events[name]}" for name in LEASE_EVENTS)
+    return f"\n  lease: {detail} ({losses} losses)"
 
 
 def webhook_report(found: Burst) -> str:
@@ -456,6 +480,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="SYNCJOBS_MAX_CONCURRENT_RUNS per replica")
     parser.add_argument("--first-event-samples", type=int, default=10)
     parser.add_argument("--baseline", default=None, help="also run the path as it was at this commit")
+    parser.add_argument("--bursts", type=int, default=1, help="how many times each combination runs")
+    parser.add_argument("--lease-ttl", type=int, default=None, help="SYNCJOBS_LEASE_TTL_SECONDS (default: product's)")
     parser.add_argument(
         "--webhook", action="store_true", help="run each combination again with a receiver of every run event"
     )
@@ -474,6 +500,7 @@ def main() -> None:
         baseline_rate = None
         combinations += [(int(r), executor) for r in args.replicas.split(",") for executor in executors]
         runs = [(r, e, s) for r, e in combinations for s in _webhook_modes(args) if not (s and e == "before")]
+        runs = [run for run in runs for _ in range(args.bursts)]
         for replicas, executor, subscribed in runs:
             # A fresh server each: one that already holds a burst's dropped databases and oplog is slower.
             # The raw rate on a server of its own: its thousands of insert_one leave as many retryable-write
