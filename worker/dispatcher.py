@@ -135,7 +135,10 @@ class RunDispatcher:
         docs = await job_runs.pending_runs(self.db)
         self._pending.replace([*(PendingRun.from_document(doc) for doc in docs), *self._arrived])
         self._waiting_jobs.clear()
-        self._reserve = RESERVE_SLOTS if await workspaces.several_workspaces(self.db) else 0
+        reserve = RESERVE_SLOTS if await workspaces.several_workspaces(self.db) else 0
+        if reserve != self._reserve:
+            log.info("fair_share_reserve", slots=reserve, share=self._executor.workspace_share)
+        self._reserve = reserve
         self._reread_at = time.monotonic() + self._poll_seconds
 
     async def _claim_round(self) -> datetime | None:
