@@ -9,7 +9,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,8 @@ async def test_a_tenants_later_run_starts_beside_anothers_slow_runs_that_came_fi
     assert len(running) == SLOTS - 1, still  # it started and ended while the slow runs went on
     assert [run["status"] for run in still].count("pending") == 1, still  # the reserve was not borrowed
     late_start = datetime.fromisoformat(ended["startedAt"])
+    waited = late_start - datetime.fromisoformat(ended["createdAt"])
+    assert waited < timedelta(seconds=5), waited  # 10 ms here; the run waited 57.9 s
     assert all(datetime.fromisoformat(run["startedAt"]) < late_start for run in running), (running, ended)
     assert slow_api.slow_requests == SLOTS - 1  # the busy tenant's fourth run still waits
 
