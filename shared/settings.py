@@ -119,7 +119,8 @@ class Settings:
     max_concurrent_runs: int = 4
     # Running runs per workspace across the whole cluster; None is unlimited.
     max_runs_per_workspace: int | None = None
-    # The fraction of a replica's slots one workspace may hold while another has runs waiting (1: no limit).
+    # The fraction of a replica's slots one workspace may hold while another has runs waiting; past it, with several
+    # workspaces, it leaves one slot free (worker/fairness.py; 1: no limit, no slot kept).
     workspace_share: float = 0.5
     # The executor's address-space limit (RLIMIT_AS), in MiB.
     executor_memory_mb: int = 1024

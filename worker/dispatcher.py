@@ -26,12 +26,12 @@ from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
 from syncjobs.shared.mongo import Database, Document, no_change_streams, paced_changes
 from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.run_events import RunEventSubscriptions
-from syncjobs.shared.store import job_runs, sync_jobs
+from syncjobs.shared.store import job_runs, sync_jobs, workspaces
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.claimed_run import ClaimedRun, RunCallback, RunContext
 from syncjobs.worker.executor_process import ExecutorSpec
-from syncjobs.worker.fairness import pick_claims
+from syncjobs.worker.fairness import RESERVE_SLOTS, pick_claims
 from syncjobs.worker.fire_plan import runs_to_skip
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.pending_runs import PendingRun, PendingRuns
@@ -76,6 +76,7 @@ class RunDispatcher:
         self._reread_at = 0.0  # monotonic
         self._waiting_jobs: set[ObjectId] = set()  # jobs whose run goes on: their pending runs wait
         self._last_workspace: ObjectId | None = None
+        self._reserve = 0  # slots a workspace past its share leaves free (RESERVE_SLOTS with several workspaces)
         self._wake = asyncio.Event()
         self._stopping = False
         self._leases = RunLeaseRenewal(db, claimant, health, self._claimed)
@@ -128,11 +129,16 @@ class RunDispatcher:
 
     async def _reread(self) -> None:
         """Every SYNCJOBS_POLL_SECONDS (and when the stream opens): the pending runs as stored, which also
-        forgets runs claimed elsewhere and retries runs that waited for another replica's run."""
+        forgets runs claimed elsewhere and retries runs that waited for another replica's run; and whether
+        there are several workspaces (with one, a slot kept free for another would only idle)."""
         self._arrived = []
         docs = await job_runs.pending_runs(self.db)
         self._pending.replace([*(PendingRun.from_document(doc) for doc in docs), *self._arrived])
         self._waiting_jobs.clear()
+        reserve = RESERVE_SLOTS if await workspaces.several_workspaces(self.db) else 0
+        if reserve != self._reserve:
+            log.info("fair_share_reserve", slots=reserve, share=self._executor.workspace_share)
+        self._reserve = reserve
         self._reread_at = time.monotonic() + self._poll_seconds
 
     async def _claim_round(self) -> datetime | None:
@@ -148,7 +154,9 @@ class RunDispatcher:
             running = await job_runs.running_per_workspace(self.db) if cap is not None else {}
             here = Counter(ObjectId(c.run.workspace_id) for c in self._claimed.values() if c.executing)
             share = self._executor.workspace_share
-            picked = pick_claims(due, running, cap, self._last_workspace, free, here=here, share=share)
+            picked = pick_claims(
+                due, running, cap, self._last_workspace, free, here=here, share=share, reserve=self._reserve
+            )
             if picked:
                 self._last_workspace = picked[-1].workspace_id
                 # Concurrent: a claim waits on the database's round trip, not on this process.

@@ -107,5 +107,31 @@ def test_a_workspace_at_its_share_of_the_slots_yields_to_another_that_waits() ->
     assert Counter(run.workspace_id for run in fresh) == {busy: 2, quiet: 2}
 
 
+def test_a_workspace_past_its_share_leaves_the_reserve_free_for_a_later_tenant() -> None:
+    """Issue 21, finding 8, as it happened: the slow runs came first, the other tenant's run later."""
+    busy, late = ObjectId(), ObjectId()
+    first = pick_claims({busy: _due(busy, 4)}, {}, None, None, 4, share=2, reserve=1)
+    assert len(first) == 3  # its share and one borrowed slot: one stays free
+    later = pick_claims(
+        {busy: _due(busy, 1), late: _due(late, 1)}, {}, None, None, 1, here={busy: 3}, share=2, reserve=1
+    )
+    assert [run.workspace_id for run in later] == [late]  # the later tenant starts at its next claim
+    full = pick_claims({busy: _due(busy, 1)}, {}, None, None, 1, here={busy: 3}, share=2, reserve=1)
+    assert full == []  # the reserve is not borrowed even with no one waiting: a later run finds it free
+    assert len(pick_claims({busy: _due(busy, 4)}, {}, None, None, 4, share=2, reserve=0)) == 4  # one workspace
+    assert len(pick_claims({busy: _due(busy, 4)}, {}, None, None, 4, share=None, reserve=1)) == 4  # share 1
+
+
+def test_workspaces_all_at_their_share_take_turns_borrowing() -> None:
+    """Two workspaces at their share and one slot free: one borrows it (this once looped forever)."""
+    first, second = sorted(ObjectId() for _ in range(2))
+    due = {first: _due(first, 3), second: _due(second, 3)}
+    picked = pick_claims(due, {}, None, after=first, count=1, here={first: 2, second: 2}, share=2)
+    assert [run.workspace_id for run in picked] == [second]
+    assert pick_claims(due, {}, None, after=first, count=1, here={first: 2, second: 2}, share=2, reserve=1) == []
+    below = pick_claims(due, {}, None, after=None, count=2, here={first: 2, second: 1}, share=2, reserve=1)
+    assert [run.workspace_id for run in below] == [second]  # up to its share; no one borrows the last slot
+
+
 def test_the_share_is_a_fraction_of_the_slots_and_one_at_least() -> None:
     assert share_slots(4, 0.5) == 2 and share_slots(1, 0.5) == 1 and share_slots(8, 1.0) is None
