@@ -48,7 +48,10 @@ async def _make_job(base_url: str, mongo_uri: str) -> tuple[str, str]:
             "dataSourceId": source["id"],
             "destinationDatabaseId": destination["id"],
             "schedule": {"cron": EVERY_TWO_SECONDS, "timezone": "UTC"},
-            "overlap": "allow",  # a slow run on a loaded machine skips no fire for overlap
+            # On a loaded machine: a slow run skips no fire for overlap, and a late decision (several
+            # fires due at once) misses none of the last ten.
+            "overlap": "allow",
+            "catchUpFires": 10,
         },
     )
     return ws, f"{ws}/sync-jobs/{job['id']}"
@@ -107,7 +110,6 @@ async def test_a_pause_with_until_resumes_once_after_the_leader_is_sigkilled(
         killed_at = datetime.now(UTC)
         assert killed_at < until, f"the kill came {(killed_at - until).total_seconds():.1f}s after `until`"
         second_term = await eventually(lambda: _led_by(db, "w2"), "w2 leads", within=60, every=0.1)
-        took_over_by = datetime.now(UTC)
         assert second_term["fencingToken"] == leader["fencingToken"] + 1
 
         resumed = await eventually(lambda: _resumed(base_url, job_path), "the pause ended", within=60, every=0.25)
@@ -122,16 +124,10 @@ async def test_a_pause_with_until_resumes_once_after_the_leader_is_sigkilled(
         history = await _api(base_url, "GET", f"{job_path}/history")
 
     during = [fire for fire in fires if _instant(held["scheduledFor"]) <= _instant(fire["scheduledFor"]) < until]
-    assert during and {(fire["outcome"], fire["reason"]) for fire in during} <= {
-        ("skipped", "paused"),
-        ("missed", "no_leader"),  # due while no replica led (the lease running out): recorded missed
-    }, during
+    assert {(fire["outcome"], fire["reason"]) for fire in during} == {("skipped", "paused")}, during
     after = [fire for fire in fires if _instant(fire["scheduledFor"]) >= until]
-    assert not [fire for fire in after if fire["outcome"] == "skipped"], after
-    if took_over_by < until:  # the new leader decided the first fire from `until` on in time: it ran
-        assert after[0]["outcome"] == "succeeded", after
-    allowed = {("succeeded", None), ("missed", "no_leader"), ("pending", None), ("running", None), ("upcoming", None)}
-    assert {(fire["outcome"], fire["reason"]) for fire in after} <= allowed, after
+    assert after[0]["outcome"] == "succeeded", after  # the first fire from `until` on ran and ended the pause
+    assert {fire["outcome"] for fire in after} <= {"succeeded", "pending", "running", "upcoming"}, after
 
     resumes = [entry for entry in history["items"] if entry["action"] == "resume"]
     assert [(entry["actor"]["name"], _instant(entry["at"])) for entry in resumes] == [("scheduler", until)], history
