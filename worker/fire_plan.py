@@ -80,23 +80,32 @@ def _latest_fires(schedule: CronSchedule, since: datetime, now: datetime, count:
 @dataclass(frozen=True)
 class HeldFires:
     """Fires a pause or a skip holds back: `run` go on, `skipped` are recorded `skipped` with a reason
-    (`paused`, `skip`); `skips_used` of the job's skip count; `resumed` when a fire at or after the pause's
-    `until` ended the pause."""
+    (`paused`, `skip`), `missed` are recorded missed; `skips_used` of the job's skip count; `resumed` when
+    a fire at or after the pause's `until` ended the pause."""
 
     run: list[datetime]
     skipped: list[tuple[datetime, str]]
+    missed: list[datetime]
     skips_used: int
     resumed: bool
 
 
-def hold_fires(paused: bool, paused_until: datetime | None, skip_count: int, fires: list[datetime]) -> HeldFires:
+def hold_fires(
+    paused: bool, paused_until: datetime | None, skip_count: int, fires: list[datetime], missed: list[datetime]
+) -> HeldFires:
     """A paused job skips its fires before `paused_until` (all of them without one); the first fire at or
-    after it resumes the job. The next `skip_count` fires that would run are skipped."""
+    after it resumes the job. The next `skip_count` fires that would run are skipped. A missed fire (due
+    while no replica led) that the pause held anyway is `skipped: paused` too, not a missed fire to alert
+    on; skips are not used up by missed fires."""
+
+    def held(at: datetime) -> bool:
+        return paused and (paused_until is None or at < paused_until)
+
     run: list[datetime] = []
-    skipped: list[tuple[datetime, str]] = []
+    skipped: list[tuple[datetime, str]] = [(at, "paused") for at in missed if held(at)]
     skips_left, resumed = skip_count, False
     for at in fires:
-        if paused and (paused_until is None or at < paused_until):
+        if held(at):
             skipped.append((at, "paused"))
             continue
         resumed = resumed or paused
@@ -105,7 +114,7 @@ def hold_fires(paused: bool, paused_until: datetime | None, skip_count: int, fir
             skips_left -= 1
             continue
         run.append(at)
-    return HeldFires(run, skipped, skip_count - skips_left, resumed)
+    return HeldFires(run, skipped, [at for at in missed if not held(at)], skip_count - skips_left, resumed)
 
 
 def decide_overlap(policy: str, running: int, queued: int) -> OverlapDecision:

@@ -156,7 +156,7 @@ class Leadership:
                 continue
             decision = decide_due_fires(record.schedule, record.next_fire, now, record.job.catch_up_fires)
             job = record.job
-            held = hold_fires(job.paused, job.paused_until, job.skip_count, decision.run)
+            held = hold_fires(job.paused, job.paused_until, job.skip_count, decision.run, decision.missed)
             fired.append(_Fired(job_id, record, decision, (record.next_fire, record.decided_through), held))
             # Set before the writes: a change event arriving meanwhile must not plan these fires again.
             record.decided_through, record.next_fire = now, decision.next_fire
@@ -229,7 +229,7 @@ class Leadership:
             self.health.failed(error)
 
     def _fire_documents(self, fired: _Fired, now: datetime) -> list[Document]:
-        job, decision = fired.record.job, fired.decision
+        job = fired.record.job
 
         def fire(at: datetime, status: RunStatus, error: str | None = None) -> Document:
             return job_runs.fire_document(
@@ -244,7 +244,7 @@ class Leadership:
                 error=error,
             )
 
-        missed = [fire(at, RunStatus.MISSED, "missed: no worker could fire it in time") for at in decision.missed]
+        missed = [fire(at, RunStatus.MISSED, "missed: no worker could fire it in time") for at in fired.held.missed]
         skipped = [fire(at, RunStatus.SKIPPED, f"skipped: {reason}") for at, reason in fired.held.skipped]
         return missed + skipped + [fire(at, RunStatus.PENDING) for at in fired.held.run]
 

@@ -21,11 +21,20 @@ MINUTE = timedelta(minutes=1)
 
 def test_hold_fires_is_pure_pause_then_skip() -> None:
     fires = [T0 + MINUTE * n for n in range(1, 6)]
-    held = hold_fires(True, T0 + 3 * MINUTE, 1, fires)
+    held = hold_fires(True, T0 + 3 * MINUTE, 1, fires, [])
     assert held.skipped == [(fires[0], "paused"), (fires[1], "paused"), (fires[2], "skip")]
-    assert (held.run, held.skips_used, held.resumed) == (fires[3:], 1, True)
-    assert hold_fires(True, None, 0, fires).run == []  # paused with no end: every fire held
-    assert hold_fires(False, None, 0, fires).run == fires
+    assert (held.run, held.missed, held.skips_used, held.resumed) == (fires[3:], [], 1, True)
+    assert hold_fires(True, None, 0, fires, []).run == []  # paused with no end: every fire held
+    assert hold_fires(False, None, 0, fires, []).run == fires
+
+
+def test_hold_fires_records_a_missed_fire_the_pause_held_as_skipped() -> None:
+    missed, due = [T0 + MINUTE * n for n in range(1, 5)], [T0 + 5 * MINUTE]
+    held = hold_fires(True, T0 + 3 * MINUTE, 1, due, missed)
+    assert held.skipped == [(missed[0], "paused"), (missed[1], "paused"), (due[0], "skip")]
+    assert (held.run, held.missed, held.skips_used, held.resumed) == ([], missed[2:], 1, True)
+    assert hold_fires(True, None, 0, due, missed).missed == []  # paused with no end: no fire missed
+    assert hold_fires(False, None, 0, due, missed).missed == missed
 
 
 async def _statuses(db: Database, job_id: ObjectId) -> list[tuple[int, str, str | None]]:
@@ -64,6 +73,30 @@ async def test_a_pause_with_until_resumes_once_across_a_failover(db: Database, s
     assert stored is not None and (stored["paused"], stored["pausedUntil"], stored["pauseNote"]) == (False, None, None)
     resumes = await db.job_changes.find({"jobId": job["_id"], "action": "resume"}).to_list()
     assert [entry["actor"]["name"] for entry in resumes] == ["scheduler"]  # exactly once
+
+
+async def test_fires_of_a_pause_due_while_no_replica_led_are_skipped_not_missed(
+    db: Database, settings: Settings
+) -> None:
+    """Fires 1-4 are due at once when the leader comes at minute 5: 1-3 fell in the pause (skipped, no
+    `run.missed` alert for them), 4 is past `until` (missed: it would have run), 5 runs and ends the pause."""
+    job = await make_job(db, "ok", EVERY_MINUTE, T0)
+    paused = {"paused": True, "pausedUntil": T0 + 4 * MINUTE, "pauseNote": "vendor maintenance"}
+    await sync_jobs.set_hold(db, job["workspaceId"], job["_id"], paused, T0)
+    async with leadership_harness(db, settings) as harness:
+        harness.clock.set(T0 + 5 * MINUTE)
+        await harness.start()
+        await eventually(lambda: _count(db, job["_id"], 5, status="succeeded", at_least=1))
+    assert await _statuses(db, job["_id"]) == [
+        (1, "skipped", "skipped: paused"),
+        (2, "skipped", "skipped: paused"),
+        (3, "skipped", "skipped: paused"),
+        (4, "missed", "missed: no worker could fire it in time"),
+        (5, "succeeded", None),
+    ]
+    stored = await db.syncjobs.find_one({"_id": job["_id"]})
+    assert stored is not None and stored["paused"] is False
+    assert await db.job_changes.count_documents({"jobId": job["_id"], "action": "resume"}) == 1
 
 
 async def test_skip_holds_the_next_fires_that_would_run(db: Database, settings: Settings) -> None:
