@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 from syncjobs.api.connection_checks import vet_connection
-from syncjobs.api.context import PAGE_QUERY, db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.context import db, object_id, page_request, read_body, workspace_id
 from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
 from syncjobs.shared.models import (
@@ -55,11 +56,9 @@ def connection_routes(
     collection = f"/api/workspaces/{{ws}}/{segment}"
     item = collection + "/{id}"
 
-    @routes.get(collection)
-    @describe(f"List the workspace's {noun}s by name", tag=tag, response=listing, errors=(404, 422), query=PAGE_QUERY)
-    async def list_connections(request: web.Request) -> web.Response:
-        found, next_page = await store.list(db(request), workspace_id(request), page_request(request))
-        return web.json_response({"items": [connection.to_json() for connection in found], "next": next_page})
+    @paged_list(routes, collection, f"List the workspace's {noun}s by name", tag=tag, listing=listing)
+    async def list_connections(request: web.Request) -> FoundPage:
+        return await store.list(db(request), workspace_id(request), page_request(request))
 
     @routes.post(collection)
     @describe(

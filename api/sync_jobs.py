@@ -20,6 +20,7 @@ from syncjobs.api.context import (
 from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
 from syncjobs.api.history import log_change
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
 from syncjobs.shared.cron import parse_schedule
@@ -71,19 +72,18 @@ def job_filter(request: web.Request) -> JobFilter:
     )
 
 
-@routes.get(COLLECTION)
-@describe(
+@paged_list(
+    routes,
+    COLLECTION,
     "List the workspace's sync jobs by name, filtered by enabled, dataSourceId, destinationDatabaseId and a name"
     " prefix `q`",
     tag=TAG,
-    response=SyncJobList,
-    errors=(404, 422),
+    listing=SyncJobList,
     query=JOB_LIST_QUERY,
 )
-async def list_jobs(request: web.Request) -> web.Response:
+async def list_jobs(request: web.Request) -> FoundPage:
     ws, filters, page = workspace_id(request), job_filter(request), page_request(request)
-    jobs, next_page = await sync_jobs.list_jobs(db(request), ws, page, filters)
-    return web.json_response({"items": [job.to_json() for job in jobs], "next": next_page})
+    return await sync_jobs.list_jobs(db(request), ws, page, filters)
 
 
 @routes.post(COLLECTION)

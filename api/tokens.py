@@ -7,8 +7,9 @@ from typing import Any, Literal
 from aiohttp import web
 from bson import ObjectId
 from pydantic import AwareDatetime, Field
-from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.context import clock, db, object_id, page_request, read_body, workspace_id
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import Camel, Name, Output
@@ -52,17 +53,16 @@ def _token(doc: dict[str, Any], model: type[Token] = Token, **extra: Any) -> Tok
     return model.model_validate({**fields, "id": str(doc["tokenId"]), **extra})
 
 
-@routes.get(COLLECTION)
-@describe(
+@paged_list(
+    routes,
+    COLLECTION,
     "List the workspace's tokens (name, scope, created, last used, expiry; never the token)",
     tag=TAG,
-    response=TokenList,
-    errors=(404, 422),
-    query=PAGE_QUERY,
+    listing=TokenList,
 )
-async def list_tokens(request: web.Request) -> web.Response:
+async def list_tokens(request: web.Request) -> FoundPage:
     docs, next_page = await api_tokens.list_tokens(db(request), workspace_id(request), page_request(request))
-    return web.json_response({"items": [_token(doc).to_json() for doc in docs], "next": next_page})
+    return [_token(doc) for doc in docs], next_page
 
 
 @routes.post(COLLECTION)
