@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pymongo.errors import PyMongoError
-from syncjobs.executor.change_stream import sync_change_stream
+from syncjobs.executor.change_stream import StreamSync, sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.guard import (
@@ -163,9 +163,8 @@ async def _sync_run(
             if not isinstance(source, MongoSource):
                 raise RunFailed("changeStream needs a mongodb data source")
             stream_started = time.monotonic()
-            results = await sync_change_stream(
-                source, destination, control, selected, progress.on_batch, options, batch_size
-            )
+            stream = StreamSync(source, destination, control, progress.on_batch, options, batch_size)
+            results = await sync_change_stream(stream, selected)
             for result in results:
                 result.duration_ms = _elapsed_ms(stream_started)
                 await _entity_done(progress, events, result)
