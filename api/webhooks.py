@@ -23,11 +23,13 @@ from syncjobs.shared.store import webhooks as store
 
 routes = web.RouteTableDef()
 TAG = "webhooks"
+COLLECTION = "/api/workspaces/{ws}/webhooks"
+ITEM = COLLECTION + "/{id}"
 
 
 @paged_list(
     routes,
-    "/api/workspaces/{ws}/webhooks",
+    COLLECTION,
     "List the workspace's webhooks, oldest first (secrets are never shown)",
     tag=TAG,
     listing=WebhookList,
@@ -36,7 +38,7 @@ async def list_webhooks(request: web.Request) -> FoundPage:
     return await store.list_webhooks(db(request), workspace_id(request), page_request(request))
 
 
-@routes.post("/api/workspaces/{ws}/webhooks")
+@routes.post(COLLECTION)
 @describe(
     "Register a webhook for alert and/or run events; the answer carries its signing secret, the only time it is shown",
     tag=TAG,
@@ -54,7 +56,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     return web.json_response(hook.to_json(), status=201, headers=etag(hook.version))
 
 
-@routes.delete("/api/workspaces/{ws}/webhooks/{id}")
+@routes.delete(ITEM)
 @describe("Delete a webhook; If-Match makes it conditional", tag=TAG, status=204, errors=(404, 412))
 async def delete_webhook(request: web.Request) -> web.Response:
     await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"), if_match(request))
@@ -62,11 +64,7 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 
 @paged_list(
-    routes,
-    "/api/workspaces/{ws}/webhooks/{id}/deliveries",
-    "The webhook's deliveries, newest first",
-    tag=TAG,
-    listing=WebhookDeliveryList,
+    routes, ITEM + "/deliveries", "The webhook's deliveries, newest first", tag=TAG, listing=WebhookDeliveryList
 )
 async def list_deliveries(request: web.Request) -> FoundPage:
     ws, hook = workspace_id(request), object_id(request, "id")
