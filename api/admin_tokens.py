@@ -7,15 +7,12 @@ and `syncjobs token rotate-admin` replaces every admin token with one new one.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
-from pydantic import AwareDatetime, Field
 from syncjobs.api.auth import require_admin
-from syncjobs.api.context import clock, db, object_id, read_body
+from syncjobs.api.context import db, object_id, read_body
 from syncjobs.api.openapi import describe
-from syncjobs.shared.errors import ValidationFailed
-from syncjobs.shared.models import Camel, Name, Output
+from syncjobs.api.tokens import ListedToken, NewToken, check_expiry, token_view
+from syncjobs.shared.models import Output
 from syncjobs.shared.store import api_tokens
 
 routes = web.RouteTableDef()
@@ -23,18 +20,12 @@ TAG = "admin tokens"
 COLLECTION = "/api/admin-tokens"
 
 
-class AdminTokenInput(Camel):
-    name: Name
-    expires_at: AwareDatetime | None = Field(default=None, strict=False)
+class AdminTokenInput(NewToken):
+    pass  # a new token's name and expiry, under its own name in the OpenAPI document
 
 
-class AdminToken(Output):
-    id: str
-    name: str
+class AdminToken(ListedToken):
     from_environment: bool = False
-    created_at: AwareDatetime | None = None
-    last_used_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
 
 
 class CreatedAdminToken(AdminToken):
@@ -47,17 +38,12 @@ class AdminTokenList(Output):
     items: list[AdminToken]
 
 
-def _admin_token(doc: dict[str, Any], model: type[AdminToken] = AdminToken) -> AdminToken:
-    fields = {k: v for k, v in doc.items() if k not in ("tokenId", "workspaceId")}
-    return model.model_validate({**fields, "id": str(doc["tokenId"])})
-
-
 @routes.get(COLLECTION)
 @describe("List the admin tokens in force (never the token)", tag=TAG, response=AdminTokenList, errors=(403,))
 async def list_admin_tokens(request: web.Request) -> web.Response:
     require_admin(request)
     docs = await api_tokens.list_admin_tokens(db(request))
-    return web.json_response({"items": [_admin_token(doc).to_json() for doc in docs]})
+    return web.json_response({"items": [token_view(doc, AdminToken).to_json() for doc in docs]})
 
 
 @routes.post(COLLECTION)
@@ -72,10 +58,9 @@ async def list_admin_tokens(request: web.Request) -> web.Response:
 async def create_admin_token(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_body(request, AdminTokenInput)
-    if body.expires_at is not None and body.expires_at <= clock(request).now():
-        raise ValidationFailed("expiresAt", "must be in the future")
+    check_expiry(request, body)
     doc = await api_tokens.create_admin_token(db(request), body.name, expires_at=body.expires_at)
-    return web.json_response(_admin_token(doc, CreatedAdminToken).to_json(), status=201)
+    return web.json_response(token_view(doc, CreatedAdminToken).to_json(), status=201)
 
 
 @routes.delete(COLLECTION + "/{id}")

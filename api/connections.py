@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 from syncjobs.api.connection_checks import vet_connection
-from syncjobs.api.context import PAGE_QUERY, db, object_id, page_request, read_body, workspace_id
-from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
+from syncjobs.api.context import db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.editing import FieldRoles, edit_routes, etag, if_match, patch_body, put_body
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import DataSourceList, DestinationList
 from syncjobs.shared.models import (
@@ -55,11 +56,9 @@ def connection_routes(
     collection = f"/api/workspaces/{{ws}}/{segment}"
     item = collection + "/{id}"
 
-    @routes.get(collection)
-    @describe(f"List the workspace's {noun}s by name", tag=tag, response=listing, errors=(404, 422), query=PAGE_QUERY)
-    async def list_connections(request: web.Request) -> web.Response:
-        found, next_page = await store.list(db(request), workspace_id(request), page_request(request))
-        return web.json_response({"items": [connection.to_json() for connection in found], "next": next_page})
+    @paged_list(routes, collection, f"List the workspace's {noun}s by name", tag=tag, listing=listing)
+    async def list_connections(request: web.Request) -> FoundPage:
+        return await store.list(db(request), workspace_id(request), page_request(request))
 
     @routes.post(collection)
     @describe(
@@ -84,6 +83,18 @@ def connection_routes(
         found = await store.get(db(request), workspace_id(request), object_id(request, "id"))
         return web.json_response(found.to_json(), headers=etag(_version(found)))
 
+    @edit_routes(
+        routes,
+        item,
+        replace=f"Replace a {noun}; a redacted value sent back keeps the stored secret, read-only fields a GET"
+        " returned may come back unchanged; If-Match or the body's `version` make it conditional",
+        patch=f"Edit some of a {noun}'s fields with a JSON merge patch (application/merge-patch+json, RFC 7396);"
+        " If-Match makes it conditional",
+        tag=tag,
+        body=body,
+        response=document,
+        errors=(403, 404, 409, 412),
+    )
     async def edit_connection(request: web.Request, patch: bool) -> web.Response:
         ws, connection_id = workspace_id(request), object_id(request, "id")
         current = (await store.get(db(request), ws, connection_id)).to_json()
@@ -94,31 +105,6 @@ def connection_routes(
         marks = await vet_connection(request, kind, keep_secrets(config, stored))
         replaced = await store.replace(db(request), ws, connection_id, parsed, marks=marks, expected_version=expected)
         return web.json_response(replaced.to_json(), headers=etag(_version(replaced)))
-
-    @routes.put(item)
-    @describe(
-        f"Replace a {noun}; a redacted value sent back keeps the stored secret, read-only fields a GET returned"
-        " may come back unchanged; If-Match or the body's `version` make it conditional",
-        tag=tag,
-        body=body,
-        response=document,
-        errors=(403, 404, 409, 412),
-    )
-    async def replace_connection(request: web.Request) -> web.Response:
-        return await edit_connection(request, patch=False)
-
-    @routes.patch(item)
-    @describe(
-        f"Edit some of a {noun}'s fields with a JSON merge patch (application/merge-patch+json, RFC 7396);"
-        " If-Match makes it conditional",
-        tag=tag,
-        body=body,
-        merge_patch=True,
-        response=document,
-        errors=(403, 404, 409, 412, 415),
-    )
-    async def patch_connection(request: web.Request) -> web.Response:
-        return await edit_connection(request, patch=True)
 
     @routes.delete(item)
     @describe(

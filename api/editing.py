@@ -8,18 +8,20 @@ in the same conditional write; a stale one is a 412 and writes nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from syncjobs.api.context import read_json, validation_failed
+from syncjobs.api.openapi import describe
 from syncjobs.shared.errors import PreconditionFailed, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 MERGE_PATCH = "application/merge-patch+json"
+Edit = Callable[[web.Request, bool], Awaitable[web.Response]]  # (request, patch): PUT when patch is False
 
 
 def etag(version: int) -> dict[str, str]:
@@ -123,3 +125,33 @@ async def patch_body(
     fields, version = editable(await read_json(request), current, roles)
     merged = merge_patch(editable_fields(model, current), fields)
     return validate(model, merged), expected_version(request, version)
+
+
+def edit_routes(
+    routes: web.RouteTableDef,
+    path: str,
+    *,
+    replace: str,
+    patch: str,
+    tag: str,
+    body: type[BaseModel],
+    response: type[BaseModel],
+    errors: tuple[int, ...],
+) -> Callable[[Edit], Edit]:
+    """Declare PUT `path` (summary `replace`) and PATCH `path` (summary `patch`, a JSON merge patch, so
+    also a 415) on one `edit`: the two differ only in how the body is read (put_body or patch_body)."""
+
+    def register(edit: Edit) -> Edit:
+        async def put(request: web.Request) -> web.Response:
+            return await edit(request, False)
+
+        async def merge_patch(request: web.Request) -> web.Response:
+            return await edit(request, True)
+
+        routes.put(path)(describe(replace, tag=tag, body=body, response=response, errors=errors)(put))
+        merge_errors = (*errors, 415)
+        declared = describe(patch, tag=tag, body=body, merge_patch=True, response=response, errors=merge_errors)
+        routes.patch(path)(declared(merge_patch))
+        return edit
+
+    return register

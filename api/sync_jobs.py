@@ -17,9 +17,10 @@ from syncjobs.api.context import (
     read_optional_body,
     workspace_id,
 )
-from syncjobs.api.editing import FieldRoles, etag, if_match, patch_body, put_body
+from syncjobs.api.editing import FieldRoles, edit_routes, etag, if_match, patch_body, put_body
 from syncjobs.api.history import log_change
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import JobStatus, RunAccepted, SyncJobList
 from syncjobs.shared.cron import parse_schedule
@@ -71,19 +72,18 @@ def job_filter(request: web.Request) -> JobFilter:
     )
 
 
-@routes.get(COLLECTION)
-@describe(
+@paged_list(
+    routes,
+    COLLECTION,
     "List the workspace's sync jobs by name, filtered by enabled, dataSourceId, destinationDatabaseId and a name"
     " prefix `q`",
     tag=TAG,
-    response=SyncJobList,
-    errors=(404, 422),
+    listing=SyncJobList,
     query=JOB_LIST_QUERY,
 )
-async def list_jobs(request: web.Request) -> web.Response:
+async def list_jobs(request: web.Request) -> FoundPage:
     ws, filters, page = workspace_id(request), job_filter(request), page_request(request)
-    jobs, next_page = await sync_jobs.list_jobs(db(request), ws, page, filters)
-    return web.json_response({"items": [job.to_json() for job in jobs], "next": next_page})
+    return await sync_jobs.list_jobs(db(request), ws, page, filters)
 
 
 @routes.post(COLLECTION)
@@ -121,7 +121,19 @@ JOB_ROLES = FieldRoles(
 )
 
 
-async def _edit(request: web.Request, patch: bool) -> web.Response:
+@edit_routes(
+    routes,
+    ITEM,
+    replace="Replace a sync job's editable fields (the read-only fields a GET returned may come back unchanged);"
+    " If-Match or the body's `version` make it conditional; a new schedule recomputes nextRunAt",
+    patch="Edit some of a sync job's fields with a JSON merge patch (application/merge-patch+json, RFC 7396;"
+    " null resets a field to its default); If-Match makes it conditional",
+    tag=TAG,
+    body=SyncJobInput,
+    response=SyncJob,
+    errors=(404, 409, 412),
+)
+async def edit_job(request: web.Request, patch: bool) -> web.Response:
     ws, job_id = workspace_id(request), object_id(request, "id")
     current = (await sync_jobs.get_job(db(request), job_id, ws)).to_json()
     read = patch_body if patch else put_body
@@ -129,33 +141,6 @@ async def _edit(request: web.Request, patch: bool) -> web.Response:
     job = await sync_jobs.replace_job(db(request), ws, job_id, body, clock(request).now(), expected)
     await log_change(request, job_id, Change("edit", field_changes(current, job.to_json())))
     return web.json_response(job.to_json(), headers=etag(job.version))
-
-
-@routes.put(ITEM)
-@describe(
-    "Replace a sync job's editable fields (the read-only fields a GET returned may come back unchanged);"
-    " If-Match or the body's `version` make it conditional; a new schedule recomputes nextRunAt",
-    tag=TAG,
-    body=SyncJobInput,
-    response=SyncJob,
-    errors=(404, 409, 412),
-)
-async def replace_job(request: web.Request) -> web.Response:
-    return await _edit(request, patch=False)
-
-
-@routes.patch(ITEM)
-@describe(
-    "Edit some of a sync job's fields with a JSON merge patch (application/merge-patch+json, RFC 7396;"
-    " null resets a field to its default); If-Match makes it conditional",
-    tag=TAG,
-    body=SyncJobInput,
-    merge_patch=True,
-    response=SyncJob,
-    errors=(404, 409, 412, 415),
-)
-async def patch_job(request: web.Request) -> web.Response:
-    return await _edit(request, patch=True)
 
 
 @routes.delete(ITEM)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiohttp import web
 from bson import ObjectId
 from pydantic import AwareDatetime, Field
-from syncjobs.api.context import PAGE_QUERY, clock, db, object_id, page_request, read_body, workspace_id
+from syncjobs.api.context import clock, db, object_id, page_request, read_body, workspace_id
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.shared.errors import ValidationFailed
 from syncjobs.shared.models import Camel, Name, Output
@@ -19,21 +20,31 @@ TAG = "tokens"
 COLLECTION = "/api/workspaces/{ws}/tokens"
 
 
-class TokenInput(Camel):
+class NewToken(Camel):
+    """What every token is created with (an admin token is this; a workspace's adds its scope)."""
+
     name: Name
-    scope: Literal["full", "read"] = "full"
     # an ISO 8601 string with an offset: strict mode would take only a datetime object, which JSON has not
     expires_at: AwareDatetime | None = Field(default=None, strict=False)
 
 
-class Token(Output):
-    id: str
-    workspace_id: str
-    name: str
+class TokenInput(NewToken):
     scope: Literal["full", "read"] = "full"
+
+
+class ListedToken(Output):
+    """What a list shows of any token, a workspace's or an admin's: never the token itself."""
+
+    id: str
+    name: str
     created_at: AwareDatetime | None = None
     last_used_at: AwareDatetime | None = None
     expires_at: AwareDatetime | None = None
+
+
+class Token(ListedToken):
+    workspace_id: str
+    scope: Literal["full", "read"] = "full"
 
 
 class CreatedToken(Token):
@@ -47,22 +58,30 @@ class TokenList(Output):
     next: str | None
 
 
-def _token(doc: dict[str, Any], model: type[Token] = Token, **extra: Any) -> Token:
+T = TypeVar("T", bound=ListedToken)
+
+
+def token_view(doc: dict[str, Any], model: type[T], **extra: Any) -> T:
+    """A stored token (its hash already left out) as `model` shows it: `tokenId` is its id."""
     fields = {k: str(v) if isinstance(v, ObjectId) else v for k, v in doc.items() if k != "tokenId"}
     return model.model_validate({**fields, "id": str(doc["tokenId"]), **extra})
 
 
-@routes.get(COLLECTION)
-@describe(
+def check_expiry(request: web.Request, body: NewToken) -> None:
+    if body.expires_at is not None and body.expires_at <= clock(request).now():
+        raise ValidationFailed("expiresAt", "must be in the future")
+
+
+@paged_list(
+    routes,
+    COLLECTION,
     "List the workspace's tokens (name, scope, created, last used, expiry; never the token)",
     tag=TAG,
-    response=TokenList,
-    errors=(404, 422),
-    query=PAGE_QUERY,
+    listing=TokenList,
 )
-async def list_tokens(request: web.Request) -> web.Response:
+async def list_tokens(request: web.Request) -> FoundPage:
     docs, next_page = await api_tokens.list_tokens(db(request), workspace_id(request), page_request(request))
-    return web.json_response({"items": [_token(doc).to_json() for doc in docs], "next": next_page})
+    return [token_view(doc, Token) for doc in docs], next_page
 
 
 @routes.post(COLLECTION)
@@ -78,11 +97,10 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def create_token(request: web.Request) -> web.Response:
     ws = workspace_id(request)
     body = await read_body(request, TokenInput)
-    if body.expires_at is not None and body.expires_at <= clock(request).now():
-        raise ValidationFailed("expiresAt", "must be in the future")
+    check_expiry(request, body)
     token = api_tokens.new_token_value()
     doc = await api_tokens.store_token(db(request), token, ws, body.name, scope=body.scope, expires_at=body.expires_at)
-    return web.json_response(_token(doc, CreatedToken, token=token).to_json(), status=201)
+    return web.json_response(token_view(doc, CreatedToken, token=token).to_json(), status=201)
 
 
 @routes.delete(COLLECTION + "/{id}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 from syncjobs.api.context import (
-    PAGE_QUERY,
     clock,
     connection_rules,
     db,
@@ -15,6 +14,7 @@ from syncjobs.api.context import (
 )
 from syncjobs.api.editing import etag, if_match
 from syncjobs.api.idempotency import idempotent
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.api.schemas import WebhookDeliveryList, WebhookList
 from syncjobs.shared.connection_rules import check_url
@@ -23,22 +23,22 @@ from syncjobs.shared.store import webhooks as store
 
 routes = web.RouteTableDef()
 TAG = "webhooks"
+COLLECTION = "/api/workspaces/{ws}/webhooks"
+ITEM = COLLECTION + "/{id}"
 
 
-@routes.get("/api/workspaces/{ws}/webhooks")
-@describe(
+@paged_list(
+    routes,
+    COLLECTION,
     "List the workspace's webhooks, oldest first (secrets are never shown)",
     tag=TAG,
-    response=WebhookList,
-    errors=(404, 422),
-    query=PAGE_QUERY,
+    listing=WebhookList,
 )
-async def list_webhooks(request: web.Request) -> web.Response:
-    items, next_page = await store.list_webhooks(db(request), workspace_id(request), page_request(request))
-    return web.json_response(WebhookList(items=items, next=next_page).to_json())
+async def list_webhooks(request: web.Request) -> FoundPage:
+    return await store.list_webhooks(db(request), workspace_id(request), page_request(request))
 
 
-@routes.post("/api/workspaces/{ws}/webhooks")
+@routes.post(COLLECTION)
 @describe(
     "Register a webhook for alert and/or run events; the answer carries its signing secret, the only time it is shown",
     tag=TAG,
@@ -56,22 +56,16 @@ async def create_webhook(request: web.Request) -> web.Response:
     return web.json_response(hook.to_json(), status=201, headers=etag(hook.version))
 
 
-@routes.delete("/api/workspaces/{ws}/webhooks/{id}")
+@routes.delete(ITEM)
 @describe("Delete a webhook; If-Match makes it conditional", tag=TAG, status=204, errors=(404, 412))
 async def delete_webhook(request: web.Request) -> web.Response:
     await store.delete_webhook(db(request), workspace_id(request), object_id(request, "id"), if_match(request))
     return web.Response(status=204)
 
 
-@routes.get("/api/workspaces/{ws}/webhooks/{id}/deliveries")
-@describe(
-    "The webhook's deliveries, newest first",
-    tag=TAG,
-    response=WebhookDeliveryList,
-    errors=(404, 422),
-    query=PAGE_QUERY,
+@paged_list(
+    routes, ITEM + "/deliveries", "The webhook's deliveries, newest first", tag=TAG, listing=WebhookDeliveryList
 )
-async def list_deliveries(request: web.Request) -> web.Response:
+async def list_deliveries(request: web.Request) -> FoundPage:
     ws, hook = workspace_id(request), object_id(request, "id")
-    items, next_page = await store.list_deliveries(db(request), ws, hook, page_request(request))
-    return web.json_response(WebhookDeliveryList(items=items, next=next_page).to_json())
+    return await store.list_deliveries(db(request), ws, hook, page_request(request))

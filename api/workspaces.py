@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 from syncjobs.api.auth import require_admin
-from syncjobs.api.context import PAGE_QUERY, db, page_request, read_body, workspace_id
+from syncjobs.api.context import db, page_request, read_body, workspace_id
+from syncjobs.api.listing import FoundPage, paged_list
 from syncjobs.api.openapi import describe
 from syncjobs.shared.models import Output, Workspace, WorkspaceInput
 from syncjobs.shared.store import workspaces as store
@@ -18,18 +19,17 @@ class WorkspaceList(Output):
     next: str | None
 
 
-@routes.get("/api/workspaces")
-@describe(
+@paged_list(
+    routes,
+    "/api/workspaces",
     "List every workspace, oldest first (admin token)",
     tag=TAG,
-    response=WorkspaceList,
+    listing=WorkspaceList,
     errors=(403, 422),
-    query=PAGE_QUERY,
 )
-async def list_workspaces(request: web.Request) -> web.Response:
+async def list_workspaces(request: web.Request) -> FoundPage:
     require_admin(request)
-    found, next_page = await store.list_workspaces(db(request), page_request(request))
-    return web.json_response({"items": [workspace.to_json() for workspace in found], "next": next_page})
+    return await store.list_workspaces(db(request), page_request(request))
 
 
 @routes.post("/api/workspaces")

@@ -62,34 +62,50 @@ class ResumePoint:
         return cls(state["token"], state["clusterTime"], tuple(state.get("entities") or ()))
 
 
+@dataclass(frozen=True)
+class StreamSync:
+    """What every step of a changeStream run works with: the source it reads, the destination it writes,
+    where the resume point is kept, whom it tells of progress, the job's settings and the replay's batch."""
+
+    source: MongoSource
+    destination: Destination
+    state: CursorStore
+    on_progress: ProgressCallback
+    options: SyncOptions
+    batch_size: int
+
+    async def copy(self, entity: str) -> EntityResult:
+        """The entity's documents as they are now, as a `full` sync copies them."""
+        return await sync_entity(
+            "full", self.source, self.destination, self.state, entity, self.on_progress, self.options
+        )
+
+    async def save(self, point: ResumePoint) -> None:
+        """Keep the point to resume from (behind the writes it covers); a dry run keeps none."""
+        if not self.destination.dry_run:
+            await self.state.save_cursor(CHANGE_STREAM_KEY, point.to_state())
+
+
 class _ReplayStopped(Exception):
     """An entity's writes failed: the token is not saved past them (the next run replays them)."""
 
 
-async def sync_change_stream(
-    source: MongoSource,
-    destination: Destination,
-    state: CursorStore,
-    entities: Sequence[str],
-    on_progress: ProgressCallback,
-    options: SyncOptions,
-    batch_size: int,
-) -> list[EntityResult]:
+async def sync_change_stream(sync: StreamSync, entities: Sequence[str]) -> list[EntityResult]:
     """Snapshot (first run, or after history was lost with `resnapshot`) or replay the stream."""
-    point = ResumePoint.from_state(await state.load_cursor(CHANGE_STREAM_KEY))
+    point = ResumePoint.from_state(await sync.state.load_cursor(CHANGE_STREAM_KEY))
     if point is None:
-        return await _snapshot(source, destination, state, entities, on_progress, options)
+        return await _snapshot(sync, entities)
     results = {entity: EntityResult(entity) for entity in entities}
     for entity in entities:
         if entity not in point.entities:  # new to the job: its documents so far, then its changes
-            results[entity] = await sync_entity("full", source, destination, state, entity, on_progress, options)
+            results[entity] = await sync.copy(entity)
     covered = tuple(e for e in entities if results[e].error is None and not results[e].stats.failed)
     try:
-        await _replay(source, destination, state, replace(point, entities=covered), results, on_progress, batch_size)
+        await _replay(sync, replace(point, entities=covered), results)
     except HistoryLost as lost:
-        if options.on_history_lost != "resnapshot":
+        if sync.options.on_history_lost != "resnapshot":
             return _all_failed(entities, f"{lost}; reset the job's state (POST .../reset-state) to resnapshot")
-        snapshot = await _snapshot(source, destination, state, entities, on_progress, options)
+        snapshot = await _snapshot(sync, entities)
         for result in snapshot:
             result.warning = f"{lost}: took a new snapshot"
         return snapshot
@@ -105,25 +121,16 @@ def _all_failed(entities: Sequence[str], error: str) -> list[EntityResult]:
     return [EntityResult(entity, error=error) for entity in entities]
 
 
-async def _snapshot(
-    source: MongoSource,
-    destination: Destination,
-    state: CursorStore,
-    entities: Sequence[str],
-    on_progress: ProgressCallback,
-    options: SyncOptions,
-) -> list[EntityResult]:
+async def _snapshot(sync: StreamSync, entities: Sequence[str]) -> list[EntityResult]:
     """Note the stream's position first, copy every entity as `full`, then save the position: changes
     made during the copy are replayed by the next run (idempotently, by content hash)."""
     try:
-        point = await _current_point(source, entities)
+        point = await _current_point(sync.source, entities)
     except (SourceError, PyMongoError) as exc:
         return _all_failed(entities, str(exc))
-    results = [
-        await sync_entity("full", source, destination, state, entity, on_progress, options) for entity in entities
-    ]
-    if all(result.error is None and not result.stats.failed for result in results) and not destination.dry_run:
-        await state.save_cursor(CHANGE_STREAM_KEY, point.to_state())
+    results = [await sync.copy(entity) for entity in entities]
+    if all(result.error is None and not result.stats.failed for result in results):
+        await sync.save(point)
     return results
 
 
@@ -168,18 +175,11 @@ def stream_error(exc: OperationFailure) -> Exception:
     return SourceError(f"cannot read the source's change stream: {exc}")
 
 
-async def _replay(
-    source: MongoSource,
-    destination: Destination,
-    state: CursorStore,
-    point: ResumePoint,
-    results: dict[str, EntityResult],
-    on_progress: ProgressCallback,
-    batch_size: int,
-) -> None:
+async def _replay(sync: StreamSync, point: ResumePoint, results: dict[str, EntityResult]) -> None:
     """Apply the changes from `point` up to the cluster time at the start, saving the token behind them."""
+    source = sync.source
     client = source.database.client
-    pending = _Pending(batch_size)
+    pending = _Pending(sync.batch_size)
     async with client.start_session() as session:
         await source.database.command("ping", session=session)
         stop = session.operation_time
@@ -191,7 +191,7 @@ async def _replay(
                 except OperationFailure as exc:
                     raise stream_error(exc) from None
                 if change is None:  # nothing more now: the stream's postBatchResumeToken covers the quiet
-                    await _flush(source, destination, pending, results, on_progress)
+                    await _flush(sync, pending, results)
                     last = replace(last, token=stream.resume_token, cluster_time=max(stop, last.cluster_time))
                     break
                 if change["clusterTime"] > stop:
@@ -202,16 +202,11 @@ async def _replay(
                 if operation in DOCUMENT_EVENTS and entity in results:
                     pending.add(entity, change["documentKey"]["_id"])
                 if pending.full:
-                    await _flush(source, destination, pending, results, on_progress)
-                    await _save(state, destination, last)
+                    await _flush(sync, pending, results)
+                    await sync.save(last)
                 last = replace(last, token=change["_id"], cluster_time=change["clusterTime"])
-    await _flush(source, destination, pending, results, on_progress)
-    await _save(state, destination, last)
-
-
-async def _save(state: CursorStore, destination: Destination, point: ResumePoint) -> None:
-    if not destination.dry_run:
-        await state.save_cursor(CHANGE_STREAM_KEY, point.to_state())
+    await _flush(sync, pending, results)
+    await sync.save(last)
 
 
 class _Pending:
@@ -238,14 +233,9 @@ class _Pending:
         return taken
 
 
-async def _flush(
-    source: MongoSource,
-    destination: Destination,
-    pending: _Pending,
-    results: dict[str, EntityResult],
-    on_progress: ProgressCallback,
-) -> None:
+async def _flush(sync: StreamSync, pending: _Pending, results: dict[str, EntityResult]) -> None:
     """Write each changed document as the source has it now; delete those the source no longer has."""
+    source, destination = sync.source, sync.destination
     for entity, by_key in pending.take().items():
         result = results[entity]
         if result.error is not None:
@@ -269,4 +259,4 @@ async def _flush(
         if errors:
             result.error = f"{result.stats.failed} documents failed to write: " + "; ".join(errors)
             raise _ReplayStopped
-        await on_progress(entity, result.stats)
+        await sync.on_progress(entity, result.stats)

@@ -35,11 +35,11 @@ def content_hash(record: Record) -> str:
 
 @dataclass
 class WriteCounts:
-    """What one batch of writes did; `failed` documents are counted out of the other fields."""
+    """What one batch of inserts and replaces did (`delete` answers its own count); `failed` documents are
+    counted out of the other fields."""
 
     inserted: int = 0
     updated: int = 0
-    deleted: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
 

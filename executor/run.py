@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from pymongo.errors import PyMongoError
-from syncjobs.executor.change_stream import sync_change_stream
+from syncjobs.executor.change_stream import StreamSync, sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.events import EventWriter
 from syncjobs.executor.guard import (
@@ -163,9 +164,8 @@ async def _sync_run(
             if not isinstance(source, MongoSource):
                 raise RunFailed("changeStream needs a mongodb data source")
             stream_started = time.monotonic()
-            results = await sync_change_stream(
-                source, destination, control, selected, progress.on_batch, options, batch_size
-            )
+            stream = StreamSync(source, destination, control, progress.on_batch, options, batch_size)
+            results = await sync_change_stream(stream, selected)
             for result in results:
                 result.duration_ms = _elapsed_ms(stream_started)
                 await _entity_done(progress, events, result)
@@ -226,37 +226,32 @@ class RunClients:
             await client.close()
 
 
+@dataclass
 class RunProgress:
     """Progress on stdout for every batch; on the run document (through the parent) at most once every
     `every_seconds`, and only once the run has lasted that long: a shorter run's result says it all (a
     burst of short runs saves two writes each). A run that wrote progress writes it again as each entity
     starts and ends."""
 
-    def __init__(
-        self,
-        control: RunControl,
-        events: EventWriter,
-        entities: list[str],
-        *,
-        record: bool,
-        every_seconds: float = PROGRESS_WRITE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._control = control
-        self._events = events
-        self._entities = entities
-        self._record = record
-        self._every_seconds = every_seconds
-        self._clock = clock
-        self._done: list[str] = []
-        self._last_write = clock()
-        self._written = False
+    control: RunControl
+    events: EventWriter
+    entities: list[str]
+    _: KW_ONLY
+    record: bool
+    every_seconds: float = PROGRESS_WRITE_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _done: list[str] = field(default_factory=list, init=False)
+    _last_write: float = field(init=False)
+    _written: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self._last_write = self.clock()
 
     async def start(self, entity: str) -> None:
         await self._write(entity, EntityStats(), force=self._written)
 
     async def on_batch(self, entity: str, stats: EntityStats) -> None:
-        self._events.emit("progress", entity=entity, **stats.as_dict())
+        self.events.emit("progress", entity=entity, **stats.as_dict())
         await self._write(entity, stats, force=False)
 
     async def finish(self, result: EntityResult) -> None:
@@ -264,19 +259,19 @@ class RunProgress:
         await self._write(result.entity, result.stats, force=self._written)
 
     async def _write(self, entity: str, stats: EntityStats, *, force: bool) -> None:
-        now = self._clock()
-        if not self._record or (not force and now - self._last_write < self._every_seconds):
+        now = self.clock()
+        if not self.record or (not force and now - self._last_write < self.every_seconds):
             return
         self._last_write = now
         self._written = True
         progress: dict[str, Any] = {
             "entity": entity,
             "entitiesDone": len(self._done),
-            "entitiesTotal": len(self._entities),
+            "entitiesTotal": len(self.entities),
             **stats.as_dict(),
         }
         try:
-            await self._control.record_progress(progress)
+            await self.control.record_progress(progress)
         except (ChannelError, PyMongoError) as exc:  # progress is a courtesy: never fail a sync over it
             log.warning("progress_not_recorded", error=str(exc))
 

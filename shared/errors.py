@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
 class SyncjobsError(Exception):
+    """A domain error. Its `code`, the API's machine-readable name for it, is the class name in snake case
+    (NotFound: `not_found`) unless the class names another; a refinement of a kind keeps the kind's code."""
+
     code = "error"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__ and SyncjobsError in cls.__bases__:
+            cls.code = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -17,17 +26,13 @@ class SyncjobsError(Exception):
 class ArbitersRefused(SyncjobsError):
     """The replica set has arbiters, whose majority writes cannot be relied on (shared/mongo.py)."""
 
-    code = "arbiters_refused"
-
 
 class NotFound(SyncjobsError):
-    code = "not_found"
+    """An id that names nothing the caller may see (another workspace's object is not found either)."""
 
 
 class Conflict(SyncjobsError):
     """A unique key (a name in a workspace) is already taken."""
-
-    code = "conflict"
 
 
 class ValidationFailed(SyncjobsError):
@@ -53,22 +58,18 @@ class InvalidTimezone(ValidationFailed):
 class PreconditionFailed(SyncjobsError):
     """If-Match (or a body's `version`) names a version the document no longer has: nothing was written."""
 
-    code = "precondition_failed"
-
 
 class Unauthorized(SyncjobsError):
-    code = "unauthorized"
+    """No token, or one that is unknown, revoked or expired."""
 
 
 class Forbidden(SyncjobsError):
-    code = "forbidden"
+    """The caller's token may not do this (a `read` token writing, a workspace token doing an admin's work)."""
 
 
 class DatabaseUnavailable(SyncjobsError):
-    code = "database_unavailable"
+    """The database cannot be reached (api/errors.py answers a driver's connection failure with this code)."""
 
 
 class StaleLeader(SyncjobsError):
     """A write carried a fencing token lower than the lease's: this worker no longer leads."""
-
-    code = "stale_leader"

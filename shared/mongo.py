@@ -16,7 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
-from syncjobs.shared.errors import ArbitersRefused
+from syncjobs.shared.errors import ArbitersRefused, NotFound
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
 
@@ -61,6 +61,14 @@ def durable(collection: Collection) -> Collection:
 def majority_read(collection: Collection) -> Collection:
     """`collection` whose reads use MAJORITY_READ on the primary."""
     return collection.with_options(read_concern=MAJORITY_READ, read_preference=ReadPreference.PRIMARY)
+
+
+async def find_existing(collection: Collection, query: Document, missing: str) -> Document:
+    """The document `query` names, or NotFound(missing): every store's get of one object."""
+    doc = await collection.find_one(query)
+    if doc is None:
+        raise NotFound(missing)
+    return doc
 
 
 ALLOW_ARBITERS_ENV = "SYNCJOBS_ALLOW_ARBITERS"

@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -59,17 +59,17 @@ def new_token_value() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_token(
-    db: Database,
-    workspace_id: ObjectId | None,
-    name: str,
-    *,
-    scope: TokenScope = "full",
-    expires_at: datetime | None = None,
-) -> str:
+class TokenTerms(TypedDict, total=False):
+    """What a new token may do and until when (store_token's defaults: `full`, never expires)."""
+
+    scope: TokenScope
+    expires_at: datetime | None
+
+
+async def create_token(db: Database, workspace_id: ObjectId | None, name: str, **terms: Unpack[TokenTerms]) -> str:
     """Store a new token and return its value: the only time it is ever seen."""
     token = new_token_value()
-    await store_token(db, token, workspace_id, name, scope=scope, expires_at=expires_at)
+    await store_token(db, token, workspace_id, name, **terms)
     return token
 
 

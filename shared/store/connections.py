@@ -10,9 +10,9 @@ from pydantic import BaseModel
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import utc_now
-from syncjobs.shared.errors import Conflict, NotFound
+from syncjobs.shared.errors import Conflict
 from syncjobs.shared.models import OutputT, from_document
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, find_existing
 from syncjobs.shared.paging import PageRequest, keyset_page
 from syncjobs.shared.secret_fields import keep_secrets
 from syncjobs.shared.secrets import open_config, seal_config
@@ -34,8 +34,9 @@ class ConnectionStore(Generic[InputT, OutputT]):
     def _out(self, doc: Document) -> OutputT:
         return from_document(self.document, doc)
 
-    def _not_found(self) -> NotFound:
-        return NotFound(f"{self.noun} not found")
+    @property
+    def _missing(self) -> str:
+        return f"{self.noun} not found"
 
     def _conflict(self, name: str) -> Conflict:
         return Conflict(
@@ -44,10 +45,7 @@ class ConnectionStore(Generic[InputT, OutputT]):
         )
 
     async def _stored(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> Document:
-        doc = await db[self.collection].find_one({"_id": doc_id, "workspaceId": workspace_id})
-        if doc is None:
-            raise self._not_found()
-        return doc
+        return await find_existing(db[self.collection], {"_id": doc_id, "workspaceId": workspace_id}, self._missing)
 
     async def create(
         self, db: Database, workspace_id: ObjectId, body: InputT, *, marks: dict[str, Any] | None = None
@@ -81,10 +79,7 @@ class ConnectionStore(Generic[InputT, OutputT]):
 
     async def get_sealed(self, db: Database, doc_id: ObjectId) -> Document:
         """The document as stored, its secrets sealed: what a worker hands to the executor it starts."""
-        doc = await db[self.collection].find_one({"_id": doc_id})
-        if doc is None:
-            raise self._not_found()
-        return doc
+        return await find_existing(db[self.collection], {"_id": doc_id}, self._missing)
 
     async def exists(self, db: Database, workspace_id: ObjectId, doc_id: ObjectId) -> bool:
         return await db[self.collection].count_documents({"_id": doc_id, "workspaceId": workspace_id}) > 0

@@ -9,9 +9,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from syncjobs.shared.clock import to_ms
-from syncjobs.shared.errors import Conflict, NotFound
+from syncjobs.shared.errors import Conflict
 from syncjobs.shared.models import NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
-from syncjobs.shared.mongo import Database, Document, durable, majority_read
+from syncjobs.shared.mongo import Database, Document, durable, find_existing, majority_read
 
 DUPLICATE_KEY = 11000
 
@@ -77,10 +77,7 @@ async def record_state_reset(db: Database, job: SyncJob, now: datetime, cleared:
 
 
 async def get_run(db: Database, run_id: ObjectId) -> JobRun:
-    doc = await db.job_runs.find_one({"_id": run_id})
-    if doc is None:
-        raise NotFound("run not found")
-    return from_document(JobRun, doc)
+    return from_document(JobRun, await find_existing(db.job_runs, {"_id": run_id}, "run not found"))
 
 
 async def is_running(db: Database, job_id: ObjectId) -> bool:

@@ -11,7 +11,7 @@ from bson import ObjectId
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict, NotFound
 from syncjobs.shared.models import ACTIVE_STATUSES, NOT_EXECUTED_STATUSES, JobRun, RunStatus, SyncJob, from_document
-from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.mongo import Database, Document, find_existing
 from syncjobs.shared.paging import PageRequest
 from syncjobs.shared.store.job_runs import insert_fires, new_run_document
 
@@ -52,10 +52,7 @@ async def get_run(db: Database, workspace_id: ObjectId, run_id: ObjectId, job_id
     query: Document = {"_id": run_id, "workspaceId": workspace_id}
     if job_id is not None:
         query["jobId"] = job_id
-    doc = await db.job_runs.find_one(query)
-    if doc is None:
-        raise NotFound("run not found")
-    return from_document(JobRun, doc)
+    return from_document(JobRun, await find_existing(db.job_runs, query, "run not found"))
 
 
 async def list_runs(db: Database, job_id: ObjectId, page: PageRequest, filters: RunFilter | None = None) -> RunPage:

@@ -11,9 +11,9 @@ from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.cron import parse_schedule
-from syncjobs.shared.errors import Conflict, NotFound, ValidationFailed
+from syncjobs.shared.errors import Conflict, ValidationFailed
 from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_document, parse_object_id
-from syncjobs.shared.mongo import Database, Document, durable
+from syncjobs.shared.mongo import Database, Document, durable, find_existing
 from syncjobs.shared.paging import Page, PageRequest, keyset_page
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_state
 from syncjobs.shared.store.versioned import refuse, version_filter
@@ -79,10 +79,7 @@ async def get_job_doc(db: Database, job_id: ObjectId, workspace_id: ObjectId | N
     query: Document = {"_id": job_id}
     if workspace_id is not None:
         query["workspaceId"] = workspace_id
-    doc = await db.syncjobs.find_one(query)
-    if doc is None:
-        raise NotFound("sync job not found")
-    return doc
+    return await find_existing(db.syncjobs, query, "sync job not found")
 
 
 async def get_job(db: Database, job_id: ObjectId, workspace_id: ObjectId | None = None) -> SyncJob:

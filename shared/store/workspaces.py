@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from bson import ObjectId
 from syncjobs.shared.clock import utc_now
-from syncjobs.shared.errors import NotFound
 from syncjobs.shared.models import Workspace, from_document
-from syncjobs.shared.mongo import Database
+from syncjobs.shared.mongo import Database, find_existing
 from syncjobs.shared.paging import PageRequest, keyset_page
 
 
@@ -17,10 +16,7 @@ async def create_workspace(db: Database, name: str) -> Workspace:
 
 
 async def get_workspace(db: Database, workspace_id: ObjectId) -> Workspace:
-    doc = await db.workspaces.find_one({"_id": workspace_id})
-    if doc is None:
-        raise NotFound("workspace not found")
-    return from_document(Workspace, doc)
+    return from_document(Workspace, await find_existing(db.workspaces, {"_id": workspace_id}, "workspace not found"))
 
 
 async def list_workspaces(db: Database, page: PageRequest) -> tuple[list[Workspace], str | None]:
