@@ -296,9 +296,11 @@ def run_burst(
     baseline_view: Path | None = None,
     collections_exist: bool = True,
     webhook: WebhookReceiver | None = None,
+    named_entity: bool = False,
 ) -> Burst:
     """`jobs` jobs due in the same second on a fresh database, run by `replicas` real workers; with
-    `webhook`, a receiver subscribed to every run event of their workspace."""
+    `webhook`, a receiver subscribed to every run event of their workspace; with `named_entity`, each job
+    names its one collection (`entities.include`) instead of syncing all the source offers."""
     with client(uri) as mongo:
         for name in mongo.list_database_names():
             if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
@@ -306,7 +308,8 @@ def run_burst(
         workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
         due = next_whole_second(datetime.now(UTC), timedelta(seconds=8 + 3 * replicas + jobs / 200))
         cron = f"{due.second} {due.minute} {due.hour} {due.day} {due.month} *"
-        docs = job_docs(jobs, cron, due, workspaceId=workspace, dataSourceId=source_id)
+        named = {"entities": {"include": ["items"], "exclude": []}} if named_entity else {}
+        docs = job_docs(jobs, cron, due, workspaceId=workspace, dataSourceId=source_id, **named)
         own = own_destinations(mongo, destination_id, jobs, collections_exist=collections_exist)
         for job, destination in zip(docs, own, strict=True):
             job["destinationDatabaseId"] = destination
@@ -384,12 +387,14 @@ def burst(
         concurrency=args.concurrency,
         baseline_view=getattr(args, "baseline_view", None),
         webhook=webhook,
+        named_entity=args.named_entity,
     )
+    kinds = "\n  CPU/run by kind: " + ", ".join(f"{k} {v / args.jobs:.4f}s" for k, v in sorted(found.cpu.items()))
     cpu = sum(found.cpu.values())
     text, rate, writes = report(
         found.done, found.due, found.late, cpu, found.server_cpu, found.counters, replicas, executor, args.jobs
     )
-    return text + webhook_report(found), rate, writes
+    return text + kinds + webhook_report(found), rate, writes
 
 
 def webhook_report(found: Burst) -> str:
@@ -458,6 +463,9 @@ def main() -> None:
     parser.add_argument("--baseline", default=None, help="also run the path as it was at this commit")
     parser.add_argument(
         "--webhook", action="store_true", help="run each combination again with a receiver of every run event"
+    )
+    parser.add_argument(
+        "--named-entity", action="store_true", help="each job names its collection (no listCollections per run)"
     )
     args = parser.parse_args()
     configure_logging("warning")
