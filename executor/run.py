@@ -164,7 +164,7 @@ async def _sync_run(
         await clients.check(dest_client, dest_database, DESTINATION)
         cpu.step("connect")
         selected = await _selected(source, job)
-        log.info(
+        log.debug(
             "run_started",
             run_id=str(run_id),
             job_id=job.id,
@@ -225,7 +225,7 @@ async def _entity_done(progress: RunProgress, events: EventWriter, result: Entit
         stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
         **({"error": result.detail()["error"]} if result.status == "failed" else {}),
     )
-    log.info("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
+    log.debug("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
 
 
 async def _close(source: Source) -> None:

@@ -126,7 +126,7 @@ class ClaimedRun:
 
     async def _run_executor(self, job: SyncJob) -> ExecutionOutcome:
         context, run = self.context, self.run
-        log.info(
+        log.debug(  # per run: at debug, a burst of runs writes no line each (issue 22); failures say more
             "run_started", run_id=run.id, job_id=run.job_id, trigger=run.trigger, worker=context.claimant.worker_id
         )
         if run.trigger == "schedule":
