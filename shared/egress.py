@@ -253,13 +253,4 @@ def guarded_loop_factory(guard: ConnectGuard) -> Any:
             await guard.check(address)
             await super().sock_connect(sock, address)
 
-        async def getaddrinfo(
-            self, host: Any, port: Any, *, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
-        ) -> Any:
-            """A literal address is answered here (no lookup to wait on): a run whose servers are named by
-            address starts no resolver thread (the default executor's) for its connects."""
-            if isinstance(host, str) and literal_ip(host) is not None:
-                return socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
-            return await super().getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)
-
     return GuardedEventLoop
