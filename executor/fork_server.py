@@ -74,6 +74,7 @@ def warm_up() -> None:
     with contextlib.suppress(SettingsError):
         Settings.from_env()
     sample_id = ObjectId()
+    cli.build_parser().parse_args(["--run-id", str(sample_id), protocol.CHANNEL_FLAG])
     job = SyncJob.model_validate({**_WARM_UP_JOB, "id": str(sample_id)})
     spec = RunSpec(sample_id, job, {"config": {}}, {"config": {}}, frozenset(), frozenset())
     RunSpec.from_line(spec.to_line(), sample_id)
