@@ -97,8 +97,17 @@ def count_executions(
 
 
 def syncjobs_row(uri: str, server_pid: int, logs: Path, jobs: int, workers: int, steady: bool) -> Row:
+    # Each job names its one collection, as APScheduler's body names the collection it reads.
     found = run_burst(
-        uri, server_pid, logs, jobs=jobs, replicas=workers, executor="warm", concurrency=4, collections_exist=steady
+        uri,
+        server_pid,
+        logs,
+        jobs=jobs,
+        replicas=workers,
+        executor="warm",
+        concurrency=4,
+        collections_exist=steady,
+        named_entity=True,
     )
     succeeded = [run for run in found.done if run["status"] == "succeeded"]
     started = [run for run in found.done if run.get("startedAt")]

@@ -98,7 +98,8 @@ def stop_worker(mode: str, role: str, logs: Path, round_number: int) -> float:
     """One round; each round's workers log to files of their own (the bench reads its events back)."""
     with database() as (server, proxy), client(server.uri) as mongo:
         mongo[DATABASE].syncjobs.insert_many(job_docs(1, "* * * * * *", datetime.now(UTC), name="sleep:60"))
-        env = {"SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR)}
+        # debug: the leader's `run_started` (per run, at debug) says when its executor runs
+        env = {"SYNCJOBS_EXECUTOR_COMMAND": " ".join(FAKE_EXECUTOR), "SYNCJOBS_LOG_LEVEL": "debug"}
         leader = WorkerProcess(proxy.uri(), f"{mode}-{role}-{round_number}-leader", logs, **env)
         leader.wait_for("leader_ready")
         standby = WorkerProcess(proxy.uri(), f"{mode}-{role}-{round_number}-standby", logs, **env)

@@ -303,10 +303,12 @@ def run_burst(
     collections_exist: bool = True,
     webhook: WebhookReceiver | None = None,
     lease_ttl: int | None = None,
+    named_entity: bool = False,
 ) -> Burst:
     """`jobs` jobs due in the same second on a fresh database, run by `replicas` real workers; with
     `webhook`, a receiver subscribed to every run event of their workspace; `lease_ttl` None: the
-    product's default lease."""
+    product's default lease; with `named_entity`, each job names its one collection
+    (`entities.include`) instead of syncing all the source offers."""
     with client(uri) as mongo:
         for name in mongo.list_database_names():
             if name.startswith((DATABASE, SOURCE_DB, DEST_DB)):
@@ -314,7 +316,8 @@ def run_burst(
         workspace, source_id, destination_id = asyncio.run(trivial_source(uri))
         due = next_whole_second(datetime.now(UTC), timedelta(seconds=8 + 3 * replicas + jobs / 200))
         cron = f"{due.second} {due.minute} {due.hour} {due.day} {due.month} *"
-        docs = job_docs(jobs, cron, due, workspaceId=workspace, dataSourceId=source_id)
+        named = {"entities": {"include": ["items"], "exclude": []}} if named_entity else {}
+        docs = job_docs(jobs, cron, due, workspaceId=workspace, dataSourceId=source_id, **named)
         own = own_destinations(mongo, destination_id, jobs, collections_exist=collections_exist)
         for job, destination in zip(docs, own, strict=True):
             job["destinationDatabaseId"] = destination
@@ -399,12 +402,14 @@ def burst(
         baseline_view=getattr(args, "baseline_view", None),
         webhook=webhook,
         lease_ttl=args.lease_ttl,
+        named_entity=args.named_entity,
     )
+    kinds = "\n  CPU/run by kind: " + ", ".join(f"{k} {v / args.jobs:.4f}s" for k, v in sorted(found.cpu.items()))
     cpu = sum(found.cpu.values())
     text, rate, writes = report(
         found.done, found.due, found.late, cpu, found.server_cpu, found.counters, replicas, executor, args.jobs
     )
-    return text + lease_report(found) + webhook_report(found), rate, writes
+    return text + kinds + lease_report(found) + webhook_report(found), rate, writes
 
 
 def lease_report(found: Burst) -> str:
@@ -484,6 +489,9 @@ def main() -> None:
     parser.add_argument("--lease-ttl", type=int, default=None, help="SYNCJOBS_LEASE_TTL_SECONDS (default: product's)")
     parser.add_argument(
         "--webhook", action="store_true", help="run each combination again with a receiver of every run event"
+    )
+    parser.add_argument(
+        "--named-entity", action="store_true", help="each job names its collection (no listCollections per run)"
     )
     args = parser.parse_args()
     configure_logging("warning")

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures.thread  # noqa: F401  (the loop's resolver threads import it lazily, per child)
 import contextlib
 import gc
 import json
+import linecache
 import os
 import random
 import select
@@ -40,10 +42,15 @@ import threading
 import traceback
 from typing import Any
 
+import pymongo.asynchronous.mongo_client
+import pymongo.asynchronous.settings
+
 # Imported once here, so that a run pays only for a fork.
+import syncjobs.executor.run
 import syncjobs.executor.sources.command
 import syncjobs.executor.sources.http
-import syncjobs.executor.sources.mongodb  # noqa: F401
+import syncjobs.executor.sources.mongodb
+import syncjobs.shared.mongo
 from bson import ObjectId
 from syncjobs.executor import cli
 from syncjobs.shared import executor_protocol as protocol
@@ -67,11 +74,30 @@ def warm_up() -> None:
     with contextlib.suppress(SettingsError):
         Settings.from_env()
     sample_id = ObjectId()
+    cli.build_parser().parse_args(["--run-id", str(sample_id), protocol.CHANNEL_FLAG])
     job = SyncJob.model_validate({**_WARM_UP_JOB, "id": str(sample_id)})
     spec = RunSpec(sample_id, job, {"config": {}}, {"config": {}}, frozenset(), frozenset())
     RunSpec.from_line(spec.to_line(), sample_id)
     asyncio.new_event_loop().close()
     isolation()  # probed once here (a subprocess), not in every child that runs a tap
+    for module in _ON_A_CLIENTS_STACK:
+        linecache.getlines(module.__file__ or "")
+
+
+# pymongo formats the stack where each client is created (to name an unclosed one): in a fresh child that
+# reads the source of every module on it (~5 ms of a run's CPU). Read once here, the children share it.
+_ON_A_CLIENTS_STACK = (
+    sys.modules["__main__"],
+    cli,
+    asyncio.runners,
+    asyncio.base_events,
+    asyncio.events,
+    syncjobs.executor.run,
+    syncjobs.executor.sources.mongodb,
+    syncjobs.shared.mongo,
+    pymongo.asynchronous.mongo_client,
+    pymongo.asynchronous.settings,
+)
 
 
 # A job as a run spec carries it, for the warm-up's validation only.

@@ -89,11 +89,15 @@ def canonical(addresses: frozenset[str]) -> set[str]:
     return found
 
 
-async def check_connected(fence: ControlFence, client: Any, database: str, prefix: str) -> None:
+async def check_connected(
+    fence: ControlFence, client: Any, database: str, prefix: str, *, reached: bool = False
+) -> None:
     """Connect and judge every server the client discovered, before anything is read or written. A server
-    that cannot be reached or judged fails the run: nothing passes unchecked because it did not answer."""
+    that cannot be reached or judged fails the run: nothing passes unchecked because it did not answer.
+    `reached`: the client answered this check's ping already in this run (judged for another role)."""
     try:
-        await client.admin.command("ping")
+        if not reached:
+            await client.admin.command("ping")
     except PyMongoError as exc:
         raise TargetRefused(f"{prefix}uri", f"cannot reach the server to check it: {exc}") from None
     for description in client.topology_description.server_descriptions().values():

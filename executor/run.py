@@ -18,7 +18,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 from syncjobs.executor.change_stream import StreamSync, sync_change_stream
 from syncjobs.executor.destination import Destination
-from syncjobs.executor.events import EventWriter
+from syncjobs.executor.events import CpuSteps, EventWriter
 from syncjobs.executor.guard import (
     DESTINATION,
     SOURCE,
@@ -43,7 +43,7 @@ from syncjobs.shared.egress import ConnectGuard
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.executor_protocol import EXIT_FAILED, EXIT_OK, ChannelError, RunControl, result_event
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import RunStatus
+from syncjobs.shared.models import RunStatus, SyncJob
 from syncjobs.shared.mongo import Client, connect_for_one_run
 from syncjobs.shared.run_spec import RunSpec
 from syncjobs.shared.secret_fields import scrub
@@ -70,16 +70,21 @@ async def execute_run(
     batch_size: int = DEFAULT_BATCH_SIZE,
     events: EventWriter | None = None,
     progress_every_seconds: float = PROGRESS_WRITE_SECONDS,
+    cpu: CpuSteps | None = None,
+    close_clients: bool = True,
 ) -> int:
     """Sync every selected entity of the spec's job; emits the events and returns the exit code. With
-    `guard` (the process's connect guard), every socket is judged by the run's control fence too."""
+    `guard` (the process's connect guard), every socket is judged by the run's control fence too.
+    `close_clients=False`: the process exits after the run, so its clients are left to the exit (no
+    `endSessions`, no monitor teardown); every write was acknowledged before the result is emitted."""
     events = events or EventWriter()
+    cpu = cpu or CpuSteps()
     started = time.monotonic()
     fence = ControlFence(rules)
     if guard is not None:
         guard.fence = fence.check_socket
     syncing = spawn(
-        _sync_run(control, rules, fence, spec, dry_run, batch_size, events, progress_every_seconds),
+        _sync_run(control, rules, fence, spec, dry_run, batch_size, events, progress_every_seconds, cpu, close_clients),
         f"run {spec.run_id}",
     )
     try:
@@ -95,6 +100,7 @@ async def execute_run(
         log.error("run_failed", run_id=str(spec.run_id), error=error)
         stats = run_stats([], _elapsed_ms(started))
         events.emit("result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=dry_run))
+        _log_cpu(cpu, spec)
         return EXIT_FAILED
     secrets = spec.secrets()
     details = [{**d, "error": scrub(d["error"], secrets)} if "error" in d else d for d in (r.detail() for r in results)]
@@ -107,7 +113,13 @@ async def execute_run(
         **result_event(status, stats=stats, details=details, error=summary if failed else None, dry_run=dry_run),
     )
     log.info("run_finished", run_id=str(spec.run_id), ok=not failed, entities=len(results))
+    _log_cpu(cpu, spec)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _log_cpu(cpu: CpuSteps, spec: RunSpec) -> None:
+    cpu.step("result")
+    log.debug("run_cpu", run_id=str(spec.run_id), total_ms=cpu.total_ms(), **cpu.steps)
 
 
 async def _sync_run(
@@ -119,6 +131,8 @@ async def _sync_run(
     batch_size: int,
     events: EventWriter,
     progress_every_seconds: float,
+    cpu: CpuSteps,
+    close_clients: bool,
 ) -> list[EntityResult]:
     job, run_id = spec.job, spec.run_id
     source_doc, destination_doc = spec.source, spec.destination
@@ -143,13 +157,15 @@ async def _sync_run(
         mongo_client=clients.get(source_uri, source_database, SOURCE) if isinstance(source_uri, str) else None,
         incremental=options.incremental,
     )
+    cpu.step("checks")
     try:
         if isinstance(source, MongoSource):
-            await check_connected(fence, source.client, source_database, SOURCE)
+            await clients.check(source.client, source_database, SOURCE)
         dest_client = clients.get(dest_uri, dest_database, DESTINATION)
-        await check_connected(fence, dest_client, dest_database, DESTINATION)
-        selected = select_entities(await source.list_entities(), job.entities.include, job.entities.exclude)
-        log.info(
+        await clients.check(dest_client, dest_database, DESTINATION)
+        cpu.step("connect")
+        selected = await _selected(source, job)
+        log.debug(
             "run_started",
             run_id=str(run_id),
             job_id=job.id,
@@ -178,10 +194,26 @@ async def _sync_run(
             result.duration_ms = _elapsed_ms(entity_started)
             await _entity_done(progress, events, result)
             results.append(result)
+        cpu.step("sync")
         return results
     finally:
-        await _close(source)
-        await clients.close()
+        if close_clients:
+            await _close(source)
+            await clients.close()
+
+
+async def _selected(source: Source, job: SyncJob) -> list[str]:
+    """The entities to sync. A mongodb source's one named collection is not listed first (a burst of runs
+    would pay a `listCollections` each): the source checks it exists when its read finds nothing, before
+    anything of it is written or deleted. Several named (one could be synced before another is found
+    missing) or a change stream (it watches the database): listed first."""
+    include, exclude = job.entities.include, job.entities.exclude
+    if include is not None and isinstance(source, MongoSource) and job.sync_mode != "changeStream":
+        named = select_entities(include, include, exclude)
+        if len(named) == 1 == len(set(include)) and not named[0].startswith("system."):
+            source.check_when_empty()
+            return named
+    return select_entities(await source.list_entities(), include, exclude)
 
 
 async def _entity_done(progress: RunProgress, events: EventWriter, result: EntityResult) -> None:
@@ -193,7 +225,7 @@ async def _entity_done(progress: RunProgress, events: EventWriter, result: Entit
         stats={**result.stats.as_dict(), "durationMs": result.duration_ms},
         **({"error": result.detail()["error"]} if result.status == "failed" else {}),
     )
-    log.info("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
+    log.debug("entity_synced", entity=result.entity, status=result.status, **result.stats.as_dict())
 
 
 async def _close(source: Source) -> None:
@@ -210,6 +242,7 @@ class RunClients:
     def __init__(self, fence: ControlFence) -> None:
         self._fence = fence
         self._by_uri: dict[str, tuple[Client, Roles]] = {}
+        self._reached: set[int] = set()
 
     def get(self, uri: str, database: str, prefix: str) -> Client:
         if uri not in self._by_uri:
@@ -220,6 +253,12 @@ class RunClients:
         client, roles = self._by_uri[uri]
         roles.append((database, prefix))
         return client
+
+    async def check(self, client: Client, database: str, prefix: str) -> None:
+        """`guard.check_connected` for one of the client's roles; a client that answered its ping for one
+        role is judged again for the next without a second ping (the topology it judges is the same)."""
+        await check_connected(self._fence, client, database, prefix, reached=id(client) in self._reached)
+        self._reached.add(id(client))
 
     async def close(self) -> None:
         for client, _ in self._by_uri.values():

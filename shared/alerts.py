@@ -117,6 +117,23 @@ def evaluate(all_stats: Iterable[JobRunStats], thresholds: AlertThresholds, now:
     return [alert for stats in all_stats for alert in evaluate_job(stats, thresholds, now)]
 
 
+def outcome_is_watched(status: str, duration_ms: int | None, thresholds: AlertThresholds) -> bool:
+    """Whether a run's outcome could make an alert hold while it is in the window: anything but a success,
+    or a success longer than the long-duration threshold. Each such outcome (and each fire written missed
+    or skipped) keeps its job watched (`alertWatchUntil`) for one window, and only a watched job's runs are
+    evaluated. A short success of an unwatched job, not a change stream, can open nothing: the window
+    holds no failure, no missed or skipped fire and no run longer than the threshold, so no rule holds;
+    and resolve nothing by itself: an alert holds only while its cause is in the window, which keeps the
+    job watched, and the leader's sweep resolves what ages out."""
+    return status != "succeeded" or (duration_ms is not None and duration_ms > thresholds.long_duration_ms)
+
+
+def needs_evaluation(sync_mode: str, watch_until: datetime, now: datetime) -> bool:
+    """After a short success: evaluate only a change stream job (its lag ages without any run) or a job
+    still watched."""
+    return sync_mode == "changeStream" or watch_until > now
+
+
 def alert_transitions(open_kinds: Collection[str], current: Sequence[Alert]) -> AlertTransitions:
     """Alerts that hold now but were not open are opened; open ones that no longer hold are resolved."""
     holding = {alert.kind for alert in current}

@@ -10,26 +10,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared import metrics
+from syncjobs.shared.alerts import needs_evaluation, outcome_is_watched
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.errors import SyncjobsError
 from syncjobs.shared.executor_protocol import CHANNEL_FLAG, RunChannel
 from syncjobs.shared.logging import get_logger
-from syncjobs.shared.models import JobRun, RunStatus, SyncJob
+from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.retry import Backoff
 from syncjobs.shared.run_events import FINAL_EVENTS, RunEventSubscriptions, run_event
 from syncjobs.shared.run_spec import RunControlAccess, spec_for_claimed_run
 from syncjobs.shared.secrets import SecretKeyError
+from syncjobs.shared.settings import AlertThresholds
 from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.shared.store.run_stats import ALERT_WINDOW
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
 from syncjobs.worker.fire_plan import retry_delay, should_retry
 from syncjobs.worker.health import DatabaseHealth
@@ -57,6 +60,7 @@ class RunContext:
     on_run_finished: RunCallback | None
     random_fraction: Callable[[], float]
     run_events: RunEventSubscriptions | None = None  # where run.* webhook events are queued
+    alert_thresholds: AlertThresholds = field(default_factory=AlertThresholds)  # outcomes that keep a job watched
 
 
 class ClaimedRun:
@@ -73,6 +77,7 @@ class ClaimedRun:
         self.lost = False
         self.cancelled_on_request = False
         self.executing = True  # holds an executor slot; the outcome is written after the slot is freed
+        self._alerts_watched_until: datetime | None = None  # the job's `alertWatchUntil` as claimed
         self.recording = False  # its outcome write is on its way: that write tells whether it was lost
         self.task: asyncio.Task[None] | None = None
         self._slot_freed = slot_freed
@@ -112,10 +117,12 @@ class ClaimedRun:
         self._cancel.set()
 
     async def execute(self) -> None:
-        job = await self._persist(lambda: sync_jobs.find_job(self.context.db, ObjectId(self.run.job_id)))
-        if job is None:
+        doc = await self._persist(lambda: sync_jobs.find_job_doc(self.context.db, ObjectId(self.run.job_id)))
+        if doc is None:
             await self._persist(lambda: self._finish(RunStatus.CANCELLED, {"error": "job deleted"}))
             return
+        job = from_document(SyncJob, doc)
+        self._alerts_watched_until = doc.get("alertWatchUntil")  # None: a job from before the field
         await self._publish("run.started", job, RunStatus.RUNNING, None)
         outcome = await self._run_executor(job)
         if self.cancelled_on_request and outcome.status == RunStatus.CANCELLED:
@@ -126,7 +133,7 @@ class ClaimedRun:
 
     async def _run_executor(self, job: SyncJob) -> ExecutionOutcome:
         context, run = self.context, self.run
-        log.info(
+        log.debug(  # per run: at debug, a burst of runs writes no line each (issue 22); failures say more
             "run_started", run_id=run.id, job_id=run.job_id, trigger=run.trigger, worker=context.claimant.worker_id
         )
         if run.trigger == "schedule":
@@ -175,6 +182,7 @@ class ClaimedRun:
             return
         now = context.clock.now()
         job_id = ObjectId(run.job_id)
+        watched = outcome_is_watched(outcome.status, outcome.duration_ms, context.alert_thresholds)
         job_exists = await self._persist(
             lambda: sync_jobs.record_run_outcome(
                 context.db,
@@ -184,6 +192,7 @@ class ClaimedRun:
                 finished_at=now,
                 error=outcome.error,
                 duration_ms=outcome.duration_ms,
+                watch_alerts_until=now + ALERT_WINDOW if watched else None,
             )
         )
         fields = {"run_id": run.id, "job_id": run.job_id, "status": outcome.status, "duration_ms": outcome.duration_ms}
@@ -194,7 +203,9 @@ class ClaimedRun:
         metrics.observe_run_finished(outcome.status, outcome.duration_ms)
         if outcome.status in FINAL_EVENTS:
             await self._publish(FINAL_EVENTS[outcome.status], job, outcome.status, outcome.error)
-        if context.on_run_finished is not None and job_exists:
+        until = self._alerts_watched_until
+        evaluate = watched or until is None or needs_evaluation(job.sync_mode, until, now)
+        if context.on_run_finished is not None and job_exists and evaluate:  # short success, unwatched: none
             await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)
         if should_retry(outcome.status, run.attempt, job.retry.max_attempts):
             worker_id = context.claimant.worker_id

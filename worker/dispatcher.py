@@ -26,8 +26,10 @@ from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
 from syncjobs.shared.mongo import Database, Document, no_change_streams, paced_changes
 from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.run_events import RunEventSubscriptions
+from syncjobs.shared.settings import AlertThresholds
 from syncjobs.shared.store import job_runs, sync_jobs, workspaces
 from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.shared.store.run_stats import ALERT_WINDOW
 from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.claimed_run import ClaimedRun, RunCallback, RunContext
 from syncjobs.worker.executor_process import ExecutorSpec
@@ -60,13 +62,24 @@ class RunDispatcher:
         on_run_finished: RunCallback | None = None,
         random_fraction: Callable[[], float] = random.random,
         run_events: RunEventSubscriptions | None = None,
+        alert_thresholds: AlertThresholds | None = None,
     ) -> None:
         self.db = db
         self.clock = clock
         self.claimant = claimant
         self.health = health
         self._executor = executor
-        self._context = RunContext(db, clock, claimant, health, executor, on_run_finished, random_fraction, run_events)
+        self._context = RunContext(
+            db,
+            clock,
+            claimant,
+            health,
+            executor,
+            on_run_finished,
+            random_fraction,
+            run_events,
+            alert_thresholds or AlertThresholds(),
+        )
         self._poll_seconds = poll_seconds
         self._claimed: dict[ObjectId, ClaimedRun] = {}
         # Claims sent whose answer was lost (a partition): (the run as pending, when it was claimed).
@@ -206,6 +219,8 @@ class RunDispatcher:
             job.overlap if job else DEFAULT_OVERLAP, [(run["_id"], run["trigger"]) for run in waiting]
         )
         await job_runs.skip_pending_runs(self.db, skipped, now=now, error="skipped: the previous run is still going")
+        if skipped:  # a skipped fire can raise `missed_runs`: the job's runs are evaluated for a window
+            await sync_jobs.watch_alerts(self.db, job_id, now + ALERT_WINDOW)
         for run_id in skipped:
             self._pending.discard(run_id)
             log.info("fire_skipped", run_id=str(run_id), job_id=str(job_id))

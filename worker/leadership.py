@@ -27,6 +27,7 @@ from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.run_events import RunEventSubscriptions, run_event
 from syncjobs.shared.store import job_changes, job_runs, sync_jobs
+from syncjobs.shared.store.run_stats import ALERT_WINDOW
 from syncjobs.shared.waits import wait_any
 from syncjobs.worker.claimed_run import insert_retry
 from syncjobs.worker.fire_plan import FireDecision, FirePlan, HeldFires, decide_due_fires, hold_fires, should_retry
@@ -163,7 +164,12 @@ class Leadership:
             self.plan.plan(job_id, decision.next_fire)
         docs = [doc for one in fired for doc in self._fire_documents(one, now)]
         moves = [
-            sync_jobs.NextRun(ObjectId(one.record.job.id), one.record.job.version, one.decision.next_fire)
+            sync_jobs.NextRun(
+                ObjectId(one.record.job.id),
+                one.record.job.version,
+                one.decision.next_fire,
+                now + ALERT_WINDOW if one.decision.missed or one.held.skipped else None,
+            )
             for one in fired
         ]
         try:
@@ -280,6 +286,7 @@ class Leadership:
                 finished_at=now,
                 error="worker lost",
                 duration_ms=duration,
+                watch_alerts_until=now + ALERT_WINDOW,
             )
             job = await sync_jobs.find_job(self.db, job_id)
             if job is not None and should_retry(RunStatus.FAILED, run.attempt, job.retry.max_attempts):

@@ -149,6 +149,7 @@ class _Worker:
             poll_seconds=self.settings.poll_seconds,
             on_run_finished=self._notify,
             run_events=self.run_events,
+            alert_thresholds=self.settings.alerts,
         )
         with contextlib.suppress(PyMongoError):  # the first run's events already know their subscribers
             await self._unless_stopped(self.run_events.refresh())

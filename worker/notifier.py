@@ -32,10 +32,10 @@ from syncjobs.shared.retry import Backoff
 from syncjobs.shared.secrets import open_sealed
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import run_stats, sync_jobs, webhooks
+from syncjobs.shared.store.run_stats import ALERT_WINDOW
 
 log = get_logger(__name__)
 
-ALERT_WINDOW = timedelta(hours=24)
 SIGNATURE_HEADER = "X-Syncjobs-Signature"
 SLACK_HOSTS = ("hooks.slack.com",)
 
@@ -133,6 +133,8 @@ async def _changes(db: Database, settings: Settings, job: Document, run_id: str,
     for alert in transitions.opened:
         if await webhooks.open_alert(db, job["workspaceId"], alert, now):
             events.append(_event("alert.opened", alert.to_json(), job, run_id, now))
+    if transitions.opened:  # its runs are evaluated from now on, so a run resolves what it opened
+        await sync_jobs.watch_alerts(db, job["_id"], sync_jobs.WATCHED_FOR_GOOD)
     return events + await _resolve(db, job, transitions.resolved, NO_LONGER_HOLDS, run_id, now)
 
 

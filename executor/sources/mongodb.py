@@ -45,6 +45,7 @@ class MongoSource:
         self._batch_size = batch_size
         self._owns_client = client is None
         self._client = connect_for_one_run(self._uri) if client is None else client
+        self._check_when_empty = False
 
     @property
     def client(self) -> Any:
@@ -66,6 +67,11 @@ class MongoSource:
     def cursor_field(self, entity: str) -> str:
         return str((self._entity_config.get(entity) or {}).get("cursorField", DEFAULT_CURSOR_FIELD))
 
+    def check_when_empty(self) -> None:
+        """The entities were named, not listed: a read that finds no document checks its collection
+        exists, and fails as an entity not offered if not (before a full sync deletes anything)."""
+        self._check_when_empty = True
+
     async def list_entities(self) -> list[str]:
         try:
             names = await self._client[self._database].list_collection_names()
@@ -74,6 +80,23 @@ class MongoSource:
         return sorted(name for name in names if not name.startswith("system."))
 
     async def read(self, entity: str, *, incremental: bool, cursor: Any | None) -> AsyncGenerator[Batch, None]:
+        found = False
+        async for batch in self._read(entity, incremental=incremental, cursor=cursor):
+            found = found or bool(batch.records) or batch.skipped_no_cursor > 0
+            if not found and self._check_when_empty:
+                await self._check_offered(entity)
+            yield batch
+        if not found and self._check_when_empty:
+            await self._check_offered(entity)
+
+    async def _check_offered(self, entity: str) -> None:
+        offered = await self.list_entities()
+        if entity not in offered:
+            raise SourceError(
+                f"entities not offered by the data source: {entity} (it offers: {', '.join(offered) or 'none'})"
+            )
+
+    async def _read(self, entity: str, *, incremental: bool, cursor: Any | None) -> AsyncGenerator[Batch, None]:
         collection = self._client[self._database][entity]
         field = self.cursor_field(entity)
         if not incremental:

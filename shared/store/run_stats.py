@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -26,6 +26,9 @@ from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.store import sync_state
 
 RECENT_RUNS = 10
+
+
+ALERT_WINDOW = timedelta(hours=24)  # the runs alerts are evaluated over: those created this recently
 
 
 @dataclass(frozen=True)

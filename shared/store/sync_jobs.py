@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -16,6 +16,7 @@ from syncjobs.shared.models import RunStatus, SyncJob, SyncJobInput, from_docume
 from syncjobs.shared.mongo import Database, Document, durable, find_existing
 from syncjobs.shared.paging import Page, PageRequest, keyset_page
 from syncjobs.shared.store import data_sources, destinations, job_runs, sync_state
+from syncjobs.shared.store.run_stats import ALERT_WINDOW
 from syncjobs.shared.store.versioned import refuse, version_filter
 
 
@@ -59,6 +60,7 @@ def new_job_state(now: datetime) -> Document:
         "lastDurationMs": None,
         "averageDurationMs": None,
         "runCount": 0,
+        "alertWatchUntil": to_ms(now),  # no run yet: nothing an alert could be raised from
         "version": 1,
         "createdAt": to_ms(now),
         "updatedAt": to_ms(now),
@@ -183,7 +185,8 @@ async def _written(
     if doc is None:
         await refuse(db, "syncjobs", scope, "sync job", expected_version)
     if not doc.get("enabled"):
-        await job_runs.skip_pending_runs_of_job(db, doc["_id"], now=now, error=DISABLED_SKIP_ERROR)
+        if await job_runs.skip_pending_runs_of_job(db, doc["_id"], now=now, error=DISABLED_SKIP_ERROR):
+            await watch_alerts(db, doc["_id"], now + ALERT_WINDOW)  # skipped fires can raise `missed_runs`
     return from_document(SyncJob, doc)
 
 
@@ -266,6 +269,7 @@ class NextRun:
     job_id: ObjectId
     version: int
     next_run_at: datetime
+    watch_alerts_until: datetime | None = None  # fires were written missed or skipped: alerts to evaluate
 
 
 async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> None:
@@ -279,6 +283,11 @@ async def advance_next_runs(db: Database, moves: list[NextRun], token: int) -> N
             {"$set": {"nextRunAt": to_ms(move.next_run_at), "workerFencingToken": token}},
         )
         for move in moves
+    ]
+    updates += [  # whatever the version: an edit does not undo a missed fire
+        UpdateOne(_fenced(move.job_id, token), {"$max": {"alertWatchUntil": to_ms(move.watch_alerts_until)}})
+        for move in moves
+        if move.watch_alerts_until is not None
     ]
     await durable(db.syncjobs).bulk_write(updates, ordered=False)
 
@@ -308,12 +317,15 @@ async def record_run_outcome(
     finished_at: datetime,
     error: str | None,
     duration_ms: int | None,
+    watch_alerts_until: datetime | None = None,
 ) -> bool:
     """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs; False
     when the job is gone (deleted) or the fence refused the write.
 
-    The leader writes under its fencing token; a claimer (token None) only after its own run's outcome
-    landed under the run's lease, which is what guards it."""
+    `watch_alerts_until`: this outcome could raise an alert (`shared.alerts.outcome_is_watched`): every
+    run until then is evaluated. A job that has no `alertWatchUntil` yet (written before it existed) is
+    watched for one alert window from now. The leader writes under its fencing token; a claimer (token
+    None) only after its own run's outcome landed under the run's lease, which is what guards it."""
     fields: Document = {
         "lastRunAt": to_ms(finished_at),
         "lastStatus": {"$literal": status},
@@ -329,9 +341,23 @@ async def record_run_outcome(
             "runCount": count,
             "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
         }
+    watched = {"$ifNull": ["$alertWatchUntil", to_ms(finished_at + ALERT_WINDOW)]}
+    if watch_alerts_until is not None:
+        watched = {"$max": [watched, to_ms(watch_alerts_until)]}
+    fields["alertWatchUntil"] = watched
     query = _fenced(job_id, token) if token is not None else {"_id": job_id}
     result = await durable(db.syncjobs).update_one(query, [{"$set": fields}])
     return result.matched_count == 1
+
+
+# A job that opened an alert stays watched: each of its runs is evaluated, so a run resolves its alerts.
+WATCHED_FOR_GOOD = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+async def watch_alerts(db: Database, job_id: ObjectId, until: datetime) -> None:
+    """Runs of the job are evaluated for alerts until `until` at least (a fire written missed or skipped,
+    an alert opened: `WATCHED_FOR_GOOD`)."""
+    await durable(db.syncjobs).update_one({"_id": job_id}, {"$max": {"alertWatchUntil": to_ms(until)}})
 
 
 # Edits bump `version`; the worker's own writes (nextRunAt, lastRunAt...) do not and are filtered out.

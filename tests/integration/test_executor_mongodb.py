@@ -241,3 +241,27 @@ async def test_progress_reaches_the_run_document_only_once_a_run_lasts(db: Datab
     await long.finish(EntityResult("b", EntityStats(read=1, inserted=1)))
     stored = (await db.job_runs.find_one({"_id": long_run}) or {})["progress"]
     assert (stored["entity"], stored["inserted"], stored["entitiesDone"], stored["entitiesTotal"]) == ("b", 1, 2, 2)
+
+
+async def test_one_named_collection_is_read_without_listing_and_a_missing_one_deletes_nothing(
+    db: Database, mongo_uri: str
+) -> None:
+    """A job of one named collection skips `listCollections` (a burst pays it per run): a read that finds
+    nothing checks the collection exists, so a missing one still fails the run before a full sync deletes."""
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.users.insert_many([{"_id": 1}, {"_id": 2}])
+        await source.empty.insert_one({"_id": 0})
+        await source.empty.delete_many({})
+        for name in ("users", "empty", "gone"):
+            await dest[name].insert_many([{"_id": 1}, {"_id": 3}])
+        copied: dict[str, tuple[int, list[str]]] = {}
+        for name in ("users", "empty", "gone"):
+            _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, include=[name])
+            code, events = await run_job(db, job_id)
+            copied[name] = (code, [d["status"] for d in result_of(events)["details"]])
+            if name == "gone":
+                assert "entities not offered by the data source: gone" in result_of(events)["error"]
+        assert copied == {"users": (0, ["updated"]), "empty": (0, ["updated"]), "gone": (1, ["failed"])}
+        assert await contents(dest, "users") == await contents(source, "users")
+        assert await dest.empty.count_documents({}) == 0
+        assert await dest.gone.count_documents({}) == 2  # nothing deleted for a collection the source lacks
