@@ -83,8 +83,10 @@ async def test_an_election_shorter_than_the_trusted_window_keeps_the_term(
     job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
     term = await eventually(lambda: _lease(db))
     await eventually(lambda: _fired(db, job, 2))
+    renewals = len(_renewals(proxy))
+    await eventually(lambda: _renewed_since(proxy, renewals))  # the window is whole when the election starts
     with proxy.failing_writes(code):
-        await asyncio.sleep(1.5)  # the election
+        await asyncio.sleep(1.0)  # the election: well inside the trusted window, whatever the heartbeat
     failed = [write for write in proxy.writes if not write.forwarded]
     assert failed, "no write was refused: the election missed the worker"
     written = len(await _fires(db, job))
@@ -116,6 +118,15 @@ async def test_a_longer_election_steps_the_leader_down_and_no_write_of_its_term_
     stale: list[SeenWrite] = [w for w in proxy.writes if w.at > window_end and old in w.tokens()]
     assert not stale, f"writes under the old token after its window: {[w.command for w in stale]}"
     _no_fire_twice(await _fires(db, job))
+
+
+def _renewals(proxy: TcpProxy) -> list[SeenWrite]:
+    """The lease writes the proxy forwarded (takes and renewals go to `worker_locks`)."""
+    return [w for w in proxy.writes if w.forwarded and "worker_locks" in w.command.values()]
+
+
+async def _renewed_since(proxy: TcpProxy, count: int) -> bool:
+    return len(_renewals(proxy)) > count
 
 
 async def _logged(worker: _Worker, event: str) -> bool:
