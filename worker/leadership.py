@@ -28,7 +28,7 @@ from syncjobs.shared.retry import DB_RETRY_SECONDS
 from syncjobs.shared.run_events import RunEventSubscriptions, run_event
 from syncjobs.shared.store import job_changes, job_runs, sync_jobs
 from syncjobs.shared.store.run_stats import ALERT_WINDOW
-from syncjobs.shared.waits import wait_any
+from syncjobs.shared.waits import taking_turns, wait_any
 from syncjobs.worker.claimed_run import insert_retry
 from syncjobs.worker.fire_plan import FireDecision, FirePlan, HeldFires, decide_due_fires, hold_fires, should_retry
 from syncjobs.worker.health import DatabaseHealth
@@ -95,7 +95,7 @@ class Leadership:
     async def recover(self) -> None:
         """Fail the runs whose claimer is gone, then load every enabled job."""
         await self.fail_lost_runs()
-        for doc in await sync_jobs.enabled_job_docs(self.db):
+        async for doc in taking_turns(await sync_jobs.enabled_job_docs(self.db)):
             self.job_changed(doc)
         log.info("leader_ready", fencing_token=self.token, jobs=len(self.planned_versions()))
 
@@ -151,7 +151,7 @@ class Leadership:
         means the fire is already taken) and move their nextRunAt with one bulk_write."""
         now = self.clock.now()
         fired: list[_Fired] = []
-        for job_id in job_ids:
+        async for job_id in taking_turns(job_ids):  # a turn for the lease between jobs: see TURN_SECONDS
             record = self._planned.get(job_id)
             if record is None or not record.active:
                 continue
