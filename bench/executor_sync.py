@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from syncjobs.executor.change_stream import sync_change_stream
+from syncjobs.executor.change_stream import StreamSync, sync_change_stream
 from syncjobs.executor.destination import Destination
 from syncjobs.executor.sources.mongodb import MongoSource
 from syncjobs.executor.sync import EntityStats, SyncMode, SyncOptions, sync_entity
@@ -48,10 +48,10 @@ def make_docs(count: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 class NoCursors:
-    async def load(self, entity: str) -> Any | None:
+    async def load_cursor(self, entity: str) -> Any | None:
         return None
 
-    async def save(self, entity: str, cursor: Any) -> None:
+    async def save_cursor(self, entity: str, cursor: Any) -> None:
         return None
 
 
@@ -59,10 +59,10 @@ class MemoryCursors:
     def __init__(self) -> None:
         self.saved: dict[str, Any] = {}
 
-    async def load(self, entity: str) -> Any | None:
+    async def load_cursor(self, entity: str) -> Any | None:
         return self.saved.get(entity)
 
-    async def save(self, entity: str, cursor: Any) -> None:
+    async def save_cursor(self, entity: str, cursor: Any) -> None:
         self.saved[entity] = cursor
 
 
@@ -87,7 +87,8 @@ async def timed_stream(
 ) -> tuple[float, EntityStats]:
     source = MongoSource({"uri": uri, "database": source_db}, batch_size=batch)
     started = time.perf_counter()
-    [result] = await sync_change_stream(source, Destination(dest), state, [ENTITY], _no_progress, SyncOptions(), batch)
+    sync = StreamSync(source, Destination(dest), state, _no_progress, SyncOptions(), batch)
+    [result] = await sync_change_stream(sync, [ENTITY])
     elapsed = time.perf_counter() - started
     await source.close()
     assert result.error is None, result.error

@@ -19,7 +19,7 @@ from pymongo.read_concern import ReadConcern
 from syncjobs.shared.errors import ArbitersRefused, NotFound
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RunStatus
-from syncjobs.shared.waits import TURN_SECONDS
+from syncjobs.shared.waits import Turns
 
 log = get_logger(__name__)
 
@@ -128,17 +128,15 @@ async def paced_changes(
 ) -> AsyncIterator[Document]:
     """Each change of `stream`, as `async for` would give them, but after a getMore that came back empty
     sooner than `min_interval_seconds` the next waits out the rest of it: a change is at most that late.
-    A batch's changes come from the driver's buffer without a pause: the loop is handed back every
-    TURN_SECONDS of them (a burst's thousand changes must not hold up the lease's renewal)."""
-    turn_ends = time.monotonic() + TURN_SECONDS
+    A batch's changes come from the driver's buffer without a pause: the loop is handed back between them
+    whenever a turn is up (`Turns`: a burst's thousand changes must not hold up the lease's renewal)."""
+    turns = Turns()
     while stream.alive:
         asked = time.monotonic()
         change = await stream.try_next()
         if change is not None:
             yield change
-            if time.monotonic() >= turn_ends:
-                await asyncio.sleep(0)
-                turn_ends = time.monotonic() + TURN_SECONDS
+            await turns.take()
             continue
         rest = min_interval_seconds - (time.monotonic() - asked)
         if rest > 0:

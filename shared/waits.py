@@ -42,12 +42,24 @@ async def wait_any(*waits: Waitable, within: float | None = None) -> set[asyncio
     return done
 
 
+class Turns:
+    """A long pass's share of the event loop: `take()` after each item hands the loop back once
+    `turn_seconds` of work have passed since it last did, so a pass over many jobs (or a change stream's
+    buffered batch) never holds up the lease's renewal or anything else waiting on the loop."""
+
+    def __init__(self, turn_seconds: float = TURN_SECONDS) -> None:
+        self._seconds = turn_seconds
+        self._ends = time.monotonic() + turn_seconds
+
+    async def take(self) -> None:
+        if time.monotonic() >= self._ends:
+            await asyncio.sleep(0)
+            self._ends = time.monotonic() + self._seconds
+
+
 async def taking_turns(items: Iterable[T], turn_seconds: float = TURN_SECONDS) -> AsyncIterator[T]:
-    """Each of `items`, handing the event loop back whenever `turn_seconds` of work have passed, so a
-    long pass over many jobs never holds up the lease's renewal or anything else waiting on the loop."""
-    turn_ends = time.monotonic() + turn_seconds
+    """Each of `items`, taking `Turns` between them."""
+    turns = Turns(turn_seconds)
     for item in items:
         yield item
-        if time.monotonic() >= turn_ends:
-            await asyncio.sleep(0)
-            turn_ends = time.monotonic() + turn_seconds
+        await turns.take()
