@@ -167,7 +167,9 @@ def main() -> None:
     if args.uri:
         asyncio.run(bench(args.uri, args.docs, args.batch_size))
         return
-    server = start_embedded(":memory:")
+    # The oplog holds every write of the run (source, raw copies, destinations: ~5x the documents) so the
+    # changeStream case resumes inside it; SecantusDB keeps 100,000 entries by default.
+    server = start_embedded(":memory:", extra_args=["--oplog-max-entries", str(max(100_000, 8 * args.docs))])
     try:
         asyncio.run(bench(server.uri, args.docs, args.batch_size))
     finally:

@@ -77,6 +77,12 @@ async def record_delivery(db: Database, delivery: Document) -> None:
     await db.webhook_deliveries.insert_one(delivery)
 
 
+async def record_deliveries(db: Database, deliveries: list[Document]) -> None:
+    """A batch's delivery records in one write (the run event drain's)."""
+    if deliveries:
+        await db.webhook_deliveries.insert_many(deliveries)
+
+
 async def list_deliveries(
     db: Database, workspace_id: ObjectId, webhook_id: ObjectId, page: PageRequest
 ) -> tuple[list[WebhookDelivery], str | None]:
