@@ -17,3 +17,4 @@ async def test_every_case_of_the_executor_bench_syncs_what_it_should(
 
     printed = capsys.readouterr().out
     assert "changeStream, 2 edited" in printed and "incremental (cursor), 2 edited" in printed
+    assert "changeStream run / its edits applied one by one" in printed
