@@ -1,8 +1,8 @@
 """Per-run webhook events (`run.started`, `run.succeeded`, ...): what one says, and which workspaces want them.
 
-The run path only enqueues (an insert into `webhook_events`) and only for a workspace in
-`RunEventSubscriptions`, a set refreshed in the background: a workspace without a webhook subscribed to
-run events costs a run no database call at all.
+The run path only enqueues (an insert into `webhook_events`, shared by the events published meanwhile)
+and only for a workspace in `RunEventSubscriptions`, a set refreshed in the background: a workspace
+without a webhook subscribed to run events costs a run no database call at all.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import RUN_EVENTS, JobRun, RunStatus
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import sync_jobs, webhook_events, webhooks
+from syncjobs.shared.store.webhook_events import QueuedEvent
+from syncjobs.shared.waits import spawn
 
 log = get_logger(__name__)
 
@@ -65,6 +67,8 @@ class RunEventSubscriptions:
         self.refresh_seconds = refresh_seconds
         self.workspaces: set[ObjectId] = set()
         self.queued = asyncio.Event()  # set by each enqueue: this process's drain need not wait its poll
+        self._waiting: list[tuple[list[QueuedEvent], asyncio.Future[None]]] = []  # for the next write
+        self._writer: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
         self.workspaces = await webhooks.workspaces_subscribed_to(self.db, list(RUN_EVENTS))
@@ -82,16 +86,33 @@ class RunEventSubscriptions:
         await self.publish_many([(workspace_id, name, payload)], now)
 
     async def publish_many(self, events: list[tuple[ObjectId, str, dict[str, Any]]], now: datetime) -> None:
-        """`publish` of (workspaceId, name, payload) each, in one write (the leader's missed fires)."""
-        wanted = [event for event in events if event[0] in self.workspaces]
+        """`publish` of (workspaceId, name, payload) each. Returns once they are stored (or could not be:
+        logged, never raised). Events published while an earlier write is on its way go together in the
+        next one: a burst's runs start and end in waves, and one insert per event cost the server a
+        command and a wake-up of every paced change stream each."""
+        wanted = [QueuedEvent(*event, now) for event in events if event[0] in self.workspaces]
         if not wanted:
             return
-        try:
-            await webhook_events.enqueue_many(self.db, wanted, now)
-            self.queued.set()
-        except PyMongoError as error:
-            names = [f"{name}:{payload['runId']}" for _, name, payload in wanted]
-            log.warning("run_event_not_queued", events=names[:10], error=str(error)[:200])
+        stored = asyncio.get_running_loop().create_future()
+        self._waiting.append((wanted, stored))
+        if self._writer is None or self._writer.done():
+            self._writer = spawn(self._write_while_waiting(), "run event enqueue")
+        await stored
+
+    async def _write_while_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            events = [event for wanted, _ in batch for event in wanted]
+            try:
+                await webhook_events.enqueue_many(self.db, events)
+                self.queued.set()
+            except PyMongoError as error:
+                names = [f"{event.name}:{event.payload['runId']}" for event in events]
+                log.warning("run_event_not_queued", events=names[:10], error=str(error)[:200])
+            finally:
+                for _, stored in batch:
+                    if not stored.done():  # its publisher may have been cancelled meanwhile
+                        stored.set_result(None)
 
 
 async def publish_cancelled(db: Database, workspace_id: ObjectId, run: JobRun, now: datetime) -> None:

@@ -8,29 +8,36 @@ subscribed webhook was tried, so a replica that dies mid-delivery leaves it to a
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.mongo import Database, Document
 
 
+class QueuedEvent(NamedTuple):
+    workspace_id: ObjectId
+    name: str
+    payload: dict[str, Any]
+    at: datetime  # when it happened: the queue's order after `_id`
+
+
 async def enqueue(db: Database, workspace_id: ObjectId, name: str, payload: dict[str, Any], now: datetime) -> None:
-    await enqueue_many(db, [(workspace_id, name, payload)], now)
+    await enqueue_many(db, [QueuedEvent(workspace_id, name, payload, now)])
 
 
-async def enqueue_many(db: Database, events: list[tuple[ObjectId, str, dict[str, Any]]], now: datetime) -> None:
-    """(workspaceId, event name, payload) each, in one write."""
+async def enqueue_many(db: Database, events: list[QueuedEvent]) -> None:
+    """Each event, in one write, in the order given (`_id` keeps it)."""
     docs = [
         {
             "_id": ObjectId(),
-            "workspaceId": workspace_id,
-            "event": name,
-            "payload": payload,
-            "createdAt": to_ms(now),
-            "claimedUntil": to_ms(now),
+            "workspaceId": event.workspace_id,
+            "event": event.name,
+            "payload": event.payload,
+            "createdAt": to_ms(event.at),
+            "claimedUntil": to_ms(event.at),
         }
-        for workspace_id, name, payload in events
+        for event in events
     ]
     if docs:
         await db.webhook_events.insert_many(docs)

@@ -1,5 +1,6 @@
 """The run event queue is claimed a batch at a time: oldest first, each event by one claimer only, in a
-fixed number of commands whatever the batch's size, and again once a claim lapses."""
+fixed number of commands whatever the batch's size, and again once a claim lapses; events published together
+are queued in one write."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 from pymongo import monitoring
 from syncjobs.shared.mongo import Database, connect
+from syncjobs.shared.run_events import RunEventSubscriptions
 from syncjobs.shared.store import webhook_events
+from syncjobs.shared.store.webhook_events import QueuedEvent
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 HOLD = timedelta(minutes=5)
@@ -31,8 +34,8 @@ class Commands(monitoring.CommandListener):
 
 async def _queue(db: Database, count: int) -> list[ObjectId]:
     workspace = ObjectId()
-    events = [(workspace, "run.succeeded", {"runId": f"run-{n}"}) for n in range(count)]
-    await webhook_events.enqueue_many(db, events, T0)
+    events = [QueuedEvent(workspace, "run.succeeded", {"runId": f"run-{n}"}, T0) for n in range(count)]
+    await webhook_events.enqueue_many(db, events)
     return [doc["_id"] async for doc in db.webhook_events.find({}, {"_id": 1}).sort("_id", 1)]
 
 
@@ -76,3 +79,22 @@ async def test_a_batch_costs_three_commands_to_claim_and_one_to_delete(db: Datab
     assert len(batch) == 50
     assert [name for name in commands.names if name not in ("endSessions",)] == ["find", "update", "find", "delete"]
     assert await webhook_events.pending_count(db) == 0
+
+
+async def test_events_published_together_are_queued_in_one_write_in_their_order(db: Database, mongo_uri: str) -> None:
+    commands = Commands()
+    client = connect(mongo_uri, event_listeners=[commands])
+    workspace = ObjectId()
+    subscriptions = RunEventSubscriptions(client[db.name], refresh_seconds=60)
+    subscriptions.workspaces = {workspace}
+    try:
+        await asyncio.gather(
+            *(subscriptions.publish(workspace, "run.started", {"runId": f"run-{n}"}, T0) for n in range(6)),
+            subscriptions.publish(ObjectId(), "run.started", {"runId": "not-subscribed"}, T0),
+        )
+    finally:
+        await client.close()
+
+    assert commands.names.count("insert") == 1
+    queued = await db.webhook_events.find({}).sort("_id", 1).to_list()
+    assert [doc["payload"]["runId"] for doc in queued] == [f"run-{n}" for n in range(6)]
