@@ -77,10 +77,15 @@ def run_doc(job_id: ObjectId, workspace: ObjectId, n: int) -> Doc:
     }
 
 
-def with_run_indexes(db: Database[Doc]) -> Collection[Doc]:
-    """db.job_runs with the indexes syncjobs gives it (shared/mongo.py index_plan)."""
+# The job_runs indexes the claim and the fire path rely on (the unique fire key, the per-job execution
+# lock, pending runs by status): the variant that asks what the list and retention indexes cost.
+CLAIM_PATH_INDEXES = frozenset({"fire_key", "job_running", "status"})
+
+
+def with_run_indexes(db: Database[Doc], only: frozenset[str] | None = None) -> Collection[Doc]:
+    """db.job_runs with the indexes syncjobs gives it (shared/mongo.py index_plan), or `only` those."""
     [plan] = [p for p in index_plan() if p.collection == "job_runs"]
-    db.job_runs.create_indexes(list(plan.indexes))
+    db.job_runs.create_indexes([m for m in plan.indexes if only is None or m.document["name"] in only])
     return db.job_runs
 
 
@@ -94,23 +99,33 @@ def find_one_by_id(db: Database[Doc]) -> Body:
     return lambda n: [runs.find_one({"_id": doc["_id"]}) for _ in range(n)] and None
 
 
-def update_by_id(concern: WriteConcern, indexed: bool, collection: str = "plain") -> Callable[[Database[Doc]], Body]:
+def update_by_id(
+    concern: WriteConcern,
+    indexed: bool,
+    collection: str = "plain",
+    *,
+    as_outcome: bool = False,
+    only: frozenset[str] | None = None,
+) -> Callable[[Database[Doc]], Body]:
     """update_one by _id: `indexed` sets the fields a claim or an outcome sets on a run (status,
-    startedAt: keys of 4 of job_runs' indexes), else a field no index keys on."""
+    startedAt: keys of 4 of job_runs' indexes), else a field no index keys on. `as_outcome`: the filter
+    an outcome write has (`_id`, `status`, `claimedBy`); `only`: job_runs with only those indexes."""
 
     def setup(db: Database[Doc]) -> Body:
-        target = with_run_indexes(db) if collection == "job_runs" else db[collection]
-        doc = run_doc(ObjectId(), ObjectId(), 0)
+        target = with_run_indexes(db, only) if collection == "job_runs" else db[collection]
+        doc = run_doc(ObjectId(), ObjectId(), 0) | {"claimedBy": "w-1"}
         target.insert_one(doc)
         target = target.with_options(write_concern=concern)
 
         def body(n: int) -> None:
             for i in range(n):
+                status, other = ("running", "pending") if i % 2 else ("pending", "running")
                 if indexed:
-                    change = {"status": "running" if i % 2 else "pending", "startedAt": datetime.now(UTC)}
+                    change = {"status": status, "startedAt": datetime.now(UTC)}
                 else:
                     change = {"heartbeatAt": datetime.now(UTC), "n": i}
-                target.update_one({"_id": doc["_id"]}, {"$set": change})
+                query = {"_id": doc["_id"], "status": other, "claimedBy": "w-1"} if as_outcome else {"_id": doc["_id"]}
+                target.update_one(query, {"$set": change})
 
         return body
 
@@ -333,6 +348,16 @@ KINDS: list[tuple[str, Callable[[Database[Doc]], Body], float]] = [
     ("update_one by _id, majority+j:true, unindexed field (plain)", update_by_id(DURABLE, False), 1.0),
     ("update_one by _id, w:1, status+startedAt (job_runs, 9 indexes)", update_by_id(W1, True, "job_runs"), 1.0),
     ("update_one by _id, w:1, status+startedAt (plain, _id only)", update_by_id(W1, True), 1.0),
+    (
+        "update_one by _id+status+claimedBy, w:1, status+startedAt (job_runs, 9 indexes)",
+        update_by_id(W1, True, "job_runs", as_outcome=True),
+        1.0,
+    ),
+    (
+        "update_one by _id+status+claimedBy, w:1, status+startedAt (job_runs, 3 claim-path indexes)",
+        update_by_id(W1, True, "job_runs", as_outcome=True, only=CLAIM_PATH_INDEXES),
+        1.0,
+    ),
     ("insert_one run doc, w:1 (job_runs, 9 indexes)", insert_runs(W1, "job_runs"), 1.0),
     ("insert_one run doc, w:1 (plain, _id only)", insert_runs(W1, "plain"), 1.0),
     ("insert_one run doc, majority+j:true (job_runs)", insert_runs(DURABLE, "job_runs"), 1.0),
