@@ -1,13 +1,13 @@
 """The outcomes of this replica's runs, written in batches: one write on `job_runs` and one on `syncjobs`
 for all the outcomes that arrive together, instead of two writes per run one after the other.
 
-Why: SecantusDB spends a fixed few ms of CPU per command, whatever it carries, and every write wakes the
-paced change streams; in a burst several runs end within a few ms of each other. A batch is what arrived
-while the previous one was being written (or within `window_seconds` of the first outcome, when set):
-nothing waits when nothing else is queued. Each run keeps today's guarantees: its outcome lands only
-while the run is ours (`job_runs.finish_claimed_runs`, guarded by the run's lease), its job's outcome is
-written only once its own landed, and through a database outage each write is retried only while its
-run's lease is known to hold (then given up: the leader fails the run as lost and retries it).
+Why: every command costs the server a round trip and a fixed part of its CPU whatever it carries, and a
+burst's runs end in waves (a claim round fills every free slot at once). A batch is what arrived while
+the previous batch was being written: an outcome never waits for company (a window of a few ms coalesced
+no more in a burst: bench/RESULTS.md). Each run keeps its guarantees: its outcome lands only while the
+run is ours (`job_runs.finish_claimed_runs`, guarded by the run's lease), its job's outcome is written
+only once its own landed, and through a database outage each write is retried only while its run's
+lease is known to hold (then given up: the leader fails the run as lost and retries it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.store import job_runs, sync_jobs
@@ -60,7 +59,6 @@ class OutcomeWriter:
     db: Database
     claimant: Claimant
     health: DatabaseHealth
-    window_seconds: float = 0.0
     _queue: list[_Outcome] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
@@ -80,8 +78,6 @@ class OutcomeWriter:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _write_while_queued(self) -> None:
-        if self.window_seconds:
-            await asyncio.sleep(self.window_seconds)
         on_runs: list[_Outcome] = []  # their run's outcome is to be written
         on_jobs: list[_Outcome] = []  # their run's outcome landed: their job's is to be written
         attempt = 0
@@ -135,9 +131,7 @@ class OutcomeWriter:
 
     async def _write_runs(self, on_runs: list[_Outcome]) -> list[_Outcome]:
         """The runs' outcomes in one write; those that landed, whose job's outcome is to be written."""
-        stored: set[ObjectId] = await job_runs.finish_claimed_runs(
-            self.db, self.claimant, [outcome.finished for outcome in on_runs]
-        )
+        stored = await job_runs.finish_claimed_runs(self.db, self.claimant, [outcome.finished for outcome in on_runs])
         landed = []
         for outcome in on_runs:
             if outcome.finished.run_id not in stored:
