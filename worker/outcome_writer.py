@@ -59,8 +59,8 @@ class OutcomeWriter:
     db: Database
     claimant: Claimant
     health: DatabaseHealth
-    _queue: list[_Outcome] = field(default_factory=list)
-    _task: asyncio.Task[None] | None = None
+    _queue: list[_Outcome] = field(default_factory=list, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def record(self, run: LeasedRun, finished: FinishedRun, job: JobOutcome | None) -> Recorded:
         """The run's outcome, then (once it landed) its job's; what of them is stored."""
