@@ -1,8 +1,9 @@
 """One run this replica claimed: its executor, its outcome on the run and the job, and its retry.
 
-Its writes are guarded by the run's lease (`job_runs.finish_claimed_run`), not by a fencing token: once
+Its writes are guarded by the run's lease (`job_runs.finish_claimed_runs`), not by a fencing token: once
 the leader has failed it as `worker lost`, nothing of it lands. Through a database outage a write is
-retried only while the lease is known to hold.
+retried only while the lease is known to hold. Its outcome goes with those of the replica's other runs
+that end together (`outcome_writer.OutcomeWriter`).
 """
 
 from __future__ import annotations
@@ -25,24 +26,22 @@ from syncjobs.shared.executor_protocol import CHANNEL_FLAG, RunChannel
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document
-from syncjobs.shared.retry import Backoff
 from syncjobs.shared.run_events import FINAL_EVENTS, RunEventSubscriptions, run_event
 from syncjobs.shared.run_spec import RunControlAccess, spec_for_claimed_run
 from syncjobs.shared.secrets import SecretKeyError
 from syncjobs.shared.settings import AlertThresholds
 from syncjobs.shared.store import job_runs, sync_jobs
-from syncjobs.shared.store.job_runs import Claimant
+from syncjobs.shared.store.job_runs import Claimant, FinishedRun
 from syncjobs.shared.store.run_stats import ALERT_WINDOW
+from syncjobs.shared.store.sync_jobs import JobOutcome
 from syncjobs.worker.executor_process import ExecutionOutcome, ExecutorSpec, run_executor
 from syncjobs.worker.fire_plan import retry_delay, should_retry
 from syncjobs.worker.health import DatabaseHealth
-from syncjobs.worker.run_leases import trusted_seconds
+from syncjobs.worker.outcome_writer import OutcomeWriter
+from syncjobs.worker.run_leases import WRITE_BACKOFF, trusted_seconds
 
 log = get_logger(__name__)
 T = TypeVar("T")
-
-# A write on a claimed run through a database outage: 0.2 s, doubling, at most 2 s apart.
-WRITE_BACKOFF = Backoff(0.2, cap_seconds=2.0)
 
 # Called with the job's identity (`sync_jobs.job_identity`) and the run's id once its outcome is recorded.
 RunCallback = Callable[[Document, ObjectId], Awaitable[None]]
@@ -59,6 +58,7 @@ class RunContext:
     executor: ExecutorSpec
     on_run_finished: RunCallback | None
     random_fraction: Callable[[], float]
+    outcomes: OutcomeWriter
     run_events: RunEventSubscriptions | None = None  # where run.* webhook events are queued
     alert_thresholds: AlertThresholds = field(default_factory=AlertThresholds)  # outcomes that keep a job watched
 
@@ -119,7 +119,9 @@ class ClaimedRun:
     async def execute(self) -> None:
         doc = await self._persist(lambda: sync_jobs.find_job_doc(self.context.db, ObjectId(self.run.job_id)))
         if doc is None:
-            await self._persist(lambda: self._finish(RunStatus.CANCELLED, {"error": "job deleted"}))
+            finished = FinishedRun(self.run_id, RunStatus.CANCELLED, self.context.clock.now(), {"error": "job deleted"})
+            self.recording = True
+            await self.context.outcomes.record(self, finished, None)
             return
         job = from_document(SyncJob, doc)
         self._alerts_watched_until = doc.get("alertWatchUntil")  # None: a job from before the field
@@ -176,25 +178,23 @@ class ClaimedRun:
         """The outcome on the run (only while it is ours), then on the job; then a retry if its policy says."""
         context, run = self.context, self.run
         self.recording = True
-        landed = not self.lost and await self._persist(lambda: self._finish(outcome.status, outcome.run_fields()))
-        if not landed:
+        now = context.clock.now()
+        watched = outcome_is_watched(outcome.status, outcome.duration_ms, context.alert_thresholds)
+        recorded = await context.outcomes.record(
+            self,
+            FinishedRun(self.run_id, outcome.status, now, outcome.run_fields()),
+            JobOutcome(
+                ObjectId(run.job_id),
+                outcome.status,
+                now,
+                outcome.error,
+                outcome.duration_ms,
+                watch_alerts_until=now + ALERT_WINDOW if watched else None,
+            ),
+        )
+        if not recorded.run:
             log.warning("run_outcome_not_recorded", run_id=run.id, status=outcome.status, reason="run lease lost")
             return
-        now = context.clock.now()
-        job_id = ObjectId(run.job_id)
-        watched = outcome_is_watched(outcome.status, outcome.duration_ms, context.alert_thresholds)
-        job_exists = await self._persist(
-            lambda: sync_jobs.record_run_outcome(
-                context.db,
-                job_id,
-                None,
-                status=outcome.status,
-                finished_at=now,
-                error=outcome.error,
-                duration_ms=outcome.duration_ms,
-                watch_alerts_until=now + ALERT_WINDOW if watched else None,
-            )
-        )
         fields = {"run_id": run.id, "job_id": run.job_id, "status": outcome.status, "duration_ms": outcome.duration_ms}
         if outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
             log.warning("run_finished", **fields, error=(outcome.error or "")[:500])
@@ -205,7 +205,7 @@ class ClaimedRun:
             await self._publish(FINAL_EVENTS[outcome.status], job, outcome.status, outcome.error)
         until = self._alerts_watched_until
         evaluate = watched or until is None or needs_evaluation(job.sync_mode, until, now)
-        if context.on_run_finished is not None and job_exists and evaluate:  # short success, unwatched: none
+        if context.on_run_finished is not None and recorded.job and evaluate:  # short success, unwatched: none
             await context.on_run_finished(sync_jobs.job_identity(job), self.run_id)
         if should_retry(outcome.status, run.attempt, job.retry.max_attempts):
             worker_id = context.claimant.worker_id
@@ -231,12 +231,6 @@ class ClaimedRun:
         }
         now = self.context.clock.now()
         await events.publish(ObjectId(run.workspace_id), name, run_event(name, stored, job.name, now, error), now)
-
-    async def _finish(self, status: str, fields: Document) -> bool:
-        context = self.context
-        return await job_runs.finish_claimed_run(
-            context.db, context.claimant, self.run_id, status=status, now=context.clock.now(), fields=fields
-        )
 
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T | None:
         """Retry a write through a database outage while the run's lease is known to hold; then give up:

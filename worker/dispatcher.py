@@ -5,7 +5,8 @@ records their outcome and retries.
 A claim is one atomic write (pending -> running, this worker, a run lease); it is also the job's
 execution lock (see `job_runs.claim_run`). New pending runs wake the claimer through a change stream on
 `job_runs` inserts (or a poll every SYNCJOBS_POLL_SECONDS where the server has none); a run finishing here
-wakes it too. The claimer's writes on its run are guarded by the run's lease, not by a fencing token.
+wakes it too. The claimer's writes on its run are guarded by the run's lease, not by a fencing token;
+the outcomes of runs that end together are written together (`outcome_writer`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.fairness import RESERVE_SLOTS, pick_claims
 from syncjobs.worker.fire_plan import runs_to_skip
 from syncjobs.worker.health import DatabaseHealth
+from syncjobs.worker.outcome_writer import OutcomeWriter
 from syncjobs.worker.pending_runs import PendingRun, PendingRuns
 from syncjobs.worker.run_leases import RunLeaseRenewal
 
@@ -69,6 +71,7 @@ class RunDispatcher:
         self.claimant = claimant
         self.health = health
         self._executor = executor
+        self._outcomes = OutcomeWriter(db, claimant, health)
         self._context = RunContext(
             db,
             clock,
@@ -77,6 +80,7 @@ class RunDispatcher:
             executor,
             on_run_finished,
             random_fraction,
+            self._outcomes,
             run_events,
             alert_thresholds or AlertThresholds(),
         )
@@ -323,6 +327,7 @@ class RunDispatcher:
 
     async def _stop_background(self) -> None:
         await self._leases.stop()
+        await self._outcomes.stop()
         if self._cancels is not None:
             self._cancels.cancel()
             with contextlib.suppress(asyncio.CancelledError):

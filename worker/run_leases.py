@@ -18,10 +18,15 @@ from typing import Protocol
 from bson import ObjectId
 from pymongo.errors import PyMongoError
 from syncjobs.shared.mongo import Database, Document
+from syncjobs.shared.retry import Backoff
 from syncjobs.shared.store import job_runs
 from syncjobs.shared.store.job_runs import Claimant
 from syncjobs.shared.waits import spawn
 from syncjobs.worker.health import DatabaseHealth
+
+# A write on a claimed run through a database outage, retried only while its lease is trusted: 0.2 s,
+# doubling, at most 2 s apart.
+WRITE_BACKOFF = Backoff(0.2, cap_seconds=2.0)
 
 
 def trusted_seconds(lease_seconds: float) -> float:

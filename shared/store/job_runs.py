@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from syncjobs.shared.clock import to_ms
 from syncjobs.shared.errors import Conflict
@@ -246,15 +247,42 @@ async def renew_run_leases(db: Database, claimant: Claimant, run_ids: list[Objec
     return set(run_ids) - still
 
 
-async def finish_claimed_run(
-    db: Database, claimant: Claimant, run_id: ObjectId, *, status: str, now: datetime, fields: Document
-) -> bool:
-    """running -> its outcome; False when the run is no longer ours (the leader marked it lost)."""
-    result = await durable(db.job_runs).update_one(
-        {"_id": run_id, "status": RunStatus.RUNNING, "claimedBy": claimant.instance},
-        {"$set": {"status": status, "finishedAt": to_ms(now), **fields}},
-    )
-    return result.modified_count == 1
+@dataclass(frozen=True)
+class FinishedRun:
+    """A claimed run's outcome: its status and result fields (`ExecutionOutcome.run_fields`)."""
+
+    run_id: ObjectId
+    status: str
+    finished_at: datetime
+    fields: Document
+
+
+async def finish_claimed_runs(db: Database, claimant: Claimant, finished: list[FinishedRun]) -> set[ObjectId]:
+    """running -> their outcome, in one unordered bulk_write; the runs whose outcome is stored. A run no
+    longer ours (the leader marked it lost) keeps what the leader wrote.
+
+    The outcome ends the run's lease (`leaseUntil` removed; a run the leader failed keeps the lease that
+    lapsed), so when fewer runs changed than were sent, one read of the batch tells which outcomes are
+    stored: a bulk_write answers no count per operation, and a retry of a write whose answer was lost
+    changes nothing yet landed."""
+    if not finished:
+        return set()
+    updates = [
+        UpdateOne(
+            {"_id": run.run_id, "status": RunStatus.RUNNING, "claimedBy": claimant.instance},
+            {
+                "$set": {"status": run.status, "finishedAt": to_ms(run.finished_at), **run.fields},
+                "$unset": {"leaseUntil": ""},
+            },
+        )
+        for run in finished
+    ]
+    result = await durable(db.job_runs).bulk_write(updates, ordered=False)
+    run_ids = [run.run_id for run in finished]
+    if result.modified_count == len(updates):
+        return set(run_ids)
+    stored = {"_id": {"$in": run_ids}, "claimedBy": claimant.instance, "leaseUntil": {"$exists": False}}
+    return {doc["_id"] for doc in await majority_read(db.job_runs).find(stored, {"_id": 1}).to_list()}
 
 
 async def cancel_requested(db: Database, run_ids: list[ObjectId]) -> set[ObjectId]:

@@ -308,32 +308,29 @@ async def use_skips(db: Database, job_id: ObjectId, count: int, token: int) -> N
     )
 
 
-async def record_run_outcome(
-    db: Database,
-    job_id: ObjectId,
-    token: int | None,
-    *,
-    status: RunStatus,
-    finished_at: datetime,
-    error: str | None,
-    duration_ms: int | None,
-    watch_alerts_until: datetime | None = None,
-) -> bool:
-    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs; False
-    when the job is gone (deleted) or the fence refused the write.
+@dataclass(frozen=True)
+class JobOutcome:
+    """A run's outcome as its job keeps it. `watch_alerts_until`: this outcome could raise an alert
+    (`shared.alerts.outcome_is_watched`): every run of the job until then is evaluated."""
 
-    `watch_alerts_until`: this outcome could raise an alert (`shared.alerts.outcome_is_watched`): every
-    run until then is evaluated. A job that has no `alertWatchUntil` yet (written before it existed) is
-    watched for one alert window from now. The leader writes under its fencing token; a claimer (token
-    None) only after its own run's outcome landed under the run's lease, which is what guards it."""
+    job_id: ObjectId
+    status: RunStatus
+    finished_at: datetime
+    error: str | None
+    duration_ms: int | None
+    watch_alerts_until: datetime | None = None
+
+
+def _outcome_fields(outcome: JobOutcome) -> Document:
+    """lastRunAt/lastStatus/lastError/lastDurationMs, and the running mean of durations over runs (a
+    pipeline `$set`). A job that has no `alertWatchUntil` yet (written before it existed) is watched for
+    one alert window from the outcome."""
     fields: Document = {
-        "lastRunAt": to_ms(finished_at),
-        "lastStatus": {"$literal": status},
-        "lastError": {"$literal": error},
+        "lastRunAt": to_ms(outcome.finished_at),
+        "lastStatus": {"$literal": outcome.status},
+        "lastError": {"$literal": outcome.error},
     }
-    if token is not None:
-        fields["workerFencingToken"] = token
-    if duration_ms is not None:
+    if (duration_ms := outcome.duration_ms) is not None:
         count = {"$add": [{"$ifNull": ["$runCount", 0]}, 1]}
         mean = {"$ifNull": ["$averageDurationMs", duration_ms]}
         fields |= {
@@ -341,13 +338,44 @@ async def record_run_outcome(
             "runCount": count,
             "averageDurationMs": {"$add": [mean, {"$divide": [{"$subtract": [duration_ms, mean]}, count]}]},
         }
-    watched = {"$ifNull": ["$alertWatchUntil", to_ms(finished_at + ALERT_WINDOW)]}
-    if watch_alerts_until is not None:
-        watched = {"$max": [watched, to_ms(watch_alerts_until)]}
+    watched = {"$ifNull": ["$alertWatchUntil", to_ms(outcome.finished_at + ALERT_WINDOW)]}
+    if outcome.watch_alerts_until is not None:
+        watched = {"$max": [watched, to_ms(outcome.watch_alerts_until)]}
     fields["alertWatchUntil"] = watched
-    query = _fenced(job_id, token) if token is not None else {"_id": job_id}
-    result = await durable(db.syncjobs).update_one(query, [{"$set": fields}])
+    return fields
+
+
+async def record_run_outcome(
+    db: Database,
+    job_id: ObjectId,
+    token: int,
+    *,
+    status: RunStatus,
+    finished_at: datetime,
+    error: str | None,
+    duration_ms: int | None,
+    watch_alerts_until: datetime | None = None,
+) -> bool:
+    """The leader's outcome on a job (a run it failed as lost), under its fencing token; False when the job
+    is gone (deleted) or the fence refused the write."""
+    outcome = JobOutcome(job_id, status, finished_at, error, duration_ms, watch_alerts_until)
+    fields = {**_outcome_fields(outcome), "workerFencingToken": token}
+    result = await durable(db.syncjobs).update_one(_fenced(job_id, token), [{"$set": fields}])
     return result.matched_count == 1
+
+
+async def record_run_outcomes(db: Database, outcomes: list[JobOutcome]) -> set[ObjectId]:
+    """Claimers' outcomes on their jobs, in one unordered bulk_write; the jobs written (a job deleted while
+    its run went is not). Unfenced: each is written only after its run's outcome landed under the run's
+    lease (`job_runs.finish_claimed_runs`), which is what guards it."""
+    if not outcomes:
+        return set()
+    updates = [UpdateOne({"_id": outcome.job_id}, [{"$set": _outcome_fields(outcome)}]) for outcome in outcomes]
+    result = await durable(db.syncjobs).bulk_write(updates, ordered=False)
+    jobs = {outcome.job_id for outcome in outcomes}
+    if result.matched_count == len(updates):
+        return jobs
+    return {doc["_id"] for doc in await db.syncjobs.find({"_id": {"$in": list(jobs)}}, {"_id": 1}).to_list()}
 
 
 # A job that opened an alert stays watched: each of its runs is evaluated, so a run resolves its alerts.

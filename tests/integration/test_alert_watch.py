@@ -52,16 +52,9 @@ async def _happen(db: Database, job: Document, what: str, at: datetime) -> tuple
     claimed = await sync_jobs.find_job_doc(db, job["_id"])  # the claimer's read, before the run
     assert claimed is not None
     watched = outcome_is_watched(status, duration, THRESHOLDS)
-    assert await sync_jobs.record_run_outcome(
-        db,
-        job["_id"],
-        None,
-        status=RunStatus(status),
-        finished_at=at,
-        error=None,
-        duration_ms=duration,
-        watch_alerts_until=at + ALERT_WINDOW if watched else None,
-    )
+    watch_until = at + ALERT_WINDOW if watched else None
+    outcome = sync_jobs.JobOutcome(job["_id"], RunStatus(status), at, None, duration, watch_alerts_until=watch_until)
+    assert await sync_jobs.record_run_outcomes(db, [outcome]) == {job["_id"]}
     return run_id, watched or needs_evaluation("full", claimed["alertWatchUntil"], at)
 
 

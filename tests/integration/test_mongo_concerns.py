@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 from pymongo import monitoring
 from syncjobs.shared.errors import ArbitersRefused
-from syncjobs.shared.models import SyncJob, from_document
+from syncjobs.shared.models import RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, check_replica_set, connect, ensure_indexes, refuse_arbiters
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs, sync_jobs, worker_locks
@@ -103,8 +103,8 @@ async def test_fires_claims_outcomes_and_run_leases_are_written_durably(watched:
             job, trigger="schedule", scheduled_for=at, attempt=1, status="pending", worker_id="l", token=token, now=at
         )
 
-    first, second, third = fire(1), fire(2), fire(3)
-    _durable_writes(await commands.of(job_runs.insert_fires(db, [first, second, third])))
+    first, second, third, fourth = fire(1), fire(2), fire(3), fire(4)
+    _durable_writes(await commands.of(job_runs.insert_fires(db, [first, second, third, fourth])))
     later = T0 + timedelta(seconds=4)
     retry = job_runs.insert_fire(
         db,
@@ -125,21 +125,28 @@ async def test_fires_claims_outcomes_and_run_leases_are_written_durably(watched:
     renew_both = await commands.of(job_runs.renew_run_leases(db, ME, [first["_id"], second["_id"]]))
     _durable_writes(renew_both)
     _majority_reads(renew_both)
-    finish = job_runs.finish_claimed_run(db, ME, first["_id"], status="succeeded", now=T0, fields={})
+    finish = job_runs.finish_claimed_runs(db, ME, [job_runs.FinishedRun(first["_id"], "succeeded", T0, {})])
     _durable_writes(await commands.of(finish))
     _durable_writes(await commands.of(job_runs.claim_run(db, ME, second, now=T0 + timedelta(seconds=5))))
+    # one outcome no longer ours among two: the batch's write, then the read telling which landed
+    finish_both = job_runs.finish_claimed_runs(
+        db, ME, [job_runs.FinishedRun(run_id, "succeeded", T0, {}) for run_id in (first["_id"], second["_id"])]
+    )
+    sent = await commands.of(finish_both)
+    _durable_writes(sent)
+    _majority_reads(sent)
+    _durable_writes(await commands.of(job_runs.claim_run(db, ME, third, now=T0 + timedelta(seconds=5))))
     _majority_reads(await commands.of(job_runs.runs_with_lapsed_lease(db, T0 + timedelta(days=1))))
-    second_run = await db.job_runs.find_one({"_id": second["_id"]})
-    assert second_run is not None
-    _durable_writes(await commands.of(job_runs.mark_lost(db, second_run, token=1, now=T0, duration_ms=5)))
-    _durable_writes(await commands.of(job_runs.skip_pending_runs(db, [third["_id"]], now=T0, error="skipped")))
+    third_run = await db.job_runs.find_one({"_id": third["_id"]})
+    assert third_run is not None
+    _durable_writes(await commands.of(job_runs.mark_lost(db, third_run, token=1, now=T0, duration_ms=5)))
+    _durable_writes(await commands.of(job_runs.skip_pending_runs(db, [fourth["_id"]], now=T0, error="skipped")))
     moves = [sync_jobs.NextRun(job_id, job.version, T0 + timedelta(minutes=1))]
     _durable_writes(await commands.of(sync_jobs.advance_next_runs(db, moves, 1)))
-    for token in (1, None):
-        outcome = sync_jobs.record_run_outcome(
-            db, job_id, token, status="succeeded", finished_at=T0, error=None, duration_ms=5
-        )
-        _durable_writes(await commands.of(outcome))
+    outcome = sync_jobs.record_run_outcome(db, job_id, 1, status="succeeded", finished_at=T0, error=None, duration_ms=5)
+    _durable_writes(await commands.of(outcome))
+    claimers = sync_jobs.JobOutcome(job_id, RunStatus.SUCCEEDED, T0, None, 5)
+    _durable_writes(await commands.of(sync_jobs.record_run_outcomes(db, [claimers])))
 
 
 async def test_a_replica_set_with_arbiters_is_refused_unless_allowed(mongo_uri: str) -> None:
