@@ -7,33 +7,25 @@ has ended, and leads again with the next token once writes land. The worker neve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
-from syncjobs.shared.embedded import EmbeddedServer
 from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 from syncjobs.worker.main import run_worker
 
 from tests.fixtures.eventually import eventually
-from tests.fixtures.tcp_proxy import CODE_NAMES, SeenWrite, TcpProxy
+from tests.fixtures.tcp_proxy import CODE_NAMES, SeenWrite, TcpProxy, proxy
+
+__all__ = ["proxy"]  # the fixture, shared
 from tests.fixtures.worker_jobs import FAKE_EXECUTOR, make_job, runs_of
 
 TTL_SECONDS = 3  # the default: trusted for TTL - TTL/10 after each renewal was sent
 TRUSTED_SECONDS = TTL_SECONDS - TTL_SECONDS / 10
 ELECTION_ERRORS = pytest.mark.parametrize("code", list(CODE_NAMES), ids=list(CODE_NAMES.values()))
-
-
-@pytest.fixture
-def proxy(embedded_server: EmbeddedServer) -> Iterator[TcpProxy]:
-    running = TcpProxy(embedded_server.port).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 class _Worker:

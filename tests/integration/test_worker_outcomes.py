@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
 from bson import ObjectId
 from pymongo import monitoring
-from syncjobs.shared.embedded import EmbeddedServer
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, bounded_waits, connect
 from syncjobs.shared.settings import Settings
@@ -30,7 +29,9 @@ from syncjobs.worker.run_leases import trusted_seconds
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.fake_clock import FakeClock
-from tests.fixtures.tcp_proxy import TcpProxy
+from tests.fixtures.tcp_proxy import TcpProxy, proxy
+
+__all__ = ["proxy"]  # the fixture, shared
 from tests.fixtures.worker_harness import T0
 from tests.fixtures.worker_jobs import make_job
 
@@ -107,15 +108,6 @@ async def _replica(uri: str, db_name: str, settings: Settings, **client: object)
 async def replica(mongo_uri: str, db: Database, settings: Settings) -> AsyncIterator[_Replica]:
     async with _replica(mongo_uri, db.name, settings) as running:
         yield running
-
-
-@pytest.fixture
-def proxy(embedded_server: EmbeddedServer) -> Iterator[TcpProxy]:
-    running = TcpProxy(embedded_server.port).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture
