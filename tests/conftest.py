@@ -37,6 +37,12 @@ def mongo_uri(embedded_server: EmbeddedServer) -> str:
     return embedded_server.uri
 
 
+# The tests' injected clocks start in the past (the api's at 2026-01-15): with the default 30 days the
+# server's TTL monitor, on real time once a minute, deleted a test's runs and change-log entries mid-test
+# (CI saw a job's history lose its `create` and `edit`). The retention indexes keep ten years here.
+TEST_RETENTION_DAYS = 3650
+
+
 @pytest.fixture
 def db_name() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
@@ -45,14 +51,16 @@ def db_name() -> str:
 @pytest.fixture
 def settings(mongo_uri: str, db_name: str) -> Settings:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCJOBS_")}
-    return Settings.from_env(env).with_overrides(mongodb_uri=mongo_uri, database=db_name, **relaxed_overrides())
+    return Settings.from_env(env).with_overrides(
+        mongodb_uri=mongo_uri, database=db_name, run_retention_days=TEST_RETENTION_DAYS, **relaxed_overrides()
+    )
 
 
 @pytest.fixture
 async def db(mongo_uri: str, db_name: str) -> AsyncIterator[Database]:
     client = connect(mongo_uri)
     database = client[db_name]
-    await ensure_indexes(database)
+    await ensure_indexes(database, run_retention_days=TEST_RETENTION_DAYS)
     try:
         yield database
     finally:
