@@ -6,7 +6,9 @@ each variant on a fresh SecantusDB of its own, in one run.
     python -m bench.peer_burst --jobs 1000 --phases first,steady
 
 `--phases`: `first` (the runs create the destination databases), `steady` (each destination collection
-exists, empty: an hourly burst's steady state). Variants (`--variants`): `syncjobs-1`, `syncjobs-2`,
+exists, empty: an hourly burst's steady state). Variants (`--variants`): `syncjobs-1`, `syncjobs-2` (the
+warm executor, a process per run: the default), `syncjobs-hosted-1`, `syncjobs-hosted-2`
+(SYNCJOBS_EXECUTOR_HOST=workspace: the workspace's runs in its long-lived executor hosts),
 `apscheduler-1`, `apscheduler-2`. The syncjobs rows are `bench/worker_burst.py`'s burst (its docstring
 says how CPU, lag and server counters are read); the APScheduler processes are `bench/apscheduler_process.py`.
 
@@ -50,12 +52,21 @@ from bench.worker_burst import (
 )
 from bench.worker_support import ROOT, client, next_whole_second, server
 
-VARIANTS = ("apscheduler-1", "syncjobs-1", "syncjobs-2", "apscheduler-2")  # the ratio's base first
+VARIANTS = (  # the ratio's base first
+    "apscheduler-1",
+    "syncjobs-1",
+    "syncjobs-2",
+    "syncjobs-hosted-1",
+    "syncjobs-hosted-2",
+    "apscheduler-2",
+)
 PHASES = {"first": "first fire: the runs create the destinations", "steady": "steady state: destinations exist"}
 THREADS = 10
 LABELS = {
     "syncjobs-1": "syncjobs, 1 worker",
     "syncjobs-2": "syncjobs, 2 workers",
+    "syncjobs-hosted-1": "syncjobs, 1 worker, workspace executor hosts",
+    "syncjobs-hosted-2": "syncjobs, 2 workers, workspace executor hosts",
     "apscheduler-1": f"APScheduler 3, 1 process, {THREADS} threads",
     "apscheduler-2": "APScheduler 3, 2 processes, one MongoDBJobStore",
 }
@@ -96,7 +107,9 @@ def count_executions(
     return min(jobs, len(per_job)), sum(per_job.values()) - len(per_job), drain, p99
 
 
-def syncjobs_row(uri: str, server_pid: int, logs: Path, jobs: int, workers: int, steady: bool) -> Row:
+def syncjobs_row(
+    uri: str, server_pid: int, logs: Path, jobs: int, workers: int, steady: bool, executor: str = "warm"
+) -> Row:
     # Each job names its one collection, as APScheduler's body names the collection it reads.
     found = run_burst(
         uri,
@@ -104,7 +117,7 @@ def syncjobs_row(uri: str, server_pid: int, logs: Path, jobs: int, workers: int,
         logs,
         jobs=jobs,
         replicas=workers,
-        executor="warm",
+        executor=executor,
         concurrency=4,
         collections_exist=steady,
         named_entity=True,
@@ -125,7 +138,8 @@ def syncjobs_row(uri: str, server_pid: int, logs: Path, jobs: int, workers: int,
         "executors": found.cpu["executors"],
         "server": found.server_cpu,
     }
-    return Row(f"syncjobs-{workers}", jobs, executed, double, found.copied, drain, lag, cpu, found.counters, found.late)
+    variant = f"syncjobs-{workers}" if executor == "warm" else f"syncjobs-{executor}-{workers}"
+    return Row(variant, jobs, executed, double, found.copied, drain, lag, cpu, found.counters, found.late)
 
 
 def apscheduler_row(uri: str, server_pid: int, logs: Path, jobs: int, processes: int, steady: bool) -> Row:
@@ -217,8 +231,9 @@ def measure(variant: str, phase: str, jobs: int, logs: Path, raw_seconds: float 
         with server() as db_server:
             raw, _ = raw_write_rate(db_server.uri, raw_seconds)
     with server() as db_server:
-        if kind == "syncjobs":
-            row = syncjobs_row(db_server.uri, db_server.process.pid, logs, jobs, int(count), steady)
+        if kind.startswith("syncjobs"):
+            executor = "hosted" if kind == "syncjobs-hosted" else "warm"
+            row = syncjobs_row(db_server.uri, db_server.process.pid, logs, jobs, int(count), steady, executor)
         else:
             row = apscheduler_row(db_server.uri, db_server.process.pid, logs, jobs, int(count), steady)
     row.raw_insert_rate = raw

@@ -5,7 +5,8 @@ server's own raw write rate measured in the same run.
     python -m bench.worker_burst --jobs 1000 --replicas 1,3 --executor cold,warm,true
 
 `--executor`: `cold` spawns `python -P -m syncjobs.executor` per run (SYNCJOBS_WARM_EXECUTOR=false),
-`warm` forks it from the worker's fork server (the default), `true` runs the `true` stand-in (no sync at
+`warm` forks it from the worker's fork server (the default), `hosted` hands a workspace's runs to its
+long-lived executor hosts (SYNCJOBS_EXECUTOR_HOST=workspace), `true` runs the `true` stand-in (no sync at
 all: the scheduler's and the database's own cost). Every combination runs on a fresh server of its own, in the same run.
 `--webhook` runs each combination twice, without and then with a local receiver subscribed to every run
 event (`run.started`, `run.succeeded`, ...): the drain rate with and without, and how long after the due
@@ -332,14 +333,15 @@ def run_burst(
         elif executor == "true":
             env["SYNCJOBS_EXECUTOR_COMMAND"] = "true"
         else:
-            env["SYNCJOBS_WARM_EXECUTOR"] = "true" if executor == "warm" else "false"
+            env["SYNCJOBS_WARM_EXECUTOR"] = "true" if executor in ("warm", "hosted") else "false"
+            env["SYNCJOBS_EXECUTOR_HOST"] = "workspace" if executor == "hosted" else "run"
         label = f"{executor}-{replicas}r-{jobs}j-{time.monotonic_ns()}"
         workers = [WorkerProcess(uri, f"{label}-{i}", logs, **env) for i in range(replicas)]
         pids = [worker.process.pid for worker in workers]
         try:
             for worker in workers:
                 worker.wait_for("worker_started")
-                if executor == "warm":
+                if executor in ("warm", "hosted"):
                     worker.wait_for("fork_server_started")
             time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds() - 1.0))
             late = datetime.now(UTC) > due
@@ -481,7 +483,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--replicas", default="1,3", help="comma list of replica counts")
-    parser.add_argument("--executor", default="cold,warm,true", help="comma list of cold, warm, true")
+    parser.add_argument("--executor", default="cold,warm,true", help="comma list of cold, warm, hosted, true")
     parser.add_argument("--concurrency", type=int, default=4, help="SYNCJOBS_MAX_CONCURRENT_RUNS per replica")
     parser.add_argument("--first-event-samples", type=int, default=10)
     parser.add_argument("--baseline", default=None, help="also run the path as it was at this commit")
@@ -496,8 +498,8 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("warning")
     executors = args.executor.split(",")
-    if not set(executors) <= {"cold", "warm", "true"}:
-        parser.error("--executor takes cold, warm and true")
+    if not set(executors) <= {"cold", "warm", "hosted", "true"}:
+        parser.error("--executor takes cold, warm, hosted and true")
     with tempfile.TemporaryDirectory() as logs:
         if args.baseline:
             args.baseline_view = package_view(args.baseline, Path(logs) / "baseline")

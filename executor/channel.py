@@ -26,21 +26,30 @@ from syncjobs.shared.run_spec import RunSpec
 class WorkerChannel:
     """A `RunControl` whose every call is one request line on stdout and one reply line on stdin."""
 
-    def __init__(self, replies: asyncio.StreamReader, events: EventWriter) -> None:
+    def __init__(
+        self, replies: asyncio.StreamReader, events: EventWriter, transport: asyncio.BaseTransport | None = None
+    ) -> None:
         self._replies = replies
         self._events = events
+        self._transport = transport
         self._ids = 0
         self._one_at_a_time = asyncio.Lock()
 
     @classmethod
-    async def open(cls, events: EventWriter) -> WorkerChannel:
-        if not stat.S_ISFIFO(os.fstat(0).st_mode):
+    async def open(cls, events: EventWriter, fd: int = 0) -> WorkerChannel:
+        """The channel on `fd` (stdin; an executor host's run: the descriptor the worker handed it)."""
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             raise ChannelError("stdin is not the run channel (a pipe from the executor's parent)")
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=MAX_CHANNEL_LINE_BYTES, loop=loop)
-        pipe = os.fdopen(os.dup(0), "rb", 0)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-        return cls(reader, events)
+        pipe = os.fdopen(os.dup(fd), "rb", 0)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+        return cls(reader, events, transport)
+
+    def close(self) -> None:
+        """Stop reading the channel (an executor host's run ended; a process that exits needs not)."""
+        if self._transport is not None:
+            self._transport.close()
 
     async def read_spec(self, run_id: ObjectId) -> RunSpec:
         """The first line: this run's spec, its connection settings opened by the parent."""

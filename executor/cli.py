@@ -17,6 +17,7 @@ import os
 from bson import ObjectId
 from syncjobs.executor.channel import WorkerChannel
 from syncjobs.executor.events import CpuSteps, EventWriter
+from syncjobs.executor.guard import remove_pem_files
 from syncjobs.executor.run import DEFAULT_BATCH_SIZE, MAX_ERROR_CHARS, execute_run, run_stats
 from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
@@ -26,6 +27,7 @@ from syncjobs.shared.executor_protocol import (
     EXECUTOR_SETTINGS,
     EXIT_FAILED,
     EXIT_USAGE,
+    HOST_FLAG,
     ChannelError,
     result_event,
 )
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv and argv[0] == HOST_FLAG:  # a workspace's executor host, started by the fork server
+        from syncjobs.executor.host import serve_workspace
+
+        return serve_workspace(argv[1:])
     cpu = CpuSteps()
     args = build_parser().parse_args(argv)
     events = EventWriter()
@@ -65,40 +71,55 @@ def main(argv: list[str] | None = None) -> int:
         from syncjobs.executor.by_hand import run_by_hand
 
         return run_by_hand(run_id, args.dry_run, args.batch_size, events)
-    make_non_dumpable()
-    held = held_settings()
-    os.environ.clear()  # what it was started with beyond the allowlist, no child (a tap) inherits either
-    os.environ.update(held)
     try:
-        settings = Settings.from_env(held)
+        settings, guard = prepare_executor_process()
     except SettingsError as exc:
         configure_logging()
         return bad_invocation(events, str(exc))
-    configure_logging(settings.log_level)
-    # Every TCP connect of this process is checked against the egress policy and the run's control fence.
-    guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
-    limit_address_space(settings.executor_memory_mb)
     cpu.step("settings")
     try:
         with asyncio.Runner(loop_factory=guarded_loop_factory(guard)) as runner:
             return runner.run(_served(settings, guard, run_id, args.dry_run, args.batch_size, events, cpu))
     except MemoryError:
-        limit = settings.executor_memory_mb
-        log.error("run_out_of_memory", run_id=args.run_id, limit_mb=limit)
-        error = f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({limit} MiB)"
-        stats = run_stats([], 0)
-        events.emit(
-            "result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=args.dry_run)
-        )
-        return EXIT_FAILED
+        log.error("run_out_of_memory", run_id=args.run_id, limit_mb=settings.executor_memory_mb)
+        return failed(events, out_of_memory(settings), dry_run=args.dry_run)
     except Exception as exc:  # a bug or an unforeseen failure: still one failed result, the traceback on stderr
         log.exception("executor_crashed", run_id=args.run_id)
-        error = f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        stats = run_stats([], 0)
-        events.emit(
-            "result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=args.dry_run)
-        )
-        return EXIT_FAILED
+        return failed(events, crashed(exc), dry_run=args.dry_run)
+    finally:
+        remove_pem_files()
+
+
+def prepare_executor_process() -> tuple[Settings, ConnectGuard]:
+    """What every executor process does first: non-dumpable, only the allowlisted environment (what it
+    was started with beyond it, no child (a tap) inherits either), its settings and log level, a connect
+    guard that checks every TCP connect against the egress policy (and, per run, the control fence), and
+    its address-space limit."""
+    make_non_dumpable()
+    held = held_settings()
+    os.environ.clear()
+    os.environ.update(held)
+    settings = Settings.from_env(held)
+    configure_logging(settings.log_level)
+    guard = ConnectGuard(EgressPolicy.from_strings(settings.allowed_networks))
+    limit_address_space(settings.executor_memory_mb)
+    return settings, guard
+
+
+def out_of_memory(settings: Settings) -> str:
+    limit = settings.executor_memory_mb
+    return f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({limit} MiB)"
+
+
+def crashed(exc: BaseException) -> str:
+    return f"executor error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+
+
+def failed(events: EventWriter, error: str, *, dry_run: bool) -> int:
+    """The failed `result` of a run that broke off (out of memory, a crash), and its exit code."""
+    stats = run_stats([], 0)
+    events.emit("result", **result_event(RunStatus.FAILED, stats=stats, details=[], error=error, dry_run=dry_run))
+    return EXIT_FAILED
 
 
 def held_settings() -> dict[str, str]:

@@ -46,6 +46,7 @@ import pymongo.asynchronous.mongo_client
 import pymongo.asynchronous.settings
 
 # Imported once here, so that a run pays only for a fork.
+import syncjobs.executor.host
 import syncjobs.executor.run
 import syncjobs.executor.sources.command
 import syncjobs.executor.sources.http

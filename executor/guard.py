@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
+import hashlib
 import shutil
 import socket
 import tempfile
@@ -69,15 +71,31 @@ async def check_destination(rules: ConnectionRules, config: Mapping[str, Any]) -
 
 def runnable_uri(tenant: TenantUri, config: Mapping[str, Any], *, prefix: str) -> str:
     """The rebuilt URI, with the PEMs the config gives written to files of this process's own (the only
-    file options the driver ever gets, naming files the executor wrote)."""
+    file options the driver ever gets, naming files the executor wrote). A file is named by its content:
+    an executor host's next run of the same config gets the same URI, so it reuses its kept client."""
     files = {}
     for name, pem in check_pems(config, prefix=prefix).items():
-        path = Path(tempfile.mkdtemp(prefix="syncjobs-tls-")) / f"{name}.pem"
-        path.write_text(pem)
-        path.chmod(0o600)
-        atexit.register(shutil.rmtree, path.parent, True)
+        path = _pem_directory() / f"{name}-{hashlib.sha256(pem.encode()).hexdigest()[:32]}.pem"
+        if not path.exists():
+            path.write_text(pem)
+            path.chmod(0o600)
         files["tlsCAFile" if name == "tlsCAPem" else "tlsCertificateKeyFile"] = str(path)
     return tenant.uri(files)
+
+
+@functools.cache
+def _pem_directory() -> Path:
+    """This process's own directory of PEM files (0700, removed at exit)."""
+    directory = Path(tempfile.mkdtemp(prefix="syncjobs-tls-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return directory
+
+
+def remove_pem_files() -> None:
+    """Remove this process's PEM files now: a forked executor ends with `os._exit`, which runs no atexit."""
+    if _pem_directory.cache_info().currsize:
+        shutil.rmtree(_pem_directory(), ignore_errors=True)
+        _pem_directory.cache_clear()
 
 
 def canonical(addresses: frozenset[str]) -> set[str]:
@@ -126,6 +144,9 @@ class ControlFence:
 
     def watch(self, client: Any, roles: Roles) -> None:
         self._clients.append((client, roles))
+
+    def unwatch(self, client: Any) -> None:
+        self._clients = [(watched, roles) for watched, roles in self._clients if watched is not client]
 
     def trip(self, refusal: TargetRefused) -> TargetRefused:
         if self.refusal is None:

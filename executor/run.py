@@ -72,19 +72,33 @@ async def execute_run(
     progress_every_seconds: float = PROGRESS_WRITE_SECONDS,
     cpu: CpuSteps | None = None,
     close_clients: bool = True,
+    kept: RunClients | None = None,
 ) -> int:
     """Sync every selected entity of the spec's job; emits the events and returns the exit code. With
     `guard` (the process's connect guard), every socket is judged by the run's control fence too.
     `close_clients=False`: the process exits after the run, so its clients are left to the exit (no
-    `endSessions`, no monitor teardown); every write was acknowledged before the result is emitted."""
+    `endSessions`, no monitor teardown); every write was acknowledged before the result is emitted.
+    `kept`: an executor host's clients and fence, kept from run to run (its runs are one workspace's)."""
     events = events or EventWriter()
     cpu = cpu or CpuSteps()
     started = time.monotonic()
-    fence = ControlFence(rules)
+    clients = kept if kept is not None else RunClients(ControlFence(rules))
+    fence = clients.fence
     if guard is not None:
         guard.fence = fence.check_socket
     syncing = spawn(
-        _sync_run(control, rules, fence, spec, dry_run, batch_size, events, progress_every_seconds, cpu, close_clients),
+        _sync_run(
+            control,
+            rules,
+            clients,
+            spec,
+            dry_run,
+            batch_size,
+            events,
+            progress_every_seconds,
+            cpu,
+            close_clients=close_clients and kept is None,
+        ),
         f"run {spec.run_id}",
     )
     try:
@@ -125,13 +139,14 @@ def _log_cpu(cpu: CpuSteps, spec: RunSpec) -> None:
 async def _sync_run(
     control: RunControl,
     rules: ConnectionRules,
-    fence: ControlFence,
+    clients: RunClients,
     spec: RunSpec,
     dry_run: bool,
     batch_size: int,
     events: EventWriter,
     progress_every_seconds: float,
     cpu: CpuSteps,
+    *,
     close_clients: bool,
 ) -> list[EntityResult]:
     job, run_id = spec.job, spec.run_id
@@ -143,7 +158,7 @@ async def _sync_run(
         raise RunFailed("the destination config needs `uri` and `database`") from None
     source_config = await runnable_source_config(rules, source_doc)
     dest_uri = await check_destination(rules, destination_doc["config"])
-    clients = RunClients(fence)
+    clients.next_run()
     kind = str(source_doc.get("kind"))
     source_uri = source_config.get("uri") if kind == "mongodb" else None
     source_database = str(source_config.get("database"))
@@ -200,6 +215,8 @@ async def _sync_run(
         if close_clients:
             await _close(source)
             await clients.close()
+        elif clients.kept:
+            await _close(source)  # the run's own (an http session); the host keeps the database clients
 
 
 async def _selected(source: Source, job: SyncJob) -> list[str]:
@@ -237,27 +254,46 @@ async def _close(source: Source) -> None:
 
 class RunClients:
     """The run's database clients, one per URI (a source and a destination on one server share it), each
-    fenced off the control cluster for the database it was opened for."""
+    fenced off the control cluster for every database it was opened for. An executor host keeps them
+    (`kept`) for its next runs: the same URI (same credentials) of the same workspace reuses its client,
+    its connections and its fence, and a client's roles only grow, so it is judged for each."""
 
-    def __init__(self, fence: ControlFence) -> None:
-        self._fence = fence
+    def __init__(self, fence: ControlFence, *, kept: bool = False, max_clients: int = 8) -> None:
+        self.fence = fence
+        self.kept = kept
+        self._max_clients = max_clients
         self._by_uri: dict[str, tuple[Client, Roles]] = {}
         self._reached: set[int] = set()
+
+    def next_run(self) -> None:
+        """A new run pings (and judges) each client again before it moves data."""
+        self._reached.clear()
 
     def get(self, uri: str, database: str, prefix: str) -> Client:
         if uri not in self._by_uri:
             roles: Roles = []
-            client = connect_for_one_run(uri, **self._fence.client_options(roles))
-            self._fence.watch(client, roles)
+            client = connect_for_one_run(uri, **self.fence.client_options(roles))
+            self.fence.watch(client, roles)
             self._by_uri[uri] = (client, roles)
-        client, roles = self._by_uri[uri]
-        roles.append((database, prefix))
+        client, roles = self._by_uri.pop(uri)
+        self._by_uri[uri] = (client, roles)  # the most recently used last
+        if (database, prefix) not in roles:
+            roles.append((database, prefix))
         return client
+
+    async def keep_recent(self) -> None:
+        """Close the least recently used clients past `max_clients` (a host of a workspace with many servers)."""
+        while len(self._by_uri) > self._max_clients:
+            uri = next(iter(self._by_uri))
+            client, _ = self._by_uri.pop(uri)
+            self.fence.unwatch(client)
+            self._reached.discard(id(client))
+            await client.close()
 
     async def check(self, client: Client, database: str, prefix: str) -> None:
         """`guard.check_connected` for one of the client's roles; a client that answered its ping for one
         role is judged again for the next without a second ping (the topology it judges is the same)."""
-        await check_connected(self._fence, client, database, prefix, reached=id(client) in self._reached)
+        await check_connected(self.fence, client, database, prefix, reached=id(client) in self._reached)
         self._reached.add(id(client))
 
     async def close(self) -> None:

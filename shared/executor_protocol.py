@@ -27,6 +27,7 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 EXECUTOR_MODULE = "syncjobs.executor"
 EXECUTOR_COMMAND = (sys.executable, "-P", "-m", EXECUTOR_MODULE)
 CHANNEL_FLAG = "--channel"  # the spec and the control database come over stdin/stdout from the parent
+HOST_FLAG = "--host"  # `--host WORKSPACE`: a workspace's executor host (executor/host.py), its stdin a socket
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the run or one of its entities failed
@@ -55,6 +56,25 @@ KEY_ID, KEY_ARGS, KEY_ENV = "id", "args", "env"
 KEY_READY, KEY_PID, KEY_ERROR, KEY_RETURNCODE = "ready", "pid", "error", "returncode"
 MAX_FORK_REQUEST_BYTES = 1 << 20  # worker -> server: one run's argv and environment
 MAX_FORK_REPLY_BYTES = 1 << 16  # server -> worker: ready, a pid, an exit status; a child's status pipe
+
+# A run handed to an executor host: `{"id": n, "args": [...]}` with four descriptors (the run channel's read
+# end, the write ends of the run's stdout, stderr and status pipes); the status pipe gets `<exit code>`, or
+# `<exit code> retire` when the host serves no more runs after this one.
+HOST_FDS_PER_RUN = 4
+RETIRE = "retire"
+
+
+def host_status(code: int, *, retire: bool) -> bytes:
+    return f"{code} {RETIRE}".encode() if retire else str(code).encode()
+
+
+def parse_host_status(written: bytes) -> tuple[int, bool] | None:
+    """(exit code, retire) from a run's status pipe; None when the host wrote none (it died in the run)."""
+    parts = written.decode("ascii", "replace").split()
+    if not parts or not parts[0].lstrip("-").isdigit():
+        return None
+    return int(parts[0]), parts[1:] == [RETIRE]
+
 
 MAX_EVENT_LINE_BYTES = 1 << 20  # an executor's stdout line longer than this is dropped
 MAX_CHANNEL_LINE_BYTES = 16 << 20  # a line on the executor's stdin (the spec is the longest)

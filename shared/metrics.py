@@ -73,7 +73,8 @@ executors_running = Gauge(
 )
 executor_first_event_seconds = Histogram(
     "syncjobs_executor_first_event_seconds",
-    "From asking for an executor to its first NDJSON event, by start (cold: new interpreter, warm: forked).",
+    "From asking for an executor to its first NDJSON event, by start (cold: new interpreter, warm: forked, "
+    "hosted: a workspace's executor host).",
     ["start"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=WORKER_REGISTRY,

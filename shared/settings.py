@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+EXECUTOR_HOSTS = ("run", "workspace")  # SYNCJOBS_EXECUTOR_HOST: a process per run, or a host per workspace
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value of the wrong shape."""
@@ -76,6 +78,15 @@ def _taps(env: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
     return taps
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -130,6 +141,9 @@ class Settings:
     # Without an executor_command: fork each executor from a warm fork server (True) or start a new
     # interpreter per run (False).
     warm_executor: bool = True
+    # With the warm executor: `run` forks a process per run; `workspace` hands a workspace's runs, one at a
+    # time, to a long-lived executor host of that workspace (executor/host.py, docs/DECISIONS.md).
+    executor_host: str = "run"
     run_retention_days: int = 30
     worker_metrics_port: int | None = None
     # How often the leading worker re-evaluates jobs with open alerts (resolving those that stopped holding).
@@ -170,6 +184,7 @@ class Settings:
             shutdown_grace_seconds=_float(env, "SYNCJOBS_SHUTDOWN_GRACE_SECONDS", default.shutdown_grace_seconds),
             executor_command=tuple(executor_command),
             warm_executor=_bool(env, "SYNCJOBS_WARM_EXECUTOR", default.warm_executor),
+            executor_host=_choice(env, "SYNCJOBS_EXECUTOR_HOST", default.executor_host, EXECUTOR_HOSTS),
             run_retention_days=_int(env, "SYNCJOBS_RUN_RETENTION_DAYS", default.run_retention_days, minimum=1),
             worker_metrics_port=metrics_port or None,
             alert_sweep_seconds=_int(env, "SYNCJOBS_ALERT_SWEEP_SECONDS", default.alert_sweep_seconds, minimum=1),

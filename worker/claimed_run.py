@@ -159,6 +159,8 @@ class ClaimedRun:
                 self._cancel,
                 fork_server=context.executor.fork_server,
                 channel=channel,
+                hosts=context.executor.hosts,
+                workspace=job.workspace_id,
             )
         finally:
             metrics.executors_running.dec()

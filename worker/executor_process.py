@@ -5,8 +5,9 @@ logs on stderr (the last 4 KiB are kept for a failure). Whatever it prints, the 
 bounded: stdout is read in chunks, a line longer than MAX_EVENT_LINE_BYTES is dropped as it streams by
 (never buffered whole), and only a tail of stderr is kept. Output that is not NDJSON fails a run that
 has no `result` event. It dies with the worker, so a SIGKILLed worker leaves no orphan writing to a
-destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG) or,
-given a fork server, forked warm from it (`worker/fork_server.py`).
+destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG), or,
+given a fork server, forked warm from it (`worker/fork_server.py`), or handed to an executor host of the
+run's workspace (`worker/executor_hosts.py`, SYNCJOBS_EXECUTOR_HOST=workspace).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from syncjobs.shared.process import die_with_this_process
 from syncjobs.shared.secret_fields import scrub
 from syncjobs.shared.settings import Settings
 from syncjobs.shared.waits import spawn, wait_any
+from syncjobs.worker.executor_hosts import ExecutorHosts, HostedRun
 from syncjobs.worker.fairness import share_slots
 from syncjobs.worker.fork_server import ForkServer, ForkServerLost
 
@@ -81,17 +83,24 @@ class ExecutorSpec:
     fork_server: ForkServer | None = None
     control: ControlClusterCache | None = None
     workspace_share: int | None = None  # slots one workspace may hold here while another waits
+    hosts: ExecutorHosts | None = None  # SYNCJOBS_EXECUTOR_HOST=workspace: a workspace's runs go to its hosts
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, fork_server: ForkServer | None = None, control: ControlClusterCache | None = None
+        cls,
+        settings: Settings,
+        fork_server: ForkServer | None = None,
+        control: ControlClusterCache | None = None,
+        hosts: ExecutorHosts | None = None,
     ) -> ExecutorSpec:
         """The default executor gets the allowlisted environment only (no control URI, no keys, no admin
         token: its spec and control-database answers come over the run channel); `fork_server` and
         `control` are used only for it, the fork server only with SYNCJOBS_WARM_EXECUTOR on. An
         operator's own SYNCJOBS_EXECUTOR_COMMAND is trusted as the worker is: it finds the database
-        through the worker's settings."""
+        through the worker's settings. `hosts` serve the default executor's runs only with
+        SYNCJOBS_EXECUTOR_HOST=workspace (and the warm executor)."""
         default = not settings.executor_command
+        warm = default and settings.warm_executor
         env = executor_environment(os.environ) | {"SYNCJOBS_DATABASE": settings.database}
         if not default:
             env = {**os.environ, "SYNCJOBS_MONGODB_URI": settings.require_mongodb_uri(), **env}
@@ -100,9 +109,10 @@ class ExecutorSpec:
             env,
             settings.max_concurrent_runs,
             settings.max_runs_per_workspace,
-            fork_server if default and settings.warm_executor else None,
+            fork_server if warm else None,
             control if default else None,
             share_slots(settings.max_concurrent_runs, settings.workspace_share),
+            hosts if warm and settings.executor_host == "workspace" else None,
         )
 
 
@@ -171,13 +181,17 @@ async def run_executor(
     *,
     fork_server: ForkServer | None = None,
     channel: RunChannel | None = None,
+    hosts: ExecutorHosts | None = None,
+    workspace: str | None = None,
 ) -> ExecutionOutcome:
     """Run the executor to its end, its timeout (timed_out) or `cancel` being set (cancelled); forked
-    from `fork_server` when one is given and `argv` is the default executor command. With `channel`,
-    the executor's stdin carries its spec and the answers to its requests."""
+    from `fork_server` when one is given and `argv` is the default executor command, or handed to an
+    executor host of `workspace` when `hosts` are given. With `channel`, the executor's stdin carries its
+    spec and the answers to its requests."""
     started = time.monotonic()
     oom_kills_before = oom_kill_count()
-    process, kind = await _start(argv, env, fork_server, channel is not None)
+    hosted = hosts if channel is not None and workspace is not None else None
+    process, kind = await _start(argv, env, fork_server, channel is not None, hosted, workspace)
     output = _Output()
     readers = asyncio.gather(
         _read_events(process.stdout, output, process.stdin, channel), _read_tail(process.stderr, output)
@@ -192,11 +206,11 @@ async def run_executor(
             status = RunStatus.CANCELLED
         else:
             status = RunStatus.TIMED_OUT
-            _signal_group(process.pid, signal.SIGTERM)
+            _signal(process, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE_SECONDS)
     finally:
-        _signal_group(process.pid, signal.SIGKILL)  # the whole group, grandchildren included
+        _signal(process, signal.SIGKILL)  # the whole group, grandchildren included
         await exited
         with contextlib.suppress(Exception):
             await asyncio.wait_for(readers, KILL_GRACE_SECONDS)
@@ -227,8 +241,18 @@ async def run_executor(
 
 
 async def _start(
-    argv: Sequence[str], env: Mapping[str, str], fork_server: ForkServer | None, stdin: bool
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    fork_server: ForkServer | None,
+    stdin: bool,
+    hosts: ExecutorHosts | None,
+    workspace: str | None,
 ) -> tuple[ExecutorProcess, str]:
+    if hosts is not None and workspace is not None and tuple(argv[: len(EXECUTOR_COMMAND)]) == EXECUTOR_COMMAND:
+        try:
+            return await hosts.run(workspace, argv, env, stdout_limit=MAX_EVENT_LINE_BYTES), "hosted"
+        except ForkServerLost as lost:  # slower, never lost
+            log.warning("executor_host_unavailable", reason=str(lost))
     if fork_server is not None and tuple(argv[: len(EXECUTOR_COMMAND)]) == EXECUTOR_COMMAND:
         try:
             return await fork_server.spawn(argv, env, stdout_limit=MAX_EVENT_LINE_BYTES, stdin=stdin), "warm"
@@ -297,6 +321,14 @@ def oom_kill_count(proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = P
         except (OSError, ValueError, KeyError):
             continue
     return None
+
+
+def _signal(process: ExecutorProcess, signum: int) -> None:
+    """The process's group; a hosted run's host only while the run is in it (then it is the run's)."""
+    if isinstance(process, HostedRun):
+        process.signal_group(signum)
+    else:
+        _signal_group(process.pid, signum)
 
 
 def _signal_group(pgid: int, signum: int) -> None:

@@ -16,7 +16,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from syncjobs.shared import executor_protocol as protocol
@@ -45,19 +46,73 @@ def lifeline_fd() -> int:
     return _lifeline
 
 
-async def _pipe_reader(fd: int, limit: int) -> asyncio.StreamReader:
+async def pipe_reader(fd: int, limit: int) -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
     return reader
 
 
-async def _pipe_writer(fd: int) -> asyncio.StreamWriter:
+async def pipe_writer(fd: int) -> asyncio.StreamWriter:
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(fd, "wb", 0)
     )
     return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
+@dataclass
+class RunPipes:
+    """The four descriptors a child or a host gets for a run (its go descriptor or run channel, stdout,
+    stderr, status) and our ends of them."""
+
+    theirs: list[int]
+    ours: list[int]
+
+    @classmethod
+    def open(cls, go: tuple[int, int]) -> RunPipes:
+        """`go`: (their end, ours) of the go descriptor or the run channel."""
+        (out_read, out_write), (err_read, err_write), (status_read, status_write) = os.pipe(), os.pipe(), os.pipe()
+        return cls([go[0], out_write, err_write, status_write], [go[1], out_read, err_read, status_read])
+
+    async def send(self, control: socket.socket, message: bytes) -> None:
+        """Their ends, with `message`, over `control` (then closed here: the receiver holds copies); on
+        an OSError ours are closed too."""
+        try:
+            await send_with_fds(control, message, self.theirs)
+        except OSError:
+            _close_all(self.ours)
+            raise
+        finally:
+            _close_all(self.theirs)
+
+
+async def send_with_fds(control: socket.socket, message: bytes, fds: list[int]) -> None:
+    """One SOCK_SEQPACKET message carrying `fds`, on a non-blocking socket, waiting while it is full."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            socket.send_fds(control, [message], fds)
+            return
+        except BlockingIOError:
+            writable = loop.create_future()
+            loop.add_writer(control.fileno(), writable.set_result, None)
+            try:
+                await writable
+            finally:
+                loop.remove_writer(control.fileno())
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _socket_go() -> tuple[int, int]:
+    """A host's go descriptor is a socket: after the go byte, the runs come over it."""
+    theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return theirs.detach(), ours.detach()
 
 
 class WarmProcess:
@@ -89,7 +144,7 @@ class WarmProcess:
         fd, self._status_fd = self._status_fd, None
         if fd is None:
             return None
-        written = await (await _pipe_reader(fd, protocol.MAX_FORK_REPLY_BYTES)).read()
+        written = await (await pipe_reader(fd, protocol.MAX_FORK_REPLY_BYTES)).read()
         try:
             return int(written)
         except ValueError:  # killed by a signal: the status is lost with the server that would have reaped it
@@ -128,10 +183,26 @@ class ForkServer:
         if list(argv[: len(protocol.EXECUTOR_COMMAND)]) != list(protocol.EXECUTOR_COMMAND):
             raise ValueError(f"the fork server runs {' '.join(protocol.EXECUTOR_COMMAND)} only, not {argv}")
         args = list(argv[len(protocol.EXECUTOR_COMMAND) :])
+        process, go = await self._spawn(args, env, stdout_limit, os.pipe)
+        if stdin:
+            process.stdin = await pipe_writer(go)
+        else:
+            os.close(go)
+        return process
+
+    async def spawn_host(self, workspace: str, env: Mapping[str, str]) -> tuple[WarmProcess, socket.socket]:
+        """A workspace's executor host (`executor/host.py`), and our end of the socket it takes runs on."""
+        process, go = await self._spawn([protocol.HOST_FLAG, workspace], env, protocol.MAX_FORK_REPLY_BYTES, _socket_go)
+        return process, socket.socket(fileno=go)
+
+    async def _spawn(
+        self, args: list[str], env: Mapping[str, str], stdout_limit: int, make_go: Callable[[], tuple[int, int]]
+    ) -> tuple[WarmProcess, int]:
+        """The child and our end of its go descriptor (`make_go`: its end, ours), which carried the go byte."""
         for attempt in range(1, START_ATTEMPTS + 1):
             try:
                 await self.start()
-                return await self._spawn_once(args, env, stdout_limit, stdin)
+                return await self._spawn_once(args, env, stdout_limit, make_go())
             except ForkServerLost as lost:
                 log.warning("fork_server_lost", attempt=attempt, error=str(lost))
                 await self._discard()
@@ -191,63 +262,40 @@ class ForkServer:
                 process.kill()
                 await process.wait()
 
-    async def _spawn_once(self, args: list[str], env: Mapping[str, str], stdout_limit: int, stdin: bool) -> WarmProcess:
+    async def _spawn_once(
+        self, args: list[str], env: Mapping[str, str], stdout_limit: int, go: tuple[int, int]
+    ) -> tuple[WarmProcess, int]:
         control = self._control
         if control is None:
+            _close_all(list(go))
             raise ForkServerLost("the fork server is not running")
         request_id = next(self._ids)
         reply = asyncio.get_running_loop().create_future()
         self._replies[request_id] = reply
-        go_read, go_write = os.pipe()
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        status_read, status_write = os.pipe()
-        theirs = [go_read, out_write, err_write, status_write]
-        ours = [go_write, out_read, err_read, status_read]
+        pipes = RunPipes.open(go)
+        ours = pipes.ours
+        go_write, out_read, err_read, status_read = ours
+        message = json.dumps({protocol.KEY_ID: request_id, protocol.KEY_ARGS: args, protocol.KEY_ENV: dict(env)})
         try:
-            message = json.dumps(
-                {protocol.KEY_ID: request_id, protocol.KEY_ARGS: args, protocol.KEY_ENV: dict(env)}
-            ).encode()
-            await self._send(control, message, theirs)
+            await pipes.send(control, message.encode())
         except OSError as exc:
-            self._close_all(ours)
             raise ForkServerLost(f"cannot reach the fork server: {exc}") from None
-        finally:
-            self._close_all(theirs)  # the server holds its own copies now
         try:
             pid, exit_status = await reply
         except BaseException:  # lost or cancelled: a child forked but never told reads end of file on `go`
-            self._close_all(ours)
+            _close_all(ours)
             raise
         finally:
             self._replies.pop(request_id, None)
-        os.write(go_write, b"1")  # then the go pipe is the child's stdin
+        os.write(go_write, b"1")  # then the go descriptor is the child's stdin
         process = WarmProcess(
             pid,
-            await _pipe_reader(out_read, stdout_limit),
-            await _pipe_reader(err_read, 1 << 16),
+            await pipe_reader(out_read, stdout_limit),
+            await pipe_reader(err_read, 1 << 16),
             exit_status,
         )
         process._status_fd = status_read
-        if stdin:
-            process.stdin = await _pipe_writer(go_write)
-        else:
-            os.close(go_write)
-        return process
-
-    async def _send(self, control: socket.socket, message: bytes, fds: list[int]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                socket.send_fds(control, [message], fds)
-                return
-            except BlockingIOError:
-                writable = loop.create_future()
-                loop.add_writer(control.fileno(), writable.set_result, None)
-                try:
-                    await writable
-                finally:
-                    loop.remove_writer(control.fileno())
+        return process, go_write
 
     def _on_message(self, control: socket.socket) -> None:
         try:
@@ -293,9 +341,3 @@ class ForkServer:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
-
-    @staticmethod
-    def _close_all(fds: list[int]) -> None:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)

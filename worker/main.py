@@ -36,6 +36,7 @@ from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker import notifier
 from syncjobs.worker.change_feed import ChangeFeed
 from syncjobs.worker.dispatcher import RunDispatcher
+from syncjobs.worker.executor_hosts import ExecutorHosts
 from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.fork_server import ForkServer
 from syncjobs.worker.health import DatabaseHealth
@@ -87,6 +88,7 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     finally:
         if warming is not None:  # a warm-up still starting (a loaded machine) does not hold up the stop
             await _cancel_all([warming])
+        await worker.executor_hosts.close()
         await worker.fork_server.close()
         await close_client(client)
         log.info("worker_stopped", worker_id=settings.worker_id)
@@ -129,6 +131,7 @@ class _Worker:
         self.stop = stop
         self.health = DatabaseHealth()
         self.fork_server = ForkServer()  # warmed up at start (when used), shared by every term
+        self.executor_hosts = ExecutorHosts(self.fork_server)  # used with SYNCJOBS_EXECUTOR_HOST=workspace
         self._background: set[asyncio.Task[object]] = set()
         self._notify_latest: dict[ObjectId, tuple[Document, ObjectId]] = {}
         self._notify_slots = asyncio.Semaphore(NOTIFY_CONCURRENCY)
@@ -143,7 +146,10 @@ class _Worker:
             self.clock,
             claimant,
             executor=ExecutorSpec.from_settings(
-                self.settings, self.fork_server, ControlClusterCache(self.db.client, self.settings)
+                self.settings,
+                self.fork_server,
+                ControlClusterCache(self.db.client, self.settings),
+                self.executor_hosts,
             ),
             health=self.health,
             poll_seconds=self.settings.poll_seconds,
