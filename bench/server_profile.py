@@ -220,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--executor", default="warm", choices=["warm", "cold", "true"])
+    parser.add_argument("--executor", default="warm", choices=["warm", "hosted", "cold", "true"])
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--named-entity", action="store_true")
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")

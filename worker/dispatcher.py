@@ -2,11 +2,12 @@
 workspaces and under the per-workspace cap, runs their executors, keeps their run leases alive, and
 records their outcome and retries.
 
-A claim is one atomic write (pending -> running, this worker, a run lease); it is also the job's
-execution lock (see `job_runs.claim_run`). New pending runs wake the claimer through a change stream on
-`job_runs` inserts (or a poll every SYNCJOBS_POLL_SECONDS where the server has none); a run finishing here
-wakes it too. The claimer's writes on its run are guarded by the run's lease, not by a fencing token;
-the outcomes of runs that end together are written together (`outcome_writer`).
+A claim round is one write for the runs it picked (pending -> running, this worker, a run lease); each
+run's claim is also its job's execution lock (see `job_runs.claim_runs`). New pending runs wake the
+claimer through a change stream on `job_runs` inserts (or a poll every SYNCJOBS_POLL_SECONDS where the
+server has none); a run finishing here wakes it too. The claimer's writes on its run are guarded by the
+run's lease, not by a fencing token; the outcomes of runs that end together are written together
+(`outcome_writer`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from syncjobs.shared.clock import Clock
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.models import DEFAULT_OVERLAP, JobRun, from_document
@@ -176,30 +177,37 @@ class RunDispatcher:
             )
             if picked:
                 self._last_workspace = picked[-1].workspace_id
-                # Concurrent: a claim waits on the database's round trip, not on this process.
-                claimed = await asyncio.gather(*(self._claim(candidate, now) for candidate in picked))
-                if not all(claimed):
+                if not await self._claim(picked, now):
                     self._wake.set()
         return self._pending.next_due_after(now) if free > 0 else None
 
-    async def _claim(self, candidate: PendingRun, now: datetime) -> bool:
-        """Claim one run and start it; False when it is gone or its job runs somewhere (it then waits)."""
+    async def _claim(self, picked: list[PendingRun], now: datetime) -> bool:
+        """Claim the picked runs in one write and start those won; False when one was not (gone, or its job
+        runs somewhere: it then waits), so the loop looks again."""
         sent_at = time.monotonic()
         try:
-            doc = await job_runs.claim_run(self.db, self.claimant, candidate.document, now=now)
-        except DuplicateKeyError:  # the job's run goes somewhere: its lock is taken
-            self._waiting_jobs.add(candidate.job_id)
-            await self._apply_overlap(candidate.job_id, now)
-            return False
-        except ConnectionFailure:  # the claim may have landed and only its answer been lost
-            self._in_doubt[candidate.run_id] = (candidate.document, now)
+            batch = await job_runs.claim_runs(
+                self.db, self.claimant, [candidate.document for candidate in picked], now=now, token=ObjectId()
+            )
+        except ConnectionFailure:  # the claims may have landed and only the answer been lost
+            for candidate in picked:
+                self._in_doubt[candidate.run_id] = (candidate.document, now)
             raise
-        self._pending.discard(candidate.run_id)
-        if doc is None:  # another replica took it: others may be taken too, so re-read soon
+        for doc in batch.won:
+            self._pending.discard(doc["_id"])
+            self._start(doc, sent_at)
+        if len(batch.won) == len(picked):
+            return True
+        if batch.locked_job is not None:  # the job's run goes somewhere: its lock is taken; the rest wait
+            self._waiting_jobs.add(batch.locked_job)
+            await self._apply_overlap(batch.locked_job, now)
+        else:  # another replica took them: others may be taken too, so re-read soon
+            won = {doc["_id"] for doc in batch.won}
+            for candidate in picked:
+                if candidate.run_id not in won:
+                    self._pending.discard(candidate.run_id)
             self._reread_at = min(self._reread_at, time.monotonic() + REREAD_AFTER_CONTENTION_SECONDS)
-            return False
-        self._start(doc, sent_at)
-        return True
+        return False
 
     async def _settle_in_doubt(self) -> None:
         """A claim whose answer was lost is ours if its lease renews under our instance: run it (else it is

@@ -212,12 +212,59 @@ async def claim_run(db: Database, claimant: Claimant, pending: Document, *, now:
 
     The write is also the job's execution lock: the unique `job_running` index admits one running
     exclusive run per job, so a job already running anywhere raises DuplicateKeyError."""
-    claim = _claim_fields(claimant, now)
+    batch = await claim_runs(db, claimant, [pending], now=now, token=ObjectId())
+    if batch.locked_job is not None:
+        raise DuplicateKeyError(f"job {batch.locked_job} has a running run", DUPLICATE_KEY)
+    return batch.won[0] if batch.won else None
+
+
+@dataclass(frozen=True)
+class ClaimedBatch:
+    """What one claim of several runs won: the runs as claimed, and the job whose running run stopped the
+    write (its execution lock is taken; the runs after it in the write are still pending)."""
+
+    won: list[Document]
+    locked_job: ObjectId | None = None
+
+
+async def claim_runs(
+    db: Database, claimant: Claimant, pending: list[Document], *, now: datetime, token: ObjectId
+) -> ClaimedBatch:
+    """`claim_run` for several runs in one write: one `update_many` stamps them running under `token`
+    (SecantusDB writes one statement in one storage transaction, a bulk_write one per run). The unique
+    `job_running` index still admits one running exclusive run per job: a second stops the write with a
+    DuplicateKeyError naming the job, the runs changed before it stay changed and the rest stay pending,
+    as on mongod. When fewer runs changed than were sent, one read by `_id` and `token` tells which are
+    ours (`won_by`); the same read settles a claim whose answer was lost."""
+    claim = {**_claim_fields(claimant, now), "claimToken": token}
     update = [{"$set": {**claim, "exclusive": {"$ifNull": ["$exclusive", True]}}}]
-    query = {"_id": pending["_id"], "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
-    if (await durable(db.job_runs).update_one(query, update)).modified_count != 1:
-        return None
-    return {**pending, **claim}
+    ids = [doc["_id"] for doc in pending]
+    query = {"_id": {"$in": ids}, "status": RunStatus.PENDING, "dueAt": {"$not": {"$gt": to_ms(now)}}}
+    locked_job = None
+    try:
+        changed = (await durable(db.job_runs).update_many(query, update)).modified_count
+        if changed in (0, len(ids)):  # none or all: nothing to read
+            return ClaimedBatch([{**doc, **claim} for doc in pending] if changed else [])
+    except DuplicateKeyError as conflict:
+        locked_job = _locked_job(conflict)
+        if len(ids) == 1:
+            return ClaimedBatch([], locked_job)
+    won = await won_by(db, ids, token)
+    return ClaimedBatch([{**doc, **claim} for doc in pending if doc["_id"] in won], locked_job)
+
+
+async def won_by(db: Database, run_ids: list[ObjectId], token: ObjectId) -> set[ObjectId]:
+    """Which of `run_ids` a claim under `token` made running (and still are: the leader may have failed one
+    as lost since)."""
+    held = {"_id": {"$in": run_ids}, "claimToken": token, "status": RunStatus.RUNNING}
+    return {doc["_id"] for doc in await majority_read(db.job_runs).find(held, {"_id": 1}).to_list()}
+
+
+def _locked_job(conflict: DuplicateKeyError) -> ObjectId | None:
+    """The job a `job_running` conflict names (None when the server's error does not say)."""
+    key = (conflict.details or {}).get("keyValue") or {}
+    job_id = key.get("jobId")
+    return job_id if isinstance(job_id, ObjectId) else None
 
 
 def _claim_fields(claimant: Claimant, now: datetime) -> Document:

@@ -162,3 +162,17 @@ async def test_a_replica_set_with_arbiters_is_refused_unless_allowed(mongo_uri: 
     refuse_arbiters({"setName": "rs0", "hosts": ["a:27017"]}, allow_arbiters=False)
     assert Settings.from_env({"SYNCJOBS_ALLOW_ARBITERS": "1"}).allow_arbiters
     assert not Settings.from_env({}).allow_arbiters
+
+
+async def test_a_claim_round_is_written_durably_and_what_it_won_read_from_a_majority(
+    watched: tuple[Database, _Commands],
+) -> None:
+    db, commands = watched
+    job = from_document(SyncJob, await make_job(db, "concerns", "* * * * *", T0))
+    first = await job_runs.create_manual_run(db, job, T0)
+    second = await job_runs.create_manual_run(db, job, T0 + timedelta(seconds=1))
+    pending = [{"_id": ObjectId(run.id), "jobId": ObjectId(job.id)} for run in (first, second)]
+    # two runs of one job: the second stops at the job's lock, so the round reads what it won
+    sent = await commands.of(job_runs.claim_runs(db, ME, pending, now=T0 + timedelta(seconds=5), token=ObjectId()))
+    _durable_writes(sent)
+    _majority_reads(sent)

@@ -82,6 +82,73 @@ async def test_a_claim_is_the_jobs_lock_unless_its_overlap_is_allow(db: Database
     assert [run["status"] for run in await runs_of(db, side_by_side["_id"])] == ["running", "running"]
 
 
+class _Sent(monitoring.CommandListener):
+    """The names of the commands a client sends."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_claim_round_is_one_write_and_a_taken_lock_stops_it_where_it_stands(
+    db: Database, mongo_uri: str
+) -> None:
+    sent = _Sent()
+    client: AsyncMongoClient[Document] = connect(mongo_uri, event_listeners=[sent])
+    watched = client[db.name]
+    try:
+        jobs = [await make_job(db, f"ok-{i}", "* * * * *", T0) for i in range(4)]
+        batch = [await _pending(db, job, 0) for job in jobs]
+        sent.names.clear()
+        claimed = await job_runs.claim_runs(watched, ME, batch, now=T0, token=ObjectId())
+        assert sent.names == ["update"]  # all four won: one write, nothing read back
+        assert ([run["_id"] for run in claimed.won], claimed.locked_job) == ([run["_id"] for run in batch], None)
+        for run in claimed.won:
+            stored = await db.job_runs.find_one({"_id": run["_id"]})
+            assert from_document(JobRun, run) == from_document(JobRun, stored)
+            assert (stored["status"], stored["claimedBy"]) == ("running", "instance-1")
+
+        # the next fires, with the second job's still running: its run stops the write
+        for run in claimed.won[:1] + claimed.won[2:]:
+            assert await _finish(db, ME, run["_id"])
+        later = [await _pending(db, job, 60) for job in jobs]
+        sent.names.clear()
+        stopped = await job_runs.claim_runs(watched, ME, later, now=T0, token=ObjectId())
+        assert sent.names == ["update", "find"]  # fewer changed than sent: one read tells which are ours
+        assert stopped.locked_job == jobs[1]["_id"]
+        statuses = {run["_id"]: (await job_runs.get_run(db, run["_id"])).status for run in later}
+        won = {run["_id"] for run in stopped.won}
+        assert won == {run_id for run_id, status in statuses.items() if status == "running"}
+        assert statuses[later[1]["_id"]] == "pending" and later[0]["_id"] in won  # in the server's order
+        assert await job_runs.claim_runs(watched, ME, [later[1]], now=T0, token=ObjectId()) == job_runs.ClaimedBatch(
+            [], jobs[1]["_id"]
+        )
+    finally:
+        await client.close()
+
+
+async def test_claimers_racing_for_one_round_win_each_run_once(db: Database) -> None:
+    jobs = [await make_job(db, f"ok-{i}", "* * * * *", T0) for i in range(6)]
+    batch = [await _pending(db, job, 0) for job in jobs]
+    others = [Claimant(f"w{i}", f"instance-{i}", lease_seconds=30) for i in range(3)]
+    rounds = await asyncio.gather(
+        *(job_runs.claim_runs(db, claimant, batch, now=T0, token=ObjectId()) for claimant in others)
+    )
+    won = [run["_id"] for claimed in rounds for run in claimed.won]
+    assert sorted(won) == sorted(run["_id"] for run in batch)  # every run once, whoever won it
+    for claimant, claimed in zip(others, rounds, strict=True):
+        for run in claimed.won:
+            assert (await db.job_runs.find_one({"_id": run["_id"]}))["claimedBy"] == claimant.instance
+
+
 async def test_a_run_is_claimed_only_once_due(db: Database) -> None:
     job = await make_job(db, "ok", "* * * * *", T0)
     retry = await job_runs.insert_fire(
@@ -199,7 +266,8 @@ async def test_max_runs_per_workspace_caps_running_runs_across_the_workspace(
 
 
 class _WriteCounter(monitoring.CommandListener):
-    """Counts the write commands a client sends, and the writes (statements) they carry, per collection."""
+    """Counts the write commands a client sends, the writes (statements) they carry and the documents they
+    wrote (inserted, modified, deleted), per collection."""
 
     WRITES: ClassVar[dict[str, str | None]] = {
         "insert": "documents",
@@ -211,6 +279,8 @@ class _WriteCounter(monitoring.CommandListener):
     def __init__(self) -> None:
         self.commands: Counter[tuple[str, str]] = Counter()
         self.statements: Counter[tuple[str, str]] = Counter()
+        self.documents: Counter[tuple[str, str]] = Counter()
+        self._sent: dict[int, tuple[str, str]] = {}
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name in self.WRITES:
@@ -218,15 +288,18 @@ class _WriteCounter(monitoring.CommandListener):
             self.commands[on] += 1
             carried = self.WRITES[event.command_name]
             self.statements[on] += len(event.command[carried]) if carried else 1
+            self._sent[event.request_id] = on
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
+        on = self._sent.pop(event.request_id, None)
+        if on is not None:
+            self.documents[on] += int(event.reply.get("nModified", event.reply.get("n", 0)))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
     def clear(self) -> None:
-        for counter in (self.commands, self.statements):
+        for counter in (self.commands, self.statements, self.documents):
             counter.clear()
 
 
@@ -248,12 +321,14 @@ async def test_a_burst_costs_three_writes_per_run_and_two_per_burst(
     finally:
         await client.close()
     # one insert_many of the fires and one bulk_write of nextRunAt for the burst; per run a claim (lock and
-    # start in one), its outcome on the run, its outcome on the job: the outcomes of runs that end together
-    # share one command per collection
+    # start in one), its outcome on the run, its outcome on the job: the runs a claim round picks share one
+    # statement, the outcomes of runs that end together one command per collection
     runs, syncjobs = ("update", "job_runs"), ("update", "syncjobs")
-    assert counter.statements == Counter({("insert", "job_runs"): jobs, runs: 2 * jobs, syncjobs: 2 * jobs})
+    assert counter.documents == Counter({("insert", "job_runs"): jobs, runs: 2 * jobs, syncjobs: 2 * jobs})
+    assert counter.statements[("insert", "job_runs")] == jobs and counter.statements[syncjobs] == 2 * jobs
+    assert jobs < counter.statements[runs] < 2 * jobs, counter.statements  # the outcomes, and fewer claims
     assert counter.commands[("insert", "job_runs")] == 1
-    assert jobs < counter.commands[runs] <= 2 * jobs, counter.commands  # a claim each, then the outcomes
+    assert jobs < counter.commands[runs] < 2 * jobs, counter.commands  # the claim rounds, then the outcomes
     assert 1 < counter.commands[syncjobs] <= 1 + jobs, counter.commands
     assert counter.commands.keys() == {("insert", "job_runs"), runs, syncjobs}, counter.commands
 

@@ -269,7 +269,7 @@ async def test_a_run_whose_lock_cannot_be_taken_is_tried_again(
     harness: Harness, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = await make_job(db, "ok", "0 0 1 1 *", T0)
-    _fail_once(monkeypatch, job_runs, "claim_run")  # the claim is the job's lock
+    _fail_once(monkeypatch, job_runs, "claim_runs")  # the claim is the job's lock
     await harness.start()
     await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
     await eventually(lambda: harness.run_with(job["_id"], status="succeeded"))
