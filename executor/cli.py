@@ -5,6 +5,7 @@ Events (NDJSON) go to stdout, logs to stderr; the exit codes are `shared.executo
 takes its spec and control-database answers from its parent over stdin. Without it (by hand), this
 process reads the run's spec with the control settings it has and starts that executor as its child,
 serving it over the same channel (`executor/by_hand.py`). The worker, not the executor, stores the result.
+`--host WORKSPACE` (from the fork server only) is a workspace's executor host (`executor/host.py`).
 """
 
 from __future__ import annotations
