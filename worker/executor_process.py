@@ -5,7 +5,8 @@ logs on stderr (the last 4 KiB are kept for a failure). Whatever it prints, the 
 bounded: stdout is read in chunks, a line longer than MAX_EVENT_LINE_BYTES is dropped as it streams by
 (never buffered whole), and only a tail of stderr is kept. Output that is not NDJSON fails a run that
 has no `result` event. It dies with the worker, so a SIGKILLed worker leaves no orphan writing to a
-destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG), or,
+destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG, its group
+killed by `group_keeper` when the worker dies), or,
 given a fork server, forked warm from it (`worker/fork_server.py`), or handed to an executor host of the
 run's workspace (`worker/executor_hosts.py`, SYNCJOBS_EXECUTOR_HOST=workspace).
 """
@@ -45,6 +46,7 @@ from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.executor_hosts import ExecutorHosts, HostedRun
 from syncjobs.worker.fairness import share_slots
 from syncjobs.worker.fork_server import ForkServer, ForkServerLost
+from syncjobs.worker.group_keeper import cold_groups
 
 log = get_logger(__name__)
 
@@ -211,6 +213,8 @@ async def run_executor(
                 await asyncio.wait_for(asyncio.shield(exited), KILL_GRACE_SECONDS)
     finally:
         _signal(process, signal.SIGKILL)  # the whole group, grandchildren included
+        if kind == "cold":
+            cold_groups().remove(process.pid)
         await exited
         with contextlib.suppress(Exception):
             await asyncio.wait_for(readers, KILL_GRACE_SECONDS)
@@ -268,6 +272,7 @@ async def _start(
         preexec_fn=die_with_this_process(),
         limit=MAX_EVENT_LINE_BYTES,
     )
+    cold_groups().add(process.pid)  # its children, too, die with the worker
     return process, "cold"
 
 

@@ -39,6 +39,7 @@ from syncjobs.worker.dispatcher import RunDispatcher
 from syncjobs.worker.executor_hosts import ExecutorHosts
 from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.fork_server import ForkServer
+from syncjobs.worker.group_keeper import cold_groups
 from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.leadership import Leadership
 from syncjobs.worker.lease import Lease
@@ -90,6 +91,7 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
             await _cancel_all([warming])
         await worker.executor_hosts.close()
         await worker.fork_server.close()
+        cold_groups().close()
         await close_client(client)
         log.info("worker_stopped", worker_id=settings.worker_id)
 
