@@ -5,10 +5,10 @@ logs on stderr (the last 4 KiB are kept for a failure). Whatever it prints, the 
 bounded: stdout is read in chunks, a line longer than MAX_EVENT_LINE_BYTES is dropped as it streams by
 (never buffered whole), and only a tail of stderr is kept. Output that is not NDJSON fails a run that
 has no `result` event. It dies with the worker, so a SIGKILLed worker leaves no orphan writing to a
-destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG, its group
-killed by `group_keeper` when the worker dies), or,
-given a fork server, forked warm from it (`worker/fork_server.py`), or handed to an executor host of the
-run's workspace (`worker/executor_hosts.py`, SYNCJOBS_EXECUTOR_HOST=workspace).
+destination while its run is marked lost. It is started cold (a new interpreter, PR_SET_PDEATHSIG, its
+group killed by `group_keeper` when the worker dies), or, given a fork server, forked warm from it
+(`worker/fork_server.py`), or handed to an executor host of the run's workspace
+(`worker/executor_hosts.py`, SYNCJOBS_EXECUTOR_HOST=workspace).
 """
 
 from __future__ import annotations
