@@ -156,8 +156,12 @@ async def close_client(client: AsyncMongoClient[Document]) -> None:
 
 @dataclass(frozen=True)
 class CollectionIndexes:
+    """A collection's indexes; `retired` names the ones an earlier version created that `ensure_indexes`
+    drops (by name: an index someone added by hand is left alone)."""
+
     collection: str
     indexes: tuple[IndexModel, ...]
+    retired: tuple[str, ...] = ()
 
 
 def _index(keys: list[tuple[str, int]], name: str, **options: Any) -> IndexModel:
@@ -212,10 +216,6 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     "fire_key",
                     unique=True,
                 ),
-                _index(
-                    [("workspaceId", ASCENDING), ("jobId", ASCENDING), ("startedAt", DESCENDING)],
-                    "workspace_job_started",
-                ),
                 _index([("jobId", ASCENDING), ("createdAt", DESCENDING)], "job_created"),
                 # The run list's filters: status ("the failed runs"), trigger; scheduledFor uses fire_key.
                 _index([("jobId", ASCENDING), ("status", ASCENDING), ("createdAt", DESCENDING)], "job_status_created"),
@@ -223,7 +223,15 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     [("jobId", ASCENDING), ("trigger", ASCENDING), ("createdAt", DESCENDING)], "job_trigger_created"
                 ),
                 _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
-                _index([("status", ASCENDING)], "status"),
+                # The runs the worker scans (pending ones to claim, running ones for the lost-run sweep and
+                # the per-workspace cap): a run leaves it when it ends, so it stays as small as the work in
+                # flight. The active statuses as a range, not an $in: SecantusDB plans a partial index only
+                # for a filter of equalities and ranges (reset, between them, is an operator's rare note).
+                _index(
+                    [("status", ASCENDING)],
+                    "active_status",
+                    partialFilterExpression={"status": {"$gte": RunStatus.PENDING, "$lte": RunStatus.RUNNING}},
+                ),
                 # The per-job execution lock: at most one running run of a job whose overlap is not `allow`,
                 # so claiming a run (pending -> running) takes the lock in the same write.
                 _index(
@@ -238,6 +246,9 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     expireAfterSeconds=run_retention_days * 86400,
                 ),
             ),
+            # Dropped in issue 22, as every index costs each write of a run: `workspace_job_started` served
+            # no query, `status` held every run ever stored (`active_status` holds the active ones).
+            retired=("workspace_job_started", "status"),
         ),
         CollectionIndexes(
             "job_changes",
@@ -280,8 +291,13 @@ def no_change_streams(error: PyMongoError) -> bool:
     )
 
 
+INDEX_NOT_FOUND = 27
+
+
 async def ensure_indexes(db: Database, run_retention_days: int = 30) -> None:
-    """Create the indexes idempotently; a changed TTL is applied with collMod rather than failing."""
+    """Create the indexes idempotently; a changed TTL is applied with collMod rather than failing. Then
+    drop the retired ones still there: after the new ones exist, so no query is left without its index
+    while a database is upgraded."""
     for plan in index_plan(run_retention_days):
         collection = db[plan.collection]
         for model in plan.indexes:
@@ -294,3 +310,15 @@ async def ensure_indexes(db: Database, run_retention_days: int = 30) -> None:
                 await db.command(
                     {"collMod": plan.collection, "index": {"name": model.document["name"], "expireAfterSeconds": ttl}}
                 )
+        if plan.retired:
+            await _drop_retired(collection, plan.retired)
+
+
+async def _drop_retired(collection: Collection, retired: tuple[str, ...]) -> None:
+    present = {index["name"] async for index in await collection.list_indexes()}
+    for name in sorted(present.intersection(retired)):
+        try:
+            await collection.drop_index(name)
+        except OperationFailure as exc:
+            if exc.code != INDEX_NOT_FOUND:  # another process starting beside us dropped it first
+                raise

@@ -205,7 +205,8 @@ async def one_job_run_stats(db: Database, job: Document, since: datetime) -> Job
 
 
 async def count_runs_by_status(db: Database) -> dict[str, int]:
-    """Stored runs per status across all workspaces, for the api's `/metrics` (status index only)."""
+    """Stored runs per status across all workspaces, for the api's `/metrics`: a pass over every stored run
+    (no filter an index could serve)."""
     cursor = await db.job_runs.aggregate([{"$group": {"_id": "$status", "count": {"$sum": 1}}}])
     return {str(doc["_id"]): int(doc["count"]) for doc in await cursor.to_list()}
 

@@ -1,9 +1,11 @@
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
-from syncjobs.shared.mongo import Database, ensure_indexes
+from syncjobs.shared.models import RunStatus
+from syncjobs.shared.mongo import Database, ensure_indexes, index_plan
 
 
 async def test_fire_key_is_unique(db: Database) -> None:
@@ -18,3 +20,40 @@ async def test_ensure_indexes_is_idempotent_and_applies_a_new_retention(db: Data
     indexes = await db.job_runs.index_information()
     assert indexes["retention_ttl"]["expireAfterSeconds"] == 7 * 86400
     assert indexes["fire_key"]["unique"] is True
+
+
+async def test_ensure_indexes_trims_an_older_index_set_and_leaves_other_indexes_alone(db: Database) -> None:
+    """A database made before issue 22 carries job_runs indexes the plan retired: they are dropped by name,
+    once, and an index someone added by hand stays."""
+    await db.job_runs.create_index([("workspaceId", 1), ("jobId", 1), ("startedAt", -1)], name="workspace_job_started")
+    await db.job_runs.create_index([("status", 1)], name="status")
+    await db.job_runs.create_index([("details.source", 1)], name="mine")
+    [plan] = [plan for plan in index_plan() if plan.collection == "job_runs"]
+    planned = {str(index.document["name"]) for index in plan.indexes}
+    await ensure_indexes(db)
+    await ensure_indexes(db)
+    assert set(await db.job_runs.index_information()) == planned | {"_id_", "mine"}
+
+
+async def _plan(db: Database, query: dict[str, Any]) -> str:
+    explained = await db.command({"explain": {"find": "job_runs", "filter": query}, "verbosity": "queryPlanner"})
+    return str(explained["queryPlanner"]["winningPlan"])
+
+
+async def test_the_workers_scans_of_active_runs_use_the_active_runs_index(db: Database) -> None:
+    """The pending runs a claimer reads, the running runs of the lost-run sweep and of the per-workspace cap:
+    each on `active_status`, which holds no finished run."""
+    for query in ({"status": RunStatus.PENDING}, {"status": RunStatus.RUNNING}):
+        plan = await _plan(db, query)
+        assert "'active_status'" in plan and "COLLSCAN" not in plan, (query, plan)
+
+
+async def test_a_finished_run_leaves_the_active_runs_index(db: Database) -> None:
+    run = {"_id": ObjectId(), "jobId": ObjectId(), "scheduledFor": datetime(2026, 1, 1, tzinfo=UTC)}
+    await db.job_runs.insert_one({**run, "trigger": "schedule", "attempt": 1, "status": RunStatus.PENDING})
+    assert await db.job_runs.count_documents({"status": RunStatus.PENDING}, hint="active_status") == 1
+    await db.job_runs.update_one({"_id": run["_id"]}, {"$set": {"status": RunStatus.RUNNING}})
+    assert await db.job_runs.count_documents({"status": RunStatus.RUNNING}, hint="active_status") == 1
+    await db.job_runs.update_one({"_id": run["_id"]}, {"$set": {"status": RunStatus.SUCCEEDED}})
+    assert await db.job_runs.count_documents({}, hint="active_status") == 0
+    assert await db.job_runs.count_documents({"status": RunStatus.SUCCEEDED}) == 1

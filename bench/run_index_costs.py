@@ -1,0 +1,140 @@
+"""The server's CPU per run's life on `job_runs` by the collection's index set (issue 22, fewer job_runs
+indexes): on a fresh SecantusDB per pass, each run inserted pending (`insert_fires`, the leader's write),
+claimed (`claim_run`) and finished (`finish_claimed_runs`), one after the other, through the store's own
+functions and write concerns.
+
+    python -m bench.run_index_costs --runs 500 --repeat 3 [--history 5000]
+
+- `before`: job_runs' indexes up to issue 22 (the plan's, with `workspace_job_started` and the full
+  `status` index where the plan has the partial `active_status`);
+- `after`: shared/mongo.py's `index_plan`.
+The two alternate, pass by pass. `--history` finished runs are stored first (the indexes' size). CPU is
+the server process's utime + stime over the loop, its idle rate taken off; a ping's is measured on the
+same server (a ratio is what holds on a shared machine). Writes go without retryable-write records
+(`retryWrites=false`), whose cost grows with the records held, not with the indexes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from syncjobs.shared.models import RunStatus
+from syncjobs.shared.mongo import Database, Document, close_client, connect, index_plan
+from syncjobs.shared.store import job_runs
+from syncjobs.shared.store.job_runs import Claimant, FinishedRun
+
+from bench.server_costs import load, server_cpu_seconds
+from bench.worker_support import server
+
+CLAIMANT = Claimant(worker_id="bench", instance="bench-1", lease_seconds=60)
+JOBS = 50
+RETIRED = [
+    IndexModel(
+        [("workspaceId", ASCENDING), ("jobId", ASCENDING), ("startedAt", DESCENDING)], name="workspace_job_started"
+    ),
+    IndexModel([("status", ASCENDING)], name="status"),
+]
+
+
+def index_sets() -> dict[str, list[IndexModel]]:
+    [plan] = [p for p in index_plan() if p.collection == "job_runs"]
+    after = list(plan.indexes)
+    before = [m for m in after if m.document["name"] != "active_status"] + RETIRED
+    return {"before": before, "after": after}
+
+
+def fire(job: Document, n: int, now: datetime) -> Document:
+    """A scheduled fire as the leader writes it (`job_runs.fire_document`'s fields)."""
+    doc = job_runs.new_run_document(job, trigger="schedule", scheduled_for=now + timedelta(milliseconds=n), now=now)
+    return doc | {"workerId": "bench", "fencingToken": 1, "dueAt": None, "exclusive": True}
+
+
+async def history(db: Database, jobs: list[Document], count: int) -> None:
+    now = datetime.now(UTC) - timedelta(days=1)
+    docs = [
+        fire(jobs[i % len(jobs)], i, now) | {"status": RunStatus.SUCCEEDED, "finishedAt": now} for i in range(count)
+    ]
+    for start in range(0, len(docs), 1000):
+        await db.job_runs.insert_many(docs[start : start + 1000])
+
+
+async def lives(db: Database, jobs: list[Document], first: int, count: int) -> None:
+    for n in range(first, first + count):
+        now = datetime.now(UTC)
+        [pending] = await job_runs.insert_fires(db, [fire(jobs[n % len(jobs)], n, now)])
+        claimed = await job_runs.claim_run(db, CLAIMANT, pending, now=now)
+        assert claimed is not None
+        outcome = {"durationMs": 5, "exitCode": 0, "error": None, "stats": {"entities": 1}}
+        finished = FinishedRun(pending["_id"], RunStatus.SUCCEEDED, now, outcome)
+        assert await job_runs.finish_claimed_runs(db, CLAIMANT, [finished]) == {pending["_id"]}
+
+
+async def idle_rate(pid: int, seconds: float = 1.0) -> float:
+    before = server_cpu_seconds(pid)
+    await asyncio.sleep(seconds)
+    return (server_cpu_seconds(pid) - before) / seconds
+
+
+async def one_pass(indexes: list[IndexModel], runs: int, stored: int) -> tuple[float, float]:
+    """(server CPU-s per run's life, per ping) on a fresh server."""
+    with server() as db_server:
+        client = connect(db_server.uri, retryWrites=False)
+        try:
+            pid = db_server.process.pid
+            db = client["costs"]
+            await db.job_runs.create_indexes(indexes)
+            jobs = [{"_id": ObjectId(), "workspaceId": ObjectId()} for _ in range(JOBS)]
+            await history(db, jobs, stored)
+            await lives(db, jobs, stored, 20)  # warm: first touches of the tables
+            idle = await idle_rate(pid)
+            before, started = server_cpu_seconds(pid), time.monotonic()
+            await lives(db, jobs, stored + 20, runs)
+            per_run = (server_cpu_seconds(pid) - before - idle * (time.monotonic() - started)) / runs
+            before, started = server_cpu_seconds(pid), time.monotonic()
+            for _ in range(1000):
+                await db.command("ping")
+            per_ping = (server_cpu_seconds(pid) - before - idle * (time.monotonic() - started)) / 1000
+            return per_run, per_ping
+        finally:
+            await close_client(client)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=500, help="run lives per timed loop")
+    parser.add_argument("--repeat", type=int, default=3, help="passes per index set, alternating")
+    parser.add_argument("--history", type=int, default=0, help="finished runs stored before the loop")
+    args = parser.parse_args()
+    sets = index_sets()
+    found: dict[str, list[tuple[float, float]]] = {name: [] for name in sets}
+    print(f"load average at the start: {load()}")
+    print("| pass | index set | indexes | server CPU-ms per run | x a ping's | load average |")
+    print("|---:|---|---:|---:|---:|---|")
+    for attempt in range(args.repeat):
+        for name, indexes in sets.items():
+            per_run, per_ping = await one_pass(indexes, args.runs, args.history)
+            found[name].append((per_run, per_ping))
+            ratio = per_run / max(per_ping, 1e-9)
+            print(
+                f"| {attempt + 1} | {name} | {len(indexes)} | {per_run * 1000:.2f} | {ratio:.1f} | {load()} |",
+                flush=True,
+            )
+    medians = {name: statistics.median(run for run, _ in passes) for name, passes in found.items()}
+    in_pings = {
+        name: statistics.median(run / max(ping, 1e-9) for run, ping in passes) for name, passes in found.items()
+    }
+    print(
+        f"median per run: before {medians['before'] * 1000:.2f} ms ({in_pings['before']:.1f} pings), "
+        f"after {medians['after'] * 1000:.2f} ms ({in_pings['after']:.1f} pings): "
+        f"after/before {medians['after'] / medians['before']:.2f} (in pings {in_pings['after'] / in_pings['before']:.2f})"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
