@@ -223,15 +223,9 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     [("jobId", ASCENDING), ("trigger", ASCENDING), ("createdAt", DESCENDING)], "job_trigger_created"
                 ),
                 _index([("workspaceId", ASCENDING), ("createdAt", DESCENDING)], "workspace_created"),
-                # The runs the worker scans (pending ones to claim, running ones for the lost-run sweep and
-                # the per-workspace cap): a run leaves it when it ends, so it stays as small as the work in
-                # flight. The active statuses as a range, not an $in: SecantusDB plans a partial index only
-                # for a filter of equalities and ranges (reset, between them, is an operator's rare note).
-                _index(
-                    [("status", ASCENDING)],
-                    "active_status",
-                    partialFilterExpression={"status": {"$gte": RunStatus.PENDING, "$lte": RunStatus.RUNNING}},
-                ),
+                # The runs the worker scans: pending ones to claim, running ones for the lost-run sweep and the
+                # per-workspace cap.
+                _index([("status", ASCENDING)], "status"),
                 # The per-job execution lock: at most one running run of a job whose overlap is not `allow`,
                 # so claiming a run (pending -> running) takes the lock in the same write.
                 _index(
@@ -246,9 +240,8 @@ def index_plan(run_retention_days: int = 30) -> list[CollectionIndexes]:
                     expireAfterSeconds=run_retention_days * 86400,
                 ),
             ),
-            # Dropped in issue 22, as every index costs each write of a run: `workspace_job_started` served
-            # no query, `status` held every run ever stored (`active_status` holds the active ones).
-            retired=("workspace_job_started", "status"),
+            # Dropped in issue 22 (every index costs each write of a run): it served no query.
+            retired=("workspace_job_started",),
         ),
         CollectionIndexes(
             "job_changes",
