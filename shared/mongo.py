@@ -284,6 +284,7 @@ def no_change_streams(error: PyMongoError) -> bool:
     )
 
 
+UNAUTHORIZED = 13
 INDEX_NOT_FOUND = 27
 
 
@@ -308,10 +309,13 @@ async def ensure_indexes(db: Database, run_retention_days: int = 30) -> None:
 
 
 async def _drop_retired(collection: Collection, retired: tuple[str, ...]) -> None:
+    """A retired index left in place costs writes, not answers: a user without `dropIndex` still starts."""
     present = {index["name"] async for index in await collection.list_indexes()}
     for name in sorted(present.intersection(retired)):
         try:
             await collection.drop_index(name)
         except OperationFailure as exc:
-            if exc.code != INDEX_NOT_FOUND:  # another process starting beside us dropped it first
+            if exc.code == UNAUTHORIZED:
+                log.warning("retired_index_kept", collection=collection.name, index=name, reason=str(exc))
+            elif exc.code != INDEX_NOT_FOUND:  # another process starting beside us dropped it first
                 raise

@@ -1,8 +1,10 @@
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from syncjobs.shared.models import RunStatus
 from syncjobs.shared.mongo import Database, ensure_indexes, index_plan
 
@@ -39,3 +41,16 @@ async def test_the_workers_scans_of_active_runs_are_served_by_an_index(db: Datab
         explained = await db.command({"explain": {"find": "job_runs", "filter": query}, "verbosity": "queryPlanner"})
         plan = str(explained["queryPlanner"]["winningPlan"])
         assert "IXSCAN" in plan and "COLLSCAN" not in plan, (query, plan)
+
+
+async def test_a_retired_index_the_user_may_not_drop_is_kept_and_the_start_goes_on(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await db.job_runs.create_index([("workspaceId", 1), ("jobId", 1), ("startedAt", -1)], name="workspace_job_started")
+
+    async def refused(self: AsyncCollection[Any], name: str) -> None:
+        raise OperationFailure("not authorized on t to execute command { dropIndexes: ... }", code=13)
+
+    monkeypatch.setattr(AsyncCollection, "drop_index", refused)
+    await ensure_indexes(db)
+    assert "workspace_job_started" in await db.job_runs.index_information()
