@@ -58,17 +58,21 @@ async def get_run(db: Database, workspace_id: ObjectId, run_id: ObjectId, job_id
 async def list_runs(db: Database, job_id: ObjectId, page: PageRequest, filters: RunFilter | None = None) -> RunPage:
     """Newest first (by createdAt, then id); the cursor is the id of the previous page's last run."""
     query: dict[str, Any] = {"jobId": job_id, **(filters or RunFilter()).query()}
+    wanted = page.limit + 1
+    docs: list[Document] = []
     if page.after is not None:
         anchor_id = ObjectId(page.after) if ObjectId.is_valid(page.after) else None
         anchor = await db.job_runs.find_one({"_id": anchor_id, "jobId": job_id}, {"createdAt": 1})
         if anchor_id is None or anchor is None:
             raise NotFound("no run matches the `after` cursor")
-        query["$or"] = [
-            {"createdAt": {"$lt": anchor["createdAt"]}},
-            {"createdAt": anchor["createdAt"], "_id": {"$lt": anchor_id}},
-        ]
-    cursor = db.job_runs.find(query).sort([("createdAt", -1), ("_id", -1)]).limit(page.limit + 1)
-    docs = await cursor.to_list()
+        # What follows the anchor: the runs of its millisecond with a lower id, then the older runs. Two reads
+        # rather than one `$or`, for which SecantusDB scans the whole collection (bench/RESULTS.md).
+        same_ms = await db.job_runs.find({**query, "createdAt": anchor["createdAt"]}).sort("_id", -1).to_list()
+        docs = [doc for doc in same_ms if doc["_id"] < anchor_id][:wanted]
+        query["createdAt"] = {"$lt": anchor["createdAt"]}
+    if len(docs) < wanted:
+        cursor = db.job_runs.find(query).sort([("createdAt", -1), ("_id", -1)]).limit(wanted - len(docs))
+        docs += await cursor.to_list()
     runs = [from_document(JobRun, doc) for doc in docs[: page.limit]]
     return RunPage(runs, runs[-1].id if len(docs) > page.limit else None)
 
