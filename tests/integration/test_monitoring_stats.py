@@ -8,7 +8,13 @@ from bson import ObjectId
 from syncjobs.shared.alerts import evaluate
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.settings import AlertThresholds
-from syncjobs.shared.store.run_stats import count_runs_by_status, delete_runs_before, job_run_stats
+from syncjobs.shared.store.run_stats import (
+    count_runs_by_status,
+    delete_runs_before,
+    job_run_stats,
+    streak_pipeline,
+    summary_pipeline,
+)
 
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 
@@ -39,6 +45,27 @@ async def test_stats_count_each_status_and_the_current_failure_streak(db: Databa
     assert stats.last_status == "failed" and stats.last_execution == start + timedelta(minutes=35)
     assert [run.status for run in stats.recent_runs][:3] == ["failed", "timed_out", "failed"]
     assert len(stats.recent_runs) == 8
+
+
+async def test_one_jobs_streak_is_the_workspace_lists_and_is_read_without_an_or(db: Database) -> None:
+    """A job's own statistics (what each alert evaluation reads) count its streak as the workspace's list does,
+    with a success in the range and without; its streak read has no top-level `$or` (a collection scan on
+    SecantusDB)."""
+    ws = ObjectId()
+    recovered = await insert_job(db, ws, "recovered")
+    failing = await insert_job(db, ws, "failing")
+    await insert_runs(db, recovered, ["failed", "succeeded", "failed", "timed_out"], NOW - timedelta(hours=2))
+    await insert_runs(db, failing, ["failed", "failed"], NOW - timedelta(hours=2))
+    listed = {entry.job_id: entry for entry in await job_run_stats(db, ws, DAY_AGO)}
+    for job, streak in ((recovered, 2), (failing, 2)):
+        [own] = await job_run_stats(db, ws, DAY_AGO, job["_id"])
+        assert (own.consecutive_failures, own.failure_streak_since) == (
+            streak,
+            listed[str(job["_id"])].failure_streak_since,
+        )
+        [summary] = [doc async for doc in await db.job_runs.aggregate(summary_pipeline(ws, DAY_AGO, job["_id"]))]
+        streak_read = streak_pipeline(ws, DAY_AGO, [summary], job["_id"])
+        assert streak_read is not None and "$or" not in streak_read[0]["$match"]
 
 
 async def test_stats_cover_only_the_time_range_and_only_this_workspace(db: Database) -> None:
