@@ -7,8 +7,8 @@ each variant on a fresh SecantusDB of its own, in one run.
 
 `--phases`: `first` (the runs create the destination databases), `steady` (each destination collection
 exists, empty: an hourly burst's steady state). Variants (`--variants`): `syncjobs-1`, `syncjobs-2` (the
-warm executor, a process per run: the default), `syncjobs-hosted-1`, `syncjobs-hosted-2`
-(SYNCJOBS_EXECUTOR_HOST=workspace: the workspace's runs in its long-lived executor hosts),
+warm executor, a process per run: SYNCJOBS_EXECUTOR_HOST=run), `syncjobs-hosted-1`, `syncjobs-hosted-2`
+(the default: the workspace's runs in its long-lived executor hosts),
 `apscheduler-1`, `apscheduler-2`. The syncjobs rows are `bench/worker_burst.py`'s burst (its docstring
 says how CPU, lag and server counters are read); the APScheduler processes are `bench/apscheduler_process.py`.
 
@@ -63,10 +63,10 @@ VARIANTS = (  # the ratio's base first
 PHASES = {"first": "first fire: the runs create the destinations", "steady": "steady state: destinations exist"}
 THREADS = 10
 LABELS = {
-    "syncjobs-1": "syncjobs, 1 worker",
-    "syncjobs-2": "syncjobs, 2 workers",
-    "syncjobs-hosted-1": "syncjobs, 1 worker, workspace executor hosts",
-    "syncjobs-hosted-2": "syncjobs, 2 workers, workspace executor hosts",
+    "syncjobs-1": "syncjobs, 1 worker, a process per run",
+    "syncjobs-2": "syncjobs, 2 workers, a process per run",
+    "syncjobs-hosted-1": "syncjobs, 1 worker, workspace executor hosts (default)",
+    "syncjobs-hosted-2": "syncjobs, 2 workers, workspace executor hosts (default)",
     "apscheduler-1": f"APScheduler 3, 1 process, {THREADS} threads",
     "apscheduler-2": "APScheduler 3, 2 processes, one MongoDBJobStore",
 }

@@ -5,8 +5,8 @@ server's own raw write rate measured in the same run.
     python -m bench.worker_burst --jobs 1000 --replicas 1,3 --executor cold,warm,true
 
 `--executor`: `cold` spawns `python -P -m syncjobs.executor` per run (SYNCJOBS_WARM_EXECUTOR=false),
-`warm` forks it from the worker's fork server (the default), `hosted` hands a workspace's runs to its
-long-lived executor hosts (SYNCJOBS_EXECUTOR_HOST=workspace), `true` runs the `true` stand-in (no sync at
+`warm` forks it per run from the worker's fork server (SYNCJOBS_EXECUTOR_HOST=run), `hosted` hands a
+workspace's runs to its long-lived executor hosts (the default), `true` runs the `true` stand-in (no sync at
 all: the scheduler's and the database's own cost). Every combination runs on a fresh server of its own, in the same run.
 `--webhook` runs each combination twice, without and then with a local receiver subscribed to every run
 event (`run.started`, `run.succeeded`, ...): the drain rate with and without, and how long after the due

@@ -141,9 +141,9 @@ class Settings:
     # Without an executor_command: fork each executor from a warm fork server (True) or start a new
     # interpreter per run (False).
     warm_executor: bool = True
-    # With the warm executor: `run` forks a process per run; `workspace` hands a workspace's runs, one at a
-    # time, to a long-lived executor host of that workspace (executor/host.py, docs/DECISIONS.md).
-    executor_host: str = "run"
+    # With the warm executor: `workspace` hands a workspace's runs, one at a time, to long-lived executor
+    # hosts of that workspace (executor/host.py, docs/DECISIONS.md); `run` forks a process per run.
+    executor_host: str = "workspace"
     run_retention_days: int = 30
     worker_metrics_port: int | None = None
     # How often the leading worker re-evaluates jobs with open alerts (resolving those that stopped holding).

@@ -14,6 +14,7 @@ means the worker is gone: the keeper SIGKILLs every group still registered, then
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import signal
@@ -86,6 +87,7 @@ class GroupKeeper:
 
 
 _keeper = GroupKeeper()
+atexit.register(_keeper.close)  # an interpreter that exits normally stops on its own
 
 
 def cold_groups() -> GroupKeeper:

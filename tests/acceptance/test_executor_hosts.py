@@ -246,3 +246,24 @@ async def test_a_hosted_run_past_the_memory_limit_fails_saying_so_and_its_host_r
             assert hosts.started == 2
     finally:
         await runner.cleanup()
+
+
+async def test_a_host_keeps_no_descriptor_and_no_client_of_a_run_past_it(
+    db: Database, mongo_uri: str, hosts: ExecutorHosts
+) -> None:
+    """Twelve runs of one workspace through one host: after the second its descriptors stay as they were
+    (each run's channel, stdout, stderr and status closed; one kept client per URI, not one per run)."""
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.users.insert_one({"_id": 1})
+        workspace, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
+        counts = []
+        for _ in range(12):
+            outcome = await hosted_run(db, await new_run(db, job_id), hosts, workspace)
+            assert (outcome.status, outcome.exit_code) == ("succeeded", 0), outcome.stderr_tail
+            [host] = hosts.idle_pids(str(workspace))
+            try:
+                counts.append(len(os.listdir(f"/proc/{host}/fd")))
+            except PermissionError:
+                pytest.skip("a non-dumpable process's descriptors are root's to list")
+        assert hosts.started == 1
+        assert counts[1:] == [counts[1]] * 11, counts

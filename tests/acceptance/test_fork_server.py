@@ -236,7 +236,8 @@ async def test_a_worker_replaces_its_sigkilled_fork_server_and_loses_no_run(
         await db.syncjobs.update_one(
             {"_id": job_id}, {"$set": {"enabled": True, "schedule.cron": "* * * * * *", "nextRunAt": next_second}}
         )
-        worker = workers.start("w1", real_executor=True)
+        # a process per run: with workspace hosts, the job's host outlives its fork server and needs no other
+        worker = workers.start("w1", real_executor=True, SYNCJOBS_EXECUTOR_HOST="run")
         await eventually(lambda: has_runs(db, job_id, 2, status="succeeded"), within=60)
         first_server = fork_server_of(worker.pid)
         assert first_server is not None

@@ -1,5 +1,5 @@
 """Which executor start a worker uses: warm by default, cold when asked or when a command is set; workspace
-hosts only when asked, for the warm default executor."""
+hosts for the warm default executor unless a process per run is asked."""
 
 from __future__ import annotations
 
@@ -34,15 +34,15 @@ def test_a_bad_warm_executor_setting_names_the_variable() -> None:
         Settings.from_env(URI | {"SYNCJOBS_WARM_EXECUTOR": "maybe"})
 
 
-def test_workspace_hosts_serve_the_warm_default_executor_only_when_asked() -> None:
+def test_workspace_hosts_serve_the_warm_default_executor_unless_a_process_per_run_is_asked() -> None:
     fork_server = ForkServer({})
     hosts = ExecutorHosts(fork_server)
 
     def hosted(env: dict[str, str]) -> ExecutorHosts | None:
         return ExecutorSpec.from_settings(Settings.from_env(URI | env), fork_server, hosts=hosts).hosts
 
-    assert hosted({}) is None and hosted({"SYNCJOBS_EXECUTOR_HOST": "run"}) is None
-    assert hosted({"SYNCJOBS_EXECUTOR_HOST": "workspace"}) is hosts
+    assert hosted({}) is hosts and hosted({"SYNCJOBS_EXECUTOR_HOST": "workspace"}) is hosts
+    assert hosted({"SYNCJOBS_EXECUTOR_HOST": "run"}) is None
     assert hosted({"SYNCJOBS_EXECUTOR_HOST": " Workspace "}) is hosts
     assert hosted({"SYNCJOBS_EXECUTOR_HOST": "workspace", "SYNCJOBS_WARM_EXECUTOR": "false"}) is None
     assert hosted({"SYNCJOBS_EXECUTOR_HOST": "workspace", "SYNCJOBS_EXECUTOR_COMMAND": "my-executor"}) is None
