@@ -49,7 +49,10 @@ class WorkerChannel:
     def close(self) -> None:
         """Stop reading the channel (an executor host's run ended; a process that exits needs not)."""
         if self._transport is not None:
+            pipe = self._transport.get_extra_info("pipe")
             self._transport.close()
+            if pipe is not None:  # the transport closes it on the loop's next turn: now, before the run's end is told
+                pipe.close()
 
     async def read_spec(self, run_id: ObjectId) -> RunSpec:
         """The first line: this run's spec, its connection settings opened by the parent."""

@@ -18,8 +18,8 @@ import os
 from bson import ObjectId
 from syncjobs.executor.channel import WorkerChannel
 from syncjobs.executor.events import CpuSteps, EventWriter
-from syncjobs.executor.guard import remove_pem_files
-from syncjobs.executor.run import DEFAULT_BATCH_SIZE, MAX_ERROR_CHARS, execute_run, run_stats
+from syncjobs.executor.guard import ControlFence, remove_pem_files
+from syncjobs.executor.run import DEFAULT_BATCH_SIZE, MAX_ERROR_CHARS, RunClients, execute_run, run_stats
 from syncjobs.shared.connection_rules import ConnectionRules
 from syncjobs.shared.egress import ConnectGuard, EgressPolicy, guarded_loop_factory
 from syncjobs.shared.executor_protocol import (
@@ -156,7 +156,7 @@ async def _served(
         batch_size=batch_size,
         events=events,
         cpu=cpu,
-        close_clients=False,
+        clients=RunClients(ControlFence(rules), after_run="leave"),
     )
 
 

@@ -198,7 +198,7 @@ class Host:
                 batch_size=parsed.batch_size,
                 events=events,
                 cpu=cpu,
-                kept=clients,
+                clients=clients,
             )
             await clients.keep_recent()
             return Served(code, retire=clients.fence.refusal is not None)
@@ -220,7 +220,7 @@ class Host:
         if self._clients is None or rules != self._rules:
             if self._clients is not None:
                 await self._clients.close()
-            self._clients = RunClients(ControlFence(rules), kept=True)
+            self._clients = RunClients(ControlFence(rules), after_run="keep")
             self._rules = rules
         return self._clients
 

@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pymongo.errors import PyMongoError
 from syncjobs.executor.change_stream import StreamSync, sync_change_stream
@@ -71,18 +71,16 @@ async def execute_run(
     events: EventWriter | None = None,
     progress_every_seconds: float = PROGRESS_WRITE_SECONDS,
     cpu: CpuSteps | None = None,
-    close_clients: bool = True,
-    kept: RunClients | None = None,
+    clients: RunClients | None = None,
 ) -> int:
     """Sync every selected entity of the spec's job; emits the events and returns the exit code. With
     `guard` (the process's connect guard), every socket is judged by the run's control fence too.
-    `close_clients=False`: the process exits after the run, so its clients are left to the exit (no
-    `endSessions`, no monitor teardown); every write was acknowledged before the result is emitted.
-    `kept`: an executor host's clients and fence, kept from run to run (its runs are one workspace's)."""
+    `clients`: the run's database clients and fence, whose `after_run` says what becomes of them (by
+    default the run's own, closed when it ends)."""
     events = events or EventWriter()
     cpu = cpu or CpuSteps()
     started = time.monotonic()
-    clients = kept if kept is not None else RunClients(ControlFence(rules))
+    clients = clients or RunClients(ControlFence(rules))
     fence = clients.fence
     if guard is not None:
         guard.fence = fence.check_socket
@@ -97,7 +95,6 @@ async def execute_run(
             events,
             progress_every_seconds,
             cpu,
-            close_clients=close_clients and kept is None,
         ),
         f"run {spec.run_id}",
     )
@@ -146,8 +143,6 @@ async def _sync_run(
     events: EventWriter,
     progress_every_seconds: float,
     cpu: CpuSteps,
-    *,
-    close_clients: bool,
 ) -> list[EntityResult]:
     job, run_id = spec.job, spec.run_id
     source_doc, destination_doc = spec.source, spec.destination
@@ -212,11 +207,10 @@ async def _sync_run(
         cpu.step("sync")
         return results
     finally:
-        if close_clients:
-            await _close(source)
+        if clients.after_run != "leave":
+            await _close(source)  # the run's own (an http session)
+        if clients.after_run == "close":
             await clients.close()
-        elif clients.kept:
-            await _close(source)  # the run's own (an http session); the host keeps the database clients
 
 
 async def _selected(source: Source, job: SyncJob) -> list[str]:
@@ -252,15 +246,22 @@ async def _close(source: Source) -> None:
         log.warning("source_close_failed", error=str(exc))
 
 
+AfterRun = Literal["close", "leave", "keep"]
+
+
 class RunClients:
     """The run's database clients, one per URI (a source and a destination on one server share it), each
-    fenced off the control cluster for every database it was opened for. An executor host keeps them
-    (`kept`) for its next runs: the same URI (same credentials) of the same workspace reuses its client,
-    its connections and its fence, and a client's roles only grow, so it is judged for each."""
+    fenced off the control cluster for every database it was opened for.
 
-    def __init__(self, fence: ControlFence, *, kept: bool = False, max_clients: int = 8) -> None:
+    `after_run` says who owns them once a run ends: `close` (the run: they are closed), `leave` (a process
+    that exits after its one run leaves them to the exit: no `endSessions`, no monitor teardown; every
+    write was acknowledged before the result is emitted), `keep` (an executor host, for its next runs: the
+    same URI (same credentials) of the same workspace reuses its client, its connections and its fence,
+    and a client's roles only grow, so it is judged for each)."""
+
+    def __init__(self, fence: ControlFence, *, after_run: AfterRun = "close", max_clients: int = 8) -> None:
         self.fence = fence
-        self.kept = kept
+        self.after_run = after_run
         self._max_clients = max_clients
         self._by_uri: dict[str, tuple[Client, Roles]] = {}
         self._reached: set[int] = set()

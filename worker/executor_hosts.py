@@ -27,6 +27,7 @@ from syncjobs.worker.fork_server import ForkServer, ForkServerLost, RunPipes, Wa
 log = get_logger(__name__)
 
 IDLE_SECONDS = 60.0
+STDERR_TAIL_BYTES = 4096  # of a host's own stderr, logged if it dies between runs
 
 
 @dataclass(eq=False)
@@ -35,6 +36,7 @@ class _Host:
     process: WarmProcess
     requests: socket.socket
     drains: list[asyncio.Task[None]] = field(default_factory=list)
+    stderr_tail: bytearray = field(default_factory=bytearray)
     idle_timer: asyncio.TimerHandle | None = None
     usable: bool = True
 
@@ -134,7 +136,10 @@ class ExecutorHosts:
 
     def idle_pids(self, workspace: str) -> list[int]:
         """The pids of the workspace's idle hosts, the next to serve last."""
-        return [host.process.pid for host in self._idle.get(workspace, [])]
+        return [host.process.pid for host in self.idle_hosts(workspace)]
+
+    def idle_hosts(self, workspace: str) -> list[_Host]:
+        return list(self._idle.get(workspace, []))
 
     def release(self, host: _Host) -> None:
         """A host whose run ended on its own: idle again, closed after IDLE_SECONDS without a run."""
@@ -151,7 +156,7 @@ class ExecutorHosts:
             idle.remove(host)
         self._hosts.discard(host)
 
-    async def close(self) -> None:
+    def close(self) -> None:
         """Close every host's socket: idle ones exit; one still running a run exits after it."""
         for host in list(self._hosts):
             self.discard(host)
@@ -177,12 +182,13 @@ class ExecutorHosts:
         process, requests = await self._fork_server.spawn_host(workspace, env)
         requests.setblocking(False)
         host = _Host(workspace, process, requests)
-        # Between runs a host writes little (its own errors); its output is read so that it never blocks.
+        # Between runs a host writes little (its own errors); its output is read so that it never blocks,
+        # and the tail of its stderr kept for a host that dies between runs (a run's output is the run's).
         host.drains = [
             spawn(_drain(process.stdout), f"executor host {process.pid} stdout"),
-            spawn(_drain(process.stderr), f"executor host {process.pid} stderr"),
-            spawn(_reap(self, host), f"executor host {process.pid} exit"),
+            spawn(_drain(process.stderr, host.stderr_tail), f"executor host {process.pid} stderr"),
         ]
+        host.drains.append(spawn(_reap(self, host), f"executor host {process.pid} exit"))
         self._hosts.add(host)
         self.started += 1
         log.debug("executor_host_started", workspace=workspace, pid=process.pid)
@@ -202,13 +208,23 @@ class ExecutorHosts:
         )
 
 
-async def _drain(reader: asyncio.StreamReader) -> None:
-    while await reader.read(1 << 16):
-        pass
+async def _drain(reader: asyncio.StreamReader, tail: bytearray | None = None) -> None:
+    while chunk := await reader.read(1 << 16):
+        if tail is not None:
+            tail += chunk
+            del tail[:-STDERR_TAIL_BYTES]
 
 
 async def _reap(hosts: ExecutorHosts, host: _Host) -> None:
-    """A host that ended (retired, idle, killed, crashed) is never handed a run again."""
+    """A host that ended (retired, idle, killed, crashed) is never handed a run again. One that died while
+    idle, unasked, is logged with the tail of its stderr: no run's outcome tells of it."""
+    code = None
     with contextlib.suppress(ForkServerLost):
-        await host.process.wait()
+        code = await host.process.wait()
+    died_idle = host.usable and host in hosts.idle_hosts(host.workspace)
     hosts.discard(host)
+    if died_idle and code != 0:
+        with contextlib.suppress(TimeoutError):  # its stderr ends with it (unless a child still holds it)
+            await asyncio.wait_for(asyncio.shield(host.drains[1]), 1.0)
+        tail = host.stderr_tail.decode(errors="replace").strip()
+        log.warning("executor_host_died", workspace=host.workspace, pid=host.process.pid, code=code, stderr=tail)

@@ -89,7 +89,7 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
     finally:
         if warming is not None:  # a warm-up still starting (a loaded machine) does not hold up the stop
             await _cancel_all([warming])
-        await worker.executor_hosts.close()
+        worker.executor_hosts.close()
         await worker.fork_server.close()
         cold_groups().close()
         await close_client(client)

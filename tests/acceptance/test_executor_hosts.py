@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from bson import ObjectId
+from structlog.testing import capture_logs
 from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, executor_environment
 from syncjobs.shared.mongo import Database
 from syncjobs.worker.executor_hosts import ExecutorHosts
@@ -48,7 +49,7 @@ async def hosts() -> AsyncIterator[ExecutorHosts]:
     try:
         yield hosts
     finally:
-        await hosts.close()
+        hosts.close()
         await server.close()
 
 
@@ -267,3 +268,27 @@ async def test_a_host_keeps_no_descriptor_and_no_client_of_a_run_past_it(
                 pytest.skip("a non-dumpable process's descriptors are root's to list")
         assert hosts.started == 1
         assert counts[1:] == [counts[1]] * 11, counts
+
+
+async def test_a_host_that_dies_idle_is_logged_and_the_next_run_gets_a_new_one(
+    db: Database, mongo_uri: str, hosts: ExecutorHosts
+) -> None:
+    """No run's outcome tells of a host that dies between runs: the worker logs it (code, stderr tail)."""
+    async with scratch_databases(mongo_uri, 2) as (source, dest):
+        await source.users.insert_one({"_id": 1})
+        workspace, job_id = await make_mongodb_job(db, mongo_uri, source, dest)
+        assert (await hosted_run(db, await new_run(db, job_id), hosts, workspace)).status == "succeeded"
+        [host] = hosts.idle_pids(str(workspace))
+        with capture_logs() as logs:
+            os.kill(host, signal.SIGKILL)
+            died = await eventually(lambda: _logged(logs, "executor_host_died"))
+        assert (died["pid"], died["code"], died["workspace"]) == (host, -signal.SIGKILL, str(workspace))
+        assert hosts.idle_pids(str(workspace)) == []
+
+        after = await hosted_run(db, await new_run(db, job_id), hosts, workspace)
+        assert (after.status, after.exit_code) == ("succeeded", 0), after.stderr_tail
+        assert hosts.started == 2
+
+
+async def _logged(logs: list[dict[str, object]], event: str) -> dict[str, object] | None:
+    return next((line for line in logs if line["event"] == event), None)
