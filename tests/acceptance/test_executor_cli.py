@@ -12,23 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from bson import ObjectId
 from syncjobs.shared.mongo import Database
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import (
+    MEMORY_LIMIT_MB,
     contents,
     executor_env,
     make_job,
     make_tap_job,
     new_run,
+    oversized_http_source,
     scratch_databases,
 )
 from tests.fixtures.worker_jobs import process_gone
 
 pytestmark = pytest.mark.slow
-MEMORY_LIMIT_MB = "300"
 
 ROOT = Path(__file__).parents[2]
 SYNCJOBS_CLI = [sys.executable, "-P", "-m", "syncjobs"]
@@ -154,32 +154,15 @@ async def test_the_tap_dies_with_a_sigkilled_executor(db: Database, mongo_uri: s
 
 async def test_a_run_past_the_memory_limit_fails_saying_so(db: Database, mongo_uri: str) -> None:
     """Issue 21, finding 8: the executor runs under RLIMIT_AS; a run that needs more says out of memory."""
-
-    async def big(request: web.Request) -> web.Response:
-        return web.Response(body=b'[{"id": 1, "blob": "' + b"x" * (60 * 1024 * 1024) + b'"}]')
-
-    app = web.Application()
-    app.router.add_get("/big", big)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    config = {
-        "baseUrl": f"http://127.0.0.1:{runner.addresses[0][1]}",
-        "retry": {"maxAttempts": 1},
-        "entities": {"big": {"path": "/big"}},
-    }
-    try:
-        async with scratch_databases(mongo_uri, 1) as (dest,):
-            _, job_id = await make_job(
-                db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
-            )
-            env = {**executor_env(mongo_uri, db.name), "SYNCJOBS_EXECUTOR_MEMORY_MB": MEMORY_LIMIT_MB}
-            code, events, stderr = await run_cli([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
-            assert code == 1, stderr
-            assert (
-                f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({MEMORY_LIMIT_MB} MiB)"
-                == (events[-1]["error"])
-            )
-            assert await dest.list_collection_names() == []
-    finally:
-        await runner.cleanup()
+    async with oversized_http_source() as config, scratch_databases(mongo_uri, 1) as (dest,):
+        _, job_id = await make_job(
+            db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        env = {**executor_env(mongo_uri, db.name), "SYNCJOBS_EXECUTOR_MEMORY_MB": MEMORY_LIMIT_MB}
+        code, events, stderr = await run_cli([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
+        assert code == 1, stderr
+        assert (
+            f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({MEMORY_LIMIT_MB} MiB)"
+            == (events[-1]["error"])
+        )
+        assert await dest.list_collection_names() == []

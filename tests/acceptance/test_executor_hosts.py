@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from bson import ObjectId
 from structlog.testing import capture_logs
 from syncjobs.shared.executor_protocol import CHANNEL_FLAG, EXECUTOR_COMMAND, executor_environment
@@ -23,15 +22,16 @@ from syncjobs.worker.executor_hosts import ExecutorHosts
 from syncjobs.worker.executor_process import ExecutionOutcome, run_executor
 from syncjobs.worker.fork_server import ForkServer
 
-from tests.acceptance.test_executor_cli import MEMORY_LIMIT_MB
 from tests.acceptance.test_fork_server import executor_of, hanging_tap_job, parent_of, without_durations
 from tests.fixtures.eventually import eventually
 from tests.fixtures.executor_world import (
+    MEMORY_LIMIT_MB,
     contents,
     make_job,
     make_mongodb_job,
     make_tap_job,
     new_run,
+    oversized_http_source,
     run_channel,
     scratch_databases,
 )
@@ -212,41 +212,25 @@ async def test_a_worker_with_workspace_hosts_runs_a_jobs_fires_in_one_host(
 async def test_a_hosted_run_past_the_memory_limit_fails_saying_so_and_its_host_retires(
     db: Database, mongo_uri: str, hosts: ExecutorHosts
 ) -> None:
-    async def big(request: web.Request) -> web.Response:
-        return web.Response(body=b'[{"id": 1, "blob": "' + b"x" * (60 * 1024 * 1024) + b'"}]')
+    async with oversized_http_source() as config, scratch_databases(mongo_uri, 3) as (dest, source, after_dest):
+        await source.users.insert_one({"_id": 1})
+        workspace, job_id = await make_job(
+            db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+        )
+        _, after_job = await make_mongodb_job(db, mongo_uri, source, after_dest, workspace_id=workspace)
+        limit = {"SYNCJOBS_EXECUTOR_MEMORY_MB": MEMORY_LIMIT_MB}
+        outcome = await hosted_run(db, await new_run(db, job_id), hosts, workspace, env=limit)
+        assert (outcome.status, outcome.exit_code) == ("failed", 1), outcome.stderr_tail
+        assert (
+            outcome.error
+            == f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({MEMORY_LIMIT_MB} MiB)"
+        )
+        assert await dest.list_collection_names() == []
+        assert hosts.idle_pids(str(workspace)) == []  # it retired
 
-    app = web.Application()
-    app.router.add_get("/big", big)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    config = {
-        "baseUrl": f"http://127.0.0.1:{runner.addresses[0][1]}",
-        "retry": {"maxAttempts": 1},
-        "entities": {"big": {"path": "/big"}},
-    }
-    try:
-        async with scratch_databases(mongo_uri, 3) as (dest, source, after_dest):
-            await source.users.insert_one({"_id": 1})
-            workspace, job_id = await make_job(
-                db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
-            )
-            _, after_job = await make_mongodb_job(db, mongo_uri, source, after_dest, workspace_id=workspace)
-            limit = {"SYNCJOBS_EXECUTOR_MEMORY_MB": MEMORY_LIMIT_MB}
-            outcome = await hosted_run(db, await new_run(db, job_id), hosts, workspace, env=limit)
-            assert (outcome.status, outcome.exit_code) == ("failed", 1), outcome.stderr_tail
-            assert (
-                outcome.error
-                == f"out of memory: the run needed more than SYNCJOBS_EXECUTOR_MEMORY_MB ({MEMORY_LIMIT_MB} MiB)"
-            )
-            assert await dest.list_collection_names() == []
-            assert hosts.idle_pids(str(workspace)) == []  # it retired
-
-            after = await hosted_run(db, await new_run(db, after_job), hosts, workspace, env=limit)
-            assert (after.status, after.exit_code) == ("succeeded", 0), after.stderr_tail
-            assert hosts.started == 2
-    finally:
-        await runner.cleanup()
+        after = await hosted_run(db, await new_run(db, after_job), hosts, workspace, env=limit)
+        assert (after.status, after.exit_code) == ("succeeded", 0), after.stderr_tail
+        assert hosts.started == 2
 
 
 async def test_a_host_keeps_no_descriptor_and_no_client_of_a_run_past_it(

@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import monitoring
-from syncjobs.shared.mongo import Database, Document, connect
+from syncjobs.shared.mongo import Database, connect
 from syncjobs.shared.paging import PageRequest
 from syncjobs.shared.store import run_history
 from syncjobs.shared.store.api_tokens import create_token
 from syncjobs.shared.store.job_runs import new_run_document
 from syncjobs.shared.store.run_history import RunFilter
 
+from tests.fixtures.command_log import CommandLog
 from tests.fixtures.fake_clock import FakeClock
 from tests.integration.test_api_helpers import JobSetup, Tenant, make_job, snapshot
 
@@ -183,23 +183,6 @@ async def test_every_run_filter_is_served_by_an_index(tenant: Tenant, db: Databa
         assert "IXSCAN" in plan and "COLLSCAN" not in plan, (query, plan)
 
 
-class _Finds(monitoring.CommandListener):
-    """The `find` commands a client sends: their filter and sort."""
-
-    def __init__(self) -> None:
-        self.sent: list[Document] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find":
-            self.sent.append({"filter": event.command["filter"], "sort": event.command.get("sort")})
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_runs_of_one_millisecond_page_by_id_and_a_later_page_is_read_on_an_index(
     tenant: Tenant, db: Database, mongo_uri: str
 ) -> None:
@@ -216,19 +199,21 @@ async def test_runs_of_one_millisecond_page_by_id_and_a_later_page_is_read_on_an
     expected = [str(run) for run in sorted(same, reverse=True) + sorted(older, reverse=True)]
     assert await _listed(tenant, setup.job["id"], "") == expected
     assert await _listed(tenant, setup.job["id"], "trigger=schedule") == expected
-    finds = _Finds()
-    client = connect(mongo_uri, event_listeners=[finds])
+    log = CommandLog()
+    client = connect(mongo_uri, event_listeners=[log])
     try:
         watched = client[db.name]
         job_id = ObjectId(setup.job["id"])
         for filters in (RunFilter(), RunFilter(triggers=("schedule",))):
             first = await run_history.list_runs(watched, job_id, PageRequest(limit=3), filters)
-            finds.sent.clear()
+            log.clear()
             await run_history.list_runs(watched, job_id, PageRequest(limit=3, after=first.next), filters)
-            reads = [find for find in finds.sent if "_id" not in find["filter"]]  # the anchor's is by _id
+            finds = [sent.command for sent in log.sent if sent.name == "find"]
+            reads = [find for find in finds if "_id" not in find["filter"]]  # the anchor's is by _id
             assert len(reads) == 2 and not any(key.startswith("$") for find in reads for key in find["filter"])
             for find in reads if not filters.triggers else []:
-                explained = await db.command({"explain": {"find": "job_runs", **find}, "verbosity": "queryPlanner"})
+                query = {"find": "job_runs", "filter": find["filter"], "sort": find.get("sort")}
+                explained = await db.command({"explain": query, "verbosity": "queryPlanner"})
                 plan = str(explained["queryPlanner"]["winningPlan"])
                 assert "IXSCAN" in plan and "COLLSCAN" not in plan, (find, plan)
     finally:

@@ -6,34 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pymongo import monitoring
 from syncjobs.shared.mongo import Database, Document, connect, paced_changes
 
+from tests.fixtures.command_log import CommandLog
 from tests.fixtures.eventually import eventually
 
 INTERVAL = 0.2
 OTHER_WRITES = 40
 
 
-class GetMores(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.count = 0
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.count += event.command_name == "getMore"
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_a_stream_asks_at_most_once_an_interval_while_other_collections_are_written(
     db: Database, mongo_uri: str
 ) -> None:
-    getmores = GetMores()
-    watcher = connect(mongo_uri, event_listeners=[getmores])
+    sent = CommandLog()
+    watcher = connect(mongo_uri, event_listeners=[sent])
     seen: list[Document] = []
 
     stream = await watcher[db.name].watched.watch([{"$match": {"operationType": "insert"}}])
@@ -46,12 +32,12 @@ async def test_a_stream_asks_at_most_once_an_interval_while_other_collections_ar
     try:
         await db.watched.insert_one({"n": 0})
         await eventually(lambda: _seen(seen, 1))
-        before, started = getmores.count, time.monotonic()
+        before, started = sent.names.count("getMore"), time.monotonic()
         for n in range(OTHER_WRITES):
             await db.elsewhere.insert_one({"n": n})
         await db.watched.insert_one({"n": 1})
         await eventually(lambda: _seen(seen, 2))
-        asked, elapsed = getmores.count - before, time.monotonic() - started
+        asked, elapsed = sent.names.count("getMore") - before, time.monotonic() - started
         # Unpaced, each of the 40 writes elsewhere costs a getMore; paced, one per interval at most.
         assert asked <= elapsed / INTERVAL + 3, (asked, elapsed)
         assert [doc["n"] for doc in seen] == [0, 1]

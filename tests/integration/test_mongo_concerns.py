@@ -4,14 +4,11 @@ A replica set with arbiters is refused at start unless SYNCJOBS_ALLOW_ARBITERS s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import monitoring
 from syncjobs.shared.errors import ArbitersRefused
 from syncjobs.shared.models import RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, check_replica_set, connect, ensure_indexes, refuse_arbiters
@@ -19,6 +16,7 @@ from syncjobs.shared.settings import Settings
 from syncjobs.shared.store import job_runs, sync_jobs, worker_locks
 from syncjobs.shared.store.job_runs import Claimant
 
+from tests.fixtures.command_log import CommandLog, SentCommand
 from tests.fixtures.worker_harness import T0
 from tests.fixtures.worker_jobs import make_job
 
@@ -28,35 +26,9 @@ WRITES = {"insert", "update", "findAndModify", "delete"}
 ME = Claimant("w1", "instance-1", lease_seconds=30)
 
 
-@dataclass
-class _Commands(monitoring.CommandListener):
-    """The commands sent to the test's database, as started."""
-
-    database: str
-    seen: list[Document] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.database:
-            self.seen.append(dict(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    async def of(self, operation: Awaitable[Any]) -> list[Document]:
-        """The commands `operation` sends."""
-        self.seen.clear()
-        await operation
-        sent, self.seen = self.seen, []
-        assert sent, "the operation sent no command"
-        return sent
-
-
 @pytest.fixture
-async def watched(mongo_uri: str, db_name: str) -> AsyncIterator[tuple[Database, _Commands]]:
-    commands = _Commands(db_name)
+async def watched(mongo_uri: str, db_name: str) -> AsyncIterator[tuple[Database, CommandLog]]:
+    commands = CommandLog(db_name)
     client = connect(mongo_uri, event_listeners=[commands])
     database = client[db_name]
     await ensure_indexes(database)
@@ -67,21 +39,21 @@ async def watched(mongo_uri: str, db_name: str) -> AsyncIterator[tuple[Database,
         await client.close()
 
 
-def _durable_writes(sent: list[Document]) -> None:
-    writes = [command for command in sent if WRITES & command.keys()]
-    assert writes, f"no write among {[next(iter(c)) for c in sent]}"
+def _durable_writes(sent: list[SentCommand]) -> None:
+    writes = [each.command for each in sent if each.name in WRITES]
+    assert writes, f"no write among {[each.name for each in sent]}"
     for command in writes:
         assert command.get("writeConcern") == DURABLE, command
 
 
-def _majority_reads(sent: list[Document]) -> None:
-    reads = [command for command in sent if "find" in command]
+def _majority_reads(sent: list[SentCommand]) -> None:
+    reads = [each.command for each in sent if each.name == "find"]
     assert reads
     for command in reads:
         assert command.get("readConcern") == MAJORITY, command
 
 
-async def test_the_lease_is_written_durably_and_read_from_a_majority(watched: tuple[Database, _Commands]) -> None:
+async def test_the_lease_is_written_durably_and_read_from_a_majority(watched: tuple[Database, CommandLog]) -> None:
     db, commands = watched
     take = worker_locks.take_or_renew(db, "scheduler", owner="a", instance="i", ttl_seconds=5)
     _durable_writes(await commands.of(take))
@@ -91,7 +63,7 @@ async def test_the_lease_is_written_durably_and_read_from_a_majority(watched: tu
     _durable_writes(await commands.of(worker_locks.release(db, "scheduler", owner="a", instance="i")))
 
 
-async def test_fires_claims_outcomes_and_run_leases_are_written_durably(watched: tuple[Database, _Commands]) -> None:
+async def test_fires_claims_outcomes_and_run_leases_are_written_durably(watched: tuple[Database, CommandLog]) -> None:
     db, commands = watched
     job_doc = await make_job(db, "concerns", "* * * * *", T0)
     job = from_document(SyncJob, job_doc)
@@ -165,7 +137,7 @@ async def test_a_replica_set_with_arbiters_is_refused_unless_allowed(mongo_uri: 
 
 
 async def test_a_claim_round_is_written_durably_and_what_it_won_read_from_a_majority(
-    watched: tuple[Database, _Commands],
+    watched: tuple[Database, CommandLog],
 ) -> None:
     db, commands = watched
     job = from_document(SyncJob, await make_job(db, "concerns", "* * * * *", T0))

@@ -8,28 +8,15 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
-from pymongo import monitoring
 from syncjobs.shared.mongo import Database, connect
 from syncjobs.shared.run_events import RunEventSubscriptions
 from syncjobs.shared.store import webhook_events
 from syncjobs.shared.store.webhook_events import QueuedEvent
 
+from tests.fixtures.command_log import CommandLog
+
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 HOLD = timedelta(minutes=5)
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 async def _queue(db: Database, count: int) -> list[ObjectId]:
@@ -68,7 +55,7 @@ async def test_concurrent_claimers_never_win_the_same_event(db: Database, mongo_
 
 async def test_a_batch_costs_three_commands_to_claim_and_one_to_delete(db: Database, mongo_uri: str) -> None:
     await _queue(db, 50)
-    commands = Commands()
+    commands = CommandLog()
     client = connect(mongo_uri, event_listeners=[commands])
     try:
         batch = await webhook_events.claim_batch(client[db.name], T0, HOLD, 100)
@@ -82,7 +69,7 @@ async def test_a_batch_costs_three_commands_to_claim_and_one_to_delete(db: Datab
 
 
 async def test_events_published_together_are_queued_in_one_write_in_their_order(db: Database, mongo_uri: str) -> None:
-    commands = Commands()
+    commands = CommandLog()
     client = connect(mongo_uri, event_listeners=[commands])
     workspace = ObjectId()
     subscriptions = RunEventSubscriptions(client[db.name], refresh_seconds=60)

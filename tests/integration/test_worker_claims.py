@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 from bson import ObjectId
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 from syncjobs.shared.connection_rules import ControlClusterCache
 from syncjobs.shared.embedded import EmbeddedServer, start_embedded
@@ -28,6 +27,7 @@ from syncjobs.worker.dispatcher import RunDispatcher
 from syncjobs.worker.executor_process import ExecutorSpec
 from syncjobs.worker.health import DatabaseHealth
 
+from tests.fixtures.command_log import CommandLog
 from tests.fixtures.eventually import eventually
 from tests.fixtures.fake_clock import FakeClock
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
@@ -82,32 +82,16 @@ async def test_a_claim_is_the_jobs_lock_unless_its_overlap_is_allow(db: Database
     assert [run["status"] for run in await runs_of(db, side_by_side["_id"])] == ["running", "running"]
 
 
-class _Sent(monitoring.CommandListener):
-    """The names of the commands a client sends."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 async def test_a_claim_round_is_one_write_and_a_taken_lock_stops_it_where_it_stands(
     db: Database, mongo_uri: str
 ) -> None:
-    sent = _Sent()
+    sent = CommandLog()
     client: AsyncMongoClient[Document] = connect(mongo_uri, event_listeners=[sent])
     watched = client[db.name]
     try:
         jobs = [await make_job(db, f"ok-{i}", "* * * * *", T0) for i in range(4)]
         batch = [await _pending(db, job, 0) for job in jobs]
-        sent.names.clear()
+        sent.clear()
         claimed = await job_runs.claim_runs(watched, ME, batch, now=T0, token=ObjectId())
         assert sent.names == ["update"]  # all four won: one write, nothing read back
         assert ([run["_id"] for run in claimed.won], claimed.locked_job) == ([run["_id"] for run in batch], None)
@@ -120,7 +104,7 @@ async def test_a_claim_round_is_one_write_and_a_taken_lock_stops_it_where_it_sta
         for run in claimed.won[:1] + claimed.won[2:]:
             assert await _finish(db, ME, run["_id"])
         later = [await _pending(db, job, 60) for job in jobs]
-        sent.names.clear()
+        sent.clear()
         stopped = await job_runs.claim_runs(watched, ME, later, now=T0, token=ObjectId())
         assert sent.names == ["update", "find"]  # fewer changed than sent: one read tells which are ours
         assert stopped.locked_job == jobs[1]["_id"]
@@ -265,42 +249,31 @@ async def test_max_runs_per_workspace_caps_running_runs_across_the_workspace(
         await eventually(lambda running=running: _finished(db, running["_id"]))  # type: ignore[misc]
 
 
-class _WriteCounter(monitoring.CommandListener):
-    """Counts the write commands a client sends, the writes (statements) they carry and the documents they
-    wrote (inserted, modified, deleted), per collection."""
+@dataclass
+class _Writes:
+    """The write commands a client sent, the writes (statements) they carried and the documents they wrote
+    (inserted, modified, deleted), per (command, collection)."""
 
-    WRITES: ClassVar[dict[str, str | None]] = {
-        "insert": "documents",
-        "update": "updates",
-        "delete": "deletes",
-        "findAndModify": None,
-    }
+    commands: Counter[tuple[str, str]] = field(default_factory=Counter)
+    statements: Counter[tuple[str, str]] = field(default_factory=Counter)
+    documents: Counter[tuple[str, str]] = field(default_factory=Counter)
 
-    def __init__(self) -> None:
-        self.commands: Counter[tuple[str, str]] = Counter()
-        self.statements: Counter[tuple[str, str]] = Counter()
-        self.documents: Counter[tuple[str, str]] = Counter()
-        self._sent: dict[int, tuple[str, str]] = {}
 
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in self.WRITES:
-            on = (event.command_name, event.command[event.command_name])
-            self.commands[on] += 1
-            carried = self.WRITES[event.command_name]
-            self.statements[on] += len(event.command[carried]) if carried else 1
-            self._sent[event.request_id] = on
+_STATEMENTS_IN = {"insert": "documents", "update": "updates", "delete": "deletes", "findAndModify": None}
 
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        on = self._sent.pop(event.request_id, None)
-        if on is not None:
-            self.documents[on] += int(event.reply.get("nModified", event.reply.get("n", 0)))
 
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-    def clear(self) -> None:
-        for counter in (self.commands, self.statements, self.documents):
-            counter.clear()
+def _writes(log: CommandLog) -> _Writes:
+    counted = _Writes()
+    for sent in log.sent:
+        if sent.name in _STATEMENTS_IN:
+            on = (sent.name, sent.target)
+            counted.commands[on] += 1
+            carried = _STATEMENTS_IN[sent.name]
+            counted.statements[on] += len(sent.command[carried]) if carried else 1
+            if sent.reply is not None:
+                inserted_or_deleted: int = sent.reply.get("n", 0)
+                counted.documents[on] += int(sent.reply.get("nModified", inserted_or_deleted))
+    return counted
 
 
 async def test_a_burst_costs_three_writes_per_run_and_two_per_burst(
@@ -309,17 +282,18 @@ async def test_a_burst_costs_three_writes_per_run_and_two_per_burst(
     jobs = 8
     for i in range(jobs):
         await make_job(db, f"ok-{i}", ONCE_AT_T0_PLUS_5S, T0)
-    counter = _WriteCounter()
-    client = connect(mongo_uri, event_listeners=[counter])
+    log = CommandLog()
+    client = connect(mongo_uri, event_listeners=[log])
     try:
         async with leadership_harness(client[db.name], settings) as harness:
             await harness.start()
-            counter.clear()
+            log.clear()
             harness.clock.set(T0 + timedelta(seconds=5))
             await eventually(lambda: _jobs_recorded(db, jobs))
             assert len(await runs_of_status(db, "succeeded")) == jobs
     finally:
         await client.close()
+    counter = _writes(log)
     # one insert_many of the fires and one bulk_write of nextRunAt for the burst; per run a claim (lock and
     # start in one), its outcome on the run, its outcome on the job: the runs a claim round picks share one
     # statement, the outcomes of runs that end together one command per collection

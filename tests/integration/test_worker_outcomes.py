@@ -10,11 +10,11 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import monitoring
 from syncjobs.shared.models import JobRun, RunStatus, SyncJob, from_document
 from syncjobs.shared.mongo import Database, Document, bounded_waits, connect
 from syncjobs.shared.settings import Settings
@@ -27,6 +27,7 @@ from syncjobs.worker.health import DatabaseHealth
 from syncjobs.worker.outcome_writer import OutcomeWriter, Recorded
 from syncjobs.worker.run_leases import trusted_seconds
 
+from tests.fixtures.command_log import CommandLog
 from tests.fixtures.eventually import eventually
 from tests.fixtures.fake_clock import FakeClock
 from tests.fixtures.tcp_proxy import TcpProxy, proxy
@@ -40,33 +41,13 @@ LANDED = Recorded(run=True, job=True)
 
 
 @dataclass
-class _Commands(monitoring.CommandListener):
-    """The commands sent to the test's database: (name, collection, statements carried by a write)."""
-
-    database: str
-    sent: list[tuple[str, str, int]] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.database_name == self.database:
-            name = event.command_name
-            statements = len(event.command.get("updates", ()))
-            self.sent.append((name, event.command[name], statements))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-@dataclass
 class _Replica:
     """A claimer's side: its client to the database (watched, maybe through a proxy) and its writer."""
 
     db: Database
     writer: OutcomeWriter
     context: RunContext
-    commands: _Commands
+    commands: CommandLog
 
     async def claim(self, db: Database, *, trusted_for: float | None = None) -> ClaimedRun:
         """A manual run of a new job, claimed by this replica; trusted for its whole lease unless said."""
@@ -87,10 +68,14 @@ class _Replica:
         claimed.recording = True
         return await self.writer.record(claimed, finished, job)
 
+    def sent(self) -> list[tuple[str, Any, int]]:
+        """What its client sent to the test's database: (name, collection, statements carried by an update)."""
+        return [(each.name, each.target, len(each.command.get("updates", ()))) for each in self.commands.sent]
+
 
 @asynccontextmanager
 async def _replica(uri: str, db_name: str, settings: Settings, **client: object) -> AsyncIterator[_Replica]:
-    commands = _Commands(db_name)
+    commands = CommandLog(db_name)
     mongo = connect(uri, event_listeners=[commands], **client)
     db, health = mongo[db_name], DatabaseHealth()
     writer = OutcomeWriter(db, ME, health)
@@ -133,18 +118,18 @@ async def test_outcomes_that_end_together_are_one_write_on_the_runs_and_one_on_t
     replica: _Replica, db: Database
 ) -> None:
     runs = [await replica.claim(db) for _ in range(4)]
-    replica.commands.sent.clear()
+    replica.commands.clear()
     assert await asyncio.gather(*(replica.record(run) for run in runs)) == [LANDED] * 4
-    assert replica.commands.sent == [("update", "job_runs", 4), ("update", "syncjobs", 4)]
+    assert replica.sent() == [("update", "job_runs", 4), ("update", "syncjobs", 4)]
     for claimed in runs:
         run, job = await _run(db, claimed), await _job(db, claimed)
         assert (run["status"], run["durationMs"], "leaseUntil" in run) == ("succeeded", 5, False)
         assert job is not None and (job["lastStatus"], job["runCount"]) == ("succeeded", 1)
 
     later = await replica.claim(db)  # alone: a flush never waits for company
-    replica.commands.sent.clear()
+    replica.commands.clear()
     assert await replica.record(later) == LANDED
-    assert replica.commands.sent == [("update", "job_runs", 1), ("update", "syncjobs", 1)]
+    assert replica.sent() == [("update", "job_runs", 1), ("update", "syncjobs", 1)]
 
 
 async def test_a_run_lost_meanwhile_records_nothing_while_its_batch_neighbours_land(
@@ -153,11 +138,11 @@ async def test_a_run_lost_meanwhile_records_nothing_while_its_batch_neighbours_l
     lost, orphan, *landing = [await replica.claim(db) for _ in range(4)]
     assert await job_runs.mark_lost(db, await _run(db, lost), token=2, now=T0, duration_ms=None)  # the leader's
     await db.syncjobs.delete_one({"_id": ObjectId(orphan.run.job_id)})  # a job deleted while its run went
-    replica.commands.sent.clear()
+    replica.commands.clear()
     recorded = await asyncio.gather(*(replica.record(run) for run in (lost, orphan, *landing)))
     assert recorded == [Recorded(run=False, job=False), Recorded(run=True, job=False), LANDED, LANDED]
     # the batch's write, the read telling which outcomes landed; the jobs' write, the read of which exist
-    assert replica.commands.sent == [
+    assert replica.sent() == [
         ("update", "job_runs", 4),
         ("find", "job_runs", 0),
         ("update", "syncjobs", 3),
@@ -187,7 +172,7 @@ async def test_a_flush_whose_answer_was_lost_is_retried_and_lands_once(
         job = await _job(db, claimed)
         assert job is not None and (job["lastStatus"], job["runCount"]) == ("succeeded", 1)  # written once
     # retried until answered: nothing changed, the read tells all three landed; then the jobs, once
-    sent = [(name, collection) for name, collection, _ in proxied.commands.sent if name in ("update", "find")]
+    sent = [(name, collection) for name, collection, _ in proxied.sent() if name in ("update", "find")]
     assert sent[-3:] == [("update", "job_runs"), ("find", "job_runs"), ("update", "syncjobs")], sent
     assert sent.count(("update", "syncjobs")) == 1, sent
 
