@@ -161,6 +161,7 @@ class ClaimedRun:
                 channel=channel,
                 hosts=context.executor.hosts,
                 workspace=job.workspace_id,
+                secrets=secrets,
             )
         finally:
             metrics.executors_running.dec()

@@ -16,11 +16,12 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from syncjobs.shared import executor_protocol as protocol
 from syncjobs.shared.logging import get_logger
+from syncjobs.shared.secret_fields import scrub
 from syncjobs.shared.waits import spawn
 from syncjobs.worker.fork_server import ForkServer, ForkServerLost, RunPipes, WarmProcess, pipe_reader, pipe_writer
 
@@ -37,6 +38,7 @@ class _Host:
     requests: socket.socket
     drains: list[asyncio.Task[None]] = field(default_factory=list)
     stderr_tail: bytearray = field(default_factory=bytearray)
+    secrets: set[str] = field(default_factory=set)  # of the runs it served: its own output must not echo them
     idle_timer: asyncio.TimerHandle | None = None
     usable: bool = True
 
@@ -119,14 +121,24 @@ class ExecutorHosts:
         self._hosts: set[_Host] = set()
         self.started = 0  # hosts started, for tests and benches
 
-    async def run(self, workspace: str, argv: Sequence[str], env: Mapping[str, str], *, stdout_limit: int) -> HostedRun:
+    async def run(
+        self,
+        workspace: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        stdout_limit: int,
+        secrets: Iterable[str] = (),
+    ) -> HostedRun:
         """Hand the run (`argv`: the default executor's command line) to an idle host of `workspace`, or to
-        a new one; ForkServerLost when no host could take it (the caller forks it on its own instead)."""
+        a new one; ForkServerLost when no host could take it (the caller forks it on its own instead).
+        `secrets`: the run's clear secrets, scrubbed from what the host itself ever writes."""
         if list(argv[: len(protocol.EXECUTOR_COMMAND)]) != list(protocol.EXECUTOR_COMMAND):
             raise ValueError(f"an executor host runs {' '.join(protocol.EXECUTOR_COMMAND)} only, not {argv}")
         args = list(argv[len(protocol.EXECUTOR_COMMAND) :])
         for _ in range(2):  # an idle host that died meanwhile: once more, on a new one
             host = self._take_idle(workspace) or await self._start(workspace, env)
+            host.secrets.update(secrets)
             try:
                 return await self._hand(host, args, stdout_limit)
             except OSError as exc:
@@ -226,5 +238,10 @@ async def _reap(hosts: ExecutorHosts, host: _Host) -> None:
     if died_idle and code != 0:
         with contextlib.suppress(TimeoutError):  # its stderr ends with it (unless a child still holds it)
             await asyncio.wait_for(asyncio.shield(host.drains[1]), 1.0)
-        tail = host.stderr_tail.decode(errors="replace").strip()
+        tail = scrubbed_tail(host.stderr_tail, host.secrets)
         log.warning("executor_host_died", workspace=host.workspace, pid=host.process.pid, code=code, stderr=tail)
+
+
+def scrubbed_tail(tail: bytes | bytearray, secrets: Iterable[str]) -> str:
+    """A host's own stderr as the worker may log it: without any secret of the runs it served."""
+    return scrub(tail.decode(errors="replace").strip(), sorted(set(secrets), key=len, reverse=True))

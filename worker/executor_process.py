@@ -185,15 +185,16 @@ async def run_executor(
     channel: RunChannel | None = None,
     hosts: ExecutorHosts | None = None,
     workspace: str | None = None,
+    secrets: Sequence[str] = (),
 ) -> ExecutionOutcome:
     """Run the executor to its end, its timeout (timed_out) or `cancel` being set (cancelled); forked
     from `fork_server` when one is given and `argv` is the default executor command, or handed to an
-    executor host of `workspace` when `hosts` are given. With `channel`, the executor's stdin carries its
-    spec and the answers to its requests."""
+    executor host of `workspace` when `hosts` are given (`secrets`: the run's, kept from the host's own
+    output). With `channel`, the executor's stdin carries its spec and the answers to its requests."""
     started = time.monotonic()
     oom_kills_before = oom_kill_count()
     hosted = hosts if channel is not None and workspace is not None else None
-    process, kind = await _start(argv, env, fork_server, channel is not None, hosted, workspace)
+    process, kind = await _start(argv, env, fork_server, channel is not None, hosted, workspace, secrets)
     output = _Output()
     readers = asyncio.gather(
         _read_events(process.stdout, output, process.stdin, channel), _read_tail(process.stderr, output)
@@ -251,10 +252,11 @@ async def _start(
     stdin: bool,
     hosts: ExecutorHosts | None,
     workspace: str | None,
+    secrets: Sequence[str],
 ) -> tuple[ExecutorProcess, str]:
     if hosts is not None and workspace is not None and tuple(argv[: len(EXECUTOR_COMMAND)]) == EXECUTOR_COMMAND:
         try:
-            return await hosts.run(workspace, argv, env, stdout_limit=MAX_EVENT_LINE_BYTES), "hosted"
+            return await hosts.run(workspace, argv, env, stdout_limit=MAX_EVENT_LINE_BYTES, secrets=secrets), "hosted"
         except ForkServerLost as lost:  # slower, never lost
             log.warning("executor_host_unavailable", reason=str(lost))
     if fork_server is not None and tuple(argv[: len(EXECUTOR_COMMAND)]) == EXECUTOR_COMMAND:
