@@ -23,6 +23,7 @@ from syncjobs.shared.store.webhooks import create_webhook
 from syncjobs.worker.notifier import DeliveryPolicy, on_run_finished
 
 from tests.fixtures.fake_clock import FakeClock
+from tests.fixtures.local_http import serving
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 
 NO_WAIT = DeliveryPolicy(attempts=3, first_backoff_seconds=0, timeout_seconds=10)
@@ -61,16 +62,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}/hook"
-    try:
+    async with serving(app) as base:
+        state.url = f"{base}/hook"
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def _finish(db: Database, settings: Settings, job: Document, status: str, at: datetime) -> list[str]:
