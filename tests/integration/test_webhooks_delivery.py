@@ -67,6 +67,14 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
 
 
+async def _watched_job(db: Database, **webhook: Any) -> Document:
+    """Job `orders` in a workspace of its own, with one webhook (`webhook`: its fields, `url` at least)."""
+    ws = ObjectId()
+    job = await insert_job(db, ws, "orders")
+    await create_webhook(db, ws, WebhookInput.model_validate(webhook), datetime.now(UTC))
+    return job
+
+
 async def _finish(db: Database, settings: Settings, job: Document, status: str, at: datetime) -> list[str]:
     [run_id] = await insert_runs(db, job, [status], at)
     events = await on_run_finished(
@@ -79,11 +87,7 @@ async def test_three_failures_in_a_row_send_one_signed_alert_and_a_success_resol
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
     settings = settings.with_overrides(alerts=AlertThresholds(min_executions=10))  # only the streak alerts
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(
-        db, ws, WebhookInput.model_validate({"url": receiver.url, "secret": SECRET}), datetime.now(UTC)
-    )
+    job = await _watched_job(db, url=receiver.url, secret=SECRET)
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
 
     assert await _finish(db, settings, job, "failed", start) == []
@@ -125,10 +129,10 @@ async def test_three_failures_in_a_row_send_one_signed_alert_and_a_success_resol
 async def test_a_failing_receiver_is_retried_and_each_outcome_recorded(
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url}), datetime.now(UTC))
-    gone = await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url + "/gone"}), datetime.now(UTC))
+    job = await _watched_job(db, url=receiver.url)
+    gone = await create_webhook(
+        db, job["workspaceId"], WebhookInput.model_validate({"url": receiver.url + "/gone"}), datetime.now(UTC)
+    )
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     await insert_runs(db, job, ["failed", "failed"], start)
     receiver.answers = [503, 500]
@@ -149,11 +153,7 @@ async def test_a_failing_receiver_is_retried_and_each_outcome_recorded(
 async def test_a_webhook_receives_only_the_events_it_subscribed_to(
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(
-        db, ws, WebhookInput.model_validate({"url": receiver.url, "events": ["alert.resolved"]}), datetime.now(UTC)
-    )
+    job = await _watched_job(db, url=receiver.url, events=["alert.resolved"])
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     await insert_runs(db, job, ["failed", "failed"], start)
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=30)) == [
@@ -167,9 +167,7 @@ async def test_a_webhook_receives_only_the_events_it_subscribed_to(
 async def test_concurrent_evaluations_of_one_job_announce_an_alert_once(
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url}), datetime.now(UTC))
+    job = await _watched_job(db, url=receiver.url)
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     run_ids = await insert_runs(db, job, ["failed"] * 3, start)
     now = start + timedelta(minutes=30)
