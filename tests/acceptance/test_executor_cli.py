@@ -21,6 +21,7 @@ from tests.fixtures.executor_world import (
     contents,
     executor_env,
     make_job,
+    make_mongodb_job,
     make_tap_job,
     new_run,
     oversized_http_source,
@@ -62,14 +63,7 @@ async def test_exec_syncs_and_speaks_ndjson(db: Database, mongo_uri: str) -> Non
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.users.insert_many([{"_id": i, "n": i} for i in range(5)])
         await source.logs.insert_many([{"_id": i} for i in range(3)])
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            exclude=["logs"],
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, exclude=["logs"])
         env = executor_env(mongo_uri, db.name)
 
         run_id = await new_run(db, job_id)
