@@ -27,6 +27,8 @@ from syncjobs.executor.sync import EntityStats, SyncMode, SyncOptions, sync_enti
 from syncjobs.shared.embedded import start_embedded
 from syncjobs.shared.mongo import connect
 
+from tests.fixtures.executor_world import MemoryCursors, ignore_progress
+
 ENTITY = "customers"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -55,27 +57,12 @@ class NoCursors:
         return None
 
 
-class MemoryCursors:
-    def __init__(self) -> None:
-        self.saved: dict[str, Any] = {}
-
-    async def load_cursor(self, entity: str) -> Any | None:
-        return self.saved.get(entity)
-
-    async def save_cursor(self, entity: str, cursor: Any) -> None:
-        self.saved[entity] = cursor
-
-
-async def _no_progress(entity: str, stats: EntityStats) -> None:
-    return None
-
-
 async def timed_sync(
     uri: str, source_db: str, dest: Any, mode: SyncMode, batch: int, cursors: Any = None
 ) -> tuple[float, EntityStats]:
     source = MongoSource({"uri": uri, "database": source_db}, batch_size=batch)
     started = time.perf_counter()
-    result = await sync_entity(mode, source, Destination(dest), cursors or NoCursors(), ENTITY, _no_progress)
+    result = await sync_entity(mode, source, Destination(dest), cursors or NoCursors(), ENTITY, ignore_progress)
     elapsed = time.perf_counter() - started
     await source.close()
     assert result.error is None, result.error
@@ -87,7 +74,7 @@ async def timed_stream(
 ) -> tuple[float, EntityStats]:
     source = MongoSource({"uri": uri, "database": source_db}, batch_size=batch)
     started = time.perf_counter()
-    sync = StreamSync(source, Destination(dest), state, _no_progress, SyncOptions(), batch)
+    sync = StreamSync(source, Destination(dest), state, ignore_progress, SyncOptions(), batch)
     [result] = await sync_change_stream(sync, [ENTITY])
     elapsed = time.perf_counter() - started
     await source.close()

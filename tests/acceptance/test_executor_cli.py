@@ -21,6 +21,7 @@ from tests.fixtures.executor_world import (
     contents,
     executor_env,
     make_job,
+    make_mongodb_job,
     make_tap_job,
     new_run,
     oversized_http_source,
@@ -46,6 +47,11 @@ async def start(argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Proc
     )
 
 
+async def start_new_run(db: Database, job_id: ObjectId, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """The executor on a new run of the job, as the worker starts it, for a test that stops it midway."""
+    return await start([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
+
+
 async def run_cli(argv: list[str], env: dict[str, str]) -> tuple[int, list[dict[str, Any]], str]:
     process = await start(argv, env)
     out, err = await process.communicate()
@@ -57,14 +63,7 @@ async def test_exec_syncs_and_speaks_ndjson(db: Database, mongo_uri: str) -> Non
     async with scratch_databases(mongo_uri, 2) as (source, dest):
         await source.users.insert_many([{"_id": i, "n": i} for i in range(5)])
         await source.logs.insert_many([{"_id": i} for i in range(3)])
-        _, job_id = await make_job(
-            db,
-            source_kind="mongodb",
-            source_config={"uri": mongo_uri, "database": source.name},
-            dest_uri=mongo_uri,
-            dest_database=dest.name,
-            exclude=["logs"],
-        )
+        _, job_id = await make_mongodb_job(db, mongo_uri, source, dest, exclude=["logs"])
         env = executor_env(mongo_uri, db.name)
 
         run_id = await new_run(db, job_id)
@@ -108,7 +107,7 @@ async def test_killed_between_batches_then_rerun_loses_and_doubles_nothing(db: D
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
         env = executor_env(mongo_uri, db.name)
-        process = await start([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
+        process = await start_new_run(db, job_id, env)
         assert process.stdout is not None
         try:
             # The first progress event comes after the 4 records before the tap's STATE are written and
@@ -137,8 +136,7 @@ async def test_the_tap_dies_with_a_sigkilled_executor(db: Database, mongo_uri: s
     tap_config = {"streams": {"rows": [{"id": 0, "seq": 0}]}, "hangAfter": 1, "pidFile": str(pid_file)}
     async with scratch_databases(mongo_uri, 1) as (dest,):
         _, job_id = await make_tap_job(db, mongo_uri, dest, tap_config, mode="incremental")
-        env = executor_env(mongo_uri, db.name)
-        process = await start([*EXECUTOR_MODULE, "--run-id", str(await new_run(db, job_id))], env)
+        process = await start_new_run(db, job_id, executor_env(mongo_uri, db.name))
         assert process.stdout is not None
         try:
             assert json.loads(await process.stdout.readline())["event"] == "progress"  # the tap now blocks

@@ -43,14 +43,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def hosts() -> AsyncIterator[ExecutorHosts]:
-    server = ForkServer({**os.environ, "ONLY_IN_THE_FORK_SERVER": "1"})
-    hosts = ExecutorHosts(server)
+async def hosts(fork_server: ForkServer) -> AsyncIterator[ExecutorHosts]:
+    hosts = ExecutorHosts(fork_server)
     try:
         yield hosts
     finally:
         hosts.close()
-        await server.close()
 
 
 async def hosted_run(

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,15 +39,6 @@ from tests.fixtures.worker_jobs import file_written, process_gone, runs_of
 from tests.fixtures.worker_processes import Workers, has_runs
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def fork_server() -> AsyncIterator[ForkServer]:
-    server = ForkServer({**os.environ, "ONLY_IN_THE_FORK_SERVER": "1"})
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 async def execute(

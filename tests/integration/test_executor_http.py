@@ -12,6 +12,7 @@ from syncjobs.executor.sources.http import HttpSource
 from syncjobs.shared.mongo import Database
 
 from tests.fixtures.executor_world import contents, make_job, result_of, run_job, scratch_databases
+from tests.fixtures.local_http import serving
 
 TOKEN = "Bearer s3cret"
 USERS = [{"id": i, "name": f"user{i}", "updatedAt": f"2026-01-0{1 + i % 3}T00:00:00Z"} for i in range(7)]
@@ -75,15 +76,8 @@ async def api() -> AsyncIterator[tuple[FakeApi, str]]:
     app.router.add_get("/events", fake.by_token)
     app.router.add_get("/links", fake.by_link_header)
     app.router.add_get("/broken", fake.broken)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield fake, f"http://127.0.0.1:{port}/"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base_url:
+        yield fake, f"{base_url}/"
 
 
 def source_config(base_url: str) -> dict[str, Any]:
@@ -215,24 +209,17 @@ async def test_a_huge_or_endless_body_fails_the_run_at_max_response_bytes(db: Da
     app = web.Application()
     app.router.add_get("/endless", endless)
     app.router.add_get("/declared", declared)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        async with scratch_databases(mongo_uri, 1) as (dest,):
-            for entity in ("endless", "declared"):
-                config = {
-                    "baseUrl": base,
-                    "maxResponseBytes": 200_000,
-                    "retry": {"maxAttempts": 1},
-                    "entities": {entity: {"path": f"/{entity}"}},
-                }
-                _, job_id = await make_job(
-                    db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
-                )
-                code, events = await run_job(db, job_id)
-                error = result_of(events)["error"]
-                assert code == 1 and "larger than maxResponseBytes (200000)" in error, error
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base, scratch_databases(mongo_uri, 1) as (dest,):
+        for entity in ("endless", "declared"):
+            config = {
+                "baseUrl": base,
+                "maxResponseBytes": 200_000,
+                "retry": {"maxAttempts": 1},
+                "entities": {entity: {"path": f"/{entity}"}},
+            }
+            _, job_id = await make_job(
+                db, source_kind="http", source_config=config, dest_uri=mongo_uri, dest_database=dest.name
+            )
+            code, events = await run_job(db, job_id)
+            error = result_of(events)["error"]
+            assert code == 1 and "larger than maxResponseBytes (200000)" in error, error

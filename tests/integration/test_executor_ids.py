@@ -19,7 +19,7 @@ from syncjobs.executor.sources.mongodb import MongoSource
 from syncjobs.executor.sync import EntityStats, SyncMode, sync_entity
 from syncjobs.shared.mongo import Database
 
-from tests.fixtures.executor_world import scratch_databases
+from tests.fixtures.executor_world import MemoryCursors, ignore_progress, scratch_databases
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENTITY = "things"
@@ -74,21 +74,6 @@ rounds = st.lists(
 )
 
 
-async def _ignore_progress(entity: str, stats: EntityStats) -> None:
-    return None
-
-
-class MemoryCursors:
-    def __init__(self) -> None:
-        self.saved: dict[str, Any] = {}
-
-    async def load_cursor(self, entity: str) -> Any | None:
-        return self.saved.get(entity)
-
-    async def save_cursor(self, entity: str, cursor: Any) -> None:
-        self.saved[entity] = cursor
-
-
 async def fill(source: Database, ids: list[tuple[int, int]], tick: int) -> None:
     """The source holds these ids (the first of ids the server holds equal wins), nothing else."""
     await source[ENTITY].delete_many({})
@@ -109,7 +94,7 @@ async def documents(db: Database) -> list[bytes]:
 async def sync(uri: str, source: Database, dest: Database, mode: SyncMode, cursors: MemoryCursors) -> EntityStats:
     reader = MongoSource({"uri": uri, "database": source.name}, batch_size=3)
     try:
-        result = await sync_entity(mode, reader, Destination(dest), cursors, ENTITY, _ignore_progress)
+        result = await sync_entity(mode, reader, Destination(dest), cursors, ENTITY, ignore_progress)
     finally:
         await reader.close()
     assert result.error is None, result.error

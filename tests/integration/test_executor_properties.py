@@ -16,7 +16,7 @@ from syncjobs.executor.sources import Batch, SourceError
 from syncjobs.executor.sources.mongodb import MongoSource
 from syncjobs.executor.sync import EntityStats, SyncMode, sync_entity
 
-from tests.fixtures.executor_world import contents, scratch_databases
+from tests.fixtures.executor_world import MemoryCursors, contents, ignore_progress, scratch_databases
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENTITY = "things"
@@ -70,21 +70,6 @@ class WritesFailAt(Destination):
         raise DestinationError("connection lost during a bulk write")
 
 
-class MemoryCursors:
-    def __init__(self) -> None:
-        self.saved: dict[str, Any] = {}
-
-    async def load_cursor(self, entity: str) -> Any | None:
-        return self.saved.get(entity)
-
-    async def save_cursor(self, entity: str, cursor: Any) -> None:
-        self.saved[entity] = cursor
-
-
-async def _ignore_progress(entity: str, stats: EntityStats) -> None:
-    return None
-
-
 class World:
     """Source and destination databases plus a logical clock for `updatedAt` (ties are common)."""
 
@@ -111,13 +96,18 @@ class World:
         )
         try:
             destination = WritesFailAt(self.dest, write_fails_at)
-            result = await sync_entity(mode, source, destination, self.cursors, ENTITY, _ignore_progress)
+            result = await sync_entity(mode, source, destination, self.cursors, ENTITY, ignore_progress)
         finally:
             await source.close()
         if dies_after is None and write_fails_at is None:
             assert result.error is None, result.error
         self.tick += 1  # time moves on between runs
         return result.stats
+
+    async def recover(self, mode: SyncMode, dies_after: int | None, write_fails_at: int | None) -> EntityStats:
+        """A sync that goes wrong as drawn, then the clean re-run that must repair it; the re-run's stats."""
+        await self.sync(mode, dies_after, write_fails_at)
+        return await self.sync(mode)
 
 
 @settings(max_examples=15, deadline=None)
@@ -140,8 +130,7 @@ def test_full_sync_makes_destination_equal_source(
         async with scratch_databases(mongo_uri, 2) as (source, dest):
             world = World(mongo_uri, source, dest, batch_size)
             await world.apply(first)
-            await world.sync("full", dies_after, write_fails_at)
-            await world.sync("full")
+            await world.recover("full", dies_after, write_fails_at)
             assert await contents(dest, ENTITY) == await contents(source, ENTITY)
 
             before = await contents(source, ENTITY)
@@ -178,14 +167,12 @@ def test_incremental_sync_loses_nothing_across_crashes_and_equal_timestamps(
         async with scratch_databases(mongo_uri, 2) as (source, dest):
             world = World(mongo_uri, source, dest, batch_size)
             await world.apply(first)
-            await world.sync("incremental", dies_after, write_fails_at)
-            await world.sync("incremental")
+            await world.recover("incremental", dies_after, write_fails_at)
             assert await contents(dest, ENTITY) == await contents(source, ENTITY)
 
             await world.apply(second)
             touched = {doc_id for _, doc_id, _, _ in second}
-            await world.sync("incremental", dies_after, write_fails_at)
-            stats = await world.sync("incremental")
+            stats = await world.recover("incremental", dies_after, write_fails_at)
             assert await contents(dest, ENTITY) == await contents(source, ENTITY)
             if dies_after is None and write_fails_at is None:
                 assert stats.read == 0

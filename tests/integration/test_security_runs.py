@@ -31,6 +31,7 @@ from tests.fixtures.executor_world import (
     run_job,
     scratch_databases,
 )
+from tests.fixtures.local_http import serving
 from tests.fixtures.security import SINGER_TAP_ARGV, TEST_TAP
 
 PRODUCTION = {"allowed_networks": (), "control_cluster_databases": ()}
@@ -50,21 +51,14 @@ async def internal_service() -> AsyncIterator[Server]:
     async def anything(request: web.Request) -> web.Response:
         state.hits.append(request.path)
         if request.path == "/hop":
-            raise web.HTTPFound(f"http://127.0.0.2:{port}/secrets")
+            raise web.HTTPFound(state.url.replace("127.0.0.1", "127.0.0.2") + "/secrets")
         return web.json_response([{"id": 1}])
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", anything)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving(app) as url:
+        state.url = url
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_raw_argv_no_admin_saved_never_runs(db: Database, mongo_uri: str, tmp_path: Path) -> None:
@@ -247,14 +241,9 @@ async def service_on_127_0_0_2() -> AsyncIterator[Server]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", anything)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.2", 0).start()
-    state.url = f"http://127.0.0.2:{runner.addresses[0][1]}"
-    try:
+    async with serving(app, "127.0.0.2") as url:
+        state.url = url
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_tap_reaches_the_network_only_through_the_egress_proxy(

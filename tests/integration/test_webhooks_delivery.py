@@ -23,6 +23,7 @@ from syncjobs.shared.store.webhooks import create_webhook
 from syncjobs.worker.notifier import DeliveryPolicy, on_run_finished
 
 from tests.fixtures.fake_clock import FakeClock
+from tests.fixtures.local_http import serving
 from tests.integration.monitoring_helpers import insert_job, insert_runs
 
 NO_WAIT = DeliveryPolicy(attempts=3, first_backoff_seconds=0, timeout_seconds=10)
@@ -61,16 +62,17 @@ async def receiver() -> AsyncIterator[Receiver]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    state.url = f"http://127.0.0.1:{port}/hook"
-    try:
+    async with serving(app) as base:
+        state.url = f"{base}/hook"
         yield state
-    finally:
-        await runner.cleanup()
+
+
+async def _watched_job(db: Database, **webhook: Any) -> Document:
+    """Job `orders` in a workspace of its own, with one webhook (`webhook`: its fields, `url` at least)."""
+    ws = ObjectId()
+    job = await insert_job(db, ws, "orders")
+    await create_webhook(db, ws, WebhookInput.model_validate(webhook), datetime.now(UTC))
+    return job
 
 
 async def _finish(db: Database, settings: Settings, job: Document, status: str, at: datetime) -> list[str]:
@@ -85,11 +87,7 @@ async def test_three_failures_in_a_row_send_one_signed_alert_and_a_success_resol
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
     settings = settings.with_overrides(alerts=AlertThresholds(min_executions=10))  # only the streak alerts
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(
-        db, ws, WebhookInput.model_validate({"url": receiver.url, "secret": SECRET}), datetime.now(UTC)
-    )
+    job = await _watched_job(db, url=receiver.url, secret=SECRET)
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
 
     assert await _finish(db, settings, job, "failed", start) == []
@@ -131,10 +129,10 @@ async def test_three_failures_in_a_row_send_one_signed_alert_and_a_success_resol
 async def test_a_failing_receiver_is_retried_and_each_outcome_recorded(
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url}), datetime.now(UTC))
-    gone = await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url + "/gone"}), datetime.now(UTC))
+    job = await _watched_job(db, url=receiver.url)
+    gone = await create_webhook(
+        db, job["workspaceId"], WebhookInput.model_validate({"url": receiver.url + "/gone"}), datetime.now(UTC)
+    )
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     await insert_runs(db, job, ["failed", "failed"], start)
     receiver.answers = [503, 500]
@@ -155,11 +153,7 @@ async def test_a_failing_receiver_is_retried_and_each_outcome_recorded(
 async def test_a_webhook_receives_only_the_events_it_subscribed_to(
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(
-        db, ws, WebhookInput.model_validate({"url": receiver.url, "events": ["alert.resolved"]}), datetime.now(UTC)
-    )
+    job = await _watched_job(db, url=receiver.url, events=["alert.resolved"])
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     await insert_runs(db, job, ["failed", "failed"], start)
     assert await _finish(db, settings, job, "failed", start + timedelta(minutes=30)) == [
@@ -173,9 +167,7 @@ async def test_a_webhook_receives_only_the_events_it_subscribed_to(
 async def test_concurrent_evaluations_of_one_job_announce_an_alert_once(
     db: Database, settings: Settings, receiver: Receiver
 ) -> None:
-    ws = ObjectId()
-    job = await insert_job(db, ws, "orders")
-    await create_webhook(db, ws, WebhookInput.model_validate({"url": receiver.url}), datetime.now(UTC))
+    job = await _watched_job(db, url=receiver.url)
     start = to_ms(datetime.now(UTC) - timedelta(hours=1))
     run_ids = await insert_runs(db, job, ["failed"] * 3, start)
     now = start + timedelta(minutes=30)

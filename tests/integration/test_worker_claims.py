@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -361,6 +362,22 @@ async def test_a_finished_run_hands_its_jobs_identity_to_the_alert_evaluation_un
         await asyncio.gather(claiming, return_exceptions=True)
 
 
+@asynccontextmanager
+async def claiming_with_the_fake_executor(db: Database, settings: Settings) -> AsyncIterator[ControlClusterCache]:
+    """A claimer (`ME`) that runs the fake executor on the runs it claims, stopped and its runs finished
+    when the block ends; yields the control cluster it hands the executors, to compare their specs with."""
+    control = ControlClusterCache(db.client, settings)
+    spec = replace(ExecutorSpec.from_settings(settings.with_overrides(executor_command=FAKE_EXECUTOR)), control=control)
+    dispatcher = RunDispatcher(db, FakeClock(T0), ME, executor=spec, health=DatabaseHealth())
+    claiming = asyncio.create_task(dispatcher.run())
+    try:
+        yield control
+    finally:
+        dispatcher.stop_claiming()
+        await claiming
+        await dispatcher.finish(grace_seconds=5)
+
+
 async def test_a_claimer_hands_the_executor_its_runs_spec_or_fails_the_run_when_it_cannot_read_it(
     db: Database, settings: Settings, tmp_path: Path
 ) -> None:
@@ -370,11 +387,7 @@ async def test_a_claimer_hands_the_executor_its_runs_spec_or_fails_the_run_when_
     job = await make_job(db, f"spec:{handed}", "0 0 1 1 *", T0)
     orphan = await make_job(db, f"spec:{unread}", "0 0 1 1 *", T0)
     await db.data_sources.delete_one({"_id": orphan["dataSourceId"]})  # the spec cannot be read
-    control = ControlClusterCache(db.client, settings)
-    spec = replace(ExecutorSpec.from_settings(settings.with_overrides(executor_command=FAKE_EXECUTOR)), control=control)
-    dispatcher = RunDispatcher(db, FakeClock(T0), ME, executor=spec, health=DatabaseHealth())
-    claiming = asyncio.create_task(dispatcher.run())
-    try:
+    async with claiming_with_the_fake_executor(db, settings) as control:
         run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
         orphan_run = await job_runs.create_manual_run(db, from_document(SyncJob, orphan), T0)
         for run_id, status in ((run.id, "succeeded"), (orphan_run.id, "failed")):
@@ -391,10 +404,6 @@ async def test_a_claimer_hands_the_executor_its_runs_spec_or_fails_the_run_when_
         failed = await db.job_runs.find_one({"_id": ObjectId(orphan_run.id)})
         assert failed is not None and "the run's spec could not be read" in failed["error"]
         assert not unread.exists()  # no executor was started for it
-    finally:
-        dispatcher.stop_claiming()
-        await claiming
-        await dispatcher.finish(grace_seconds=5)
 
 
 async def test_what_an_executor_prints_of_its_runs_secrets_never_reaches_the_run(
@@ -408,19 +417,11 @@ async def test_what_an_executor_prints_of_its_runs_secrets_never_reaches_the_run
     destination = await destinations.store.create(db, job["workspaceId"], DestinationInput.model_validate(body))
     await db.syncjobs.update_one({"_id": job["_id"]}, {"$set": {"destinationDatabaseId": ObjectId(destination.id)}})
     job["destinationDatabaseId"] = ObjectId(destination.id)
-    control = ControlClusterCache(db.client, settings)
-    spec = replace(ExecutorSpec.from_settings(settings.with_overrides(executor_command=FAKE_EXECUTOR)), control=control)
-    dispatcher = RunDispatcher(db, FakeClock(T0), ME, executor=spec, health=DatabaseHealth())
-    claiming = asyncio.create_task(dispatcher.run())
-    try:
+    async with claiming_with_the_fake_executor(db, settings):
         run = await job_runs.create_manual_run(db, from_document(SyncJob, job), T0)
         failed = await eventually(lambda: db.job_runs.find_one({"_id": ObjectId(run.id), "status": "failed"}))
         assert "could not reach" in failed["error"] and "crashed holding" in failed["stderrTail"]
         assert secret not in failed["error"] and secret not in failed["stderrTail"]
-    finally:
-        dispatcher.stop_claiming()
-        await claiming
-        await dispatcher.finish(grace_seconds=5)
 
 
 @pytest.fixture(scope="module")

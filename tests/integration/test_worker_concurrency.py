@@ -14,7 +14,7 @@ from syncjobs.shared.mongo import Database, Document
 from syncjobs.shared.settings import Settings
 
 from tests.fixtures.eventually import eventually
-from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
+from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness, overlapping_fires
 from tests.fixtures.worker_jobs import file_written, make_job, runs_of
 
 
@@ -26,11 +26,7 @@ async def harness(db: Database, settings: Settings) -> AsyncIterator[Harness]:
 
 async def test_overlap_allow_runs_two_fires_of_one_job_at_once(harness: Harness, db: Database, tmp_path: Path) -> None:
     release = tmp_path / "release"
-    job = await make_job(db, f"wait:{release}", "*/5 * * * * *", T0, overlap="allow")
-    await harness.start()
-    harness.clock.set(T0 + timedelta(seconds=5))
-    await eventually(lambda: harness.run_with(job["_id"], status="running"))
-    harness.clock.set(T0 + timedelta(seconds=10))
+    job = await overlapping_fires(harness, release, overlap="allow")
     both = await eventually(lambda: _runs_if(db, job["_id"], ["running", "running"]))
     assert [run["scheduledFor"] for run in both] == [T0 + timedelta(seconds=5), T0 + timedelta(seconds=10)]
     release.touch()

@@ -63,6 +63,15 @@ async def _fired(db: Database, job: Document, count: int) -> bool:
     return len([run for run in await _fires(db, job) if run["status"] != "missed"]) >= count
 
 
+async def _leading_and_firing(db: Database) -> tuple[Document, Document]:
+    """What each fault below interrupts: a job firing every second, twice so far, under the worker's first
+    term; the job and that term's lease."""
+    job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
+    term = await eventually(lambda: _lease(db))
+    await eventually(lambda: _fired(db, job, 2))
+    return job, term
+
+
 def _no_fire_twice(fires: list[Document]) -> None:
     scheduled = [run["scheduledFor"] for run in fires]
     assert len(scheduled) == len(set(scheduled)), "a fire has two runs"
@@ -72,9 +81,7 @@ def _no_fire_twice(fires: list[Document]) -> None:
 async def test_an_election_shorter_than_the_trusted_window_keeps_the_term(
     db: Database, proxy: TcpProxy, worker: _Worker, code: int
 ) -> None:
-    job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
-    term = await eventually(lambda: _lease(db))
-    await eventually(lambda: _fired(db, job, 2))
+    job, term = await _leading_and_firing(db)
     renewals = len(_renewals(proxy))
     await eventually(lambda: _renewed_since(proxy, renewals))  # the window is whole when the election starts
     with proxy.failing_writes(code):
@@ -93,9 +100,7 @@ async def test_an_election_shorter_than_the_trusted_window_keeps_the_term(
 async def test_a_longer_election_steps_the_leader_down_and_no_write_of_its_term_follows(
     db: Database, proxy: TcpProxy, worker: _Worker, code: int
 ) -> None:
-    job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
-    term = await eventually(lambda: _lease(db))
-    await eventually(lambda: _fired(db, job, 2))
+    job, term = await _leading_and_firing(db)
     old = term["fencingToken"]
     started = asyncio.get_running_loop().time()
     with proxy.failing_writes(code):
@@ -134,9 +139,7 @@ async def test_a_slow_network_keeps_the_term_and_the_fires(db: Database, proxy: 
     """0.15 s each way (a 0.3 s round trip on every call, a link across regions) is slow, not lost: the
     lease renews in time. (At 0.4 s each way a new connection's handshake and a renewal outlast the 3 s
     lease's window: such a link needs a longer SYNCJOBS_LEASE_TTL_SECONDS.)"""
-    job = await make_job(db, "ok", "* * * * * *", datetime.now(UTC))
-    term = await eventually(lambda: _lease(db))
-    await eventually(lambda: _fired(db, job, 2))
+    job, term = await _leading_and_firing(db)
     proxy.latency(0.15)
     written = len(await _fires(db, job))
     await eventually(lambda: _fired(db, job, written + 3))

@@ -17,7 +17,7 @@ from syncjobs.shared.store import job_runs, sync_jobs
 from syncjobs.shared.store.job_runs import Claimant
 
 from tests.fixtures.eventually import eventually
-from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness
+from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, Harness, leadership_harness, overlapping_fires
 from tests.fixtures.worker_jobs import make_job, process_gone, runs_of
 
 
@@ -109,11 +109,7 @@ async def test_overlap_skip_records_a_skipped_fire_while_the_previous_run_goes(
     harness: Harness, db: Database, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    job = await make_job(db, f"wait:{release}", "*/5 * * * * *", T0)
-    await harness.start()
-    harness.clock.set(T0 + timedelta(seconds=5))
-    await eventually(lambda: harness.run_with(job["_id"], status="running"))
-    harness.clock.set(T0 + timedelta(seconds=10))
+    job = await overlapping_fires(harness, release)
     skipped = await eventually(lambda: harness.run_with(job["_id"], status="skipped"))
     assert skipped["scheduledFor"] == T0 + timedelta(seconds=10)
     release.touch()
@@ -125,11 +121,7 @@ async def test_overlap_queue_keeps_one_fire_waiting_and_runs_it_next(
     harness: Harness, db: Database, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    job = await make_job(db, f"wait:{release}", "*/5 * * * * *", T0, overlap="queue")
-    await harness.start()
-    harness.clock.set(T0 + timedelta(seconds=5))
-    await eventually(lambda: harness.run_with(job["_id"], status="running"))
-    harness.clock.set(T0 + timedelta(seconds=10))
+    job = await overlapping_fires(harness, release, overlap="queue")
     await eventually(lambda: harness.run_with(job["_id"], status="pending"))
     harness.clock.set(T0 + timedelta(seconds=15))
     skipped = await eventually(lambda: harness.run_with(job["_id"], status="skipped"))
