@@ -84,8 +84,9 @@ async def probe(jobs: int, concurrency: int) -> None:
             SYNCJOBS_WARM_EXECUTOR="true",
             SYNCJOBS_EXECUTOR_HOST="workspace",
         )
+        own_environment = dict(os.environ)
         os.environ.clear()
-        os.environ.update(env)
+        os.environ.update(env)  # the worker's executors inherit the environment it was started with
         log = CommandLog()
         product_connect = worker_main.connect
         worker_main.connect = lambda uri, **options: product_connect(uri, event_listeners=[log], **options)
@@ -110,6 +111,8 @@ async def probe(jobs: int, concurrency: int) -> None:
             await working
             await close_client(watcher)
             worker_main.connect = product_connect
+            os.environ.clear()
+            os.environ.update(own_environment)
     by_target: Counter[tuple[str, str]] = Counter()
     statements: Counter[tuple[str, str]] = Counter()
     for command in sent:
