@@ -57,7 +57,7 @@ async def syncjobs_pass(db: Database, jobs: list[Document], slots: int, *, job_o
     """A fire of every job, claimed, run and recorded; `job_outcomes=False`: the job keeps no outcome of
     its own (its status would be read from its latest run: a product decision, measured, not made)."""
     now = datetime.now(UTC)
-    index_of = {job["_id"]: i for i, job in enumerate(jobs)}
+    index_of = {job["_id"]: int(job["name"].removeprefix("bench-")) for job in jobs}  # job_docs' job i: source i
     pending: list[Document] = []
     for start in range(0, len(jobs), FIRE_BATCH_JOBS):
         chunk = jobs[start : start + FIRE_BATCH_JOBS]
