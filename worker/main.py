@@ -92,7 +92,7 @@ async def run_worker(settings: Settings, *, clock: Clock | None = None, stop: as
         worker.executor_hosts.close()
         await worker.fork_server.close()
         cold_groups().close()
-        await close_client(client)
+        await close_client(client, reachable=not worker.database_gone and worker.health.available)
         log.info("worker_stopped", worker_id=settings.worker_id)
 
 
