@@ -151,9 +151,9 @@ def shutdown_budget() -> ContextManager[None]:
 async def close_client(client: AsyncMongoClient[Document], *, reachable: bool = True) -> None:
     """Close without waiting on an unreachable database: endSessions gets the shutdown budget only, and
     is not sent at all to a database the caller found gone (`reachable=False`) or that the client knows
-    no server of (its last contact failed): pymongo's server
-    selection rechecks its deadline only once per 0.5 s heartbeat, so a 0.3 s budget still waited 0.5 s
-    of a 2 s stop. The server expires sessions nobody ends by itself (after 30 minutes on mongod)."""
+    no server of (its last contact failed): pymongo's server selection rechecks its deadline only once
+    per 0.5 s heartbeat, so a 0.3 s budget still waited 0.5 s of a 2 s stop. The server expires sessions
+    nobody ends by itself (after 30 minutes on mongod)."""
     topology = client._topology
     known = client.topology_description.has_readable_server(ReadPreference.PRIMARY_PREFERRED)
     if (not reachable or not known) and topology is not None:
