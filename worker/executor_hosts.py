@@ -23,12 +23,19 @@ from syncjobs.shared import executor_protocol as protocol
 from syncjobs.shared.logging import get_logger
 from syncjobs.shared.secret_fields import scrub
 from syncjobs.shared.waits import spawn
-from syncjobs.worker.fork_server import ForkServer, ForkServerLost, RunPipes, WarmProcess, pipe_reader, pipe_writer
+from syncjobs.worker.fork_server import (
+    ForkServer,
+    ForkServerLost,
+    RunPipes,
+    WarmProcess,
+    pipe_reader,
+    pipe_writer,
+    read_tail,
+)
 
 log = get_logger(__name__)
 
 IDLE_SECONDS = 60.0
-STDERR_TAIL_BYTES = 4096  # of a host's own stderr, logged if it dies between runs
 
 
 @dataclass(eq=False)
@@ -37,7 +44,7 @@ class _Host:
     process: WarmProcess
     requests: socket.socket
     drains: list[asyncio.Task[None]] = field(default_factory=list)
-    stderr_tail: bytearray = field(default_factory=bytearray)
+    stderr_tail: bytearray = field(default_factory=bytearray)  # its own, logged if it dies between runs
     secrets: set[str] = field(default_factory=set)  # of the runs it served: its own output must not echo them
     idle_timer: asyncio.TimerHandle | None = None
     usable: bool = True
@@ -148,10 +155,10 @@ class ExecutorHosts:
 
     def idle_pids(self, workspace: str) -> list[int]:
         """The pids of the workspace's idle hosts, the next to serve last."""
-        return [host.process.pid for host in self.idle_hosts(workspace)]
+        return [host.process.pid for host in self._idle.get(workspace, [])]
 
-    def idle_hosts(self, workspace: str) -> list[_Host]:
-        return list(self._idle.get(workspace, []))
+    def is_idle(self, host: _Host) -> bool:
+        return host in self._idle.get(host.workspace, [])
 
     def release(self, host: _Host) -> None:
         """A host whose run ended on its own: idle again, closed after IDLE_SECONDS without a run."""
@@ -196,11 +203,12 @@ class ExecutorHosts:
         host = _Host(workspace, process, requests)
         # Between runs a host writes little (its own errors); its output is read so that it never blocks,
         # and the tail of its stderr kept for a host that dies between runs (a run's output is the run's).
+        stderr_read = spawn(read_tail(process.stderr, host.stderr_tail), f"executor host {process.pid} stderr")
         host.drains = [
             spawn(_drain(process.stdout), f"executor host {process.pid} stdout"),
-            spawn(_drain(process.stderr, host.stderr_tail), f"executor host {process.pid} stderr"),
+            stderr_read,
+            spawn(_reap(self, host, stderr_read), f"executor host {process.pid} exit"),
         ]
-        host.drains.append(spawn(_reap(self, host), f"executor host {process.pid} exit"))
         self._hosts.add(host)
         self.started += 1
         log.debug("executor_host_started", workspace=workspace, pid=process.pid)
@@ -220,24 +228,22 @@ class ExecutorHosts:
         )
 
 
-async def _drain(reader: asyncio.StreamReader, tail: bytearray | None = None) -> None:
-    while chunk := await reader.read(1 << 16):
-        if tail is not None:
-            tail += chunk
-            del tail[:-STDERR_TAIL_BYTES]
+async def _drain(reader: asyncio.StreamReader) -> None:
+    while await reader.read(1 << 16):
+        pass
 
 
-async def _reap(hosts: ExecutorHosts, host: _Host) -> None:
+async def _reap(hosts: ExecutorHosts, host: _Host, stderr_read: asyncio.Task[None]) -> None:
     """A host that ended (retired, idle, killed, crashed) is never handed a run again. One that died while
     idle, unasked, is logged with the tail of its stderr: no run's outcome tells of it."""
     code = None
     with contextlib.suppress(ForkServerLost):
         code = await host.process.wait()
-    died_idle = host.usable and host in hosts.idle_hosts(host.workspace)
+    died_idle = host.usable and hosts.is_idle(host)
     hosts.discard(host)
     if died_idle and code != 0:
         with contextlib.suppress(TimeoutError):  # its stderr ends with it (unless a child still holds it)
-            await asyncio.wait_for(asyncio.shield(host.drains[1]), 1.0)
+            await asyncio.wait_for(asyncio.shield(stderr_read), 1.0)
         tail = scrubbed_tail(host.stderr_tail, host.secrets)
         log.warning("executor_host_died", workspace=host.workspace, pid=host.process.pid, code=code, stderr=tail)
 

@@ -45,14 +45,12 @@ from syncjobs.shared.settings import Settings
 from syncjobs.shared.waits import spawn, wait_any
 from syncjobs.worker.executor_hosts import ExecutorHosts, HostedRun
 from syncjobs.worker.fairness import share_slots
-from syncjobs.worker.fork_server import ForkServer, ForkServerLost
+from syncjobs.worker.fork_server import READ_CHUNK_BYTES, ForkServer, ForkServerLost, read_tail
 from syncjobs.worker.group_keeper import cold_groups
 
 log = get_logger(__name__)
 
-STDERR_TAIL_BYTES = 4096
 KILL_GRACE_SECONDS = 3.0
-READ_CHUNK_BYTES = 65536
 
 
 class ExecutorProcess(Protocol):
@@ -197,7 +195,7 @@ async def run_executor(
     process, kind = await _start(argv, env, fork_server, channel is not None, hosted, workspace, secrets)
     output = _Output()
     readers = asyncio.gather(
-        _read_events(process.stdout, output, process.stdin, channel), _read_tail(process.stderr, output)
+        _read_events(process.stdout, output, process.stdin, channel), read_tail(process.stderr, output.stderr)
     )
     first_event = spawn(_observe_first_event(output, started, kind), f"executor {process.pid} first event")
     exited = spawn(process.wait(), f"executor {process.pid} exit")
@@ -415,13 +413,6 @@ def _parse_event(line: bytes, output: _Output) -> dict[str, Any] | None:
     if event.get("event") == "result":
         output.result = event
     return event
-
-
-async def _read_tail(stream: asyncio.StreamReader | None, output: _Output) -> None:
-    assert stream is not None
-    while chunk := await stream.read(READ_CHUNK_BYTES):
-        output.stderr += chunk[-STDERR_TAIL_BYTES:]
-        del output.stderr[:-STDERR_TAIL_BYTES]
 
 
 def _last_line(text: str) -> str | None:

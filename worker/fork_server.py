@@ -29,6 +29,8 @@ log = get_logger(__name__)
 SERVER_MODULE = "syncjobs.executor.fork_server"
 START_ATTEMPTS = 3
 READY_TIMEOUT_SECONDS = 60.0
+STDERR_TAIL_BYTES = 4096  # of an executor's stderr: a run's, or a host's own between runs
+READ_CHUNK_BYTES = 65536
 
 _lifeline: int | None = None
 
@@ -51,6 +53,14 @@ async def pipe_reader(fd: int, limit: int) -> asyncio.StreamReader:
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
     return reader
+
+
+async def read_tail(stream: asyncio.StreamReader | None, tail: bytearray) -> None:
+    """Read `stream` to its end (so its writer never blocks), keeping its last STDERR_TAIL_BYTES in `tail`."""
+    assert stream is not None
+    while chunk := await stream.read(READ_CHUNK_BYTES):
+        tail += chunk[-STDERR_TAIL_BYTES:]
+        del tail[:-STDERR_TAIL_BYTES]
 
 
 async def pipe_writer(fd: int) -> asyncio.StreamWriter:

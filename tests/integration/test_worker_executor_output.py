@@ -12,12 +12,8 @@ from datetime import timedelta
 import pytest
 from syncjobs.shared.mongo import Database
 from syncjobs.shared.settings import Settings
-from syncjobs.worker.executor_process import (
-    MAX_EVENT_LINE_BYTES,
-    STDERR_TAIL_BYTES,
-    ExecutionOutcome,
-    run_executor,
-)
+from syncjobs.worker.executor_process import MAX_EVENT_LINE_BYTES, ExecutionOutcome, run_executor
+from syncjobs.worker.fork_server import STDERR_TAIL_BYTES
 
 from tests.fixtures.eventually import eventually
 from tests.fixtures.worker_harness import ONCE_AT_T0_PLUS_5S, T0, leadership_harness
