@@ -29,8 +29,6 @@ from bench.worker_support import DATABASE, client, job_docs, next_whole_second, 
 from tests.fixtures.command_log import CommandLog, SentCommand
 from tests.fixtures.eventually import eventually
 
-CRUD_READS = {"find", "getMore", "aggregate", "count", "distinct"}
-
 
 def _opcounters(uri: str) -> Counter[str]:
     with client(uri) as mongo:
@@ -44,7 +42,7 @@ def _as_opcounters(commands: list[SentCommand]) -> Counter[str]:
     counted: Counter[str] = Counter()
     for sent in commands:
         if sent.name == "insert":
-            counted["insert"] += len(sent.command.get("documents", []))
+            counted["insert"] += sent.statements
         elif sent.name in ("update", "delete"):
             counted[sent.name] += 1
         elif sent.name in ("find", "aggregate", "count", "distinct"):
@@ -58,11 +56,6 @@ def _as_opcounters(commands: list[SentCommand]) -> Counter[str]:
 
 async def _all_ended(runs: Collection, ended: Document, jobs: int) -> bool:
     return bool(await runs.count_documents(ended) >= jobs)
-
-
-def _statements(sent_command: SentCommand) -> int:
-    carried = {"insert": "documents", "update": "updates", "delete": "deletes"}.get(sent_command.name)
-    return len(sent_command.command.get(carried, [])) if carried else 1
 
 
 async def probe(jobs: int, concurrency: int) -> None:
@@ -118,7 +111,7 @@ async def probe(jobs: int, concurrency: int) -> None:
     for command in sent:
         target = command.target if isinstance(command.target, str) else "-"
         by_target[(command.name, target)] += 1
-        statements[(command.name, target)] += _statements(command)
+        statements[(command.name, target)] += command.statements
     print(f"{jobs} jobs, {concurrency} slots, hosted executors: {dict(statuses)} in {drained:.1f} s")
     print("\nthe worker's commands per run (from 1 s before the due time to the last run's end):\n")
     print("| command | collection | commands per run | statements / documents per run |")

@@ -27,7 +27,6 @@ import asyncio
 import pickle
 import statistics
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from bson import Binary, ObjectId
@@ -38,8 +37,8 @@ from syncjobs.shared.store.job_runs import FinishedRun
 from syncjobs.shared.store.sync_jobs import JobOutcome, NextRun
 from syncjobs.worker.leadership import FIRE_BATCH_JOBS
 
-from bench.run_index_costs import CLAIMANT, fire, idle_rate
-from bench.server_costs import load, server_cpu_seconds
+from bench.run_index_costs import CLAIMANT, cpu_per, fire, idle_rate
+from bench.server_costs import load
 from bench.worker_support import job_docs, server
 
 TOKEN = 1  # the leader's fencing token
@@ -90,14 +89,6 @@ async def apscheduler_pass(db: Database, jobs: list[Document], threads: int) -> 
         await asyncio.gather(*(copy_one(db, i) for i in indexes))
 
 
-async def timed(pid: int, runs: int, one_pass: Callable[[], Awaitable[None]]) -> float:
-    """Server CPU-s per run of `one_pass`, the server's idle rate taken off."""
-    idle = await idle_rate(pid)
-    before, started = server_cpu_seconds(pid), time.monotonic()
-    await one_pass()
-    return (server_cpu_seconds(pid) - before - idle * (time.monotonic() - started)) / runs
-
-
 async def raw_insert_rate(db: Database, count: int = 500) -> float:
     started = time.monotonic()
     for i in range(count):
@@ -123,9 +114,10 @@ async def one_round(jobs_count: int, slots: int) -> tuple[float, float, float, f
             )
             await apscheduler_pass(db, jobs, 10)  # untimed: every destination exists from here on
             await syncjobs_pass(db, jobs, slots)
-            ours = await timed(pid, jobs_count, lambda: syncjobs_pass(db, jobs, slots))
-            bare = await timed(pid, jobs_count, lambda: syncjobs_pass(db, jobs, slots, job_outcomes=False))
-            theirs = await timed(pid, jobs_count, lambda: apscheduler_pass(db, jobs, 10))
+            idle = await idle_rate(pid)
+            ours = await cpu_per(pid, jobs_count, lambda: syncjobs_pass(db, jobs, slots), idle)
+            bare = await cpu_per(pid, jobs_count, lambda: syncjobs_pass(db, jobs, slots, job_outcomes=False), idle)
+            theirs = await cpu_per(pid, jobs_count, lambda: apscheduler_pass(db, jobs, 10), idle)
             return ours, bare, theirs, await raw_insert_rate(db)
         finally:
             await close_client(client)

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
@@ -82,6 +83,18 @@ async def idle_rate(pid: int, seconds: float = 1.0) -> float:
     return (server_cpu_seconds(pid) - before) / seconds
 
 
+async def cpu_per(pid: int, count: int, operations: Callable[[], Awaitable[None]], idle: float) -> float:
+    """Server CPU-s per one of the `count` operations `operations()` makes, the server's idle rate taken off."""
+    before, started = server_cpu_seconds(pid), time.monotonic()
+    await operations()
+    return (server_cpu_seconds(pid) - before - idle * (time.monotonic() - started)) / count
+
+
+async def pings(db: Database, count: int) -> None:
+    for _ in range(count):
+        await db.command("ping")
+
+
 async def one_pass(indexes: list[IndexModel], runs: int, stored: int) -> tuple[float, float]:
     """(server CPU-s per run's life, per ping) on a fresh server."""
     with server() as db_server:
@@ -94,13 +107,8 @@ async def one_pass(indexes: list[IndexModel], runs: int, stored: int) -> tuple[f
             await history(db, jobs, stored)
             await lives(db, jobs, stored, 20)  # warm: first touches of the tables
             idle = await idle_rate(pid)
-            before, started = server_cpu_seconds(pid), time.monotonic()
-            await lives(db, jobs, stored + 20, runs)
-            per_run = (server_cpu_seconds(pid) - before - idle * (time.monotonic() - started)) / runs
-            before, started = server_cpu_seconds(pid), time.monotonic()
-            for _ in range(PINGS):
-                await db.command("ping")
-            per_ping = (server_cpu_seconds(pid) - before - idle * (time.monotonic() - started)) / PINGS
+            per_run = await cpu_per(pid, runs, lambda: lives(db, jobs, stored + 20, runs), idle)
+            per_ping = await cpu_per(pid, PINGS, lambda: pings(db, PINGS), idle)
             return per_run, per_ping
         finally:
             await close_client(client)

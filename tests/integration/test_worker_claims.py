@@ -260,17 +260,16 @@ class _Writes:
     documents: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
-_STATEMENTS_IN = {"insert": "documents", "update": "updates", "delete": "deletes", "findAndModify": None}
+_WRITES = {"insert", "update", "delete", "findAndModify"}
 
 
 def _writes(log: CommandLog) -> _Writes:
     counted = _Writes()
     for sent in log.sent:
-        if sent.name in _STATEMENTS_IN:
+        if sent.name in _WRITES:
             on = (sent.name, sent.target)
             counted.commands[on] += 1
-            carried = _STATEMENTS_IN[sent.name]
-            counted.statements[on] += len(sent.command[carried]) if carried else 1
+            counted.statements[on] += sent.statements
             if sent.reply is not None:
                 inserted_or_deleted: int = sent.reply.get("n", 0)
                 counted.documents[on] += int(sent.reply.get("nModified", inserted_or_deleted))
